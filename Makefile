@@ -1,0 +1,54 @@
+# The two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Everything else is a building block of those two.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench up down status install system-deps lint fmt clean
+
+demo: install system-deps
+	$(BIN)/engage demo
+
+test: install system-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install system-deps
+	$(BIN)/engage bench ingest
+
+up: install system-deps
+	$(BIN)/engage infra up
+
+down: install
+	$(BIN)/engage infra down
+
+status: install
+	$(BIN)/engage infra status
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+system-deps:
+	@./deploy/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: down
+	rm -rf .run

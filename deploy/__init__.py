@@ -1,0 +1,1 @@
+"""Local infrastructure: Kafka (KRaft) and ClickHouse on loopback, started and stopped by PID."""

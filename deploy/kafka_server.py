@@ -1,0 +1,156 @@
+"""A single-node Apache Kafka broker in KRaft mode, from Maven Central jars, on loopback.
+
+The jars are resolved once by Maven (``deploy/kafka/pom.xml``) into the cache directory; the broker is
+formatted on first start and then started with the machine's Java 17. No download site and no Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.process import ServiceError, Started, ensure_ports_free, port_open, read_pid, spawn, stop_pid_file, wait_ready
+
+POM = Path(__file__).with_name("kafka") / "pom.xml"
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    workdir: Path
+    cache_dir: Path
+    version: str = "4.0.0"
+    host: str = "127.0.0.1"
+    port: int = 19092
+    controller_port: int = 19093
+    heap: str = "1g"
+    default_partitions: int = 4
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def libs(self) -> Path:
+        return self.cache_dir / f"kafka-{self.version}" / "libs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "pid"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "kafka.out"
+
+
+def ensure_jars(cfg: KafkaConfig) -> Path:
+    """Resolve the broker's jars through Maven into the cache (once); return the libs directory."""
+    done = cfg.libs / ".complete"
+    if done.exists():
+        return cfg.libs
+    if shutil.which("mvn") is None:
+        raise ServiceError("Maven ('mvn') is needed to fetch the Kafka jars; install it (apt-get install maven)")
+    if shutil.which("java") is None:
+        raise ServiceError("Java 17 ('java') is needed to run Kafka; install it (apt-get install openjdk-17-jre)")
+    cfg.libs.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={cfg.version}",
+        "dependency:copy-dependencies", f"-DoutputDirectory={cfg.libs}", "-DincludeScope=runtime",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ServiceError(f"Maven could not resolve Kafka {cfg.version}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    done.write_text(cfg.version)
+    return cfg.libs
+
+
+def _server_properties(cfg: KafkaConfig) -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{cfg.host}:{cfg.controller_port}",
+            f"listeners=PLAINTEXT://{cfg.host}:{cfg.port},CONTROLLER://{cfg.host}:{cfg.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{cfg.host}:{cfg.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={cfg.workdir / 'data'}",
+            f"num.partitions={cfg.default_partitions}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "num.network.threads=2",
+            "num.io.threads=4",
+            "log.segment.bytes=268435456",
+            "message.max.bytes=4194304",
+            "",
+        ]
+    )
+
+
+def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
+    return [
+        "java", f"-Xmx{cfg.heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        "-cp", f"{cfg.libs}/*", main, *args,
+    ]
+
+
+def _broker_ready(cfg: KafkaConfig) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    if not port_open(cfg.host, cfg.port):
+        return False
+    try:
+        admin = AdminClient({"bootstrap.servers": cfg.bootstrap, "socket.timeout.ms": 1000, "log_level": 0})
+        meta = admin.list_topics(timeout=1.0)
+        return bool(meta.brokers)
+    except Exception:
+        return False
+
+
+def start(cfg: KafkaConfig, timeout: float = 90.0) -> Started:
+    """Start the broker unless our recorded one is already running; format storage on first start."""
+    existing = read_pid(cfg.pid_file)
+    if existing is not None:
+        return Started("kafka", existing, wait_ready("kafka", existing, lambda: _broker_ready(cfg), timeout, cfg.log), True)
+    ensure_jars(cfg)
+    ensure_ports_free("kafka", cfg.host, (cfg.port, cfg.controller_port))
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    props = cfg.workdir / "server.properties"
+    props.write_text(_server_properties(cfg))
+    if not (cfg.workdir / "data" / "meta.properties").exists():
+        cluster_id = uuid.uuid4().bytes
+        import base64
+
+        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        fmt = subprocess.run(
+            _java(cfg, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)),
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise ServiceError(f"formatting Kafka storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+    env = {"KAFKA_HEAP_OPTS": "", "JAVA_TOOL_OPTIONS": os.environ.get("JAVA_TOOL_OPTIONS", "")}
+    pid = spawn("kafka", _java(cfg, "kafka.Kafka", str(props)), cfg.workdir, env)
+    seconds = wait_ready("kafka", pid, lambda: _broker_ready(cfg), timeout, cfg.log)
+    return Started("kafka", pid, seconds, False)
+
+
+def stop(cfg: KafkaConfig) -> bool:
+    return stop_pid_file(cfg.pid_file, grace=30.0)
+
+
+def status(cfg: KafkaConfig) -> str:
+    pid = read_pid(cfg.pid_file)
+    if pid is None:
+        return "stopped"
+    return f"running (pid {pid}, {cfg.bootstrap})" if _broker_ready(cfg) else f"starting or unhealthy (pid {pid})"

@@ -1,0 +1,128 @@
+"""Start, find and stop a local server process by the PID file it leaves in its own directory.
+
+Shared by the Kafka and ClickHouse launchers, so `make up`, `make down`, the demo and the test fixtures
+all manage services the same way: only processes we started (recorded PID) are ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be installed, started or reached; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+    pid: int
+    seconds_to_ready: float
+    already_running: bool
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists": reap it if we can.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
+def ensure_ports_free(name: str, host: str, ports: Sequence[int]) -> None:
+    """Refuse to start over a port someone else holds: we would report *their* server as ours."""
+    busy = [p for p in ports if port_open(host, p)]
+    if busy:
+        raise ServiceError(
+            f"cannot start {name}: port(s) {busy} on {host} are in use by another process "
+            "(stop it, or choose other ports with ENGAGE_* settings)"
+        )
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for tests that must not clash with anything running)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``argv`` detached in its own session, output to ``workdir/<name>.out``; record its PID."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = (workdir / f"{name}.out").open("ab")
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=workdir,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    (workdir / "pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def wait_ready(name: str, pid: int, probe: Callable[[], bool], timeout: float, log: Path) -> float:
+    """Poll ``probe`` until it answers True; fail early and show the log tail if the process died."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if not pid_alive(pid):
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            raise ServiceError(f"{name} exited during start-up; last log lines:\n{tail}")
+        if probe():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise ServiceError(f"{name} was not ready after {timeout:.0f} s (see {log})")
+
+
+def stop_pid_file(pid_file: Path, grace: float = 20.0) -> bool:
+    """SIGTERM the recorded process group, SIGKILL after ``grace`` seconds. True if something was stopped."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while pid_alive(pid):
+            time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,70 @@
+"""API keys and what each role may do. Keys are kept only as SHA-256 hashes, looked up by digest.
+
+Roles: ``write`` keys (shipped inside web/mobile apps, so treat them as public) may only track events;
+``server`` keys may also read engagement data and act; ``admin`` keys may do everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    write = "write"
+    server = "server"
+    admin = "admin"
+
+
+GRANTS: dict[Role, frozenset[str]] = {
+    Role.write: frozenset({"track"}),
+    Role.server: frozenset({"track", "read", "act"}),
+    Role.admin: frozenset({"track", "read", "act", "admin"}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    app_id: str
+    role: Role
+
+    def may(self, action: str) -> bool:
+        return action in GRANTS[self.role]
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore:
+    """Look up who a presented key belongs to; unknown keys get ``None``."""
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, Principal] = {}
+
+    def add(self, app_id: str, key: str, role: Role) -> None:
+        if len(key) < 8:
+            raise ValueError(f"key for {app_id!r} is too short (at least 8 characters)")
+        self._by_hash[hash_key(key)] = Principal(app_id, role)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[str], role: Role) -> KeyStore:
+        """Build from "app_id:key" strings (the settings' format)."""
+        store = cls()
+        store.extend(pairs, role)
+        return store
+
+    def extend(self, pairs: Iterable[str], role: Role) -> None:
+        for pair in pairs:
+            app_id, sep, key = pair.partition(":")
+            if not sep or not app_id or not key:
+                raise ValueError("keys are configured as 'app_id:key' (got an entry without ':')")
+            self.add(app_id, key, role)
+
+    def lookup(self, presented: str | None) -> Principal | None:
+        if not presented:
+            return None
+        # Lookup by digest: timing differences can at most reveal a hash prefix, never the key.
+        return self._by_hash.get(hash_key(presented))

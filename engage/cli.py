@@ -1,0 +1,151 @@
+"""The ``engage`` command line. Each command is thin: it reads settings and calls the module that does the work."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from engage.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
+infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
+schemas_app = typer.Typer(no_args_is_help=True, help="Event contracts.")
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics from the catalogue.")
+db_app = typer.Typer(no_args_is_help=True, help="ClickHouse schema.")
+sink_app = typer.Typer(no_args_is_help=True, help="Run a sink (Kafka topic into ClickHouse).")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
+app.add_typer(infra_app, name="infra")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+app.add_typer(sink_app, name="sink")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+
+
+@infra_app.command("up")
+def infra_up() -> None:
+    """Start ClickHouse and Kafka (idempotent) and say how long each took to be ready."""
+    from deploy.infra import Infra
+
+    settings = get_settings()
+    for started in Infra.from_settings(settings).up():
+        state = "already running" if started.already_running else "started"
+        console.print(f"{started.name:<11} {state} (pid {started.pid}), ready in {started.seconds_to_ready:.2f} s")
+    from schemas.topics import catalogue
+    from streams.admin import ensure_topics
+
+    created = ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
+    if created:
+        console.print(f"topics      created: {', '.join(created)}")
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop the servers this project started (by their recorded PIDs)."""
+    from deploy.infra import Infra
+
+    for name, stopped in Infra.from_settings(get_settings()).down().items():
+        console.print(f"{name:<11} {'stopped' if stopped else 'was not running'}")
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    from deploy.infra import Infra
+
+    for name, state in Infra.from_settings(get_settings()).status().items():
+        console.print(f"{name:<11} {state}")
+
+
+@schemas_app.command("export")
+def schemas_export(out: Annotated[Path, typer.Option(help="Directory for the .schema.json files")] = Path("build/schemas")) -> None:
+    """Write JSON Schema for every contract, for client SDK authors."""
+    from schemas.export import export
+
+    for path in export(out):
+        console.print(f"wrote {path}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every catalogue topic that does not exist yet."""
+    from schemas.topics import catalogue
+    from streams.admin import ensure_topics
+
+    s = get_settings()
+    created = ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Create the database and tables if missing (idempotent)."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.tables import TABLES, create_all
+
+    s = get_settings()
+    create_all(connect(s), s.clickhouse_database)
+    console.print(f"{s.clickhouse_database}: {', '.join(t.name for t in TABLES)} present")
+
+
+@app.command("collector")
+def collector(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,
+) -> None:
+    """Serve the HTTP collector."""
+    import uvicorn
+
+    from streams.collector.app import create_app
+
+    s = get_settings()
+    uvicorn.run(
+        create_app(s),
+        host=host or s.collector_host,
+        port=port or s.collector_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@sink_app.command("events")
+def sink_events(
+    idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,
+) -> None:
+    """Persist the events topic into ClickHouse ``behavior_events``."""
+    from sinks.runner import SinkRunner
+    from sinks.behavior_events import BehaviorEventsSink
+    from schemas.topics import catalogue
+    from streams.producer import EventProducer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = get_settings()
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    dead = EventProducer(s.kafka_bootstrap, topics, source="sink")
+    runner = SinkRunner(
+        BehaviorEventsSink(s),
+        bootstrap=s.kafka_bootstrap,
+        topic=topics.events.name,
+        dead_letters=dead,
+        batch_rows=s.sink_batch_rows,
+        batch_seconds=s.sink_batch_seconds,
+    )
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        stats = runner.run(idle_exit_seconds=idle_exit)
+    except KeyboardInterrupt:
+        runner.stop()
+        stats = runner.stats
+    dead.close()
+    console.print(f"rows written: {stats.rows_written:,} in {stats.writes} inserts; dead letters: {stats.dead_letters}")
+
+
+def main() -> None:
+    app()

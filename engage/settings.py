@@ -1,0 +1,64 @@
+"""One typed settings object for the whole engine, read from ``ENGAGE_*`` environment variables.
+
+Every process (collector, workers, sinks, CLI, tests) builds its configuration from here, so a port or a
+topic prefix is changed in one place. Defaults are for a single machine on loopback.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_", extra="ignore")
+
+    # --- local infrastructure (deploy/) -------------------------------------------------------------
+    run_dir: Path = Field(PROJECT_ROOT / ".run", description="Runtime data: Kafka log dirs, ClickHouse data, pids")
+    cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Downloaded artefacts (Kafka jars)")
+    kafka_version: str = "4.0.0"
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "1g"
+    clickhouse_host: str = "127.0.0.1"
+    clickhouse_port: int = 19000
+    clickhouse_http_port: int = 18123
+    clickhouse_database: str = "engage"
+
+    # --- topics --------------------------------------------------------------------------------------
+    topic_prefix: str = "engage"
+    event_partitions: int = 4
+
+    # --- HTTP collector ------------------------------------------------------------------------------
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 18080
+    collector_max_body_bytes: int = 1_048_576
+    collector_max_batch_events: int = 500
+    collector_max_future_skew_seconds: int = 300
+    collector_max_event_age_days: int = 400
+    collector_cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # "app_id:key" pairs. Keys are hashed at load time and never kept or logged in plain text.
+    write_keys: list[str] = Field(default_factory=lambda: ["demo-web:wk_demo_web", "demo-mobile:wk_demo_mobile"])
+    server_keys: list[str] = Field(default_factory=lambda: ["demo-backend:sk_demo_backend"])
+    admin_keys: list[str] = Field(default_factory=lambda: ["demo-admin:ak_demo_admin"])
+
+    # --- sinks ---------------------------------------------------------------------------------------
+    sink_batch_rows: int = 50_000
+    sink_batch_seconds: float = 1.0
+    sink_max_buffered_rows: int = 200_000
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` and pass them explicitly)."""
+    return Settings()

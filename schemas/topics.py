@@ -1,0 +1,57 @@
+"""The Kafka topic catalogue: every topic the engine reads or writes, in one place.
+
+Names carry a version suffix so an incompatible contract change gets a new topic instead of breaking
+consumers. Partition counts for per-user topics come from settings (they bound how many workers can share
+the load); keys are user ids so one student's messages stay ordered in one partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    cleanup_policy: str = "delete"  # or "compact"
+    retention_ms: int = 7 * DAY_MS  # -1 = keep forever
+    key: str = "user_id"
+    contract: str = ""  # the schemas model a message value conforms to
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        cfg = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        cfg.update(self.extra_config)
+        return cfg
+
+
+@dataclass(frozen=True)
+class TopicCatalogue:
+    events: TopicSpec
+    dead_letters: TopicSpec
+
+    def all(self) -> list[TopicSpec]:
+        return [self.events, self.dead_letters]
+
+
+def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
+    return TopicCatalogue(
+        events=TopicSpec(
+            f"{prefix}.events.v1",
+            partitions,
+            retention_ms=7 * DAY_MS,
+            contract="schemas.messages.EventBatch",
+            extra_config={"max.message.bytes": "4194304"},
+        ),
+        dead_letters=TopicSpec(
+            f"{prefix}.dead-letters.v1",
+            1,
+            retention_ms=30 * DAY_MS,
+            key="source",
+            contract="schemas.messages.DeadLetter",
+            extra_config={"max.message.bytes": "4194304"},
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Sinks: Kafka topics persisted to ClickHouse, all following the ``BatchingSink`` contract in ``sinks.base``."""

@@ -1,0 +1,1 @@
+"""ClickHouse access: connections, table definitions derived from ``schemas``, columnar inserts."""

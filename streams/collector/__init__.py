@@ -1,0 +1,1 @@
+"""The HTTP collector: web and mobile clients POST batches of events here."""

@@ -1,0 +1,234 @@
+"""The HTTP collector for web and mobile clients (Starlette on uvicorn).
+
+POST /v1/events with a write key: a batch of events (JSON, optionally gzip), each validated on its own.
+Accepted events are grouped per user and published as ``EventBatch`` messages; refused ones go to the
+dead-letter topic with the reason and their raw JSON. The answer is sent only after Kafka acknowledged
+both, so a 200 means stored; on 503 the client retries the whole batch (event ids make that safe).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engage.auth import KeyStore, Principal, Role
+from engage.settings import Settings
+from schemas.messages import DeadLetter
+from schemas.topics import catalogue
+from streams.admin import ensure_topics
+from streams.collector.openapi import openapi_document
+from streams.collector.validation import BatchShapeError, Limits, extract_events, judge
+from streams.producer import DeliveryFailed, EventProducer
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("engage_collector_requests_total", "Collector requests by outcome", ["outcome"])
+EVENTS = Counter("engage_collector_events_total", "Events received by the collector, by outcome", ["outcome"])
+LATENCY = Histogram(
+    "engage_collector_request_seconds",
+    "Collector request latency (until Kafka acknowledged)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _problem(status: int, error: str, detail: str) -> Response:
+    REQUESTS.labels(error).inc()
+    return _json(status, {"error": error, "detail": detail})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed if gzip, refusing more than ``limit`` bytes either way."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise ValueError(f"body is not valid gzip: {exc}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise _TooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    elif encoding not in ("identity", ""):
+        raise ValueError(f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
+    return body
+
+
+class Collector:
+    """The collector's state: keys, limits and the Kafka producer."""
+
+    def __init__(self, settings: Settings, producer: EventProducer | None = None) -> None:
+        self.settings = settings
+        self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
+        self.keys = KeyStore.from_pairs(settings.write_keys, Role.write)
+        self.keys.extend(settings.server_keys, Role.server)
+        self.keys.extend(settings.admin_keys, Role.admin)
+        self.limits = Limits(
+            max_events=settings.collector_max_batch_events,
+            max_future_skew=timedelta(seconds=settings.collector_max_future_skew_seconds),
+            max_age=timedelta(days=settings.collector_max_event_age_days),
+        )
+        self.producer = producer
+        self.ready = False
+
+    def start(self) -> None:
+        ensure_topics(self.settings.kafka_bootstrap, self.topics.all())
+        if self.producer is None:
+            self.producer = EventProducer(self.settings.kafka_bootstrap, self.topics, source="collector", linger_ms=2)
+        self.ready = True
+
+    def stop(self) -> None:
+        self.ready = False
+        if self.producer is not None:
+            self.producer.close(10.0)
+
+    def authenticate(self, request: Request) -> Principal | None:
+        auth = request.headers.get("authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-write-key")
+        return self.keys.lookup(key)
+
+    async def track(self, request: Request) -> Response:
+        with LATENCY.time():
+            return await self._track(request)
+
+    async def _track(self, request: Request) -> Response:
+        principal = self.authenticate(request)
+        if principal is None:
+            return _problem(401, "unauthorized", "a valid write key is required (Authorization: Bearer <key>)")
+        if not principal.may("track"):
+            return _problem(403, "forbidden", "this key may not track events")
+        received_at = datetime.now(UTC)
+        try:
+            raw = await _read_body(request, self.settings.collector_max_body_bytes)
+        except _TooLarge as exc:
+            return _problem(413, "payload_too_large", str(exc))
+        except ValueError as exc:
+            return _problem(400, "bad_request", str(exc))
+        try:
+            events = extract_events(orjson.loads(raw), self.limits)
+        except orjson.JSONDecodeError as exc:
+            detail = f"body is not valid JSON: {exc}"
+            await self._dead_letter_body(raw, detail, principal.app_id, received_at)
+            return _problem(400, "bad_request", detail)
+        except BatchShapeError as exc:
+            await self._dead_letter_body(raw, str(exc), principal.app_id, received_at)
+            return _problem(400, "bad_request", str(exc))
+        verdict = judge(events, received_at, principal.app_id, self.limits)
+        assert self.producer is not None
+        try:
+            await self.producer.send_async(verdict.accepted, verdict.dead_letters)
+        except DeliveryFailed as exc:
+            log.error("Kafka did not acknowledge a batch: %s", exc)
+            return _problem(503, "unavailable", "events could not be stored right now; retry the whole batch")
+        EVENTS.labels("accepted").inc(len(verdict.accepted))
+        EVENTS.labels("rejected").inc(len(verdict.rejected))
+        EVENTS.labels("duplicate").inc(len(verdict.duplicates))
+        REQUESTS.labels("ok").inc()
+        return _json(
+            200,
+            {
+                "accepted": [e.event_id for e in verdict.accepted],
+                "duplicates": verdict.duplicates,
+                "rejected": [r.as_json() for r in verdict.rejected],
+            },
+        )
+
+    async def _dead_letter_body(self, raw: bytes, reason: str, app_id: str, received_at: datetime) -> None:
+        assert self.producer is not None
+        letter = DeadLetter(
+            dead_letter_id=str(uuid.uuid4()),
+            received_at=received_at,
+            source="collector",
+            app_id=app_id,
+            reason=reason,
+            raw=raw.decode("utf-8", errors="replace"),
+        )
+        try:
+            await self.producer.send_async([], [letter])
+        except DeliveryFailed as exc:
+            log.error("dead letter not stored: %s", exc)
+
+
+def create_app(settings: Settings, producer: EventProducer | None = None) -> Starlette:
+    collector = Collector(settings, producer)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        collector.start()
+        try:
+            yield
+        finally:
+            collector.stop()
+
+    async def healthz(request: Request) -> Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if collector.ready:
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": "starting"})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(settings))
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/v1/events", collector.track, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/openapi.json", openapi),
+            Route("/metrics", metrics),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.collector_cors_origins,
+                allow_methods=["POST", "GET", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "Content-Encoding", "X-Write-Key"],
+                max_age=86400,
+            )
+        ],
+        lifespan=lifespan,
+    )
+    app.state.collector = collector
+    return app
+
+
+def gzip_body(payload: Any) -> bytes:
+    """Helper for clients and tests: a gzip-compressed JSON body."""
+    return gzip.compress(orjson.dumps(payload))

@@ -1,0 +1,111 @@
+"""The collector's OpenAPI 3.1 document, built from the same pydantic contracts it validates against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engage.settings import Settings
+from schemas.export import event_json_schema
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    event = event_json_schema()
+    defs = event.pop("$defs", {})
+    components = {name: schema for name, schema in defs.items()}
+    components["BehaviorEvent"] = event
+    refs = {"$ref": "#/components/schemas/BehaviorEvent"}
+    problem = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+        "required": ["error", "detail"],
+    }
+    field_error = {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}
+    outcome = {
+        "type": "object",
+        "properties": {
+            "accepted": {"type": "array", "items": {"type": "string"}, "description": "event ids stored"},
+            "duplicates": {"type": "array", "items": {"type": "string"}, "description": "repeated ids in this batch"},
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "event_id": {"type": ["string", "null"]},
+                        "reason": {"type": "string"},
+                        "errors": {"type": "array", "items": field_error},
+                    },
+                },
+            },
+        },
+    }
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "engage collector",
+            "version": "1",
+            "description": "Track student behaviour events from web and mobile apps.",
+        },
+        "servers": [{"url": f"http://{settings.collector_host}:{settings.collector_port}"}],
+        "components": {
+            "schemas": {**components, "Problem": problem, "TrackOutcome": outcome},
+            "securitySchemes": {"writeKey": {"type": "http", "scheme": "bearer", "description": "per-app write key"}},
+        },
+        "paths": {
+            "/v1/events": {
+                "post": {
+                    "summary": "Track a batch of events",
+                    "description": (
+                        "Each event is validated on its own; refused events are listed with a reason and kept "
+                        "in the dead-letter topic. Send gzip with Content-Encoding: gzip. "
+                        f"At most {settings.collector_max_batch_events} events and "
+                        f"{settings.collector_max_body_bytes} bytes per request."
+                    ),
+                    "security": [{"writeKey": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"type": "object", "properties": {"events": {"type": "array", "items": refs}}},
+                                        {"type": "array", "items": refs},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _resp("Per-event outcome", "TrackOutcome"),
+                        "400": _resp("The body is not a usable batch", "Problem"),
+                        "401": _resp("Missing or unknown key", "Problem"),
+                        "403": _resp("The key may not track", "Problem"),
+                        "413": _resp("Body or decompressed body too large", "Problem"),
+                        "503": _resp("Kafka unavailable; retry the batch", "Problem"),
+                    },
+                }
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness (Kafka producer up)", "responses": {"200": {"description": "ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+        },
+    }
+    return _rewrite_refs(doc)
+
+
+def _resp(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _rewrite_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str) else _rewrite_refs(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(v) for v in node]
+    return node

@@ -1,0 +1,225 @@
+"""The producer library for server-side producers (and the collector's way onto Kafka).
+
+- Events are grouped per user: one Kafka message (an ``EventBatch``) per user per ``send`` call, keyed by
+  user id, so one student's events stay ordered and the stream processors pay their per-message cost once
+  per batch rather than once per event.
+- librdkafka's idempotent producer (acks=all, no duplicates on internal retries), batching by linger time,
+  lz4 compression. ``send`` never blocks on the network and never awaits per message: it queues and
+  returns; delivery reports arrive on a poller thread (or on your ``poll()`` calls).
+- ``send_async`` returns an awaitable that resolves once *every* message of that call is acknowledged
+  (or fails): one future per call, not per message. The HTTP collector answers only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.events import EventEnvelope
+from schemas.messages import DeadLetter
+from schemas.topics import TopicCatalogue
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+@dataclass
+class DeliveryStats:
+    queued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    events_queued: int = 0
+    last_error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, err: KafkaError | None) -> None:
+        with self._lock:
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failed += 1
+                self.last_error = str(err)
+
+
+class DeliveryFailed(RuntimeError):
+    """At least one message of a send could not be written to Kafka; nothing of it may be assumed stored."""
+
+
+def _event_dict(event: EventEnvelope | Mapping[str, Any], received_at: str) -> dict[str, Any]:
+    if isinstance(event, EventEnvelope):
+        data = event.model_dump(mode="json")
+    else:
+        data = dict(event)
+    if not data.get("received_at"):
+        data["received_at"] = received_at
+    return data
+
+
+def group_by_user(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Events per user id, each user's events in the order given."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        groups.setdefault(e["user_id"], []).append(e)
+    return groups
+
+
+class EventProducer:
+    """Publishes behaviour events as per-user ``EventBatch`` messages and dead letters, with delivery reports."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: TopicCatalogue,
+        *,
+        source: str = "producer",
+        linger_ms: int = 5,
+        config: Mapping[str, Any] | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        poll_thread: bool = True,
+    ) -> None:
+        self.topics = topics
+        self.source = source
+        self.stats = DeliveryStats()
+        self._user_callback = on_delivery
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": linger_ms,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "message.max.bytes": 4_194_304,
+            "client.id": f"engage-{source}",
+        }
+        conf.update(config or {})
+        self._producer = Producer(conf)
+        self._closed = threading.Event()
+        self._poller: threading.Thread | None = None
+        if poll_thread:
+            self._poller = threading.Thread(target=self._poll_loop, name=f"{source}-delivery", daemon=True)
+            self._poller.start()
+
+    # --- delivery -----------------------------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        self.stats.record(err)
+        if self._user_callback is not None:
+            self._user_callback(err, msg)
+
+    def _produce(self, topic: str, key: bytes, value: bytes, callback: DeliveryCallback) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=callback)
+                self.stats.queued += 1
+                return
+            except BufferError:
+                # Local queue full: let delivery reports drain it (the poller thread does the same).
+                self._producer.poll(0.05)
+
+    # --- public API ---------------------------------------------------------------------------------
+    def encode_batches(
+        self, events: Iterable[EventEnvelope | Mapping[str, Any]]
+    ) -> list[tuple[bytes, bytes, int]]:
+        """(key, value, event count) per user, ready to produce."""
+        now = datetime.now(UTC).isoformat()
+        groups = group_by_user(_event_dict(e, now) for e in events)
+        return [
+            (
+                user.encode(),
+                orjson.dumps({"schema_version": 1, "user_id": user, "source": self.source, "events": evs}),
+                len(evs),
+            )
+            for user, evs in groups.items()
+        ]
+
+    def send(self, events: Iterable[EventEnvelope | Mapping[str, Any]]) -> int:
+        """Queue events (validated models, or dicts already in the contract's JSON form); returns messages queued."""
+        batches = self.encode_batches(events)
+        for key, value, n in batches:
+            self._produce(self.topics.events.name, key, value, self._delivered)
+            self.stats.events_queued += n
+        return len(batches)
+
+    def send_encoded(self, key: bytes, value: bytes, callback: DeliveryCallback | None = None) -> None:
+        """Queue one pre-encoded ``EventBatch`` (the simulator and benchmarks encode ahead of time)."""
+        self._produce(self.topics.events.name, key, value, callback or self._delivered)
+
+    async def send_async(
+        self,
+        events: Iterable[EventEnvelope | Mapping[str, Any]],
+        dead_letters: Iterable[DeadLetter] = (),
+    ) -> None:
+        """Queue events and dead letters; resolve when all are acknowledged, raise ``DeliveryFailed`` if not."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        messages = [(self.topics.events.name, k, v) for k, v, _ in self.encode_batches(events)]
+        messages += [
+            (self.topics.dead_letters.name, dl.source.encode(), dl.model_dump_json().encode()) for dl in dead_letters
+        ]
+        if not messages:
+            return
+        pending = [len(messages)]
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def settle() -> None:
+            if not done.done():
+                if errors:
+                    done.set_exception(DeliveryFailed("; ".join(errors[:3])))
+                else:
+                    done.set_result(None)
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._delivered(err, msg)
+            with lock:
+                if err is not None:
+                    errors.append(str(err))
+                pending[0] -= 1
+                last = pending[0] == 0
+            if last:
+                loop.call_soon_threadsafe(settle)
+
+        for topic, key, value in messages:
+            self._produce(topic, key, value, on_delivery)
+        await done
+
+    def send_dead_letter(self, letter: DeadLetter) -> None:
+        self._produce(
+            self.topics.dead_letters.name, letter.source.encode(), letter.model_dump_json().encode(), self._delivered
+        )
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for outstanding deliveries; returns how many are still in flight (0 = all settled)."""
+        deadline = time.monotonic() + timeout
+        remaining = len(self._producer)
+        while remaining and time.monotonic() < deadline:
+            remaining = self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+        return int(remaining)
+
+    def close(self, timeout: float = 30.0) -> int:
+        remaining = self.flush(timeout)
+        self._closed.set()
+        if self._poller is not None:
+            self._poller.join(timeout=1.0)
+        return remaining
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
