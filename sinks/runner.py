@@ -64,6 +64,7 @@ class SinkRunner:
         self.max_backoff_seconds = max_backoff_seconds
         self.stats = RunnerStats()
         self._stop = threading.Event()
+        self._assigned = threading.Event()
         conf: dict[str, object] = {
             "bootstrap.servers": bootstrap,
             "group.id": group_id or f"engage-sink-{sink.name}",
@@ -88,15 +89,15 @@ class SinkRunner:
     def run(self, *, idle_exit_seconds: float | None = None) -> RunnerStats:
         """Consume until ``stop()``; with ``idle_exit_seconds``, also return after that long with no messages."""
         self.sink.setup()
-        self._consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         last_message = time.monotonic()
         try:
             while not self._stop.is_set():
                 messages = self._consumer.consume(num_messages=2_000, timeout=0.1)
                 for msg in messages:
                     self._handle(msg)
-                if messages:
-                    last_message = time.monotonic()
+                if messages or not self._assigned.is_set():
+                    last_message = time.monotonic()  # idle time counts from the first assignment on
                 if self._due():
                     self._flush()
                 if idle_exit_seconds is not None and time.monotonic() - last_message > idle_exit_seconds:
@@ -171,6 +172,12 @@ class SinkRunner:
         BUFFERED_ROWS.labels(self.sink.name).set(0)
         if paused:
             self._consumer.resume(self._consumer.assignment())
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.set()
+
+    def wait_assigned(self, timeout: float) -> bool:
+        return self._assigned.wait(timeout)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Hand over cleanly: store what we hold for the partitions we are losing before they move.
