@@ -1,9 +1,16 @@
 """ClickHouse columns derived from the pydantic contracts, so a field is declared once (in ``schemas``).
 
-Envelope fields become non-null columns (``''``/``0`` when absent: cheap to store and to filter); nested
-models are flattened with a prefix (``device_os``); payload fields from every event type become one
-``Nullable`` column each (null where the event type has no such field). The whole payload is also kept
-as JSON text, so nothing a client sent is lost even if a column is added later.
+Every leaf field of the envelope and of every payload becomes one column (nested models flattened with a
+prefix: ``device_os``), plus the payload kept whole as JSON text (lossless). Each column carries the SQL
+expression that extracts it from the event's JSON, so the sink only ships the raw JSON of each event and
+ClickHouse does the per-field work in C++ (a landing table and a materialized view, see
+``sinks.clickhouse.tables``). Only ``event_time`` and its UTC offset are computed in Python: they are the
+sort key and must be exact.
+
+No column is ``Nullable`` or ``LowCardinality`` (old-server safety, and no null maps): a payload field an
+event does not carry reads as ``''``/``0``; filter payload columns by ``event_type``. The JSON extraction
+(``visitParamExtract*``) matches a key anywhere in the event, so leaf names must be unique across envelope,
+device and payloads: ``behavior_event_columns`` refuses a contract where they are not.
 """
 
 from __future__ import annotations
@@ -25,34 +32,40 @@ class Column:
     name: str
     ch_type: str
     path: tuple[str, ...]  # where the value sits in the event's JSON object
-    kind: str  # str | int | float | bool | datetime | json | date
+    kind: str  # str | int | float | bool | datetime | date | json | tz_offset | lineage
+    expr: str | None = None  # SQL computing it from the landing row's ``event_json``; None: sent by the sink
+
+    def ddl(self) -> str:
+        return f"{self.name} {self.ch_type}"
+
+    @property
+    def default(self) -> object:
+        return "" if self.kind in ("str", "json") else 0
 
 
-def _unwrap(annotation: Any) -> tuple[Any, bool]:
-    """(inner type, optional?) with Annotated and Optional peeled off."""
-    optional = False
+def _unwrap(annotation: Any) -> Any:
+    """The inner type, with Annotated and Optional peeled off."""
     while True:
         origin = get_origin(annotation)
         if origin is typing.Annotated:
             annotation = get_args(annotation)[0]
         elif origin in (Union, types.UnionType):
             args = [a for a in get_args(annotation) if a is not type(None)]
-            optional = optional or len(args) < len(get_args(annotation))
             annotation = args[0] if len(args) == 1 else str
         else:
-            return annotation, optional
+            return annotation
 
 
 def _kind_and_type(annotation: Any) -> tuple[str, str]:
     if get_origin(annotation) is Literal:
         if all(isinstance(a, int) for a in get_args(annotation)):
             return "int", "UInt8"
-        return "str", "LowCardinality(String)"
+        return "str", "String"
     if annotation is AwareDatetime:
         return "datetime", "DateTime('UTC')"
     if isinstance(annotation, type):
         if issubclass(annotation, Enum):
-            return "str", "LowCardinality(String)"
+            return "str", "String"
         if issubclass(annotation, bool):
             return "bool", "UInt8"
         if issubclass(annotation, int):
@@ -66,16 +79,14 @@ def _kind_and_type(annotation: Any) -> tuple[str, str]:
     return "str", "String"
 
 
-def _model_columns(model: type[BaseModel], path: tuple[str, ...], prefix: str, nullable: bool) -> list[Column]:
+def _model_columns(model: type[BaseModel], path: tuple[str, ...], prefix: str) -> list[Column]:
     cols: list[Column] = []
     for name, info in model.model_fields.items():
-        inner, optional = _unwrap(info.annotation)
+        inner = _unwrap(info.annotation)
         if isinstance(inner, type) and issubclass(inner, BaseModel):
-            cols.extend(_model_columns(inner, (*path, name), f"{prefix}{name}_", nullable))
+            cols.extend(_model_columns(inner, (*path, name), f"{prefix}{name}_"))
             continue
         kind, ch_type = _kind_and_type(inner)
-        if nullable:
-            ch_type = f"Nullable({ch_type.removeprefix('LowCardinality(').removesuffix(')')})"
         cols.append(Column(f"{prefix}{name}", ch_type, (*path, name), kind))
     return cols
 
@@ -83,11 +94,33 @@ def _model_columns(model: type[BaseModel], path: tuple[str, ...], prefix: str, n
 _ENVELOPE_SKIP = {"event_type", "payload"}
 
 
+# Simple JSON extraction exists under these names on ClickHouse 18.16 and on current releases.
+_EXTRACT = {
+    "str": "visitParamExtractString({src}, '{key}')",
+    "int": "visitParamExtractInt({src}, '{key}')",
+    "float": "visitParamExtractFloat({src}, '{key}')",
+    "bool": "visitParamExtractBool({src}, '{key}')",
+    "datetime": "parseDateTimeBestEffort(visitParamExtractString({src}, '{key}'))",
+}
+EVENT_JSON = "event_json"
+
+
+def _extracted(col: Column) -> Column:
+    template = _EXTRACT.get(col.kind)
+    if template is None:
+        raise TypeError(f"field {col.name!r} of kind {col.kind} cannot be extracted from JSON")
+    expr = template.format(src=EVENT_JSON, key=col.path[-1])
+    if col.ch_type == "UInt8" and col.kind == "int":
+        expr = f"toUInt8({expr})"
+    return Column(col.name, col.ch_type, col.path, col.kind, expr)
+
+
 def behavior_event_columns() -> list[Column]:
-    envelope = [c for c in _model_columns(EventEnvelope, (), "", nullable=False) if c.name not in _ENVELOPE_SKIP]
+    """Table columns in order: sort-key columns from Python, extracted columns, the payload JSON."""
+    envelope = [c for c in _model_columns(EventEnvelope, (), "") if c.name not in _ENVELOPE_SKIP]
     by_name: dict[str, Column] = {}
     for model in PAYLOAD_MODELS.values():
-        for col in _model_columns(model, ("payload",), "", nullable=True):
+        for col in _model_columns(model, ("payload",), ""):
             seen = by_name.get(col.name)
             if seen is not None and seen.ch_type != col.ch_type:
                 raise TypeError(f"payload field {col.name!r} has two types: {seen.ch_type} and {col.ch_type}")
@@ -95,10 +128,16 @@ def behavior_event_columns() -> list[Column]:
     clash = {c.name for c in envelope} & set(by_name)
     if clash:
         raise TypeError(f"payload fields clash with envelope fields: {sorted(clash)}")
-    derived = [
-        Column("event_type", "LowCardinality(String)", ("event_type",), "str"),
-        Column("event_date", "Date", ("event_time",), "date"),
+    leaves = [c.path[-1] for c in envelope] + [c.path[-1] for c in by_name.values()]
+    repeated = {k for k in leaves if leaves.count(k) > 1}
+    if repeated:
+        raise TypeError(f"JSON keys must be unique across the event for extraction; repeated: {sorted(repeated)}")
+    from_python = [
+        Column("event_time", "DateTime('UTC')", ("event_time",), "datetime"),
         Column("tz_offset_minutes", "Int16", ("event_time",), "tz_offset"),
     ]
-    tail = [Column("payload_json", "String", ("payload",), "json")]
-    return derived + envelope + sorted(by_name.values(), key=lambda c: c.name) + tail
+    extracted = [Column("event_type", "String", ("event_type",), "str")]
+    extracted += [c for c in envelope if c.name != "event_time"]
+    extracted += sorted(by_name.values(), key=lambda c: c.name)
+    payload_json = Column("payload_json", "String", ("payload",), "json", f"visitParamExtractRaw({EVENT_JSON}, 'payload')")
+    return from_python + [_extracted(c) for c in extracted] + [payload_json]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Row = tuple[Any, ...]
+Row = Any  # whatever the sink's decode returns and its write understands
 
 
 class UndecodableMessage(ValueError):

@@ -1,64 +1,36 @@
-"""Raw behaviour events (the events topic) into ``behavior_events``, one row per event."""
+"""Raw behaviour events (the events topic) into ``behavior_events``, one row per event.
+
+The sink sends ClickHouse each event's JSON text plus the exact sort key (event time and its UTC offset)
+and the Kafka lineage; ClickHouse extracts all other columns (see ``sinks.clickhouse.tables``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import date, datetime
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
 
 import orjson
 
 from engage.settings import Settings
-from schemas.columns import Column
-from schemas.events import utc_naive
-from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
+from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
-from sinks.clickhouse.tables import BEHAVIOR_EVENTS, create_all
+from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, create_all
 
-Extractor = Callable[[dict[str, Any]], Any]
-
-
-def _timestamp(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+LandingRow = tuple[int, int, int, int, str]  # event_time, tz_offset_minutes, partition, offset, event_json
 
 
-def _extractor(col: Column) -> Extractor:
-    """A small function reading one column's value from an event's JSON object."""
-    path = col.path
-    if col.kind == "datetime":
-        key = path[0]
-        return lambda e: utc_naive(_timestamp(e[key])) if e.get(key) else datetime(1970, 1, 1)
-    if col.kind == "date":
-        key = path[0]
-        return lambda e: utc_naive(_timestamp(e[key])).date() if e.get(key) else date(1970, 1, 1)
-    if col.kind == "tz_offset":
-        key = path[0]
-
-        def offset(e: dict[str, Any]) -> int:
-            delta = _timestamp(e[key]).utcoffset()
-            return int(delta.total_seconds() // 60) if delta is not None else 0
-
-        return offset
-    if col.kind == "json":
-        return lambda e: orjson.dumps(e.get("payload") or {}).decode()
-    nullable = col.ch_type.startswith("Nullable")
-    if col.kind == "bool":
-        cast: Callable[[Any], Any] = int
-    elif col.kind == "str":
-        cast = str
-    else:
-        cast = lambda v: v  # noqa: E731
-    empty: Any = None if nullable else ("" if col.kind == "str" else 0)
-    if len(path) == 1:
-        key = path[0]
-        return lambda e: cast(v) if (v := e.get(key)) is not None else empty
-    outer, inner = path
-
-    def nested(e: dict[str, Any]) -> Any:
-        v = (e.get(outer) or {}).get(inner)
-        return cast(v) if v is not None else empty
-
-    return nested
+def landing_rows(value: bytes, partition: int, offset: int) -> list[LandingRow]:
+    """Rows for the landing table from one ``EventBatch`` message."""
+    rows: list[LandingRow] = []
+    for event in orjson.loads(value)["events"]:
+        when = datetime.fromisoformat(event["event_time"])
+        utc_offset = when.utcoffset()
+        if utc_offset is None:
+            raise ValueError(f"event_time {event['event_time']!r} has no UTC offset")
+        rows.append(
+            (int(when.timestamp()), int(utc_offset.total_seconds()) // 60, partition, offset, orjson.dumps(event).decode())
+        )
+    return rows
 
 
 class BehaviorEventsSink(BatchingSink):
@@ -66,23 +38,18 @@ class BehaviorEventsSink(BatchingSink):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.table = f"{settings.clickhouse_database}.{BEHAVIOR_EVENTS.name}"
-        self._event_columns = [c for c in BEHAVIOR_EVENTS.columns if c.kind != "lineage"]
-        self._extractors = [_extractor(c) for c in self._event_columns]
+        self.table = f"{settings.clickhouse_database}.{BEHAVIOR_EVENTS_LANDING.name}"
         self._client = connect(settings)
 
     def setup(self) -> None:
         create_all(self._client, self.settings.clickhouse_database)
 
-    def decode(self, value: bytes, partition: int, offset: int) -> Sequence[Row]:
+    def decode(self, value: bytes, partition: int, offset: int) -> Sequence[LandingRow]:
         try:
-            batch = orjson.loads(value)
-            events = batch["events"]
-            extractors = self._extractors
-            return [(*(f(e) for f in extractors), partition, offset) for e in events]
+            return landing_rows(value, partition, offset)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UndecodableMessage(f"not an EventBatch the behavior_events sink can store: {exc!r}") from exc
 
     def write(self, batch: SinkBatch) -> None:
-        columns = list(zip(*batch.rows, strict=True)) if batch.rows else []
-        insert_columns(self._client, self.table, BEHAVIOR_EVENTS.column_names, columns)
+        columns = [list(c) for c in zip(*batch.rows, strict=True)]
+        insert_columns(self._client, self.table, BEHAVIOR_EVENTS_LANDING.column_names, columns)

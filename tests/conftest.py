@@ -16,6 +16,8 @@ import pytest
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.settings import PROJECT_ROOT, Settings
+from schemas.topics import catalogue
+from streams.admin import ensure_topics
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,7 @@ def infra(settings: Settings) -> Iterator[Infra]:
     try:
         for started in infra.up():
             print(f"\n[infra] {started.name} ready in {started.seconds_to_ready:.2f} s (pid {started.pid})")
+        ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
         yield infra
     finally:
         infra.down()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -88,11 +89,21 @@ def test_batch_posted_to_collector_lands_in_behavior_events(collector: str, sett
         {"u": user},
     )
     assert rows == [
-        ("content_viewed", None, "video", "", "Europe/London"),
-        ("login", None, None, "", "Europe/London"),
-        ("quiz_submitted", 7.5, None, "c1", "Europe/London"),
-        ("session_started", None, None, "", "Europe/London"),
+        ("content_viewed", 0.0, "video", "", "Europe/London"),
+        ("login", 0.0, "", "", "Europe/London"),
+        ("quiz_submitted", 7.5, "", "c1", "Europe/London"),
+        ("session_started", 0.0, "", "", "Europe/London"),
     ]
+    when = client.execute(
+        f"SELECT event_time, tz_offset_minutes, payload_json FROM {settings.clickhouse_database}.behavior_events"
+        " FINAL WHERE event_id = %(e)s",
+        {"e": events[2]["event_id"]},
+    )
+    sent = datetime.fromisoformat(events[2]["event_time"])
+    assert when[0][0].replace(tzinfo=UTC) == sent.replace(microsecond=0)
+    assert when[0][1] == int(sent.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+    assert orjson.loads(when[0][2]) == {"quiz_id": "q1", "score": 7.5, "max_score": 10.0, "attempt": 1,
+                                        "duration_seconds": 0.0, "passed": None}
 
 
 def test_bad_events_get_reasons_and_go_to_dead_letters(collector: str, settings: Settings) -> None:
@@ -193,10 +204,13 @@ def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Set
         producer.send(events[:1_000])
         producer.flush()
         thread.start()
+        deadline = time.monotonic() + 30
+        while runner.stats.rows_written < 1_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runner.stats.rows_written >= 1_000  # (earlier tests' events share the topic)
         clickhouse_server.stop(infra.clickhouse)
         producer.send(events[1_000:])
         producer.flush()
-    import time
 
     deadline = time.monotonic() + 10
     while runner.stats.write_failures == 0 and time.monotonic() < deadline:
