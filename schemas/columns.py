@@ -101,6 +101,7 @@ _EXTRACT = {
     "float": "visitParamExtractFloat({src}, '{key}')",
     "bool": "visitParamExtractBool({src}, '{key}')",
     "datetime": "parseDateTimeBestEffort(visitParamExtractString({src}, '{key}'))",
+    "date": "toDate(parseDateTimeBestEffort(visitParamExtractString({src}, '{key}')))",
 }
 EVENT_JSON = "event_json"
 

@@ -6,16 +6,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from schemas.events import EVENT_TYPES
 from schemas.messages import FieldError
 
 _MAX_INPUT_REPR = 80
+KNOWN_EVENT_TYPES = frozenset(EVENT_TYPES)
 
 
-def _location(loc: tuple[int | str, ...], event_types: frozenset[str]) -> str:
-    # The discriminated union prefixes locations with the event type tag; the client never wrote that.
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in event_types:
-        parts = parts[1:]
+def _location(loc: tuple[int | str, ...], event_types: frozenset[str]) -> list[str]:
+    # The discriminated union inserts the event type tag into locations; the client never wrote that.
+    return [str(p) for p in loc if not (isinstance(p, str) and p in event_types)]
+
+
+def _joined(parts: list[str]) -> str:
     return ".".join(parts) or "(event)"
 
 
@@ -24,19 +27,20 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _MAX_INPUT_REPR else text[: _MAX_INPUT_REPR - 3] + "..."
 
 
-def describe(exc: ValidationError, event_types: frozenset[str] = frozenset()) -> list[FieldError]:
+def describe(exc: ValidationError, event_types: frozenset[str] = KNOWN_EVENT_TYPES) -> list[FieldError]:
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
-        field = _location(tuple(err["loc"]), event_types)
+        parts = _location(tuple(err["loc"]), event_types)
+        field = _joined(parts)
         kind = err["type"]
         msg = str(err["msg"]).removeprefix("Value error, ")
         if kind == "union_tag_invalid":
             tag = err.get("input", {}).get("event_type") if isinstance(err.get("input"), dict) else None
             msg = f"unknown event_type {tag!r}; expected one of: {', '.join(sorted(event_types))}"
-            field = "event_type"
+            field = _joined([*parts, "event_type"])
         elif kind == "union_tag_not_found":
             msg = "event_type is missing"
-            field = "event_type"
+            field = _joined([*parts, "event_type"])
         elif kind == "missing":
             msg = "is required"
         elif kind == "extra_forbidden":

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import (
     AwareDatetime,
@@ -37,13 +37,18 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=1)
+def _iana_zones() -> frozenset[str]:
+    # Only real IANA names: not host aliases ("localtime" follows the server), nor tzdata's variant trees.
+    return frozenset(
+        z
+        for z in available_timezones()
+        if not z.startswith(("posix/", "right/")) and z not in {"localtime", "posixrules", "Factory"}
+    )
+
+
 def known_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    return name in _iana_zones()
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_ID_PATTERN)]
@@ -197,6 +202,14 @@ class EventEnvelope(_Strict):
         None, description="The student's IANA time zone, e.g. Europe/London; streak days are counted in it"
     )
     locale: Annotated[StrictStr, Field(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] | None = None
+
+    @field_validator("event_time", "received_at", mode="before")
+    @classmethod
+    def _iso_text_only(cls, value: Any) -> Any:
+        # pydantic would also take a bare number as Unix seconds; a client sending that has a bug.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 string with a UTC offset, e.g. 2026-03-01T09:30:00+01:00")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from schemas.events import EVENT_TYPES
-
 ENVELOPE_MINIMAL: dict[str, Any] = {
     "event_id": "evt-0001",
     "user_id": "student-42",
@@ -62,5 +60,5 @@ def make_event() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def event_types() -> frozenset[str]:
-    return frozenset(EVENT_TYPES)
+def minimal_table() -> dict[str, dict[str, Any]]:
+    return MINIMAL_EXTRA
