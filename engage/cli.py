@@ -147,5 +147,33 @@ def sink_events(
     console.print(f"rows written: {stats.rows_written:,} in {stats.writes} inserts; dead letters: {stats.dead_letters}")
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/ingest.json"),
+    sink_events: Annotated[int, typer.Option(help="Events through the sink")] = 1_000_000,
+    producer_messages: Annotated[int, typer.Option(help="Messages through the producer")] = 300_000,
+    collector_seconds: Annotated[float, typer.Option(help="Seconds of collector load per endpoint")] = 10.0,
+) -> None:
+    """Collector, producer library and events sink, each beside a baseline measured in the same run."""
+    from engage.bench.ingest import IngestBenchConfig, run
+
+    _ensure_infra()
+    run(get_settings(), console, out, IngestBenchConfig(producer_messages=producer_messages,
+                                                        sink_events=sink_events, collector_seconds=collector_seconds))
+
+
+def _ensure_infra() -> None:
+    """Start the local servers if they are not running (idempotent), quietly."""
+    from deploy.infra import Infra
+
+    for started in Infra.from_settings(get_settings()).up():
+        if not started.already_running:
+            console.print(f"{started.name} started, ready in {started.seconds_to_ready:.2f} s")
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

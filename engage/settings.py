@@ -6,6 +6,7 @@ topic prefix is changed in one place. Defaults are for a single machine on loopb
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,6 +57,14 @@ class Settings(BaseSettings):
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.kafka_host}:{self.kafka_port}"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ENGAGE_* variables, to start a child process (collector, worker) with the same config."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        env[f"ENGAGE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
 
 
 @lru_cache(maxsize=1)

@@ -31,7 +31,7 @@ ROWS_WRITTEN = Counter("engage_sink_rows_written_total", "Rows written by a sink
 WRITE_FAILURES = Counter("engage_sink_write_failures_total", "Failed sink writes (retried)", ["sink"])
 DEAD_LETTERED = Counter("engage_sink_dead_letters_total", "Messages a sink could not decode", ["sink"])
 WRITE_SECONDS = Histogram("engage_sink_write_seconds", "Duration of one sink write", ["sink"])
-BUFFERED_ROWS = Gauge("engage_sink_buffered_rows", "Rows waiting in a sink's current batch", ["sink"])
+BUFFERED_ROWS = Gauge("engage_sink_inflight_rows", "Rows in a sink's write in flight", ["sink"])
 
 
 @dataclass
@@ -148,7 +148,6 @@ class SinkRunner:
             self._batch_started = time.monotonic()
         self._batch.add(partition, offset, rows)
         self.stats.max_buffered_rows = max(self.stats.max_buffered_rows, len(self._batch))
-        BUFFERED_ROWS.labels(self.sink.name).set(len(self._batch))
 
     def _due(self) -> bool:
         if self._batch.empty:
@@ -166,7 +165,7 @@ class SinkRunner:
         if batch.empty:
             return
         self._batch = SinkBatch(self.topic)
-        BUFFERED_ROWS.labels(self.sink.name).set(0)
+        BUFFERED_ROWS.labels(self.sink.name).set(len(batch))
         self._inflight = (batch, self._writer.submit(self._write, batch))
 
     def _write(self, batch: SinkBatch) -> None:

@@ -6,6 +6,10 @@
 - librdkafka's idempotent producer (acks=all, no duplicates on internal retries), batching by linger time,
   lz4 compression. ``send`` never blocks on the network and never awaits per message: it queues and
   returns; delivery reports arrive on a poller thread (or on your ``poll()`` calls).
+- By default only failed deliveries call back into Python (``delivery.report.only.error``): a Python call
+  per acknowledged message would cost more than producing it. Successes are counted as
+  queued - failed - in flight. ``report_successes=True`` reports every message (the collector needs it to
+  answer a request only once its events are stored).
 - ``send_async`` returns an awaitable that resolves once *every* message of that call is acknowledged
   (or fails): one future per call, not per message. The HTTP collector answers only after that.
 """
@@ -33,19 +37,17 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 @dataclass
 class DeliveryStats:
     queued: int = 0
-    delivered: int = 0
     failed: int = 0
     events_queued: int = 0
     last_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, err: KafkaError | None) -> None:
+        if err is None:
+            return
         with self._lock:
-            if err is None:
-                self.delivered += 1
-            else:
-                self.failed += 1
-                self.last_error = str(err)
+            self.failed += 1
+            self.last_error = str(err)
 
 
 class DeliveryFailed(RuntimeError):
@@ -53,10 +55,8 @@ class DeliveryFailed(RuntimeError):
 
 
 def _event_dict(event: EventEnvelope | Mapping[str, Any], received_at: str) -> dict[str, Any]:
-    if isinstance(event, EventEnvelope):
-        data = event.model_dump(mode="json")
-    else:
-        data = dict(event)
+    """The event in contract JSON form, stamped with ``received_at`` unless it already carries one."""
+    data = event.model_dump(mode="json") if isinstance(event, EventEnvelope) else dict(event)
     if not data.get("received_at"):
         data["received_at"] = received_at
     return data
@@ -83,11 +83,13 @@ class EventProducer:
         config: Mapping[str, Any] | None = None,
         on_delivery: DeliveryCallback | None = None,
         poll_thread: bool = True,
+        report_successes: bool = False,
     ) -> None:
         self.topics = topics
         self.source = source
         self.stats = DeliveryStats()
         self._user_callback = on_delivery
+        self.report_successes = report_successes
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
@@ -99,6 +101,7 @@ class EventProducer:
             "queue.buffering.max.kbytes": 1_048_576,
             "message.max.bytes": 4_194_304,
             "client.id": f"engage-{source}",
+            "delivery.report.only.error": not report_successes,
         }
         conf.update(config or {})
         self._producer = Producer(conf)
@@ -130,11 +133,11 @@ class EventProducer:
 
     # --- public API ---------------------------------------------------------------------------------
     def encode_batches(
-        self, events: Iterable[EventEnvelope | Mapping[str, Any]]
+        self, events: Iterable[EventEnvelope | Mapping[str, Any]], received_at: datetime | None = None
     ) -> list[tuple[bytes, bytes, int]]:
         """(key, value, event count) per user, ready to produce."""
-        now = datetime.now(UTC).isoformat()
-        groups = group_by_user(_event_dict(e, now) for e in events)
+        stamp = (received_at or datetime.now(UTC)).isoformat()
+        groups = group_by_user(_event_dict(e, stamp) for e in events)
         return [
             (
                 user.encode(),
@@ -156,15 +159,26 @@ class EventProducer:
         """Queue one pre-encoded ``EventBatch`` (the simulator and benchmarks encode ahead of time)."""
         self._produce(self.topics.events.name, key, value, callback or self._delivered)
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._producer)
+
+    @property
+    def delivered(self) -> int:
+        return self.stats.queued - self.stats.failed - self.in_flight
+
     async def send_async(
         self,
         events: Iterable[EventEnvelope | Mapping[str, Any]],
         dead_letters: Iterable[DeadLetter] = (),
+        received_at: datetime | None = None,
     ) -> None:
         """Queue events and dead letters; resolve when all are acknowledged, raise ``DeliveryFailed`` if not."""
+        if not self.report_successes:
+            raise RuntimeError("send_async needs an EventProducer created with report_successes=True")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        messages = [(self.topics.events.name, k, v) for k, v, _ in self.encode_batches(events)]
+        messages = [(self.topics.events.name, k, v) for k, v, _ in self.encode_batches(events, received_at)]
         messages += [
             (self.topics.dead_letters.name, dl.source.encode(), dl.model_dump_json().encode()) for dl in dead_letters
         ]

@@ -106,7 +106,9 @@ class Collector:
     def start(self) -> None:
         ensure_topics(self.settings.kafka_bootstrap, self.topics.all())
         if self.producer is None:
-            self.producer = EventProducer(self.settings.kafka_bootstrap, self.topics, source="collector", linger_ms=2)
+            self.producer = EventProducer(
+                self.settings.kafka_bootstrap, self.topics, source="collector", linger_ms=2, report_successes=True
+            )
         self.ready = True
 
     def stop(self) -> None:
@@ -148,7 +150,7 @@ class Collector:
         verdict = judge(events, received_at, principal.app_id, self.limits)
         assert self.producer is not None
         try:
-            await self.producer.send_async(verdict.accepted, verdict.dead_letters)
+            await self.producer.send_async(verdict.accepted, verdict.dead_letters, received_at)
         except DeliveryFailed as exc:
             log.error("Kafka did not acknowledge a batch: %s", exc)
             return _problem(503, "unavailable", "events could not be stored right now; retry the whole batch")

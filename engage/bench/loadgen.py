@@ -1,0 +1,83 @@
+"""A small closed-loop HTTP/1.1 load generator on raw asyncio sockets (keep-alive, pre-built requests).
+
+A Python HTTP client library would spend more CPU per request than the collector does; this one only
+writes prepared bytes and parses the status line and Content-Length, so the server is what gets measured.
+Loops are bounded by a duration and only ever target loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _worker(host: str, port: int, requests: list[bytes], offset: int, deadline: float, result: LoadResult) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = offset
+    try:
+        while time.perf_counter() < deadline:
+            request = requests[i % len(requests)]
+            i += 1
+            start = time.perf_counter()
+            writer.write(request)
+            try:
+                status = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
+                result.errors += 1
+                break
+            result.latencies.append(time.perf_counter() - start)
+            result.requests += 1
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def run_load(host: str, port: int, requests: list[bytes], *, connections: int, seconds: float) -> LoadResult:
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the load generator only targets loopback")
+    result = LoadResult()
+    start = time.perf_counter()
+    deadline = start + seconds
+    await asyncio.gather(
+        *(_worker(host, port, requests, k * 7, deadline, result) for k in range(connections))
+    )
+    result.seconds = time.perf_counter() - start
+    return result
