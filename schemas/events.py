@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import available_timezones
 
 from pydantic import (
@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 @lru_cache(maxsize=1)
@@ -209,6 +209,12 @@ class EventEnvelope(_Strict):
         if value is not None and not isinstance(value, str | datetime):
             raise ValueError("must be an ISO 8601 string with a UTC offset, e.g. 2026-03-01T09:30:00+01:00")
         return value
+
+    @field_validator("locale")
+    @classmethod
+    def _bcp47_locale(cls, value: str | None) -> str | None:
+        # en_GB and en-GB are one locale: keep one spelling so analytics does not split it.
+        return value.replace("_", "-") if value is not None else None
 
     @field_validator("timezone")
     @classmethod

@@ -54,10 +54,10 @@ class DeliveryFailed(RuntimeError):
     """At least one message of a send could not be written to Kafka; nothing of it may be assumed stored."""
 
 
-def _event_dict(event: EventEnvelope | Mapping[str, Any], received_at: str) -> dict[str, Any]:
-    """The event in contract JSON form, stamped with ``received_at`` unless it already carries one."""
+def _event_dict(event: EventEnvelope | Mapping[str, Any], received_at: str, overwrite: bool) -> dict[str, Any]:
+    """The event in contract JSON form, stamped with ``received_at`` (kept if present, unless ``overwrite``)."""
     data = event.model_dump(mode="json") if isinstance(event, EventEnvelope) else dict(event)
-    if not data.get("received_at"):
+    if overwrite or not data.get("received_at"):
         data["received_at"] = received_at
     return data
 
@@ -135,9 +135,14 @@ class EventProducer:
     def encode_batches(
         self, events: Iterable[EventEnvelope | Mapping[str, Any]], received_at: datetime | None = None
     ) -> list[tuple[bytes, bytes, int]]:
-        """(key, value, event count) per user, ready to produce."""
+        """(key, value, event count) per user, ready to produce.
+
+        An explicit ``received_at`` (the collector's arrival time) replaces whatever a client sent; without
+        one, events keep theirs (a replay of history) or are stamped now.
+        """
         stamp = (received_at or datetime.now(UTC)).isoformat()
-        groups = group_by_user(_event_dict(e, stamp) for e in events)
+        overwrite = received_at is not None
+        groups = group_by_user(_event_dict(e, stamp, overwrite) for e in events)
         return [
             (
                 user.encode(),

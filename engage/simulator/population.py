@@ -257,6 +257,8 @@ def _quotas(n: int, mix: Mapping[str, float]) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Population:
+    """The students of one simulation; the seed and start date are all it takes to rebuild it."""
+
     seed: int
     start: date
     students: tuple[Student, ...]
@@ -274,6 +276,8 @@ class Population:
         unknown = set(mix) - set(ARCHETYPES)
         if unknown:
             raise ValueError(f"unknown archetypes {sorted(unknown)}; known: {sorted(ARCHETYPES)}")
+        if min(mix.values(), default=0) < 0 or sum(mix.values()) <= 0:
+            raise ValueError(f"archetype weights must be >= 0 and not all 0, got {dict(mix)}")
         names = [name for name, count in _quotas(n_students, mix).items() for _ in range(count)]
         random.Random(derive_seed(seed, "mix")).shuffle(names)
         students = tuple(draw_student(i, seed, start, ARCHETYPES[name]) for i, name in enumerate(names))

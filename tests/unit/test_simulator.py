@@ -219,6 +219,8 @@ def test_a_mix_chooses_the_archetypes() -> None:
     assert {s.archetype for s in only.students} == {"weekend_only"}
     with pytest.raises(ValueError, match="unknown archetypes"):
         Population.generate(3, seed=1, mix={"hard_worker": 1.0})
+    with pytest.raises(ValueError, match="weights"):
+        Population.generate(3, seed=1, mix={"steady": 0.0})
 
 
 def test_archetypes_differ_in_how_often_they_study(truth: dict[str, GroundTruth]) -> None:

@@ -1,0 +1,186 @@
+"""`make demo`: bring everything up, stream a simulated cohort through the real pipeline, show what arrived.
+
+Kafka and ClickHouse stay up afterwards so the data can be explored (`make down` stops them); the collector
+and sink processes the demo started are stopped by PID before it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from deploy.infra import Infra
+from engage.settings import PROJECT_ROOT, Settings, settings_env
+from engage.traffic import TrafficPlan, run_traffic
+from schemas.topics import catalogue
+from sinks.clickhouse.client import connect
+from sinks.clickhouse.tables import create_all
+from streams.admin import ensure_topics
+
+DEMO_STUDENTS = 400
+DEMO_DAYS = 28
+
+
+@contextmanager
+def _service(name: str, args: list[str], settings: Settings, log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run an `engage` subcommand as a child process; stop it by PID on exit."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{name}.log").open("ab")
+    env = {**os.environ, **settings_env(settings)}
+    proc = subprocess.Popen([sys.executable, "-m", "engage.cli", *args], env=env, cwd=PROJECT_ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the collector exited with {proc.returncode}; see .run/demo/collector.log")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the collector did not become ready")
+
+
+def _bad_events(collector: str, key: str) -> list[dict[str, Any]]:
+    """A few broken events, as buggy clients send them, to show per-event reasons and dead letters."""
+    now = datetime.now(UTC).isoformat()
+    batch = [
+        {"event_id": "demo-bad-1", "user_id": "demo-user", "event_type": "quiz_submitted", "event_time": now,
+         "platform": "web", "course_id": "c1", "payload": {"quiz_id": "q1", "score": 12.0, "max_score": 10.0}},
+        {"event_id": "demo-bad-2", "user_id": "demo-user", "event_type": "lesson_finished", "event_time": now,
+         "platform": "ios"},
+        {"event_id": "demo-bad-3", "user_id": "demo-user", "event_type": "login", "event_time": "yesterday",
+         "platform": "smart-tv"},
+    ]
+    resp = httpx.post(f"{collector}/v1/events", json={"events": batch}, headers={"Authorization": f"Bearer {key}"})
+    resp.raise_for_status()
+    return list(resp.json()["rejected"])
+
+
+def _count(settings: Settings, since: datetime) -> int:
+    rows = connect(settings).execute(
+        f"SELECT count() FROM {settings.clickhouse_database}.behavior_events FINAL WHERE received_at >= %(t)s",
+        {"t": since.replace(tzinfo=None, microsecond=0)},
+    )
+    return int(rows[0][0])
+
+
+def run_demo(settings: Settings, console: Console) -> None:
+    console.rule("[bold]engage demo")
+    infra = Infra.from_settings(settings)
+    for started in infra.up():
+        state = "already running" if started.already_running else f"ready in {started.seconds_to_ready:.2f} s"
+        console.print(f"  {started.name:<11} {state} (pid {started.pid})")
+    topics = catalogue(settings.topic_prefix, settings.event_partitions)
+    ensure_topics(settings.kafka_bootstrap, topics.all())
+    create_all(connect(settings), settings.clickhouse_database)
+    log_dir = settings.run_dir / "demo"
+    collector = f"http://{settings.collector_host}:{settings.collector_port}"
+    key = settings.write_keys[0].partition(":")[2]
+    since = datetime.now(UTC).replace(microsecond=0)
+    with _service("collector", ["collector"], settings, log_dir) as coll, \
+            _service("sink", ["sink", "events"], settings, log_dir):
+        _wait_ready(f"{collector}/readyz", coll)
+        console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
+        console.print(f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
+                      "(time compressed, event times preserved) ...")
+        plan = TrafficPlan(students=DEMO_STUDENTS, days=DEMO_DAYS, seed=2026, via="collector",
+                           truth_path=log_dir / "ground_truth.jsonl")
+        result = run_traffic(plan, settings, console)
+        rejected = _bad_events(collector, key)
+        console.print(f"  {result.accepted:,} events accepted in {result.seconds:.1f} s; "
+                      f"{len(rejected)} deliberately broken events refused and dead-lettered")
+        console.print("Waiting for the sink to store everything in ClickHouse ...")
+        deadline = time.monotonic() + 120
+        stored = 0
+        while time.monotonic() < deadline:
+            stored = _count(settings, since)
+            if stored >= result.accepted:
+                break
+            time.sleep(0.5)
+        lag = time.monotonic() - (deadline - 120)
+        if stored < result.accepted:
+            raise RuntimeError(
+                f"only {stored:,} of {result.accepted:,} events reached ClickHouse in 120 s; "
+                f"see {log_dir / 'sink.log'}"
+            )
+        console.print(f"  {stored:,} rows in behavior_events ({lag:.1f} s after the last event was sent)")
+    _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
+
+
+def _summary(settings: Settings, console: Console, since: datetime, rejected: list[dict[str, Any]],
+             truth: Path) -> None:
+    db = settings.clickhouse_database
+    client = connect(settings)
+    params = {"t": since.replace(tzinfo=None)}
+    by_type = client.execute(
+        f"SELECT event_type, platform, count() FROM {db}.behavior_events FINAL WHERE received_at >= %(t)s "
+        "GROUP BY event_type, platform ORDER BY event_type, platform", params)
+    platforms = sorted({p for _, p, _ in by_type})
+    counts: dict[str, dict[str, int]] = {}
+    for event_type, platform, n in by_type:
+        counts.setdefault(event_type, {})[platform] = n
+    table = Table(title="Events in ClickHouse by type and platform", title_justify="left")
+    table.add_column("event type")
+    for p in platforms:
+        table.add_column(p, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    for event_type, row in sorted(counts.items(), key=lambda kv: -sum(kv[1].values())):
+        table.add_row(event_type, *(f"{row.get(p, 0):,}" for p in platforms), f"{sum(row.values()):,}")
+    console.print(table)
+
+    daily = client.execute(
+        f"SELECT toDate(event_time) AS day, uniqExact(user_id) FROM {db}.behavior_events FINAL "
+        "WHERE received_at >= %(t)s GROUP BY day ORDER BY day", params)
+    top = max((n for _, n in daily), default=1)
+    chart = Table(title="Active students per day (UTC)", title_justify="left", show_header=False, box=None)
+    chart.add_column(justify="right")
+    chart.add_column()
+    chart.add_column(justify="right")
+    for day, n in daily:
+        chart.add_row(day.strftime("%a %d %b"), "█" * max(1, round(40 * n / top)), str(n))
+    console.print(chart)
+
+    if rejected:
+        console.print("[bold]Refused events (answered to the client, kept in the dead-letter topic):[/bold]")
+        for r in rejected:
+            console.print(f"  #{r['index']} {r['event_id']}: {r['reason']}")
+
+    topic = catalogue(settings.topic_prefix, settings.event_partitions)
+    console.print(Panel.fit(
+        "\n".join([
+            f"ClickHouse:  clickhouse-client --port {settings.clickhouse_port} -d {db}",
+            f"             SELECT event_type, count() FROM behavior_events FINAL GROUP BY event_type",
+            f"Kafka:       {settings.kafka_bootstrap}  topics {topic.events.name}, {topic.dead_letters.name}",
+            f"Who churns:  {truth} (the simulator's ground truth)",
+            "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
+            "Benchmarks:   make bench        Stop servers: make down",
+        ]),
+        title="Where to look next", border_style="green"))
+
