@@ -11,7 +11,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.process import ServiceError, Started, ensure_ports_free, read_pid, spawn, stop_pid_file, wait_ready
+from deploy.process import (
+    ServiceError,
+    Started,
+    ensure_ports_free,
+    read_pid,
+    spawn,
+    stop_pid_file,
+    wait_ready,
+)
 
 SERVER_BINARIES = ("/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server", "/usr/bin/clickhouse")
 
@@ -39,9 +47,7 @@ def server_binary() -> list[str]:
     found = shutil.which("clickhouse-server")
     if found:
         return [found]
-    raise ServiceError(
-        "clickhouse-server is not installed; run `make system-deps` (apt-get install clickhouse-server)"
-    )
+    raise ServiceError("clickhouse-server is not installed; run `make system-deps` (apt-get install clickhouse-server)")
 
 
 def _config_xml(cfg: ClickHouseConfig) -> str:
@@ -113,7 +119,12 @@ def _ping(cfg: ClickHouseConfig) -> bool:
 def start(cfg: ClickHouseConfig, timeout: float = 30.0) -> Started:
     existing = read_pid(cfg.pid_file)
     if existing is not None:
-        return Started("clickhouse", existing, wait_ready("clickhouse", existing, lambda: _ping(cfg), timeout, cfg.log), True)
+        return Started(
+            "clickhouse",
+            existing,
+            wait_ready("clickhouse", existing, lambda: _ping(cfg), timeout, cfg.log),
+            True,
+        )
     binary = server_binary()
     ensure_ports_free("clickhouse", cfg.host, (cfg.tcp_port, cfg.http_port))
     for sub in ("data", "tmp", "log", "user_files", "format_schemas"):

@@ -45,4 +45,7 @@ class Infra:
         return {"kafka": kafka_server.stop(self.kafka), "clickhouse": clickhouse_server.stop(self.clickhouse)}
 
     def status(self) -> dict[str, str]:
-        return {"kafka": kafka_server.status(self.kafka), "clickhouse": clickhouse_server.status(self.clickhouse)}
+        return {
+            "kafka": kafka_server.status(self.kafka),
+            "clickhouse": clickhouse_server.status(self.clickhouse),
+        }

@@ -13,7 +13,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.process import ServiceError, Started, ensure_ports_free, port_open, read_pid, spawn, stop_pid_file, wait_ready
+from deploy.process import (
+    ServiceError,
+    Started,
+    ensure_ports_free,
+    port_open,
+    read_pid,
+    spawn,
+    stop_pid_file,
+    wait_ready,
+)
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
 
@@ -57,12 +66,21 @@ def ensure_jars(cfg: KafkaConfig) -> Path:
         raise ServiceError("Java 17 ('java') is needed to run Kafka; install it (apt-get install openjdk-17-jre)")
     cfg.libs.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mvn", "-q", "-B", "-f", str(POM), f"-Dkafka.version={cfg.version}",
-        "dependency:copy-dependencies", f"-DoutputDirectory={cfg.libs}", "-DincludeScope=runtime",
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        f"-Dkafka.version={cfg.version}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={cfg.libs}",
+        "-DincludeScope=runtime",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise ServiceError(f"Maven could not resolve Kafka {cfg.version}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        raise ServiceError(
+            f"Maven could not resolve Kafka {cfg.version}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
     done.write_text(cfg.version)
     return cfg.libs
 
@@ -99,9 +117,16 @@ def _server_properties(cfg: KafkaConfig) -> str:
 
 def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
     return [
-        "java", f"-Xmx{cfg.heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        "java",
+        f"-Xmx{cfg.heap}",
+        "-Xms256m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", f"{cfg.libs}/*", main, *args,
+        "-cp",
+        f"{cfg.libs}/*",
+        main,
+        *args,
     ]
 
 
@@ -122,7 +147,12 @@ def start(cfg: KafkaConfig, timeout: float = 90.0) -> Started:
     """Start the broker unless our recorded one is already running; format storage on first start."""
     existing = read_pid(cfg.pid_file)
     if existing is not None:
-        return Started("kafka", existing, wait_ready("kafka", existing, lambda: _broker_ready(cfg), timeout, cfg.log), True)
+        return Started(
+            "kafka",
+            existing,
+            wait_ready("kafka", existing, lambda: _broker_ready(cfg), timeout, cfg.log),
+            True,
+        )
     ensure_jars(cfg)
     ensure_ports_free("kafka", cfg.host, (cfg.port, cfg.controller_port))
     cfg.workdir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +165,8 @@ def start(cfg: KafkaConfig, timeout: float = 90.0) -> Started:
         cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
         fmt = subprocess.run(
             _java(cfg, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)),
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if fmt.returncode != 0:
             raise ServiceError(f"formatting Kafka storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")

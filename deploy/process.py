@@ -6,6 +6,7 @@ all manage services the same way: only processes we started (recorded PID) are e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -110,18 +111,14 @@ def stop_pid_file(pid_file: Path, grace: float = 20.0) -> bool:
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.05)
     if pid_alive(pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         while pid_alive(pid):
             time.sleep(0.05)
     pid_file.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -64,7 +64,9 @@ def infra_status() -> None:
 
 
 @schemas_app.command("export")
-def schemas_export(out: Annotated[Path, typer.Option(help="Directory for the .schema.json files")] = Path("build/schemas")) -> None:
+def schemas_export(
+    out: Annotated[Path, typer.Option(help="Directory for the .schema.json files")] = Path("build/schemas"),
+) -> None:
     """Write JSON Schema for every contract, for client SDK authors."""
     from schemas.export import export
 
@@ -119,9 +121,9 @@ def sink_events(
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,
 ) -> None:
     """Persist the events topic into ClickHouse ``behavior_events``."""
-    from sinks.runner import SinkRunner
-    from sinks.behavior_events import BehaviorEventsSink
     from schemas.topics import catalogue
+    from sinks.behavior_events import BehaviorEventsSink
+    from sinks.runner import SinkRunner
     from streams.producer import EventProducer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -169,12 +171,19 @@ def simulate(
     ),
 ) -> None:
     """Send a deterministic synthetic cohort's behaviour through the pipeline (event times preserved)."""
-    from engage.traffic import TrafficPlan, run_traffic
+    from engage.traffic import TrafficPlan, Via, run_traffic
 
     if via not in ("collector", "producer"):
         raise typer.BadParameter("--via is 'collector' or 'producer'")
-    plan = TrafficPlan(students=students, days=days, seed=seed, via=via, rate=rate,  # type: ignore[arg-type]
-                       day_seconds=day_seconds, truth_path=truth)
+    plan = TrafficPlan(
+        students=students,
+        days=days,
+        seed=seed,
+        via=cast(Via, via),
+        rate=rate,
+        day_seconds=day_seconds,
+        truth_path=truth,
+    )
     result = run_traffic(plan, get_settings(), console)
     console.print(
         f"sent {result.events_sent:,} events over {result.days} simulated days in {result.seconds:.1f} s "
@@ -194,8 +203,14 @@ def bench_ingest(
     from engage.bench.ingest import IngestBenchConfig, run
 
     _ensure_infra()
-    run(get_settings(), console, out, IngestBenchConfig(producer_messages=producer_messages,
-                                                        sink_events=sink_events, collector_seconds=collector_seconds))
+    run(
+        get_settings(),
+        console,
+        out,
+        IngestBenchConfig(
+            producer_messages=producer_messages, sink_events=sink_events, collector_seconds=collector_seconds
+        ),
+    )
 
 
 def _ensure_infra() -> None:

@@ -39,8 +39,13 @@ def _service(name: str, args: list[str], settings: Settings, log_dir: Path) -> I
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{name}.log").open("ab")
     env = {**os.environ, **settings_env(settings)}
-    proc = subprocess.Popen([sys.executable, "-m", "engage.cli", *args], env=env, cwd=PROJECT_ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engage.cli", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield proc
     finally:
@@ -71,12 +76,29 @@ def _bad_events(collector: str, key: str) -> list[dict[str, Any]]:
     """A few broken events, as buggy clients send them, to show per-event reasons and dead letters."""
     now = datetime.now(UTC).isoformat()
     batch = [
-        {"event_id": "demo-bad-1", "user_id": "demo-user", "event_type": "quiz_submitted", "event_time": now,
-         "platform": "web", "course_id": "c1", "payload": {"quiz_id": "q1", "score": 12.0, "max_score": 10.0}},
-        {"event_id": "demo-bad-2", "user_id": "demo-user", "event_type": "lesson_finished", "event_time": now,
-         "platform": "ios"},
-        {"event_id": "demo-bad-3", "user_id": "demo-user", "event_type": "login", "event_time": "yesterday",
-         "platform": "smart-tv"},
+        {
+            "event_id": "demo-bad-1",
+            "user_id": "demo-user",
+            "event_type": "quiz_submitted",
+            "event_time": now,
+            "platform": "web",
+            "course_id": "c1",
+            "payload": {"quiz_id": "q1", "score": 12.0, "max_score": 10.0},
+        },
+        {
+            "event_id": "demo-bad-2",
+            "user_id": "demo-user",
+            "event_type": "lesson_finished",
+            "event_time": now,
+            "platform": "ios",
+        },
+        {
+            "event_id": "demo-bad-3",
+            "user_id": "demo-user",
+            "event_type": "login",
+            "event_time": "yesterday",
+            "platform": "smart-tv",
+        },
     ]
     resp = httpx.post(f"{collector}/v1/events", json={"events": batch}, headers={"Authorization": f"Bearer {key}"})
     resp.raise_for_status()
@@ -104,18 +126,29 @@ def run_demo(settings: Settings, console: Console) -> None:
     collector = f"http://{settings.collector_host}:{settings.collector_port}"
     key = settings.write_keys[0].partition(":")[2]
     since = datetime.now(UTC).replace(microsecond=0)
-    with _service("collector", ["collector"], settings, log_dir) as coll, \
-            _service("sink", ["sink", "events"], settings, log_dir):
+    with (
+        _service("collector", ["collector"], settings, log_dir) as coll,
+        _service("sink", ["sink", "events"], settings, log_dir),
+    ):
         _wait_ready(f"{collector}/readyz", coll)
         console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
-        console.print(f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
-                      "(time compressed, event times preserved) ...")
-        plan = TrafficPlan(students=DEMO_STUDENTS, days=DEMO_DAYS, seed=2026, via="collector",
-                           truth_path=log_dir / "ground_truth.jsonl")
+        console.print(
+            f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
+            "(time compressed, event times preserved) ..."
+        )
+        plan = TrafficPlan(
+            students=DEMO_STUDENTS,
+            days=DEMO_DAYS,
+            seed=2026,
+            via="collector",
+            truth_path=log_dir / "ground_truth.jsonl",
+        )
         result = run_traffic(plan, settings, console)
         rejected = _bad_events(collector, key)
-        console.print(f"  {result.accepted:,} events accepted in {result.seconds:.1f} s; "
-                      f"{len(rejected)} deliberately broken events refused and dead-lettered")
+        console.print(
+            f"  {result.accepted:,} events accepted in {result.seconds:.1f} s; "
+            f"{len(rejected)} deliberately broken events refused and dead-lettered"
+        )
         console.print("Waiting for the sink to store everything in ClickHouse ...")
         deadline = time.monotonic() + 120
         stored = 0
@@ -127,21 +160,23 @@ def run_demo(settings: Settings, console: Console) -> None:
         lag = time.monotonic() - (deadline - 120)
         if stored < result.accepted:
             raise RuntimeError(
-                f"only {stored:,} of {result.accepted:,} events reached ClickHouse in 120 s; "
-                f"see {log_dir / 'sink.log'}"
+                f"only {stored:,} of {result.accepted:,} events reached ClickHouse in 120 s; see {log_dir / 'sink.log'}"
             )
         console.print(f"  {stored:,} rows in behavior_events ({lag:.1f} s after the last event was sent)")
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
 
 
-def _summary(settings: Settings, console: Console, since: datetime, rejected: list[dict[str, Any]],
-             truth: Path) -> None:
+def _summary(
+    settings: Settings, console: Console, since: datetime, rejected: list[dict[str, Any]], truth: Path
+) -> None:
     db = settings.clickhouse_database
     client = connect(settings)
     params = {"t": since.replace(tzinfo=None)}
     by_type = client.execute(
         f"SELECT event_type, platform, count() FROM {db}.behavior_events FINAL WHERE received_at >= %(t)s "
-        "GROUP BY event_type, platform ORDER BY event_type, platform", params)
+        "GROUP BY event_type, platform ORDER BY event_type, platform",
+        params,
+    )
     platforms = sorted({p for _, p, _ in by_type})
     counts: dict[str, dict[str, int]] = {}
     for event_type, platform, n in by_type:
@@ -157,7 +192,9 @@ def _summary(settings: Settings, console: Console, since: datetime, rejected: li
 
     daily = client.execute(
         f"SELECT toDate(event_time) AS day, uniqExact(user_id) FROM {db}.behavior_events FINAL "
-        "WHERE received_at >= %(t)s GROUP BY day ORDER BY day", params)
+        "WHERE received_at >= %(t)s GROUP BY day ORDER BY day",
+        params,
+    )
     top = max((n for _, n in daily), default=1)
     chart = Table(title="Active students per day (UTC)", title_justify="left", show_header=False, box=None)
     chart.add_column(justify="right")
@@ -173,14 +210,19 @@ def _summary(settings: Settings, console: Console, since: datetime, rejected: li
             console.print(f"  #{r['index']} {r['event_id']}: {r['reason']}")
 
     topic = catalogue(settings.topic_prefix, settings.event_partitions)
-    console.print(Panel.fit(
-        "\n".join([
-            f"ClickHouse:  clickhouse-client --port {settings.clickhouse_port} -d {db}",
-            f"             SELECT event_type, count() FROM behavior_events FINAL GROUP BY event_type",
-            f"Kafka:       {settings.kafka_bootstrap}  topics {topic.events.name}, {topic.dead_letters.name}",
-            f"Who churns:  {truth} (the simulator's ground truth)",
-            "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
-            "Benchmarks:   make bench        Stop servers: make down",
-        ]),
-        title="Where to look next", border_style="green"))
-
+    console.print(
+        Panel.fit(
+            "\n".join(
+                [
+                    f"ClickHouse:  clickhouse-client --port {settings.clickhouse_port} -d {db}",
+                    "             SELECT event_type, count() FROM behavior_events FINAL GROUP BY event_type",
+                    f"Kafka:       {settings.kafka_bootstrap}  topics {topic.events.name}, {topic.dead_letters.name}",
+                    f"Who churns:  {truth} (the simulator's ground truth)",
+                    "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
+                    "Benchmarks:   make bench        Stop servers: make down",
+                ]
+            ),
+            title="Where to look next",
+            border_style="green",
+        )
+    )

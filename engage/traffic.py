@@ -83,8 +83,13 @@ class _Pacer:
 
 
 async def _post_day(
-    client: httpx.AsyncClient, url: str, key: str, batches: list[list[dict[str, Any]]], plan: TrafficPlan,
-    pacer: _Pacer, result: TrafficResult,
+    client: httpx.AsyncClient,
+    url: str,
+    key: str,
+    batches: list[list[dict[str, Any]]],
+    plan: TrafficPlan,
+    pacer: _Pacer,
+    result: TrafficResult,
 ) -> None:
     queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
     for b in batches:
@@ -96,9 +101,11 @@ async def _post_day(
             await pacer.wait(len(batch))
             for attempt in range(5):
                 try:
-                    resp = await client.post(url, content=orjson.dumps({"events": batch}),
-                                             headers={"Authorization": f"Bearer {key}",
-                                                      "Content-Type": "application/json"})
+                    resp = await client.post(
+                        url,
+                        content=orjson.dumps({"events": batch}),
+                        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                    )
                 except httpx.HTTPError:
                     resp = None
                 if resp is not None and resp.status_code == 200:
@@ -115,8 +122,14 @@ async def _post_day(
     await asyncio.gather(*(worker() for _ in range(plan.connections)))
 
 
-async def _run_collector(plan: TrafficPlan, settings: Settings, days: Iterator[tuple[int, list[dict[str, Any]]]],
-                         progress: Progress, task: Any, result: TrafficResult) -> None:
+async def _run_collector(
+    plan: TrafficPlan,
+    settings: Settings,
+    days: Iterator[tuple[int, list[dict[str, Any]]]],
+    progress: Progress,
+    task: Any,
+    result: TrafficResult,
+) -> None:
     url = f"http://{settings.collector_host}:{settings.collector_port}/v1/events"
     key = settings.write_keys[0].partition(":")[2]
     pacer = _Pacer(plan.rate)
@@ -132,8 +145,14 @@ async def _run_collector(plan: TrafficPlan, settings: Settings, days: Iterator[t
                 await asyncio.sleep(max(0.0, plan.day_seconds - (time.monotonic() - day_started)))
 
 
-def _run_producer(plan: TrafficPlan, settings: Settings, days: Iterator[tuple[int, list[dict[str, Any]]]],
-                  progress: Progress, task: Any, result: TrafficResult) -> None:
+def _run_producer(
+    plan: TrafficPlan,
+    settings: Settings,
+    days: Iterator[tuple[int, list[dict[str, Any]]]],
+    progress: Progress,
+    task: Any,
+    result: TrafficResult,
+) -> None:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     pacer_start = time.monotonic()
     with EventProducer(settings.kafka_bootstrap, topics, source="simulator") as producer:
@@ -163,8 +182,13 @@ def run_traffic(plan: TrafficPlan, settings: Settings, console: Console) -> Traf
         write_ground_truth(ground_truth(population, plan.days), plan.truth_path)
     result = TrafficResult()
     started = time.monotonic()
-    columns = (TextColumn("[bold]simulating[/bold] day"), MofNCompleteColumn(), BarColumn(),
-               TextColumn("{task.fields[events]:,} events"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]simulating[/bold] day"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("days", total=plan.days, events=0)
         days = iter_event_days(population, plan.days)

@@ -140,5 +140,7 @@ def behavior_event_columns() -> list[Column]:
     extracted = [Column("event_type", "String", ("event_type",), "str")]
     extracted += [c for c in envelope if c.name != "event_time"]
     extracted += sorted(by_name.values(), key=lambda c: c.name)
-    payload_json = Column("payload_json", "String", ("payload",), "json", f"visitParamExtractRaw({EVENT_JSON}, 'payload')")
+    payload_json = Column(
+        "payload_json", "String", ("payload",), "json", f"visitParamExtractRaw({EVENT_JSON}, 'payload')"
+    )
     return from_python + [_extracted(c) for c in extracted] + [payload_json]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, cast, get_args
 from zoneinfo import available_timezones
 
 from pydantic import (
@@ -48,6 +48,7 @@ def _iana_zones() -> frozenset[str]:
 
 def known_timezone(name: str) -> bool:
     return name in _iana_zones()
+
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_ID_PATTERN)]
@@ -333,9 +334,10 @@ BehaviorEvent = Annotated[
     Field(discriminator="event_type"),
 ]
 
-EVENT_TYPES: tuple[str, ...] = tuple(m.model_fields["event_type"].annotation.__args__[0] for m in EVENT_MODELS)  # type: ignore[union-attr]
+EVENT_TYPES: tuple[str, ...] = tuple(get_args(m.model_fields["event_type"].annotation)[0] for m in EVENT_MODELS)
 PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
-    t: m.model_fields["payload"].annotation for t, m in zip(EVENT_TYPES, EVENT_MODELS, strict=True)  # type: ignore[misc]
+    t: cast(type[BaseModel], m.model_fields["payload"].annotation)
+    for t, m in zip(EVENT_TYPES, EVENT_MODELS, strict=True)
 }
 
 EVENT_ADAPTER: TypeAdapter[BehaviorEvent] = TypeAdapter(BehaviorEvent)

@@ -28,8 +28,15 @@ def landing_rows(value: bytes, partition: int, offset: int) -> list[LandingRow]:
         utc_offset = when.utcoffset()
         if utc_offset is None:
             raise ValueError(f"event_time {event['event_time']!r} has no UTC offset")
-        append((int(when.timestamp()), utc_offset.seconds // 60 + utc_offset.days * 1440, partition, offset,
-                dumps(event).decode()))
+        append(
+            (
+                int(when.timestamp()),
+                utc_offset.seconds // 60 + utc_offset.days * 1440,
+                partition,
+                offset,
+                dumps(event).decode(),
+            )
+        )
     return rows
 
 

@@ -138,7 +138,7 @@ class SinkRunner:
                 log.warning("consumer error on %s: %s", self.topic, err)
             return
         self.stats.messages += 1
-        partition, offset, value = msg.partition(), msg.offset(), msg.value() or b""
+        partition, offset, value = msg.partition() or 0, msg.offset() or 0, msg.value() or b""
         try:
             rows = self.sink.decode(value, partition, offset)
         except UndecodableMessage as exc:
@@ -185,7 +185,13 @@ class SinkRunner:
         while error is not None:
             self.stats.write_failures += 1
             WRITE_FAILURES.labels(self.sink.name).inc()
-            log.warning("%s write of %s failed (%s); retrying in %.1fs", self.sink.name, batch.range_label(), error, backoff)
+            log.warning(
+                "%s write of %s failed (%s); retrying in %.1fs",
+                self.sink.name,
+                batch.range_label(),
+                error,
+                backoff,
+            )
             if not paused:
                 self._consumer.pause(self._consumer.assignment())
                 paused = True
@@ -234,7 +240,13 @@ class SinkRunner:
         self._batch_dead_letters += 1
         DEAD_LETTERED.labels(self.sink.name).inc()
         if self.dead_letters is None:
-            log.error("undecodable message at %s[%d]@%d and no dead-letter producer: %s", self.topic, partition, offset, reason)
+            log.error(
+                "undecodable message at %s[%d]@%d and no dead-letter producer: %s",
+                self.topic,
+                partition,
+                offset,
+                reason,
+            )
             return
         self.dead_letters.send_dead_letter(
             DeadLetter(

@@ -216,7 +216,10 @@ class EventProducer:
 
     def send_dead_letter(self, letter: DeadLetter) -> None:
         self._produce(
-            self.topics.dead_letters.name, letter.source.encode(), letter.model_dump_json().encode(), self._delivered
+            self.topics.dead_letters.name,
+            letter.source.encode(),
+            letter.model_dump_json().encode(),
+            self._delivered,
         )
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -20,8 +20,15 @@ from starlette.routing import Route
 
 
 def create_bare_app(topic: str, bootstrap: str) -> Starlette:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "enable.idempotence": True, "acks": "all",
-                         "compression.type": "lz4"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 2,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+        }
+    )
     stop = threading.Event()
 
     def poll() -> None:

@@ -91,12 +91,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def bench_producer(settings: Settings, topics: TopicCatalogue, events: list[dict[str, Any]], n: int) -> list[Figure]:
     one_event_messages = [
-        (e["user_id"].encode(), orjson.dumps({"schema_version": 1, "user_id": e["user_id"], "source": "bench", "events": [e]}))
+        (
+            e["user_id"].encode(),
+            orjson.dumps({"schema_version": 1, "user_id": e["user_id"], "source": "bench", "events": [e]}),
+        )
         for e in events[: min(len(events), 50_000)]
     ]
-    conf = {"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "batch.size": 1_000_000,
-            "compression.type": "lz4", "enable.idempotence": True, "acks": "all",
-            "queue.buffering.max.messages": 500_000}
+    conf = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "compression.type": "lz4",
+        "enable.idempotence": True,
+        "acks": "all",
+        "queue.buffering.max.messages": 500_000,
+    }
 
     plain = Producer(conf)
     start = time.perf_counter()
@@ -132,11 +141,22 @@ def bench_producer(settings: Settings, topics: TopicCatalogue, events: list[dict
     seconds = time.perf_counter() - start
     lib.close()
     return [
-        Figure("producer library, pre-encoded messages", encoded_rate, "msg/s", "plain confluent-kafka loop", baseline,
-               aim=">= 150,000 msg/s"),
-        Figure("producer library, events from dicts", len(sample) / seconds, "events/s",
-               "plain confluent-kafka loop (msg/s)", baseline,
-               notes=f"{len(sample):,} events grouped into {messages:,} per-user messages, encoding included"),
+        Figure(
+            "producer library, pre-encoded messages",
+            encoded_rate,
+            "msg/s",
+            "plain confluent-kafka loop",
+            baseline,
+            aim=">= 150,000 msg/s",
+        ),
+        Figure(
+            "producer library, events from dicts",
+            len(sample) / seconds,
+            "events/s",
+            "plain confluent-kafka loop (msg/s)",
+            baseline,
+            notes=f"{len(sample):,} events grouped into {messages:,} per-user messages, encoding included",
+        ),
     ]
 
 
@@ -150,14 +170,21 @@ def _collector_requests(events: list[dict[str, Any]], port: int, batch: int, key
 
 
 def _load(port: int, requests: list[bytes], cfg: IngestBenchConfig) -> tuple[float, float, float, dict[int, int]]:
-    result = asyncio.run(run_load("127.0.0.1", port, requests, connections=cfg.collector_connections,
-                                  seconds=cfg.collector_seconds))
+    result = asyncio.run(
+        run_load("127.0.0.1", port, requests, connections=cfg.collector_connections, seconds=cfg.collector_seconds)
+    )
     ok = result.statuses.get(200, 0)
-    return ok * cfg.batch_size / result.seconds, result.percentile(0.5), result.percentile(0.99), result.statuses
+    return (
+        ok * cfg.batch_size / result.seconds,
+        result.percentile(0.5),
+        result.percentile(0.99),
+        result.statuses,
+    )
 
 
-def bench_collector(settings: Settings, topics: TopicCatalogue, events: list[dict[str, Any]],
-                    cfg: IngestBenchConfig) -> list[Figure]:
+def bench_collector(
+    settings: Settings, topics: TopicCatalogue, events: list[dict[str, Any]], cfg: IngestBenchConfig
+) -> list[Figure]:
     from deploy.process import free_port
 
     key = settings.write_keys[0].partition(":")[2]
@@ -171,8 +198,17 @@ def bench_collector(settings: Settings, topics: TopicCatalogue, events: list[dic
     finally:
         _stop(proc)
     bare_port = free_port()
-    bare = subprocess.Popen([sys.executable, "-m", "engage.bench.bare_collector", str(bare_port),
-                             topics.events.name + ".bare", settings.kafka_bootstrap], cwd=PROJECT_ROOT)
+    bare = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engage.bench.bare_collector",
+            str(bare_port),
+            topics.events.name + ".bare",
+            settings.kafka_bootstrap,
+        ],
+        cwd=PROJECT_ROOT,
+    )
     try:
         _wait_http(bare_port, bare)
         base = _load(bare_port, _collector_requests(events, bare_port, cfg.batch_size, key), cfg)
@@ -180,9 +216,15 @@ def bench_collector(settings: Settings, topics: TopicCatalogue, events: list[dic
         _stop(bare)
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(ours[3].items()))
     return [
-        Figure(f"collector, batches of {cfg.batch_size} events", ours[0], "events/s",
-               "bare HTTP→Kafka endpoint", base[0], aim=">= 20,000 events/s",
-               notes=f"{cfg.collector_connections} connections for {cfg.collector_seconds:.0f} s; statuses {statuses}"),
+        Figure(
+            f"collector, batches of {cfg.batch_size} events",
+            ours[0],
+            "events/s",
+            "bare HTTP→Kafka endpoint",
+            base[0],
+            aim=">= 20,000 events/s",
+            notes=f"{cfg.collector_connections} connections for {cfg.collector_seconds:.0f} s; statuses {statuses}",
+        ),
         Figure("collector request latency p50", ours[1] * 1000, "ms", "bare endpoint p50", base[1] * 1000),
         Figure("collector request latency p99", ours[2] * 1000, "ms", "bare endpoint p99", base[2] * 1000),
     ]
@@ -214,7 +256,9 @@ def _naive_row(event: dict[str, Any], partition: int, offset: int) -> tuple[Any,
             delta = datetime.fromisoformat(event["event_time"]).utcoffset()
             values.append(int(delta.total_seconds()) // 60 if delta else 0)
         elif col.kind == "datetime":
-            values.append(datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None) if value else datetime(1970, 1, 1))
+            values.append(
+                datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None) if value else datetime(1970, 1, 1)
+            )
         elif col.kind == "json":
             values.append(orjson.dumps(value or {}).decode())
         elif value is None:
@@ -226,8 +270,14 @@ def _naive_row(event: dict[str, Any], partition: int, offset: int) -> tuple[Any,
 
 def _naive_sink(settings: Settings, topic: str, expect: int, database: str) -> float:
     client = connect(settings)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"naive-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"naive-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     names = ", ".join(BEHAVIOR_EVENTS.column_names)
     rows: list[tuple[Any, ...]] = []
@@ -238,8 +288,8 @@ def _naive_sink(settings: Settings, topic: str, expect: int, database: str) -> f
             if msg.error():
                 continue
             start = start or time.perf_counter()
-            for e in orjson.loads(msg.value())["events"]:
-                rows.append(_naive_row(e, msg.partition(), msg.offset()))
+            for e in orjson.loads(msg.value() or b"{}")["events"]:
+                rows.append(_naive_row(e, msg.partition() or 0, msg.offset() or 0))
         if len(rows) >= 50_000 or (rows and done + len(rows) >= expect):
             client.execute(f"INSERT INTO {database}.behavior_events ({names}) VALUES", rows)
             consumer.commit(asynchronous=False)
@@ -251,9 +301,15 @@ def _naive_sink(settings: Settings, topic: str, expect: int, database: str) -> f
 
 def bench_sink(settings: Settings, topics: TopicCatalogue, events: list[dict[str, Any]]) -> list[Figure]:
     messages = _fill_topic(settings, topics, events)
-    runner = SinkRunner(BehaviorEventsSink(settings), bootstrap=settings.kafka_bootstrap, topic=topics.events.name,
-                        dead_letters=None, group_id=f"bench-sink-{uuid.uuid4().hex[:6]}",
-                        batch_rows=200_000, batch_seconds=1.0)
+    runner = SinkRunner(
+        BehaviorEventsSink(settings),
+        bootstrap=settings.kafka_bootstrap,
+        topic=topics.events.name,
+        dead_letters=None,
+        group_id=f"bench-sink-{uuid.uuid4().hex[:6]}",
+        batch_rows=200_000,
+        batch_seconds=1.0,
+    )
     import threading
 
     thread = threading.Thread(target=runner.run, kwargs={"idle_exit_seconds": 2.0}, daemon=True)
@@ -271,9 +327,15 @@ def bench_sink(settings: Settings, topics: TopicCatalogue, events: list[dict[str
     naive = _naive_sink(settings, topics.events.name, len(events), naive_db)
     connect(settings).execute(f"DROP DATABASE IF EXISTS {naive_db}")
     return [
-        Figure("events sink into ClickHouse", ours, "rows/s", "row-by-row Python sink", naive,
-               aim=">= 200,000 rows/s",
-               notes=f"{len(events):,} simulator events in {messages:,} per-user messages, {runner.stats.writes} inserts"),
+        Figure(
+            "events sink into ClickHouse",
+            ours,
+            "rows/s",
+            "row-by-row Python sink",
+            naive,
+            aim=">= 200,000 rows/s",
+            notes=f"{len(events):,} simulator events in {messages:,} per-user messages, {runner.stats.writes} inserts",
+        ),
     ]
 
 
@@ -283,15 +345,19 @@ def bench_sink(settings: Settings, topics: TopicCatalogue, events: list[dict[str
 def run(settings: Settings, console: Console, out: Path, cfg: IngestBenchConfig | None = None) -> Report:
     cfg = cfg or IngestBenchConfig()
     run_id = uuid.uuid4().hex[:6]
-    bench_settings = settings.model_copy(update={
-        "topic_prefix": f"bench-{run_id}",
-        "clickhouse_database": f"bench_{run_id}",
-        "collector_max_event_age_days": 3650,
-    })
+    bench_settings = settings.model_copy(
+        update={
+            "topic_prefix": f"bench-{run_id}",
+            "clickhouse_database": f"bench_{run_id}",
+            "collector_max_event_age_days": 3650,
+        }
+    )
     topics = catalogue(bench_settings.topic_prefix, bench_settings.event_partitions)
     bare_topic = TopicSpec(topics.events.name + ".bare", bench_settings.event_partitions)
     ensure_topics(bench_settings.kafka_bootstrap, [*topics.all(), bare_topic])
-    report = Report("engage bench ingest", context={"config": cfg.__dict__, "partitions": bench_settings.event_partitions})
+    report = Report(
+        "engage bench ingest", context={"config": cfg.__dict__, "partitions": bench_settings.event_partitions}
+    )
     console.print(f"generating {cfg.sink_events:,} simulator events ...")
     events = simulated_events(max(cfg.sink_events, 50_000))
     try:
@@ -308,8 +374,12 @@ def run(settings: Settings, console: Console, out: Path, cfg: IngestBenchConfig 
         for f in bench_sink(bench_settings, sink_topics, events[: cfg.sink_events]):
             report.add(f)
     finally:
-        delete_topics(bench_settings.kafka_bootstrap, [t.name for t in topics.all()] + [bare_topic.name] +
-                      [f"{bench_settings.topic_prefix}-sink.{s}" for s in ("events.v1", "dead-letters.v1")])
+        delete_topics(
+            bench_settings.kafka_bootstrap,
+            [t.name for t in topics.all()]
+            + [bare_topic.name]
+            + [f"{bench_settings.topic_prefix}-sink.{s}" for s in ("events.v1", "dead-letters.v1")],
+        )
         connect(bench_settings).execute(f"DROP DATABASE IF EXISTS {bench_settings.clickhouse_database}")
     report.print(console)
     console.print(f"saved {report.save(out)}")

@@ -28,7 +28,12 @@ class LoadResult:
 
 
 def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+    ]
     head += [f"{k}: {v}" for k, v in headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
@@ -49,7 +54,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _worker(host: str, port: int, requests: list[bytes], offset: int, deadline: float, result: LoadResult) -> None:
+async def _worker(
+    host: str, port: int, requests: list[bytes], offset: int, deadline: float, result: LoadResult
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     i = offset
     try:
@@ -76,8 +83,6 @@ async def run_load(host: str, port: int, requests: list[bytes], *, connections: 
     result = LoadResult()
     start = time.perf_counter()
     deadline = start + seconds
-    await asyncio.gather(
-        *(_worker(host, port, requests, k * 7, deadline, result) for k in range(connections))
-    )
+    await asyncio.gather(*(_worker(host, port, requests, k * 7, deadline, result) for k in range(connections)))
     result.seconds = time.perf_counter() - start
     return result

@@ -57,7 +57,11 @@ class Report:
         doc = {
             "title": self.title,
             "when": datetime.now(UTC).isoformat(),
-            "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": _cpus(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
             "context": self.context,
             "figures": [{**asdict(f), "ratio": f.ratio} for f in self.figures],
         }

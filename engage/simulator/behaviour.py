@@ -54,9 +54,7 @@ TEMPLATES = ("daily_reminder", "streak_reminder", "new_content", "weekly_digest"
 UNENROL_REASONS = ("too_busy", "not_what_i_expected", "too_difficult", "cost", "")
 REFERRERS = ("direct", "bookmark", "search", "email")
 WEB_LOGINS = ("password", "sso", "social", "magic_link")
-_QUIZ_AT: dict[str, dict[int, int]] = {
-    c.course_id: {c.quiz_after(q): q for q in range(c.quizzes)} for c in COURSES
-}
+_QUIZ_AT: dict[str, dict[int, int]] = {c.course_id: {c.quiz_after(q): q for q in range(c.quizzes)} for c in COURSES}
 
 
 def activity_probability(student: Student, day: int) -> float:
@@ -208,9 +206,7 @@ def _local_day(zone: str, day: date) -> _LocalDay:
     midnight = int(datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo(zone)).timestamp()) - 43_200
     offset = (day - _EPOCH).days * 86_400 - midnight
     hours, minutes = divmod(abs(offset) // 60, 60)
-    return _LocalDay(
-        f"{day.isoformat()}T", f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}", midnight
-    )
+    return _LocalDay(f"{day.isoformat()}T", f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}", midnight)
 
 
 class _DayRenderer:
@@ -238,9 +234,7 @@ class _DayRenderer:
         built = []
         for k, (session, device) in enumerate(zip(sessions, devices, strict=True)):
             referrer = "notification" if clicked and k == 0 else rng.choice(REFERRERS)
-            built.append(
-                self._session(k, device, referrer, session, plan.enrol if k == 0 else (), plan.unenrol)
-            )
+            built.append(self._session(k, device, referrer, session, plan.enrol if k == 0 else (), plan.unenrol))
         starts = self._place([duration for _, duration in built])
         # Already in time order: the reminder comes before the first session, sessions do not overlap.
         segments = [(0, self._notification(starts[0], devices[0], opened, clicked))] if notify else []
@@ -414,9 +408,7 @@ class _DayRenderer:
     def _notification(self, first_start: int, device: int, opened: bool, clicked: bool) -> list[_Step]:
         """A platform reminder delivered 10-45 minutes before the day's first session, opened before it."""
         rng = self.rng
-        channel = (
-            "push" if self.student.devices[device].platform != "web" else rng.choice(("email", "in_app"))
-        )
+        channel = "push" if self.student.devices[device].platform != "web" else rng.choice(("email", "in_app"))
         payload = {
             "notification_id": f"{self.ids}n",
             "channel": channel,
@@ -429,9 +421,7 @@ class _DayRenderer:
             t += 30 + int(rng.random() * (lead - 150))
             steps.append((t, "notification_opened", device, None, None, dict(payload)))
         if clicked:
-            steps.append(
-                (t + 3 + int(rng.random() * 20), "notification_clicked", device, None, None, dict(payload))
-            )
+            steps.append((t + 3 + int(rng.random() * 20), "notification_clicked", device, None, None, dict(payload)))
         return steps
 
     def _events(self, segments: list[tuple[int, list[_Step]]]) -> tuple[list[int], list[Event]]:

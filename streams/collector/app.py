@@ -107,7 +107,11 @@ class Collector:
         ensure_topics(self.settings.kafka_bootstrap, self.topics.all())
         if self.producer is None:
             self.producer = EventProducer(
-                self.settings.kafka_bootstrap, self.topics, source="collector", linger_ms=2, report_successes=True
+                self.settings.kafka_bootstrap,
+                self.topics,
+                source="collector",
+                linger_ms=2,
+                report_successes=True,
             )
         self.ready = True
 

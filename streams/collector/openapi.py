@@ -19,12 +19,19 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
         "required": ["error", "detail"],
     }
-    field_error = {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}
+    field_error = {
+        "type": "object",
+        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+    }
     outcome = {
         "type": "object",
         "properties": {
             "accepted": {"type": "array", "items": {"type": "string"}, "description": "event ids stored"},
-            "duplicates": {"type": "array", "items": {"type": "string"}, "description": "repeated ids in this batch"},
+            "duplicates": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "repeated ids in this batch",
+            },
             "rejected": {
                 "type": "array",
                 "items": {
@@ -68,7 +75,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "application/json": {
                                 "schema": {
                                     "oneOf": [
-                                        {"type": "object", "properties": {"events": {"type": "array", "items": refs}}},
+                                        {
+                                            "type": "object",
+                                            "properties": {"events": {"type": "array", "items": refs}},
+                                        },
                                         {"type": "array", "items": refs},
                                     ]
                                 }
@@ -86,7 +96,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness (Kafka producer up)", "responses": {"200": {"description": "ready"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness (Kafka producer up)",
+                    "responses": {"200": {"description": "ready"}},
+                }
+            },
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
         },
     }
@@ -103,7 +118,11 @@ def _resp(description: str, schema: str) -> dict[str, Any]:
 def _rewrite_refs(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str) else _rewrite_refs(v))
+            k: (
+                v.replace("#/$defs/", "#/components/schemas/")
+                if k == "$ref" and isinstance(v, str)
+                else _rewrite_refs(v)
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):

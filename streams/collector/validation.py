@@ -87,7 +87,9 @@ def judge(events: list[Any], received_at: datetime, app_id: str, limits: Limits)
             _reject(verdict, index, item, summary(errors), errors, received_at, app_id)
             continue
         if event.event_time > newest:
-            msg = f"event_time {event.event_time.isoformat()} is in the future (more than {limits.max_future_skew} ahead)"
+            msg = (
+                f"event_time {event.event_time.isoformat()} is in the future (more than {limits.max_future_skew} ahead)"
+            )
             _reject(verdict, index, item, msg, [FieldError(field="event_time", message=msg)], received_at, app_id)
             continue
         if event.event_time < oldest:

@@ -21,7 +21,11 @@ from streams.collector.app import create_app
 def running_collector(settings: Settings) -> Iterator[str]:
     """Serve the collector with uvicorn on its configured loopback port; yield its base URL."""
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.collector_port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=settings.collector_port,
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -75,7 +75,11 @@ def test_batch_posted_to_collector_lands_in_behavior_events(collector: str, sett
         _event(user, "login"),
         _event(user, "session_started", session_id="s1"),
         _event(user, "quiz_submitted", course_id="c1", payload={"quiz_id": "q1", "score": 7.5, "max_score": 10.0}),
-        _event(user, "content_viewed", payload={"content_id": "v1", "content_format": "video", "seconds_viewed": 30.0}),
+        _event(
+            user,
+            "content_viewed",
+            payload={"content_id": "v1", "content_format": "video", "seconds_viewed": 30.0},
+        ),
     ]
     resp = httpx.post(f"{collector}/v1/events", content=orjson.dumps({"events": events}), headers=WRITE)
     assert resp.status_code == 200, resp.text
@@ -84,8 +88,8 @@ def test_batch_posted_to_collector_lands_in_behavior_events(collector: str, sett
     _run_sink(settings, f"sink-{uuid.uuid4().hex[:6]}")
     client = connect(settings)
     rows = client.execute(
-        f"SELECT event_type, score, content_format, course_id, timezone FROM {settings.clickhouse_database}.behavior_events"
-        " FINAL WHERE user_id = %(u)s ORDER BY event_type",
+        "SELECT event_type, score, content_format, course_id, timezone "
+        f"FROM {settings.clickhouse_database}.behavior_events FINAL WHERE user_id = %(u)s ORDER BY event_type",
         {"u": user},
     )
     assert rows == [
@@ -102,14 +106,22 @@ def test_batch_posted_to_collector_lands_in_behavior_events(collector: str, sett
     sent = datetime.fromisoformat(events[2]["event_time"])
     assert when[0][0].replace(tzinfo=UTC) == sent.replace(microsecond=0)
     assert when[0][1] == int(sent.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
-    assert orjson.loads(when[0][2]) == {"quiz_id": "q1", "score": 7.5, "max_score": 10.0, "attempt": 1,
-                                        "duration_seconds": 0.0, "passed": None}
+    assert orjson.loads(when[0][2]) == {
+        "quiz_id": "q1",
+        "score": 7.5,
+        "max_score": 10.0,
+        "attempt": 1,
+        "duration_seconds": 0.0,
+        "passed": None,
+    }
 
 
 def test_bad_events_get_reasons_and_go_to_dead_letters(collector: str, settings: Settings) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     good = _event(user)
-    bad_score = _event(user, "quiz_submitted", course_id="c1", payload={"quiz_id": "q", "score": 11.0, "max_score": 10.0})
+    bad_score = _event(
+        user, "quiz_submitted", course_id="c1", payload={"quiz_id": "q", "score": 11.0, "max_score": 10.0}
+    )
     unknown = _event(user, "teleported")
     naive = _event(user, event_time="2026-01-01T10:00:00")
     resp = httpx.post(f"{collector}/v1/events", json=[good, bad_score, unknown, naive], headers=WRITE)
@@ -153,9 +165,14 @@ def test_same_event_twice_is_stored_once(collector: str, settings: Settings) -> 
 
 def test_keys_and_limits(collector: str, settings: Settings) -> None:
     event = _event("u-keys")
-    assert httpx.post(f"{collector}/v1/events", json=[event], headers={"Authorization": "Bearer wrong-key"}).status_code == 401
+    assert (
+        httpx.post(f"{collector}/v1/events", json=[event], headers={"Authorization": "Bearer wrong-key"}).status_code
+        == 401
+    )
     assert httpx.post(f"{collector}/v1/events", json=[event]).status_code == 401
-    assert httpx.post(f"{collector}/v1/events", json=[event], headers={"X-Write-Key": "wk_demo_mobile"}).status_code == 200
+    assert (
+        httpx.post(f"{collector}/v1/events", json=[event], headers={"X-Write-Key": "wk_demo_mobile"}).status_code == 200
+    )
 
     gz = httpx.post(
         f"{collector}/v1/events",
@@ -177,10 +194,16 @@ def test_keys_and_limits(collector: str, settings: Settings) -> None:
 
     preflight = httpx.options(
         f"{collector}/v1/events",
-        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"},
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
     )
-    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] in ("*", "https://app.example")
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] in (
+        "*",
+        "https://app.example",
+    )
 
     doc = httpx.get(f"{collector}/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/v1/events" in doc["paths"]
@@ -196,8 +219,13 @@ def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Set
     events = [_event(f"{user_prefix}-{i % 50}") for i in range(2_000)]
     group = f"sink-{uuid.uuid4().hex[:6]}"
     runner = SinkRunner(
-        BehaviorEventsSink(settings), bootstrap=settings.kafka_bootstrap, topic=topics.events.name,
-        dead_letters=None, group_id=group, batch_seconds=0.2, max_backoff_seconds=0.5,
+        BehaviorEventsSink(settings),
+        bootstrap=settings.kafka_bootstrap,
+        topic=topics.events.name,
+        dead_letters=None,
+        group_id=group,
+        batch_seconds=0.2,
+        max_backoff_seconds=0.5,
     )
     thread = threading.Thread(target=runner.run, kwargs={"idle_exit_seconds": 60.0}, daemon=True)
     with EventProducer(settings.kafka_bootstrap, topics) as producer:

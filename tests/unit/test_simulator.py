@@ -126,9 +126,7 @@ def test_the_stream_is_in_event_time_order_day_by_day(
     assert len(instants) == sum(len(t.events(day)) for t in timelines for day in range(DAYS))
 
 
-def test_event_time_is_the_students_local_study_time(
-    population: Population, by_user: dict[str, list[Event]]
-) -> None:
+def test_event_time_is_the_students_local_study_time(population: Population, by_user: dict[str, list[Event]]) -> None:
     for student in population.students:
         zone = ZoneInfo(student.timezone)
         for event in by_user[student.user_id]:
@@ -266,9 +264,7 @@ def test_weekend_only_students_study_on_their_local_weekends(
     assert all(local_time(e).weekday() >= 5 for e in events)
 
 
-def test_late_joiners_start_after_their_delay(
-    population: Population, by_user: dict[str, list[Event]]
-) -> None:
+def test_late_joiners_start_after_their_delay(population: Population, by_user: dict[str, list[Event]]) -> None:
     for student in students_of(population, "late_joiner"):
         assert student.start_day >= 7
         events = by_user[student.user_id]
@@ -312,9 +308,7 @@ def test_ability_shows_in_quiz_scores(population: Population, by_user: dict[str,
     assert mean_score("highly_engaged") > mean_score("slowly_fading") + 0.1
 
 
-def test_preferred_format_dominates_content_views(
-    population: Population, by_user: dict[str, list[Event]]
-) -> None:
+def test_preferred_format_dominates_content_views(population: Population, by_user: dict[str, list[Event]]) -> None:
     views = preferred = 0
     for student in population.students:
         for event in by_user[student.user_id]:

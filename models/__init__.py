@@ -1,0 +1,1 @@
+"""Risk models behind one interface: the transparent heuristic today, LightGBM once trained."""
