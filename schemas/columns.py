@@ -100,8 +100,8 @@ _EXTRACT = {
     "int": "visitParamExtractInt({src}, '{key}')",
     "float": "visitParamExtractFloat({src}, '{key}')",
     "bool": "visitParamExtractBool({src}, '{key}')",
-    "datetime": "parseDateTimeBestEffort(visitParamExtractString({src}, '{key}'))",
-    "date": "toDate(parseDateTimeBestEffort(visitParamExtractString({src}, '{key}')))",
+    "datetime": "parseDateTimeBestEffortOrZero(visitParamExtractString({src}, '{key}'))",
+    "date": "toDate(parseDateTimeBestEffortOrZero(visitParamExtractString({src}, '{key}')))",
 }
 EVENT_JSON = "event_json"
 
