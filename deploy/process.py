@@ -49,7 +49,8 @@ def read_pid(pid_file: Path) -> int | None:
         pid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    # 0 and negatives name process groups (ours included) for os.kill: never a recorded server.
+    return pid if pid > 0 and pid_alive(pid) else None
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
@@ -78,16 +79,16 @@ def free_port() -> int:
 def spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> int:
     """Start ``argv`` detached in its own session, output to ``workdir/<name>.out``; record its PID."""
     workdir.mkdir(parents=True, exist_ok=True)
-    out = (workdir / f"{name}.out").open("ab")
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=workdir,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
+    with (workdir / f"{name}.out").open("ab") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     (workdir / "pid").write_text(str(proc.pid))
     return proc.pid
 

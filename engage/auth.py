@@ -60,7 +60,7 @@ class KeyStore:
         for pair in pairs:
             app_id, sep, key = pair.partition(":")
             if not sep or not app_id or not key:
-                raise ValueError("keys are configured as 'app_id:key' (got an entry without ':')")
+                raise ValueError("keys are configured as 'app_id:key' with both parts non-empty")
             self.add(app_id, key, role)
 
     def lookup(self, presented: str | None) -> Principal | None:

@@ -110,7 +110,10 @@ def _extracted(col: Column) -> Column:
     template = _EXTRACT.get(col.kind)
     if template is None:
         raise TypeError(f"field {col.name!r} of kind {col.kind} cannot be extracted from JSON")
-    expr = template.format(src=EVENT_JSON, key=col.path[-1])
+    # Nested fields are read from their object's raw JSON (extracted once per row: ClickHouse reuses identical
+    # subexpressions), so each lookup scans a short string instead of the whole event.
+    src = EVENT_JSON if len(col.path) == 1 else f"visitParamExtractRaw({EVENT_JSON}, '{col.path[0]}')"
+    expr = template.format(src=src, key=col.path[-1])
     if col.ch_type == "UInt8" and col.kind == "int":
         expr = f"toUInt8({expr})"
     return Column(col.name, col.ch_type, col.path, col.kind, expr)

@@ -45,7 +45,7 @@ def describe(exc: ValidationError, event_types: frozenset[str] = KNOWN_EVENT_TYP
             msg = "is required"
         elif kind == "extra_forbidden":
             msg = "is not a known field (check the spelling; unknown fields are refused, not ignored)"
-        elif kind in ("model_type", "dict_type") and field == "(event)":
+        elif kind in ("model_type", "dict_type", "model_attributes_type") and field == "(event)":
             msg = f"an event must be a JSON object, got {type(err.get('input')).__name__}"
         elif "input" in err and kind not in ("value_error", "assertion_error"):
             msg = f"{msg} (got {_shown(err['input'])})"

@@ -102,6 +102,7 @@ class EventProducer:
             "message.max.bytes": 4_194_304,
             "client.id": f"engage-{source}",
             "delivery.report.only.error": not report_successes,
+            "on_delivery": self._delivered,
         }
         conf.update(config or {})
         self._producer = Producer(conf)
@@ -121,10 +122,13 @@ class EventProducer:
         if self._user_callback is not None:
             self._user_callback(err, msg)
 
-    def _produce(self, topic: str, key: bytes, value: bytes, callback: DeliveryCallback) -> None:
+    def _produce(self, topic: str, key: bytes, value: bytes, callback: DeliveryCallback | None) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=callback)
+                if callback is None:  # only failures are reported, through the producer-wide callback
+                    self._producer.produce(topic, value, key)
+                else:
+                    self._producer.produce(topic, value, key, on_delivery=callback)
                 self.stats.queued += 1
                 return
             except BufferError:
@@ -156,13 +160,13 @@ class EventProducer:
         """Queue events (validated models, or dicts already in the contract's JSON form); returns messages queued."""
         batches = self.encode_batches(events)
         for key, value, n in batches:
-            self._produce(self.topics.events.name, key, value, self._delivered)
+            self._produce(self.topics.events.name, key, value, None)
             self.stats.events_queued += n
         return len(batches)
 
     def send_encoded(self, key: bytes, value: bytes, callback: DeliveryCallback | None = None) -> None:
         """Queue one pre-encoded ``EventBatch`` (the simulator and benchmarks encode ahead of time)."""
-        self._produce(self.topics.events.name, key, value, callback or self._delivered)
+        self._produce(self.topics.events.name, key, value, callback)
 
     @property
     def in_flight(self) -> int:
@@ -219,7 +223,7 @@ class EventProducer:
             self.topics.dead_letters.name,
             letter.source.encode(),
             letter.model_dump_json().encode(),
-            self._delivered,
+            None,
         )
 
     def poll(self, timeout: float = 0.0) -> int:

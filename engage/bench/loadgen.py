@@ -55,15 +55,22 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def _worker(
-    host: str, port: int, requests: list[bytes], offset: int, deadline: float, result: LoadResult
+    host: str, port: int, requests: list[bytes], offset: int, deadline: float, interval: float, result: LoadResult
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     i = offset
+    next_send = time.perf_counter() + interval * (offset % 97) / 97  # spread the connections' schedules
     try:
         while time.perf_counter() < deadline:
+            if interval:
+                # Paced: latency counts from the scheduled send time, so server queueing cannot hide.
+                await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
+                start = next_send
+                next_send += interval
+            else:
+                start = time.perf_counter()
             request = requests[i % len(requests)]
             i += 1
-            start = time.perf_counter()
             writer.write(request)
             try:
                 status = await _read_response(reader)
@@ -77,12 +84,18 @@ async def _worker(
         writer.close()
 
 
-async def run_load(host: str, port: int, requests: list[bytes], *, connections: int, seconds: float) -> LoadResult:
+async def run_load(
+    host: str, port: int, requests: list[bytes], *, connections: int, seconds: float, rate: float = 0.0
+) -> LoadResult:
+    """Closed loop as fast as the server answers, or paced at ``rate`` requests/s over all connections."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the load generator only targets loopback")
     result = LoadResult()
     start = time.perf_counter()
     deadline = start + seconds
-    await asyncio.gather(*(_worker(host, port, requests, k * 7, deadline, result) for k in range(connections)))
+    interval = connections / rate if rate > 0 else 0.0
+    await asyncio.gather(
+        *(_worker(host, port, requests, k * 7, deadline, interval, result) for k in range(connections))
+    )
     result.seconds = time.perf_counter() - start
     return result

@@ -54,10 +54,10 @@ class LandingView:
 
     def ddl(self, database: str) -> str:
         landing_names = set(self.landing.column_names)
-        select = ",\n  ".join(
-            c.name if c.expr is None and c.name in landing_names else f"{c.expr} AS {c.name}"
-            for c in self.target.columns
-        )
+        unfillable = [c.name for c in self.target.columns if c.expr is None and c.name not in landing_names]
+        if unfillable:
+            raise ValueError(f"{self.name}: columns neither landed nor computed: {unfillable}")
+        select = ",\n  ".join(c.name if c.expr is None else f"{c.expr} AS {c.name}" for c in self.target.columns)
         return (
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{self.name} TO {database}.{self.target.name}\n"
             f"AS SELECT\n  {select}\nFROM {database}.{self.landing.name}"

@@ -268,7 +268,10 @@ def test_datetime_payload_field_gets_a_valid_type(monkeypatch):
     monkeypatch.setattr(columns_module, "PAYLOAD_MODELS", {"one": _WithDates})
     found = {c.name: c for c in columns_module.behavior_event_columns()}
     assert found["happened_at"].ch_type == "DateTime('UTC')"
-    assert found["happened_at"].expr == "parseDateTimeBestEffortOrZero(visitParamExtractString(event_json, 'happened_at'))"
+    assert found["happened_at"].expr == (
+        "parseDateTimeBestEffortOrZero("
+        "visitParamExtractString(visitParamExtractRaw(event_json, 'payload'), 'happened_at'))"
+    )
 
 
 class _ReusesDeviceKey(BaseModel):
