@@ -116,6 +116,20 @@ def collector(
     )
 
 
+@app.command("worker")
+def worker(
+    web_port: Annotated[int | None, typer.Option(help="Port of this worker's API (default from settings)")] = None,
+    loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug")] = "warn",
+) -> None:
+    """Run a stream-processing worker (signals, streaks, scoring, interventions, engagement API)."""
+    from streams.worker.app import run_worker
+
+    s = get_settings()
+    if web_port is not None:
+        s = s.model_copy(update={"worker_web_port": web_port})
+    run_worker(s, loglevel=loglevel)
+
+
 @sink_app.command("events")
 def sink_events(
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,21 @@ class Settings(BaseSettings):
     server_keys: list[str] = Field(default_factory=lambda: ["demo-backend:sk_demo_backend"])
     admin_keys: list[str] = Field(default_factory=lambda: ["demo-admin:ak_demo_admin"])
 
+    # --- stream processors (Faust workers) -----------------------------------------------------------
+    worker_host: str = "127.0.0.1"
+    worker_web_port: int = 16066
+    worker_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// (default) or memory://")
+    worker_clock: Literal["wall", "event"] = Field(
+        "wall", description="'event': 'now' is the newest event time seen (replays of history, e.g. OULAD)"
+    )
+    worker_take_max: int = 500
+    worker_take_within_seconds: float = 0.05
+    score_debounce_seconds: float = Field(0.5, description="re-score one student at most this often on events")
+    rescore_after_seconds: float = Field(86_400.0, description="silent students are re-scored at least this often")
+    silence_tick_seconds: float = 30.0
+    policy_path: Path | None = Field(None, description="intervention policy JSON; default deploy/policy/default.json")
+    broker_session_timeout_seconds: float = 10.0
+
     # --- sinks ---------------------------------------------------------------------------------------
     sink_batch_rows: int = 50_000
     sink_batch_seconds: float = 1.0
@@ -63,6 +79,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as ENGAGE_* variables, to start a child process (collector, worker) with the same config."""
     env: dict[str, str] = {}
     for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue  # unset: the child falls back to the default, which is None for these fields
         env[f"ENGAGE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 

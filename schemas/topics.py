@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DAY_MS = 24 * 3600 * 1000
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # a collector batch (1 MiB body) always fits, with room for dead letters
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,11 @@ class TopicSpec:
     extra_config: dict[str, str] = field(default_factory=dict)
 
     def config(self) -> dict[str, str]:
-        cfg = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        cfg = {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }
         cfg.update(self.extra_config)
         return cfg
 
@@ -32,9 +37,12 @@ class TopicSpec:
 class TopicCatalogue:
     events: TopicSpec
     dead_letters: TopicSpec
+    risk_updates: TopicSpec
+    interventions: TopicSpec
+    streak_milestones: TopicSpec
 
     def all(self) -> list[TopicSpec]:
-        return [self.events, self.dead_letters]
+        return [self.events, self.dead_letters, self.risk_updates, self.interventions, self.streak_milestones]
 
 
 def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
@@ -44,7 +52,6 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             partitions,
             retention_ms=7 * DAY_MS,
             contract="schemas.messages.EventBatch",
-            extra_config={"max.message.bytes": "4194304"},
         ),
         dead_letters=TopicSpec(
             f"{prefix}.dead-letters.v1",
@@ -52,6 +59,20 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=30 * DAY_MS,
             key="source",
             contract="schemas.messages.DeadLetter",
-            extra_config={"max.message.bytes": "4194304"},
+        ),
+        risk_updates=TopicSpec(
+            f"{prefix}.risk-updates.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.risk.RiskUpdate"
+        ),
+        interventions=TopicSpec(
+            f"{prefix}.interventions.v1",
+            partitions,
+            retention_ms=30 * DAY_MS,
+            contract="schemas.interventions.InterventionRequest",
+        ),
+        streak_milestones=TopicSpec(
+            f"{prefix}.streak-milestones.v1",
+            partitions,
+            retention_ms=30 * DAY_MS,
+            contract="schemas.streaks.StreakMilestone",
         ),
     )

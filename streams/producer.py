@@ -101,6 +101,9 @@ class EventProducer:
             "queue.buffering.max.kbytes": 1_048_576,
             "message.max.bytes": 4_194_304,
             "client.id": f"engage-{source}",
+            # Kafka's Java default (murmur2): Faust, the Java clients and we then agree on a user's partition,
+            # which table routing and changelog co-partitioning rely on.
+            "partitioner": "murmur2_random",
             "delivery.report.only.error": not report_successes,
             "on_delivery": self._delivered,
         }

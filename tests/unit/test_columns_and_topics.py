@@ -300,7 +300,7 @@ def test_real_payload_models_have_no_type_conflicts():
 def test_topic_names_are_distinct_and_versioned():
     topics = catalogue().all()
     names = [t.name for t in topics]
-    assert len(names) == len(set(names)) == 2
+    assert len(names) == len(set(names)) == 5
     for name in names:
         assert re.fullmatch(r"engage\.[a-z][a-z0-9-]*\.v[0-9]+", name), name
 
@@ -348,8 +348,15 @@ def test_keys_and_contracts():
 
 
 def test_extra_config_is_merged_and_can_override():
-    spec = TopicSpec("x.v1", 1, cleanup_policy="compact", retention_ms=-1, extra_config={"segment.ms": "9"})
-    assert spec.config() == {"cleanup.policy": "compact", "retention.ms": "-1", "segment.ms": "9"}
+    spec = TopicSpec(
+        "x.v1", 1, cleanup_policy="compact", retention_ms=-1, extra_config={"segment.ms": "9", "max.message.bytes": "7"}
+    )
+    assert spec.config() == {
+        "cleanup.policy": "compact",
+        "retention.ms": "-1",
+        "segment.ms": "9",
+        "max.message.bytes": "7",
+    }
 
 
 def test_catalogue_calls_do_not_share_mutable_config():

@@ -1,0 +1,158 @@
+"""One student's record and the two things that happen to it: a batch of events arrives, or it is re-scored.
+
+This is the whole per-user logic of the stream processors, as plain functions over a ``UserRecord``; the Faust
+agents only load the record from their table, call these, store it back and send what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from models.base import RiskModel
+from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
+from processors.signals import ApplyResult, apply_events, snapshot
+from processors.state import UserState
+from schemas.interventions import InterventionRequest
+from schemas.risk import RiskUpdate, Trigger
+from schemas.signals import RiskAssessment, SignalSnapshot, Tier
+
+
+@dataclass(slots=True)
+class UserRecord:
+    """Everything the worker keeps per student: one table entry, one changelog write per batch."""
+
+    state: UserState
+    history: InterventionHistory = field(default_factory=InterventionHistory)
+    score_seq: int = 0
+    tier: Tier | None = None
+    scored_at: float = 0.0  # wall clock (epoch seconds) of the last risk update
+    last_assessment: dict[str, Any] | None = None
+    last_intervention: dict[str, Any] | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": 1,
+                "state": self.state.to_dict(),
+                "history": self.history.to_dict(),
+                "seq": self.score_seq,
+                "tier": self.tier,
+                "scored_at": self.scored_at,
+                "assessment": self.last_assessment,
+                "intervention": self.last_intervention,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UserRecord:
+        d = orjson.loads(raw)
+        return cls(
+            state=UserState.from_dict(d["state"]),
+            history=InterventionHistory.from_dict(d.get("history")),
+            score_seq=int(d.get("seq", 0)),
+            tier=d.get("tier"),
+            scored_at=float(d.get("scored_at", 0.0)),
+            last_assessment=d.get("assessment"),
+            last_intervention=d.get("intervention"),
+        )
+
+    @classmethod
+    def load(cls, raw: bytes | None, user_id: str) -> UserRecord:
+        return cls.from_bytes(raw) if raw else cls(state=UserState(user_id=user_id))
+
+
+def ingest(record: UserRecord, user_id: str, events: list[dict[str, Any]]) -> ApplyResult:
+    """Fold a batch of one user's events into the record (signals, streaks, dedupe by event id)."""
+    result = apply_events(record.state, user_id, events)
+    record.state = result.state
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """Why and as of when to re-score one student."""
+
+    user_id: str
+    as_of: datetime
+    trigger: Trigger
+    triggered_by_event_time: datetime | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ScoreOutcome:
+    update: RiskUpdate
+    decision: Decision
+
+    @property
+    def intervention(self) -> InterventionRequest | None:
+        return self.decision.request
+
+
+def rescore(
+    records: Sequence[UserRecord],
+    requests: Sequence[ScoreRequest],
+    model: RiskModel,
+    policy: PolicyConfig,
+    now: datetime,
+) -> list[ScoreOutcome]:
+    """Score several students in one model call, apply the intervention policy, update their records."""
+    snapshots: list[SignalSnapshot] = [snapshot(r.state, q.as_of) for r, q in zip(records, requests, strict=True)]
+    assessments = model.score_many(snapshots)
+    outcomes = []
+    for record, request, snap, assessment in zip(records, requests, snapshots, assessments, strict=True):
+        outcomes.append(_record_score(record, request, snap, assessment, policy, now))
+    return outcomes
+
+
+def _record_score(
+    record: UserRecord,
+    request: ScoreRequest,
+    snap: SignalSnapshot,
+    assessment: RiskAssessment,
+    policy: PolicyConfig,
+    now: datetime,
+) -> ScoreOutcome:
+    record.score_seq += 1
+    update = RiskUpdate(
+        update_id=f"{request.user_id}:{record.score_seq}",
+        user_id=request.user_id,
+        scored_at=now,
+        as_of=request.as_of,
+        trigger=request.trigger,
+        triggered_by_event_time=request.triggered_by_event_time,
+        received_at=request.received_at,
+        risk_7d=assessment.risk_7d,
+        risk_30d=assessment.risk_30d,
+        tier=assessment.tier,
+        previous_tier=record.tier,
+        confidence=assessment.confidence,
+        factors=assessment.factors,
+        model_version=assessment.model_version,
+        signals=snap,
+    )
+    decision = decide(
+        policy,
+        request.user_id,
+        assessment,
+        record.history,
+        now,
+        snap.timezone,
+        triggered_by_event_time=request.triggered_by_event_time or request.as_of,
+    )
+    record.history = decision.history
+    record.tier = assessment.tier
+    record.scored_at = now.timestamp()
+    record.last_assessment = assessment.model_dump(mode="json")
+    if decision.request is not None:
+        record.last_intervention = decision.request.model_dump(mode="json")
+    return ScoreOutcome(update, decision)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,351 @@
+"""The intervention policy: given a risk assessment and what a student already received, what to do now.
+
+Pure: no clock, no I/O. The caller passes ``now``, the student's time zone and their ``InterventionHistory``
+(kept in a table), and stores the history the ``Decision`` returns. The policy itself is configuration
+(``PolicyConfig``, JSON in ``deploy/policy/default.json``), not code.
+
+Order of the checks, first match wins; the outcome names are the Prometheus label values:
+
+1. ``not_needed`` - the tier has no interventions (minimal), or something at this tier or higher is already
+   scheduled for this student (a deferred or held-out decision whose time has not come): nothing new to do.
+2. ``cooldown`` - every intervention type of the tier was used for this student within its cooldown.
+   Otherwise the first type of the tier's list that is not cooling down is chosen (so a tier's types alternate).
+3. ``capped`` - the student's daily or weekly cap (rolling 24 h / 7 days) is full. An escalation (a tier higher
+   than every counted intervention in that window) is not capped when ``escalation_bypasses_caps``: a student
+   who turns critical an hour after a gentle reminder still reaches the success team within the deadline.
+4. ``held_out`` - the student is in the control group (deterministic, by hashing the user id with a salt).
+5. ``deferred`` - it is quiet hours in the student's own zone: act at the end of quiet hours (``send_after``).
+6. ``sent`` - act now.
+
+Cooldowns and caps are checked at the moment the intervention would go out (``send_after`` when deferred).
+
+Held-out decisions are recorded exactly like sends: they emit a request with ``status="held_out"``, enter the
+history at the time the intervention would have gone out, and count for cooldowns and caps. So the control
+group's would-be interventions follow the same timeline and frequency as the treated group's real ones,
+and uplift (returned within 7 days, treated vs held out) compares like with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.events import Channel
+from schemas.interventions import InterventionRequest, InterventionType, RequestStatus
+from schemas.signals import RiskAssessment, Tier
+
+DecisionOutcome = Literal["sent", "held_out", "deferred", "capped", "cooldown", "not_needed"]
+DECISION_OUTCOMES: tuple[DecisionOutcome, ...] = get_args(DecisionOutcome)
+
+TIERS: tuple[Tier, ...] = get_args(Tier)
+TIER_RANK: dict[Tier, int] = {"minimal": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "deploy" / "policy" / "default.json"
+_ID_NAMESPACE = uuid.UUID("5d0c5a8e-6f1e-4f8a-9a55-2b1d3c4e5f60")  # fixed forever: intervention ids derive from it
+
+_DAY = timedelta(days=1)
+_WEEK = timedelta(days=7)
+
+
+# -- configuration ------------------------------------------------------------------------------------------
+
+
+class TierPolicy(BaseModel):
+    """What a tier gets: intervention types in order of preference, channels in order, and a deadline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intervention_types: list[InterventionType] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+    deadline_hours: float = Field(24.0, gt=0, description="act within this long of the (deferred) send time")
+
+    @field_validator("intervention_types", "channels")
+    @classmethod
+    def _no_duplicates(cls, value: list[Any]) -> list[Any]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicates in {[str(v) for v in value]}")
+        return value
+
+
+class QuietHours(BaseModel):
+    """Local wall-clock hours when nothing goes to a student; ``start > end`` wraps midnight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _wall_clock(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("quiet hours are local wall-clock times: give them without a UTC offset")
+        return value
+
+
+def _default_tiers() -> dict[Tier, TierPolicy]:
+    t, c = InterventionType, Channel
+    return {
+        "critical": TierPolicy(
+            intervention_types=[t.human_outreach, t.discount_offer], channels=[c.email, c.sms, c.push], deadline_hours=4
+        ),
+        "high": TierPolicy(
+            intervention_types=[t.personalised_content, t.streak_warning], channels=[c.push, c.email, c.in_app]
+        ),
+        "medium": TierPolicy(
+            intervention_types=[t.achievement_notification, t.peer_comparison], channels=[c.in_app, c.push]
+        ),
+        "low": TierPolicy(
+            intervention_types=[t.gentle_reminder, t.milestone_celebration], channels=[c.in_app, c.email]
+        ),
+        "minimal": TierPolicy(),
+    }
+
+
+class PolicyConfig(BaseModel):
+    """The whole intervention policy. ``PolicyConfig()`` equals ``deploy/policy/default.json`` (a test checks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: dict[Tier, TierPolicy] = Field(default_factory=_default_tiers)
+    default_cooldown_hours: float = Field(48.0, ge=0, description="per student and intervention type")
+    cooldown_hours: dict[InterventionType, float] = Field(
+        default_factory=lambda: {InterventionType.discount_offer: 168.0},
+        description="per-type overrides of default_cooldown_hours",
+    )
+    max_per_day: int = Field(1, ge=1, description="per student, rolling 24 h")
+    max_per_week: int = Field(3, ge=1, description="per student, rolling 7 days")
+    escalation_bypasses_caps: bool = True
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours, description="null: no quiet hours")
+    default_timezone: str = Field("UTC", description="used when the student's zone is unknown")
+    holdout_share: float = Field(0.10, ge=0, le=1)
+    holdout_salt: str = Field("engage-holdout-v1", min_length=1, description="change it and every group reshuffles")
+    history_max_entries: int = Field(32, ge=1)
+    reason_factors: int = Field(3, ge=1, description="how many top factors the reason quotes")
+
+    @model_validator(mode="after")
+    def _complete(self) -> PolicyConfig:
+        missing = [tier for tier in TIERS if tier not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers: every tier needs an entry (an empty one disables it); missing {missing}")
+        if any(h < 0 for h in self.cooldown_hours.values()):
+            raise ValueError("cooldown_hours: hours cannot be negative")
+        if _zone_or_none(self.default_timezone) is None:
+            raise ValueError(f"default_timezone: unknown time zone {self.default_timezone!r}")
+        return self
+
+    def cooldown(self, intervention_type: InterventionType) -> timedelta:
+        return timedelta(hours=self.cooldown_hours.get(intervention_type, self.default_cooldown_hours))
+
+    def retention(self) -> timedelta:
+        """How long history entries matter: the longest of the week cap and every cooldown."""
+        longest = max([self.default_cooldown_hours, *self.cooldown_hours.values()])
+        return max(_WEEK, timedelta(hours=longest))
+
+
+def policy_from_file(path: str | Path = DEFAULT_POLICY_PATH) -> PolicyConfig:
+    """Load and validate a policy JSON file (unknown keys are refused, so a typo cannot be silently ignored)."""
+    return PolicyConfig.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+# -- history ------------------------------------------------------------------------------------------------
+
+EntryStatus = Literal["sent", "held_out", "deferred"]
+_ENTRY_STATUS: dict[RequestStatus, EntryStatus] = {"send": "sent", "held_out": "held_out", "deferred": "deferred"}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One intervention that counts for cooldowns and caps; ``at`` is when it goes (or would go) out."""
+
+    intervention_id: str
+    intervention_type: InterventionType
+    tier: Tier
+    at: datetime
+    status: EntryStatus
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "id": self.intervention_id,
+            "type": self.intervention_type.value,
+            "tier": self.tier,
+            "at": self.at.isoformat(),
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
+        tier, status = data["tier"], data["status"]
+        if tier not in TIER_RANK or status not in get_args(EntryStatus):
+            raise ValueError(f"history entry: bad tier or status in {dict(data)!r}")
+        at = datetime.fromisoformat(data["at"])
+        if at.tzinfo is None:
+            raise ValueError(f"history entry: 'at' needs a UTC offset: {data['at']!r}")
+        return cls(str(data["id"]), InterventionType(data["type"]), tier, at, status)
+
+
+@dataclass(frozen=True, slots=True)
+class InterventionHistory:
+    """A student's recent interventions, oldest first, bounded by age and count; stored as plain JSON."""
+
+    entries: tuple[HistoryEntry, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": 1, "entries": [e.to_dict() for e in self.entries]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> InterventionHistory:
+        if not data:
+            return cls()
+        return cls(tuple(HistoryEntry.from_dict(e) for e in data.get("entries", ())))
+
+    def with_entry(self, entry: HistoryEntry, now: datetime, config: PolicyConfig) -> InterventionHistory:
+        """A new history with ``entry`` added and entries older than the config's retention dropped."""
+        horizon = now - config.retention()
+        kept = [e for e in self.entries if e.at > horizon]
+        kept.append(entry)
+        kept.sort(key=lambda e: e.at)
+        return InterventionHistory(tuple(kept[-config.history_max_entries :]))
+
+
+# -- the decision -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's answer. ``request`` is what goes on the interventions topic (None when suppressed)."""
+
+    outcome: DecisionOutcome
+    history: InterventionHistory  # store this; the same object as the input when nothing was recorded
+    request: InterventionRequest | None = None
+    detail: str = ""
+
+    @property
+    def send_after(self) -> datetime | None:
+        return self.request.send_after if self.request is not None else None
+
+
+def in_holdout(config: PolicyConfig, user_id: str) -> bool:
+    """Deterministic control-group membership: SHA-256 of salt and user id, read as a number in [0, 1)."""
+    if config.holdout_share <= 0:
+        return False
+    if config.holdout_share >= 1:
+        return True
+    digest = hashlib.sha256(f"{config.holdout_salt}\x1f{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < config.holdout_share
+
+
+@lru_cache(maxsize=1024)
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def quiet_hours_end(quiet: QuietHours | None, now: datetime, zone: ZoneInfo) -> datetime | None:
+    """If ``now`` is inside quiet hours in ``zone``, the instant (UTC) they end; else None. DST-correct."""
+    if quiet is None or quiet.start == quiet.end:
+        return None
+    local = now.astimezone(zone)
+    t = local.time()
+    inside = (quiet.start <= t < quiet.end) if quiet.start < quiet.end else (t >= quiet.start or t < quiet.end)
+    if not inside:
+        return None
+    day = local.date() if t < quiet.end else local.date() + _DAY
+    end_local = datetime.combine(day, quiet.end, tzinfo=zone)  # a wall time in a DST gap resolves after the gap
+    end = end_local.astimezone(UTC)
+    if end <= now:  # inside a repeated (fall-back) hour: the second occurrence of the wall time
+        end = end_local.replace(fold=1).astimezone(UTC)
+    return end
+
+
+def _cooling(config: PolicyConfig, history: InterventionHistory, kind: InterventionType, at: datetime) -> bool:
+    since = at - config.cooldown(kind)
+    return any(e.intervention_type == kind and e.at > since for e in history.entries)
+
+
+def _cap_reason(config: PolicyConfig, history: InterventionHistory, tier: Tier, at: datetime) -> str | None:
+    for window, limit, label in ((_DAY, config.max_per_day, "24 h"), (_WEEK, config.max_per_week, "7 days")):
+        counted = [e for e in history.entries if e.at > at - window]
+        if len(counted) < limit:
+            continue
+        if config.escalation_bypasses_caps and TIER_RANK[tier] > max(TIER_RANK[e.tier] for e in counted):
+            continue
+        return f"{len(counted)} interventions in the last {label} (cap {limit})"
+    return None
+
+
+def intervention_id(user_id: str, kind: InterventionType, triggered_by_event_time: datetime) -> str:
+    """Deterministic, so a replayed decision (worker restart) carries the same id and can be deduplicated."""
+    instant = triggered_by_event_time.astimezone(UTC).isoformat()
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{user_id}\x1f{kind.value}\x1f{instant}"))
+
+
+def _reason(assessment: RiskAssessment, limit: int) -> str:
+    words = [f.description for f in assessment.factors[:limit]]
+    return "; ".join(words) if words else f"Risk {assessment.risk_7d:.0f}/100 ({assessment.tier})"
+
+
+def decide(
+    config: PolicyConfig,
+    user_id: str,
+    assessment: RiskAssessment,
+    history: InterventionHistory,
+    now: datetime,
+    timezone: str,
+    *,
+    triggered_by_event_time: datetime | None = None,
+) -> Decision:
+    """Apply the policy (see the module docstring for the order of checks). ``now`` must be timezone-aware."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    tier = assessment.tier
+    tier_policy = config.tiers[tier]
+    if not tier_policy.intervention_types:
+        return Decision("not_needed", history, detail=f"no interventions for tier {tier}")
+    rank = TIER_RANK[tier]
+    if any(e.at > now and TIER_RANK[e.tier] >= rank for e in history.entries):
+        return Decision("not_needed", history, detail="an intervention at this tier or higher is already scheduled")
+
+    zone = _zone_or_none(timezone) or _zone_or_none(config.default_timezone) or ZoneInfo("UTC")
+    send_after = quiet_hours_end(config.quiet_hours, now, zone)
+    at = send_after or now
+
+    kinds = [k for k in tier_policy.intervention_types if not _cooling(config, history, k, at)]
+    if not kinds:
+        return Decision("cooldown", history, detail=f"every {tier} intervention is cooling down")
+    cap = _cap_reason(config, history, tier, at)
+    if cap is not None:
+        return Decision("capped", history, detail=cap)
+
+    kind = kinds[0]
+    status: RequestStatus = "held_out" if in_holdout(config, user_id) else "deferred" if send_after else "send"
+    event_time = triggered_by_event_time or now
+    request = InterventionRequest(
+        intervention_id=intervention_id(user_id, kind, event_time),
+        user_id=user_id,
+        created_at=now,
+        status=status,
+        send_after=send_after,
+        tier=tier,
+        intervention_type=kind,
+        channels=list(tier_policy.channels),
+        reason=_reason(assessment, config.reason_factors),
+        deadline=at + timedelta(hours=tier_policy.deadline_hours),
+        risk_7d=assessment.risk_7d,
+        confidence=assessment.confidence,
+        model_version=assessment.model_version,
+        triggered_by_event_time=event_time,
+    )
+    entry = HistoryEntry(request.intervention_id, kind, tier, at, _ENTRY_STATUS[status])
+    outcome: DecisionOutcome = "sent" if status == "send" else status
+    return Decision(outcome, history.with_entry(entry, now, config), request)

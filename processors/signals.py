@@ -1,0 +1,360 @@
+"""Rolling per-user signals: fold a user's event batch into ``UserState``, read a ``SignalSnapshot`` at any time.
+
+Event time throughout: each event counts on the student's local day of its ``event_time`` (in the state's zone,
+see ``processors.state``), so late and out-of-order events land on the day they happened; duplicate event ids
+count once. ``snapshot(state, as_of)`` is a pure function of the state and ``as_of``: moving ``as_of`` forward
+with no new events raises the days since the last login and empties the windows, so silence shows.
+
+Rules a reader of the signals should know:
+- Windows are local days: 7 d = as_of's local day and the 6 before; 30 d likewise; the previous 7 d are the 7
+  days before the 7-day window. A window counts whole days, including events later on as_of's own day.
+- A *login* for ``days_since_last_login`` and ``login_days_7d`` is a ``login`` or a ``session_started`` event:
+  apps with a remembered token open sessions without logging in, and a daily student must not look absent.
+  ``logins_7d``/``logins_30d``/``login_trend`` count ``login`` events only.
+- *Activity* (``days_since_last_activity``, active days, streaks) is what makes a day active in
+  ``processors.streaks``: logins, session starts, lesson, course-progress, quiz and content events.
+- Trends are (last 7 d - previous 7 d) / max(previous 7 d, 1), ``None`` when both are zero; the quiz score
+  trend compares average score percentages and is ``None`` unless both weeks have a quiz.
+- Time on platform per day is the session time (``session_ended.duration_seconds``) of that day, or, on a day
+  with no ended session, the lesson + quiz durations and content seconds viewed.
+- ``lesson_completion_rate_30d`` = completed / started over 30 d, capped at 1 (lessons started before the
+  window can be completed in it); ``None`` when no lesson was started.
+- Courses: the latest status per course by event time. A course counts as enrolled after ``enrolled`` or any
+  ``course_progress`` (students enrolled before tracking began), unless a later ``unenrolled`` says otherwise.
+  ``course_progress_pct`` is the mean latest progress over enrolled courses (0 for one with no progress yet).
+  Course facts are the latest known, not as of ``as_of``.
+- ``days_observed`` = local days from the first seen day to as_of's day, both included, capped at 30;
+  ``study_consistency_30d`` = active days in 30 d / days observed.
+- ``meaningful`` (should the scorer re-score?): any new event other than ``notification_delivered``. A delivery
+  is the engine's own action echoing back; re-scoring on it would only feed the intervention loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from processors.state import (
+    BUCKET_WIDTH,
+    CONTENT_VIEWS,
+    COURSE_ENROLLED,
+    COURSE_UNENROLLED,
+    COURSE_UNKNOWN,
+    LESSONS_COMPLETED,
+    LESSONS_STARTED,
+    LOGINS,
+    NOTIF_DELIVERED,
+    NOTIF_OPENED,
+    QUIZ_BP,
+    QUIZZES,
+    SESSION_SECONDS,
+    SESSIONS,
+    SESSIONS_ENDED,
+    STUDY_SECONDS,
+    UserState,
+    event_digest,
+    offset_zone_name,
+    zone_for,
+)
+from processors.streaks import ACTIVE_EVENT_TYPES, milestone_records
+from schemas.signals import SignalSnapshot
+from schemas.streaks import StreakMilestone
+
+_DAY = 86_400.0
+_SEARCH_LIMIT = 10  # bigger batches index the dedupe ring (~15 us) instead of searching it (~1.4 us per id)
+_EMPTY: dict[str, Any] = {}
+
+# Event type codes: the active ones first (code <= _LAST_ACTIVE), so one comparison classifies an event.
+_LOGIN, _SESSION_STARTED, _LESSON_STARTED, _LESSON_COMPLETED, _QUIZ_SUBMITTED, _CONTENT_VIEWED = 1, 2, 3, 4, 5, 6
+_COURSE_PROGRESS = 7
+_SESSION_ENDED, _NOTIF_DELIVERED, _NOTIF_OPENED, _NOTIF_CLICKED = 10, 11, 12, 13
+_ENROLLED, _UNENROLLED = 20, 21
+_UNKNOWN = 99
+_CODES: dict[str, int] = {
+    "login": _LOGIN,
+    "session_started": _SESSION_STARTED,
+    "lesson_started": _LESSON_STARTED,
+    "lesson_completed": _LESSON_COMPLETED,
+    "quiz_submitted": _QUIZ_SUBMITTED,
+    "content_viewed": _CONTENT_VIEWED,
+    "session_ended": _SESSION_ENDED,
+    "notification_delivered": _NOTIF_DELIVERED,
+    "notification_opened": _NOTIF_OPENED,
+    "notification_clicked": _NOTIF_CLICKED,
+    "course_progress": _COURSE_PROGRESS,
+    "enrolled": _ENROLLED,
+    "unenrolled": _UNENROLLED,
+}
+_LAST_ACTIVE = _COURSE_PROGRESS
+if {t for t, c in _CODES.items() if c <= _LAST_ACTIVE} != ACTIVE_EVENT_TYPES:  # pragma: no cover
+    raise RuntimeError("signals event codes disagree with processors.streaks.ACTIVE_EVENT_TYPES")
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What one batch did: the updated state (the same object that was passed in, or a new one) and its effects."""
+
+    state: UserState
+    new_events: int = 0
+    duplicates: int = 0
+    milestones: list[StreakMilestone] = field(default_factory=list)
+    meaningful: bool = False
+    rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (event_id, reason): dead-letter them
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    elif isinstance(value, datetime):
+        dt = value
+    else:
+        return None
+    return None if dt.tzinfo is None or dt.utcoffset() is None else dt
+
+
+def _num(payload: dict[str, Any], key: str) -> float:
+    value = payload.get(key)
+    return float(value) if isinstance(value, (int, float)) else 0.0  # a tuple is faster than a union here
+
+
+def apply_events(state: UserState | None, user_id: str, events: list[dict[str, Any]]) -> ApplyResult:
+    """Fold one user's batch (dicts in the contract's JSON form) into ``state``.
+
+    ``state`` is updated in place and returned (``UserState.copy()`` first if the old one is needed): the
+    Faust agent stores the result anyway, and copying a state per batch would cost more than the batch.
+    Events that cannot be placed in time (no id, no parseable aware ``event_time``, another user's) are returned
+    in ``rejected`` and change nothing.
+    """
+    if state is None:
+        state = UserState(user_id=user_id)
+    result = ApplyResult(state=state)
+    rejected = result.rejected
+    if len(events) > _SEARCH_LIMIT:
+        state.index_seen()  # a few lookups are cheapest as searches in the packed ring; many want a set
+    accepted: list[tuple[dict[str, Any], datetime, float]] = []
+    zone_name: str | None = None
+    zone_time = 0.0
+    latest: tuple[float, datetime] | None = None
+    first = state.first_seen
+    for ev in events:
+        event_id = ev.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            rejected.append((None, "event_id missing"))
+            continue
+        uid = ev.get("user_id")
+        if uid is not None and uid != user_id:
+            rejected.append((event_id, f"user_id {uid!r} in a batch of {user_id!r}"))
+            continue
+        digest = event_digest(event_id)
+        if state.seen_before(digest):
+            result.duplicates += 1
+            continue
+        dt = _parse_time(ev.get("event_time"))
+        if dt is None:
+            rejected.append((event_id, "event_time missing or without a UTC offset"))
+            continue
+        state.remember(digest)
+        ts = dt.timestamp()
+        accepted.append((ev, dt, ts))
+        if latest is None or ts > latest[0]:
+            latest = (ts, dt)
+        if first is None or ts < first:
+            first = ts
+        tz = ev.get("timezone")
+        if tz and (zone_name is None or ts >= zone_time) and isinstance(tz, str) and zone_for(tz) is not None:
+            zone_name, zone_time = tz, ts
+    if latest is None:
+        return result
+    state.trim_seen()
+    # The zone: the latest named one wins; before any is known, events count on their own wall-clock dates.
+    if zone_name is not None and (not state.tz_named or zone_time >= state.tz_time):
+        state.tz, state.tz_named, state.tz_time = zone_name, True, zone_time
+    elif not state.tz_named and latest[0] >= state.tz_time:
+        state.tz, state.tz_time = offset_zone_name(latest[1].utcoffset()), latest[0]
+    zone = zone_for(state.tz) if state.tz_named else None
+
+    buckets, courses = state.buckets, state.courses
+    day_times: dict[int, datetime] = {}
+    last_login, last_activity = state.last_login, state.last_activity
+    max_day = state.max_day
+    meaningful = False
+    for ev, dt, ts in accepted:
+        day = (dt.astimezone(zone) if zone is not None else dt).toordinal()
+        if day > max_day:
+            max_day = day
+        b = buckets.get(day)
+        if b is None:
+            b = buckets[day] = [0] * BUCKET_WIDTH
+        code = _CODES.get(ev.get("event_type", ""), _UNKNOWN)
+        if code != _NOTIF_DELIVERED:
+            meaningful = True
+        if code <= _LAST_ACTIVE:
+            if last_activity is None or ts > last_activity:
+                last_activity = ts
+            known = day_times.get(day)
+            if known is None or dt < known:
+                day_times[day] = dt
+            if code <= _SESSION_STARTED:
+                b[LOGINS if code == _LOGIN else SESSIONS] += 1
+                if last_login is None or ts > last_login:
+                    last_login = ts
+                continue
+        if code == _UNKNOWN:
+            continue
+        payload = ev.get("payload") or _EMPTY
+        if code == _CONTENT_VIEWED:
+            b[CONTENT_VIEWS] += 1
+            b[STUDY_SECONDS] += round(_num(payload, "seconds_viewed"))
+        elif code == _LESSON_STARTED:
+            b[LESSONS_STARTED] += 1
+        elif code == _LESSON_COMPLETED:
+            b[LESSONS_COMPLETED] += 1
+            b[STUDY_SECONDS] += round(_num(payload, "duration_seconds"))
+        elif code == _SESSION_ENDED:
+            b[SESSIONS_ENDED] += 1
+            b[SESSION_SECONDS] += round(_num(payload, "duration_seconds"))
+        elif code == _QUIZ_SUBMITTED:
+            max_score = _num(payload, "max_score")
+            if max_score > 0:
+                b[QUIZZES] += 1
+                b[QUIZ_BP] += round(min(_num(payload, "score") / max_score, 1.0) * 10_000)
+            b[STUDY_SECONDS] += round(_num(payload, "duration_seconds"))
+        elif code == _NOTIF_DELIVERED:
+            b[NOTIF_DELIVERED] += 1
+        elif code == _NOTIF_OPENED:
+            b[NOTIF_OPENED] += 1
+        elif code == _COURSE_PROGRESS or code >= _ENROLLED:
+            course_id = ev.get("course_id")
+            if isinstance(course_id, str):
+                entry = courses.get(course_id)
+                if entry is None:
+                    entry = courses[course_id] = [COURSE_UNKNOWN, 0.0, None, 0.0]
+                if code == _COURSE_PROGRESS:
+                    if ts >= entry[3]:
+                        entry[2], entry[3] = _num(payload, "progress_pct"), ts
+                elif ts >= entry[1]:
+                    entry[0], entry[1] = (COURSE_ENROLLED if code == _ENROLLED else COURSE_UNENROLLED), ts
+    state.first_seen, state.last_login, state.last_activity = first, last_login, last_activity
+    if state.last_event is None or latest[0] > state.last_event:
+        state.last_event = latest[0]
+    state.events_total += len(accepted)
+    state.max_day = max_day
+    state.prune()
+    result.new_events = len(accepted)
+    result.meaningful = meaningful
+    if day_times:
+        reached, lengths = state.streak.add_days(day_times)
+        if reached:
+            result.milestones = milestone_records(state.user_id, state.tz or "UTC", reached, lengths, day_times)
+            result.meaningful = True
+    return result
+
+
+def _trend(current: float, previous: float) -> float | None:
+    if current == 0 and previous == 0:
+        return None
+    return (current - previous) / max(previous, 1)
+
+
+def _sum_columns(rows: list[list[int]]) -> list[int]:
+    return [sum(col) for col in zip(*rows, strict=True)] if rows else [0] * BUCKET_WIDTH
+
+
+def _platform_seconds(rows: list[list[int]]) -> int:
+    return sum(r[SESSION_SECONDS] if r[SESSIONS_ENDED] else r[STUDY_SECONDS] for r in rows)
+
+
+def _aware(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def snapshot(state: UserState, as_of: datetime) -> SignalSnapshot:
+    """Every ``SignalSnapshot`` field for the windows ending on as_of's local day (as_of is event time, aware)."""
+    if as_of.utcoffset() is None:
+        raise ValueError("as_of must be timezone-aware")
+    zone = state.zone()
+    today = as_of.astimezone(zone).toordinal()
+    now = as_of.timestamp()
+    w7: list[list[int]] = []
+    prev7: list[list[int]] = []
+    w30: list[list[int]] = []
+    for day, counters in state.buckets.items():
+        age = today - day
+        if 0 <= age < 30:
+            w30.append(counters)
+            if age < 7:
+                w7.append(counters)
+            elif age < 14:
+                prev7.append(counters)
+    s7, p7, s30 = _sum_columns(w7), _sum_columns(prev7), _sum_columns(w30)
+
+    session_min_7 = s7[SESSION_SECONDS] / 60
+    quiz7 = s7[QUIZ_BP] / s7[QUIZZES] / 100 if s7[QUIZZES] else None
+    quizp = p7[QUIZ_BP] / p7[QUIZZES] / 100 if p7[QUIZZES] else None
+
+    enrolled = [c for c in state.courses.values() if c[0] == COURSE_ENROLLED or (c[0] == COURSE_UNKNOWN and c[3])]
+    unenrolled = sum(1 for c in state.courses.values() if c[0] == COURSE_UNENROLLED)
+    progress = sum(c[2] or 0.0 for c in enrolled) / len(enrolled) if enrolled else None
+
+    streak = state.streak.as_of(today)
+    active_30 = state.streak.active_days(today - 29, today)
+    observed = 0
+    if state.first_seen is not None:
+        first_day = datetime.fromtimestamp(state.first_seen, zone).toordinal()
+        observed = max(0, min(30, today - first_day + 1))
+
+    return SignalSnapshot(
+        user_id=state.user_id,
+        as_of=as_of,
+        timezone=state.tz or "UTC",
+        first_seen=_aware(state.first_seen),
+        last_event_time=_aware(state.last_event),
+        events_total=state.events_total,
+        logins_7d=s7[LOGINS],
+        logins_30d=s30[LOGINS],
+        login_days_7d=sum(1 for r in w7 if r[LOGINS] or r[SESSIONS]),
+        days_since_last_login=max(0.0, (now - state.last_login) / _DAY) if state.last_login is not None else None,
+        login_trend=_trend(s7[LOGINS], p7[LOGINS]),
+        sessions_7d=s7[SESSIONS],
+        sessions_30d=s30[SESSIONS],
+        avg_session_minutes_7d=session_min_7 / s7[SESSIONS_ENDED] if s7[SESSIONS_ENDED] else None,
+        session_minutes_trend=_trend(session_min_7, p7[SESSION_SECONDS] / 60),
+        minutes_on_platform_7d=_platform_seconds(w7) / 60,
+        minutes_on_platform_30d=_platform_seconds(w30) / 60,
+        lessons_completed_7d=s7[LESSONS_COMPLETED],
+        lessons_completed_30d=s30[LESSONS_COMPLETED],
+        lessons_per_week_30d=s30[LESSONS_COMPLETED] / 30 * 7,
+        lesson_completion_rate_30d=(
+            min(1.0, s30[LESSONS_COMPLETED] / s30[LESSONS_STARTED]) if s30[LESSONS_STARTED] else None
+        ),
+        lessons_trend=_trend(s7[LESSONS_COMPLETED], p7[LESSONS_COMPLETED]),
+        course_progress_pct=progress,
+        courses_enrolled=len(enrolled),
+        courses_unenrolled=unenrolled,
+        current_streak_days=streak.current,
+        longest_streak_days=streak.longest,
+        streak_freezes_held=streak.freezes,
+        streak_broken_recently=streak.broken_recently,
+        active_days_7d=state.streak.active_days(today - 6, today),
+        active_days_30d=active_30,
+        study_consistency_30d=min(1.0, active_30 / observed) if observed else 0.0,
+        quizzes_30d=s30[QUIZZES],
+        avg_quiz_score_pct_30d=s30[QUIZ_BP] / s30[QUIZZES] / 100 if s30[QUIZZES] else None,
+        quiz_score_trend=_trend(quiz7, quizp) if quiz7 is not None and quizp is not None else None,
+        days_since_last_activity=(
+            max(0.0, (now - state.last_activity) / _DAY) if state.last_activity is not None else None
+        ),
+        content_views_30d=s30[CONTENT_VIEWS],
+        notifications_opened_30d=s30[NOTIF_OPENED],
+        notifications_delivered_30d=s30[NOTIF_DELIVERED],
+        days_observed=observed,
+    )
+
+
+def local_date(state: UserState, when: datetime) -> date:
+    """The student's local date of an aware time, in the state's zone (for callers and tests)."""
+    return when.astimezone(state.zone()).date()

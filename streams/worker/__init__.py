@@ -1,0 +1,1 @@
+"""The Faust stream-processing worker: student records, scoring, interventions, the live engagement API."""

@@ -1,0 +1,148 @@
+"""The live engagement API, served by every worker on its Faust web server.
+
+Any worker answers for any student: a request for a student whose partition another worker owns is forwarded
+there (method, headers and body), so clients can talk to one address behind a load balancer. Only server and
+admin keys are accepted; the collector's write keys are refused (403).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from engage.auth import KeyStore, Role
+from processors.pipeline import UserRecord
+from processors.signals import snapshot
+from schemas.interventions import InterventionRequest, InterventionType
+
+if TYPE_CHECKING:
+    from streams.worker.app import EngagementWorker
+
+
+def register_views(worker: EngagementWorker) -> None:
+    app = worker.app
+    s = worker.settings
+    keys = KeyStore.from_pairs(s.write_keys, Role.write)
+    keys.extend(s.server_keys, Role.server)
+    keys.extend(s.admin_keys, Role.admin)
+
+    def refuse(view: View, request: Request, action: str) -> Response | None:
+        auth = request.headers.get("Authorization", "")
+        principal = keys.lookup(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        if principal is None:
+            return view.json({"error": "unauthorized", "detail": "a server key is required"}, status=401)
+        if not principal.may(action):
+            return view.json({"error": "forbidden", "detail": f"this key may not {action}"}, status=403)
+        return None
+
+    async def forward(view: View, request: Request, user_id: str) -> Response | None:
+        """Forward to the worker owning the student's partition; None when that is this worker."""
+        try:
+            dest = app.router.key_store(worker.users.name, user_id.encode())
+        except KeyError:
+            return view.json({"error": "unavailable", "detail": "partitions are being assigned; retry"}, status=503)
+        if (dest.host, dest.port) == (URL(app.conf.canonical_url).host, URL(app.conf.canonical_url).port):
+            return None
+        body = await request.read()
+        url = request.url.with_host(str(dest.host)).with_port(dest.port)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with app.http_client.request(request.method, url, headers=headers, data=body) as resp:
+            return view.bytes(await resp.read(), content_type=resp.content_type, status=resp.status)
+
+    def engagement(user_id: str, record: UserRecord) -> dict[str, Any]:
+        snap = snapshot(record.state, worker.now())
+        return {
+            "user_id": user_id,
+            "risk": record.last_assessment,
+            "tier": record.tier,
+            "scored_at": datetime.fromtimestamp(record.scored_at, UTC).isoformat() if record.scored_at else None,
+            "signals": snap.model_dump(mode="json"),
+            "streak": {
+                "current_days": snap.current_streak_days,
+                "longest_days": snap.longest_streak_days,
+                "freezes_held": snap.streak_freezes_held,
+                "broken_recently": snap.streak_broken_recently,
+            },
+            "last_intervention": record.last_intervention,
+        }
+
+    @app.page("/v1/users/{user_id}/engagement")
+    class Engagement(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            if (refused := refuse(self, request, "read")) is not None:
+                return refused
+            if (forwarded := await forward(self, request, user_id)) is not None:
+                return forwarded
+            raw = worker.users.get(user_id.encode())
+            if raw is None:
+                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+            return self.json(engagement(user_id, UserRecord.from_bytes(raw)))
+
+    @app.page("/v1/users/{user_id}/recalculate")
+    class Recalculate(View):
+        async def post(self, request: Request, user_id: str) -> Response:
+            if (refused := refuse(self, request, "act")) is not None:
+                return refused
+            if (forwarded := await forward(self, request, user_id)) is not None:
+                return forwarded
+            outcome = await worker.score_now(user_id)
+            if outcome is None:
+                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+            return self.json(
+                {"risk_update": outcome.update.model_dump(mode="json"), "intervention": outcome.decision.outcome}
+            )
+
+    @app.page("/v1/users/{user_id}/interventions")
+    class TriggerIntervention(View):
+        async def post(self, request: Request, user_id: str) -> Response:
+            if (refused := refuse(self, request, "act")) is not None:
+                return refused
+            if (forwarded := await forward(self, request, user_id)) is not None:
+                return forwarded
+            try:
+                body = await request.json()
+                kind = InterventionType(body["intervention_type"])
+                reason = str(body.get("reason") or "triggered by hand")
+            except (ValueError, KeyError, TypeError):
+                names = ", ".join(t.value for t in InterventionType)
+                return self.json(
+                    {"error": "bad_request", "detail": f"intervention_type must be one of {names}"}, status=400
+                )
+            raw = worker.users.get(user_id.encode())
+            if raw is None:
+                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+            record = UserRecord.from_bytes(raw)
+            now = datetime.now(UTC)
+            tier = record.tier or "minimal"
+            request_msg = InterventionRequest(
+                intervention_id=f"{user_id}:manual:{kind.value}:{int(now.timestamp())}",
+                user_id=user_id,
+                created_at=now,
+                status="send",
+                tier=tier,
+                intervention_type=kind,
+                channels=list(worker.policy.tiers[tier].channels) if tier in worker.policy.tiers else [],
+                reason=reason,
+                deadline=now + timedelta(hours=4),
+                risk_7d=float((record.last_assessment or {}).get("risk_7d", 0.0)),
+                model_version="manual",
+                triggered_by_event_time=now,
+            )
+            record.last_intervention = request_msg.model_dump(mode="json")
+            worker.users[user_id.encode()] = record.to_bytes()
+            await worker.interventions_topic.send(key=user_id.encode(), value=request_msg.model_dump_json().encode())
+            return self.json({"intervention": record.last_intervention}, status=201)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})

@@ -1,0 +1,299 @@
+"""The stream-processing worker: a Faust app with one table of student records and the agents around it.
+
+Throughput comes from what one message carries, not from Faust settings: each Kafka message is one student's
+batch of events, ``take_events`` gathers up to ``worker_take_max`` messages, and each student seen in that
+gather is loaded, updated and written back once (one changelog write), and re-scored at most once, with all
+re-scores of the gather done in one model call. Everything a student's record goes through is plain Python in
+``processors.pipeline``; this module only moves bytes between Kafka, the table and those functions.
+
+Processing guarantee: at-least-once with idempotent state updates. A message re-delivered after a crash is
+folded again, but event ids already in the record are skipped (``processors.state``), so counts do not double.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT
+
+from engage.settings import Settings
+from models.base import RiskModel
+from models.heuristic import HeuristicModel
+from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, rescore
+from processors.policy import PolicyConfig, policy_from_file
+from schemas.events import EVENT_TYPES
+from schemas.topics import catalogue
+from streams.worker import metrics as m
+
+log = logging.getLogger(__name__)
+KNOWN_EVENT_TYPES = frozenset(EVENT_TYPES)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A student whose re-score waits for the debounce window, with what triggered it."""
+
+    due: float
+    request: ScoreRequest
+
+
+def _newest(events: Sequence[dict[str, Any]], field: str) -> datetime | None:
+    newest: datetime | None = None
+    for e in events:
+        raw = e.get(field)
+        if isinstance(raw, str):
+            try:
+                t = datetime.fromisoformat(raw)
+            except ValueError:
+                continue
+            if t.tzinfo is not None and (newest is None or t > newest):
+                newest = t
+    return newest
+
+
+class EngagementWorker:
+    """Builds the Faust app (topics, table, agents, timers, web views) from the settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: RiskModel | None = None,
+        policy: PolicyConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model: RiskModel = model or HeuristicModel()
+        self.policy = policy or (policy_from_file(settings.policy_path) if settings.policy_path else policy_from_file())
+        self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
+        url = f"http://{settings.worker_host}:{settings.worker_web_port}"
+        self.app = faust.App(
+            f"{settings.topic_prefix}-worker",
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            store=settings.worker_store,
+            datadir=str(settings.run_dir / f"worker-{settings.worker_web_port}"),
+            web_host=settings.worker_host,
+            web_port=settings.worker_web_port,
+            web_bind=settings.worker_host,
+            canonical_url=url,
+            topic_partitions=settings.event_partitions,
+            topic_replication_factor=1,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.broker_session_timeout_seconds,
+            broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.events_topic = self._raw_topic(self.topics.events.name)
+        self.risk_topic = self._raw_topic(self.topics.risk_updates.name)
+        self.interventions_topic = self._raw_topic(self.topics.interventions.name)
+        self.milestones_topic = self._raw_topic(self.topics.streak_milestones.name)
+        self.dead_letters_topic = self._raw_topic(self.topics.dead_letters.name)
+        # use_partitioner: table writes from timers and web views (outside a stream event) go to the partition
+        # Kafka's default partitioner gives the key, the same one our producers use for the events topic.
+        self.users = self.app.Table(
+            "user-state",
+            default=None,
+            partitions=settings.event_partitions,
+            use_partitioner=True,
+            key_type=bytes,
+            value_type=bytes,
+        )
+        self._pending: dict[str, _Pending] = {}
+        self._last_scored: dict[str, float] = {}
+        self._watermark: datetime | None = None
+        self._tier_counts: dict[str, int] = {}
+        self._silence_keys: list[bytes] = []
+        self._register()
+
+    # --- wiring ---------------------------------------------------------------------------------------------
+    def _raw_topic(self, name: str) -> faust.TopicT:
+        """Values are our own JSON bytes (pydantic/orjson): Faust neither encodes nor decodes them."""
+        return self.app.topic(name, key_type=bytes, value_type=bytes)
+
+    def _register(self) -> None:
+        self.app.agent(self.events_topic, name="process-events")(self._process)
+        self.app.timer(max(0.05, self.settings.score_debounce_seconds / 2), name="flush-debounced")(self._flush)
+        self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
+        from streams.worker.api import register_views
+
+        register_views(self)
+
+    def now(self) -> datetime:
+        """'Now' for signal windows: the wall clock, or in event-clock mode the newest event time seen."""
+        wall = datetime.now(UTC)
+        if self.settings.worker_clock == "event":
+            return self._watermark or wall
+        return max(wall, self._watermark) if self._watermark else wall
+
+    # --- the agent --------------------------------------------------------------------------------------------
+    async def _process(self, stream: AsyncIterable[Any]) -> None:
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.worker_take_max, within=self.settings.worker_take_within_seconds
+        ):
+            await self.handle_batch(batch)
+
+    async def handle_batch(self, batch: Sequence[EventT]) -> None:
+        per_user: dict[str, list[dict[str, Any]]] = {}
+        newest_message = 0.0
+        for event in batch:
+            try:
+                message = orjson.loads(event.value)
+                user_id = message["user_id"]
+                per_user.setdefault(user_id, []).extend(message["events"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                await self._dead_letter(event.value, f"not an EventBatch: {exc!r}")
+            newest_message = max(newest_message, event.message.timestamp or 0.0)
+        m.MESSAGES_PROCESSED.inc(len(batch))
+        if newest_message:
+            m.LAG_SECONDS.set(max(0.0, time.time() - newest_message / 1000))
+
+        wall = time.time()
+        to_score: list[tuple[UserRecord, ScoreRequest]] = []
+        untouched: list[tuple[str, UserRecord]] = []
+        for user_id, events in per_user.items():
+            record = UserRecord.load(self.users.get(user_id.encode()), user_id)
+            result = ingest(record, user_id, events)
+            self._count(events, result.duplicates)
+            for milestone in result.milestones:
+                m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
+                await self.milestones_topic.send(key=user_id.encode(), value=milestone.model_dump_json().encode())
+            for event_id, reason in result.rejected:
+                m.REJECTED_EVENTS.inc()
+                await self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason)
+            newest = _newest(events, "event_time")
+            if newest is not None and (self._watermark is None or newest > self._watermark):
+                self._watermark = newest
+            if not result.meaningful:
+                untouched.append((user_id, record))
+                continue
+            request = ScoreRequest(user_id, self.now(), "events", newest, _newest(events, "received_at"))
+            last = self._last_scored.get(user_id, 0.0)
+            if wall - last >= self.settings.score_debounce_seconds:
+                to_score.append((record, request))
+            else:
+                self._pending[user_id] = _Pending(last + self.settings.score_debounce_seconds, request)
+                untouched.append((user_id, record))
+        for user_id, record in untouched:
+            self.users[user_id.encode()] = record.to_bytes()
+        await self._score_and_store(to_score)
+
+    def _count(self, events: Sequence[dict[str, Any]], duplicates: int) -> None:
+        counts: dict[str, int] = {}
+        for e in events:
+            t = e.get("event_type")
+            label = t if t in KNOWN_EVENT_TYPES else "other"  # bounded label set whatever is on the topic
+            counts[label] = counts.get(label, 0) + 1
+        for label, n in counts.items():
+            m.EVENTS_PROCESSED.labels(label).inc(n)
+        if duplicates:
+            m.DUPLICATE_EVENTS.inc(duplicates)
+
+    # --- scoring ------------------------------------------------------------------------------------------------
+    async def _score_and_store(self, items: Sequence[tuple[UserRecord, ScoreRequest]]) -> list[ScoreOutcome]:
+        if not items:
+            return []
+        now = datetime.now(UTC)
+        outcomes = rescore([r for r, _ in items], [q for _, q in items], self.model, self.policy, now)
+        sent_at = time.time()
+        for (record, request), outcome in zip(items, outcomes, strict=True):
+            key = request.user_id.encode()
+            self.users[key] = record.to_bytes()
+            self._last_scored[request.user_id] = sent_at
+            self._pending.pop(request.user_id, None)
+            await self._emit(outcome, key, sent_at)
+        return outcomes
+
+    async def _emit(self, outcome: ScoreOutcome, key: bytes, sent_at: float) -> None:
+        update = outcome.update
+        await self.risk_topic.send(key=key, value=update.model_dump_json().encode())
+        m.RISK_UPDATES.labels(update.trigger, update.tier).inc()
+        if update.received_at is not None and update.trigger == "events":
+            m.EVENT_TO_RISK_SECONDS.observe(max(0.0, sent_at - update.received_at.timestamp()))
+        if update.previous_tier != update.tier:
+            if update.previous_tier is not None:
+                self._tier_counts[update.previous_tier] = self._tier_counts.get(update.previous_tier, 1) - 1
+                m.USERS_BY_TIER.labels(update.previous_tier).set(self._tier_counts[update.previous_tier])
+            self._tier_counts[update.tier] = self._tier_counts.get(update.tier, 0) + 1
+            m.USERS_BY_TIER.labels(update.tier).set(self._tier_counts[update.tier])
+        decision = outcome.decision
+        kind = decision.request.intervention_type.value if decision.request is not None else "none"
+        m.INTERVENTIONS.labels(kind, decision.outcome).inc()
+        if decision.request is not None:
+            await self.interventions_topic.send(key=key, value=decision.request.model_dump_json().encode())
+
+    async def score_now(self, user_id: str, trigger: str = "manual") -> ScoreOutcome | None:
+        """Re-score one student immediately (the API's 'recalculate'); None if the student is unknown."""
+        raw = self.users.get(user_id.encode())
+        if raw is None:
+            return None
+        record = UserRecord.from_bytes(raw)
+        outcomes = await self._score_and_store([(record, ScoreRequest(user_id, self.now(), trigger))])  # type: ignore[arg-type]
+        return outcomes[0]
+
+    # --- timers ---------------------------------------------------------------------------------------------------
+    async def _flush(self) -> None:
+        """Re-score students whose debounce window has passed."""
+        wall = time.time()
+        due = [p for p in self._pending.values() if p.due <= wall]
+        items = []
+        for p in due:
+            raw = self.users.get(p.request.user_id.encode())
+            if raw is not None:
+                items.append((UserRecord.from_bytes(raw), p.request))
+            self._pending.pop(p.request.user_id, None)
+        await self._score_and_store(items)
+
+    async def _rescore_silent(self) -> None:
+        """Silence is a signal: re-score, a slice per tick, students not scored for ``rescore_after_seconds``.
+
+        One pass over the local keys is spread over the whole period (slice = keys x tick / period), so no tick
+        scans or scores everything at once; a student silent for a day is re-scored within about a day.
+        """
+        if not self._silence_keys:
+            self._silence_keys = list(self.users.keys())
+            m.TABLE_USERS.set(len(self._silence_keys))
+        per_tick = max(
+            1,
+            int(len(self._silence_keys) * self.settings.silence_tick_seconds / self.settings.rescore_after_seconds) + 1,
+        )
+        chunk, self._silence_keys = self._silence_keys[:per_tick], self._silence_keys[per_tick:]
+        cutoff = time.time() - self.settings.rescore_after_seconds
+        now = self.now()
+        items = []
+        for key in chunk:
+            raw = self.users.get(key)
+            if raw is None:
+                continue
+            record = UserRecord.from_bytes(raw)
+            if record.scored_at <= cutoff:
+                items.append((record, ScoreRequest(key.decode(), now, "silence")))
+        await self._score_and_store(items)
+
+    async def _dead_letter(self, raw: bytes, reason: str) -> None:
+        from schemas.messages import DeadLetter
+
+        letter = DeadLetter(
+            dead_letter_id=f"processor:{time.time_ns()}",
+            received_at=datetime.now(UTC),
+            source="processor:signals",
+            reason=reason,
+            raw=raw.decode("utf-8", errors="replace"),
+        )
+        await self.dead_letters_topic.send(key=b"processor", value=letter.model_dump_json().encode())
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run one worker process until SIGTERM/SIGINT (Faust handles the signals and the clean shutdown)."""
+    from streams.admin import ensure_topics
+
+    ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
+    worker = EngagementWorker(settings)
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

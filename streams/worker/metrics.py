@@ -1,0 +1,29 @@
+"""The worker's Prometheus metrics. Labels are bounded sets (event types, tiers, outcomes): never a user id."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PROCESSED = Counter(
+    "engage_worker_events_processed_total", "Behaviour events folded into user state", ["event_type"]
+)
+DUPLICATE_EVENTS = Counter("engage_worker_duplicate_events_total", "Events ignored as repeats of a seen event id")
+MESSAGES_PROCESSED = Counter("engage_worker_messages_processed_total", "Kafka messages (per-user batches) processed")
+EVENT_TO_RISK_SECONDS = Histogram(
+    "engage_event_to_risk_seconds",
+    "From the engine receiving an event to the risk update it caused being sent",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+LAG_SECONDS = Gauge("engage_worker_consumer_lag_seconds", "Age of the newest Kafka message processed (wall clock)")
+RISK_UPDATES = Counter("engage_risk_updates_total", "Risk updates emitted", ["trigger", "tier"])
+USERS_BY_TIER = Gauge("engage_users_by_tier", "Students on this worker by their current risk tier", ["tier"])
+INTERVENTIONS = Counter(
+    "engage_intervention_requests_total",
+    "Intervention policy decisions by intervention type and outcome",
+    ["intervention_type", "outcome"],
+)
+STREAK_MILESTONES = Counter("engage_streak_milestones_total", "Streak milestones reached", ["milestone_days"])
+TABLE_USERS = Gauge("engage_worker_table_users", "Students in this worker's local state (counted by the silence pass)")
+REJECTED_EVENTS = Counter(
+    "engage_worker_rejected_events_total", "Events the processors could not place (dead-lettered)"
+)
