@@ -133,7 +133,7 @@ def register_views(worker: EngagementWorker) -> None:
                 triggered_by_event_time=now,
             )
             record.last_intervention = request_msg.model_dump(mode="json")
-            worker.users[user_id.encode()] = record.to_bytes()
+            worker.store(user_id, record)
             await worker.interventions_topic.send(key=user_id.encode(), value=request_msg.model_dump_json().encode())
             return self.json({"intervention": record.last_intervention}, status=201)
 

@@ -31,6 +31,7 @@ from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
 from schemas.topics import catalogue
 from streams.worker import metrics as m
+from streams.worker.partitioning import at_partition, key_partition, writing_as
 
 log = logging.getLogger(__name__)
 KNOWN_EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -96,15 +97,8 @@ class EngagementWorker:
         self.interventions_topic = self._raw_topic(self.topics.interventions.name)
         self.milestones_topic = self._raw_topic(self.topics.streak_milestones.name)
         self.dead_letters_topic = self._raw_topic(self.topics.dead_letters.name)
-        # use_partitioner: table writes from timers and web views (outside a stream event) go to the partition
-        # Kafka's default partitioner gives the key, the same one our producers use for the events topic.
         self.users = self.app.Table(
-            "user-state",
-            default=None,
-            partitions=settings.event_partitions,
-            use_partitioner=True,
-            key_type=bytes,
-            value_type=bytes,
+            "user-state", default=None, partitions=settings.event_partitions, key_type=bytes, value_type=bytes
         )
         self._pending: dict[str, _Pending] = {}
         self._last_scored: dict[str, float] = {}
@@ -142,12 +136,14 @@ class EngagementWorker:
 
     async def handle_batch(self, batch: Sequence[EventT]) -> None:
         per_user: dict[str, list[dict[str, Any]]] = {}
+        source: dict[str, EventT] = {}  # the message a user's batch came from: its partition is the user's
         newest_message = 0.0
         for event in batch:
             try:
                 message = orjson.loads(event.value)
                 user_id = message["user_id"]
                 per_user.setdefault(user_id, []).extend(message["events"])
+                source[user_id] = event
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 await self._dead_letter(event.value, f"not an EventBatch: {exc!r}")
             newest_message = max(newest_message, event.message.timestamp or 0.0)
@@ -156,7 +152,7 @@ class EngagementWorker:
             m.LAG_SECONDS.set(max(0.0, time.time() - newest_message / 1000))
 
         wall = time.time()
-        to_score: list[tuple[UserRecord, ScoreRequest]] = []
+        to_score: list[tuple[UserRecord, ScoreRequest, Any]] = []
         untouched: list[tuple[str, UserRecord]] = []
         for user_id, events in per_user.items():
             record = UserRecord.load(self.users.get(user_id.encode()), user_id)
@@ -177,12 +173,13 @@ class EngagementWorker:
             request = ScoreRequest(user_id, self.now(), "events", newest, _newest(events, "received_at"))
             last = self._last_scored.get(user_id, 0.0)
             if wall - last >= self.settings.score_debounce_seconds:
-                to_score.append((record, request))
+                to_score.append((record, request, source[user_id]))
             else:
                 self._pending[user_id] = _Pending(last + self.settings.score_debounce_seconds, request)
                 untouched.append((user_id, record))
         for user_id, record in untouched:
-            self.users[user_id.encode()] = record.to_bytes()
+            with writing_as(source[user_id]):
+                self.users[user_id.encode()] = record.to_bytes()
         await self._score_and_store(to_score)
 
     def _count(self, events: Sequence[dict[str, Any]], duplicates: int) -> None:
@@ -197,15 +194,24 @@ class EngagementWorker:
             m.DUPLICATE_EVENTS.inc(duplicates)
 
     # --- scoring ------------------------------------------------------------------------------------------------
-    async def _score_and_store(self, items: Sequence[tuple[UserRecord, ScoreRequest]]) -> list[ScoreOutcome]:
+    async def _score_and_store(
+        self, items: Sequence[tuple[UserRecord, ScoreRequest, Any | None]]
+    ) -> list[ScoreOutcome]:
+        """Score in one model call, store each record (in its partition), send the updates and interventions.
+
+        Each item's third element is the Faust event the user's batch came from, or None outside the stream
+        (timers, web views): the write then goes to the key's partition (``streams.worker.partitioning``).
+        """
         if not items:
             return []
         now = datetime.now(UTC)
-        outcomes = rescore([r for r, _ in items], [q for _, q in items], self.model, self.policy, now)
+        outcomes = rescore([r for r, _, _ in items], [q for _, q, _ in items], self.model, self.policy, now)
         sent_at = time.time()
-        for (record, request), outcome in zip(items, outcomes, strict=True):
+        for (record, request, event), outcome in zip(items, outcomes, strict=True):
             key = request.user_id.encode()
-            self.users[key] = record.to_bytes()
+            context = event if event is not None else self._key_context(key)
+            with writing_as(context):
+                self.users[key] = record.to_bytes()
             self._last_scored[request.user_id] = sent_at
             self._pending.pop(request.user_id, None)
             await self._emit(outcome, key, sent_at)
@@ -235,8 +241,18 @@ class EngagementWorker:
         if raw is None:
             return None
         record = UserRecord.from_bytes(raw)
-        outcomes = await self._score_and_store([(record, ScoreRequest(user_id, self.now(), trigger))])  # type: ignore[arg-type]
+        request = ScoreRequest(user_id, self.now(), trigger)  # type: ignore[arg-type]
+        outcomes = await self._score_and_store([(record, request, None)])
         return outcomes[0]
+
+    def store(self, user_id: str, record: UserRecord) -> None:
+        """Write a record from outside the stream (web views): to the partition that owns the user's key."""
+        key = user_id.encode()
+        with writing_as(self._key_context(key)):
+            self.users[key] = record.to_bytes()
+
+    def _key_context(self, key: bytes) -> Any:
+        return at_partition(self.topics.events.name, key_partition(key, self.settings.event_partitions))
 
     # --- timers ---------------------------------------------------------------------------------------------------
     async def _flush(self) -> None:
@@ -247,7 +263,7 @@ class EngagementWorker:
         for p in due:
             raw = self.users.get(p.request.user_id.encode())
             if raw is not None:
-                items.append((UserRecord.from_bytes(raw), p.request))
+                items.append((UserRecord.from_bytes(raw), p.request, None))
             self._pending.pop(p.request.user_id, None)
         await self._score_and_store(items)
 
@@ -274,7 +290,7 @@ class EngagementWorker:
                 continue
             record = UserRecord.from_bytes(raw)
             if record.scored_at <= cutoff:
-                items.append((record, ScoreRequest(key.decode(), now, "silence")))
+                items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
         await self._score_and_store(items)
 
     async def _dead_letter(self, raw: bytes, reason: str) -> None:

@@ -1,0 +1,195 @@
+"""The stream processors on real Kafka: simulated students in; signals, streaks, risk and interventions out."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from deploy.infra import Infra
+from deploy.process import free_port
+from engage.settings import Settings
+from engage.simulator import Population, iter_event_days
+from engage.traffic import _client_batches
+from schemas.topics import catalogue
+from streams.admin import ensure_topics
+from streams.producer import EventProducer
+from tests.integration.helpers import read_topic
+from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for, workers
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(base: Settings, tmp_path: Path, **overrides: Any) -> Settings:
+    s = base.model_copy(
+        update={
+            "topic_prefix": f"w-{uuid.uuid4().hex[:8]}",
+            "run_dir": tmp_path,
+            "broker_session_timeout_seconds": 6.0,
+            "score_debounce_seconds": 0.2,
+            **overrides,
+        }
+    )
+    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    return s
+
+
+def _simulated(students: int, days: int, seed: int) -> list[dict[str, Any]]:
+    start = date.today() - timedelta(days=days)
+    population = Population.generate(students, seed=seed, start=start)
+    return [e for _, events in iter_event_days(population, days) for e in events]
+
+
+def _send(settings: Settings, events: list[dict[str, Any]]) -> None:
+    with EventProducer(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions)) as p:
+        for batch in _client_batches(events, 50):
+            p.send(batch)
+        assert p.flush(60) == 0
+
+
+def _unique_counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    ids: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        ids[e["user_id"]].add(e["event_id"])
+    return {u: len(s) for u, s in ids.items()}
+
+
+def _totals_match(worker: WorkerProcess, expected: dict[str, int]) -> bool:
+    for user, n in expected.items():
+        resp = worker.engagement(user)
+        if resp.status_code != 200 or resp.json()["signals"]["events_total"] != n:
+            return False
+    return True
+
+
+def _longest_local_run(events: list[dict[str, Any]]) -> int:
+    """Longest run of consecutive local days with activity, computed independently of the processors."""
+    days = set()
+    for e in events:
+        zone = ZoneInfo(e["timezone"]) if e.get("timezone") else None
+        t = datetime.fromisoformat(e["event_time"])
+        days.add((t.astimezone(zone) if zone else t).date().toordinal())
+    best = run = 0
+    for d in sorted(days):
+        run = run + 1 if d - 1 in days else 1
+        best = max(best, run)
+    return best
+
+
+def test_events_in_signals_risk_interventions_and_milestones_out(infra: Infra, settings: Settings, tmp_path: Path):
+    s = _settings(settings, tmp_path)
+    events = _simulated(students=40, days=16, seed=11)
+    _send(s, events)
+    _send(s, events[:300])  # a client retrying: repeated event ids must count once
+    expected = _unique_counts(events)
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        assert wait_for(lambda: _totals_match(worker, expected), timeout=90), "signals never matched the sent events"
+        body = worker.engagement(events[0]["user_id"]).json()
+        assert body["risk"]["tier"] in ("critical", "high", "medium", "low", "minimal")
+        assert 0 <= body["risk"]["risk_7d"] <= 100 and body["risk"]["factors"]
+        metrics = __import__("httpx").get(f"{worker.url}/metrics").text
+        assert 'engage_worker_events_processed_total{event_type="login"}' in metrics
+        assert "engage_event_to_risk_seconds_bucket" in metrics
+        assert "user_id" not in metrics
+
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    updates = read_topic(s.kafka_bootstrap, topics.risk_updates.name, expect=10_000, timeout=8)
+    assert {u["user_id"] for u in updates} == set(expected)
+    for u in updates:
+        assert u["factors"] is not None and u["model_version"] == "heuristic-1"
+
+    requests = read_topic(s.kafka_bootstrap, topics.interventions.name, expect=10_000, timeout=5)
+    assert requests, "no student in 40 simulated ones called for an intervention"
+    by_user_tier = {u["user_id"]: u["tier"] for u in updates}
+    for r in requests:
+        assert r["status"] in ("send", "held_out", "deferred") and r["reason"]
+        assert r["tier"] != "minimal" and r["user_id"] in by_user_tier
+
+    milestones = read_topic(s.kafka_bootstrap, topics.streak_milestones.name, expect=10_000, timeout=5)
+    with_seven = {m["user_id"] for m in milestones if m["milestone_days"] == 7}
+    per_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        per_user[e["user_id"]].append(e)
+    independent = {u for u, evs in per_user.items() if _longest_local_run(evs) >= 7}
+    assert independent and independent <= with_seven
+    assert len({m["milestone_id"] for m in milestones}) == len(milestones), "a milestone was emitted twice"
+
+
+def test_worker_killed_mid_stream_recovers_without_double_counts(infra: Infra, settings: Settings, tmp_path: Path):
+    s = _settings(settings, tmp_path, worker_store="rocksdb://")
+    events = _simulated(students=30, days=12, seed=5)
+    half = len(events) // 2
+    port = free_port()
+    worker = WorkerProcess(s, port, tmp_path / "worker.log").start()
+    try:
+        _send(s, events[:half])
+        first = _unique_counts(events[:half])
+        assert wait_for(lambda: _totals_match(worker, first), timeout=60)
+        _send(s, events[half : half + half // 2])
+        worker.stop(signal.SIGKILL)  # no clean shutdown: offsets and changelog may be behind
+        _send(s, events[half + half // 2 :])
+        worker = WorkerProcess(s, port, tmp_path / "worker.log").start()
+        expected = _unique_counts(events)
+        assert wait_for(lambda: _totals_match(worker, expected), timeout=90), "recovered totals differ"
+    finally:
+        worker.stop()
+
+
+def test_two_workers_split_partitions_and_answer_for_any_user(infra: Infra, settings: Settings, tmp_path: Path):
+    s = _settings(settings, tmp_path)
+    events = _simulated(students=24, days=6, seed=3)
+    _send(s, events)
+    expected = _unique_counts(events)
+    with workers(s, [free_port(), free_port()], tmp_path) as (a, b):
+        assert wait_for(lambda: _totals_match(a, expected) and _totals_match(b, expected), timeout=90)
+        stable = ("events_total", "lessons_completed_30d", "longest_streak_days", "first_seen", "last_event_time")
+        for user in list(expected)[:8]:
+            from_a, from_b = a.engagement(user).json()["signals"], b.engagement(user).json()["signals"]
+            assert {k: from_a[k] for k in stable} == {k: from_b[k] for k in stable}
+            assert from_a["events_total"] == expected[user]
+        # Auth: the collector's write keys cannot read; no key is refused.
+        user = next(iter(expected))
+        assert a.engagement(user, headers={"Authorization": "Bearer wk_demo_web"}).status_code == 403
+        assert a.engagement(user, headers={"X-Nothing": "1"}).status_code == 401
+        recalc = __import__("httpx").post(f"{b.url}/v1/users/{user}/recalculate", headers=SERVER_KEY, timeout=10)
+        assert recalc.status_code == 200 and recalc.json()["risk_update"]["trigger"] == "manual"
+
+
+def test_silent_student_risk_rises_without_new_events(infra: Infra, settings: Settings, tmp_path: Path):
+    s = _settings(settings, tmp_path, worker_clock="event", silence_tick_seconds=1.0, rescore_after_seconds=2.0)
+    day0 = datetime.now(ZoneInfo("Europe/London")).replace(hour=10, minute=0, second=0, microsecond=0) - timedelta(
+        days=30
+    )
+
+    def login(user: str, day: int) -> dict[str, Any]:
+        return {
+            "event_id": f"{user}-{day}",
+            "user_id": user,
+            "event_type": "login",
+            "event_time": (day0 + timedelta(days=day)).isoformat(),
+            "platform": "web",
+            "timezone": "Europe/London",
+        }
+
+    quiet = [login("quiet-1", d) for d in range(0, 8)]
+    busy = [login("busy-1", d) for d in range(0, 8)]
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        _send(s, quiet + busy)
+        assert wait_for(lambda: worker.engagement("quiet-1").status_code == 200, timeout=60)
+        before = worker.engagement("quiet-1").json()["risk"]["risk_7d"]
+        # Only the other student keeps going: the event clock moves 20 days on, quiet-1 sends nothing.
+        _send(s, [login("busy-1", d) for d in range(8, 28)])
+
+        def risen() -> bool:
+            risk = worker.engagement("quiet-1").json()["risk"]
+            return risk is not None and risk["risk_7d"] > before + 20
+
+        assert wait_for(risen, timeout=60), "the silent student's risk did not rise"
+    updates = read_topic(s.kafka_bootstrap, catalogue(s.topic_prefix, 4).risk_updates.name, expect=10_000, timeout=5)
+    assert any(u["user_id"] == "quiet-1" and u["trigger"] == "silence" for u in updates)
