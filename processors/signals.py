@@ -25,6 +25,8 @@ Rules a reader of the signals should know:
   Course facts are the latest known, not as of ``as_of``.
 - ``days_observed`` = local days from the first seen day to as_of's day, both included, capped at 30;
   ``study_consistency_30d`` = active days in 30 d / days observed.
+- An ``as_of`` before the latest events (a backfill) counts only days up to its own day; last login/activity
+  are the latest known, so the days since them are clamped at 0; ``events_total`` is all time.
 - ``meaningful`` (should the scorer re-score?): any new event other than ``notification_delivered``. A delivery
   is the engine's own action echoing back; re-scoring on it would only feed the intervention loop.
 """
@@ -32,7 +34,7 @@ Rules a reader of the signals should know:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from processors.state import (
@@ -353,8 +355,3 @@ def snapshot(state: UserState, as_of: datetime) -> SignalSnapshot:
         notifications_delivered_30d=s30[NOTIF_DELIVERED],
         days_observed=observed,
     )
-
-
-def local_date(state: UserState, when: datetime) -> date:
-    """The student's local date of an aware time, in the state's zone (for callers and tests)."""
-    return when.astimezone(state.zone()).date()

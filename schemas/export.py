@@ -9,7 +9,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.events import EVENT_ADAPTER
+from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter, EventBatch
+from schemas.risk import RiskUpdate
+from schemas.streaks import StreakMilestone
 
 
 def event_json_schema() -> dict[str, Any]:
@@ -20,7 +23,14 @@ def event_json_schema() -> dict[str, Any]:
 
 
 def all_schemas() -> dict[str, dict[str, Any]]:
-    models: dict[str, type[BaseModel]] = {"EventBatch": EventBatch, "DeadLetter": DeadLetter}
+    models: dict[str, type[BaseModel]] = {
+        "EventBatch": EventBatch,
+        "DeadLetter": DeadLetter,
+        "RiskUpdate": RiskUpdate,
+        "InterventionRequest": InterventionRequest,
+        "InterventionOutcome": InterventionOutcome,
+        "StreakMilestone": StreakMilestone,
+    }
     out = {"BehaviorEvent": event_json_schema()}
     out.update({name: m.model_json_schema() for name, m in models.items()})
     return out

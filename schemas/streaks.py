@@ -8,7 +8,7 @@ replay of the same events produces the same id and consumers (gamification, noti
 from __future__ import annotations
 
 from datetime import date
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -27,7 +27,7 @@ class StreakMilestone(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Literal[1] = SCHEMA_VERSION
     milestone_id: str = Field(description="f'{user_id}:{run_start}:{milestone_days}', stable under replays")
     user_id: Identifier
     milestone_days: int = Field(description="one of 7, 14, 30, 100, 365")
