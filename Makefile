@@ -19,6 +19,7 @@ test: install system-deps
 
 bench: install system-deps
 	$(BIN)/engage bench ingest
+	$(BIN)/engage bench processors
 
 up: install system-deps
 	$(BIN)/engage infra up

@@ -227,6 +227,21 @@ def bench_ingest(
     )
 
 
+@bench_app.command("processors")
+def bench_processors(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/processors.json"),
+    events: Annotated[int, typer.Option(help="Events through each worker design")] = 300_000,
+    latency_rate: Annotated[int, typer.Option(help="Offered events/s for the latency figures")] = 5_000,
+    latency_seconds: Annotated[float, typer.Option(help="Seconds of offered load")] = 20.0,
+) -> None:
+    """Worker throughput and event-to-risk latency beside a one-event-at-a-time Faust agent."""
+    from engage.bench.processors import ProcessorsBenchConfig, run
+
+    _ensure_infra()
+    run(get_settings(), console, out,
+        ProcessorsBenchConfig(events=events, latency_rate=latency_rate, latency_seconds=latency_seconds))  # fmt: skip
+
+
 def _ensure_infra() -> None:
     """Start the local servers if they are not running (idempotent), quietly."""
     from deploy.infra import Infra

@@ -6,12 +6,8 @@ and sink processes the demo started are stopped by PID before it returns.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from deploy.infra import Infra
-from engage.settings import PROJECT_ROOT, Settings, settings_env
+from engage.children import child, wait_http
+from engage.demo_risk import show_risk, wait_for_worker
+from engage.settings import Settings, settings_env
 from engage.traffic import TrafficPlan, run_traffic
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
@@ -33,43 +31,9 @@ DEMO_STUDENTS = 400
 DEMO_DAYS = 28
 
 
-@contextmanager
-def _service(name: str, args: list[str], settings: Settings, log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run an `engage` subcommand as a child process; stop it by PID on exit."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{name}.log").open("ab")
-    env = {**os.environ, **settings_env(settings)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engage.cli", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the collector exited with {proc.returncode}; see .run/demo/collector.log")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the collector did not become ready")
+def _service(name: str, args: list[str], settings: Settings, log_dir: Path) -> Any:
+    """An `engage` subcommand as a child process with the demo's settings, stopped by PID on exit."""
+    return child([sys.executable, "-m", "engage.cli", *args], log_dir / f"{name}.log", settings_env(settings))
 
 
 def _bad_events(collector: str, key: str) -> list[dict[str, Any]]:
@@ -126,12 +90,16 @@ def run_demo(settings: Settings, console: Console) -> None:
     collector = f"http://{settings.collector_host}:{settings.collector_port}"
     key = settings.write_keys[0].partition(":")[2]
     since = datetime.now(UTC).replace(microsecond=0)
+    worker_url = f"http://{settings.worker_host}:{settings.worker_web_port}"
     with (
         _service("collector", ["collector"], settings, log_dir) as coll,
         _service("sink", ["sink", "events"], settings, log_dir),
+        _service("worker", ["worker"], settings, log_dir) as work,
     ):
-        _wait_ready(f"{collector}/readyz", coll)
+        wait_http(f"{collector}/readyz", coll, log=log_dir / "collector.log")
+        wait_http(f"{worker_url}/healthz", work, log=log_dir / "worker.log")
         console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
+        console.print(f"  worker      signals, streaks, scoring; engagement API on {worker_url}")
         console.print(
             f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
             "(time compressed, event times preserved) ..."
@@ -163,7 +131,10 @@ def run_demo(settings: Settings, console: Console) -> None:
                 f"only {stored:,} of {result.accepted:,} events reached ClickHouse in 120 s; see {log_dir / 'sink.log'}"
             )
         console.print(f"  {stored:,} rows in behavior_events ({lag:.1f} s after the last event was sent)")
+        processed = wait_for_worker(worker_url, result.accepted, timeout=180)
+        console.print(f"  {processed:,} events folded into student state and scored by the worker")
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
+    show_risk(settings, console, since, log_dir / "ground_truth.jsonl", worker_url)
 
 
 def _summary(
@@ -220,6 +191,9 @@ def _summary(
                     f"Who churns:  {truth} (the simulator's ground truth)",
                     "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
                     "Benchmarks:   make bench        Stop servers: make down",
+                    f"Engagement:   curl -H 'Authorization: Bearer {settings.server_keys[0].partition(':')[2]}' "
+                    f"http://{settings.worker_host}:{settings.worker_web_port}/v1/users/sim-000001/engagement",
+                    "              (the worker API is up only while a worker runs: .venv/bin/engage worker)",
                 ]
             ),
             title="Where to look next",

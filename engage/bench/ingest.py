@@ -10,8 +10,6 @@ Events come from the simulator, so sizes and shapes are realistic.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +24,8 @@ from rich.console import Console
 
 from engage.bench.loadgen import build_request, run_load
 from engage.bench.report import Figure, Report
-from engage.settings import PROJECT_ROOT, Settings, settings_env
+from engage.children import child, wait_http
+from engage.settings import Settings, settings_env
 from engage.simulator import Population, iter_event_days
 from schemas.topics import TopicCatalogue, TopicSpec, catalogue
 from sinks.behavior_events import BehaviorEventsSink
@@ -61,30 +60,6 @@ def simulated_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
                 break
         seed += 1
     return out[:n]
-
-
-def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
-        try:
-            httpx.post(f"http://127.0.0.1:{port}/v1/events", content=b"[]", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server on port {port} did not answer")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --- producer ---------------------------------------------------------------------------------------------
@@ -198,36 +173,23 @@ def bench_collector(
     from deploy.process import free_port
 
     key = settings.write_keys[0].partition(":")[2]
+    logs = settings.run_dir / "bench"
     # Real collector in its own process (the load generator must not share its GIL).
     port = free_port()
-    env = {**os.environ, **settings_env(settings), "ENGAGE_COLLECTOR_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "engage.cli", "collector"], env=env, cwd=PROJECT_ROOT)
-    try:
-        _wait_http(port, proc)
+    env = {**settings_env(settings), "ENGAGE_COLLECTOR_PORT": str(port)}
+    with child([sys.executable, "-m", "engage.cli", "collector"], logs / "collector.log", env) as proc:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc, log=logs / "collector.log")
         requests = _collector_requests(events, port, cfg.batch_size, key)
         ours = _load(port, requests, cfg)
         paced = _load(port, requests, cfg, rate=cfg.paced_events_per_second / cfg.batch_size)
-    finally:
-        _stop(proc)
     bare_port = free_port()
-    bare = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engage.bench.bare_collector",
-            str(bare_port),
-            topics.events.name + ".bare",
-            settings.kafka_bootstrap,
-        ],
-        cwd=PROJECT_ROOT,
-    )
-    try:
-        _wait_http(bare_port, bare)
+    args = [sys.executable, "-m", "engage.bench.bare_collector", str(bare_port), topics.events.name + ".bare",
+            settings.kafka_bootstrap]  # fmt: skip
+    with child(args, logs / "bare_collector.log") as bare:
+        wait_http(f"http://127.0.0.1:{bare_port}/", bare, log=logs / "bare_collector.log")
         bare_requests = _collector_requests(events, bare_port, cfg.batch_size, key)
         base = _load(bare_port, bare_requests, cfg)
         base_paced = _load(bare_port, bare_requests, cfg, rate=cfg.paced_events_per_second / cfg.batch_size)
-    finally:
-        _stop(bare)
     rate_label = f"{cfg.paced_events_per_second:,} events/s"
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(ours[3].items()))
     return [

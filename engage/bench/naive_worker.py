@@ -32,11 +32,12 @@ def create_app(topic: str, out_topic: str, bootstrap: str, web_port: int, datadi
         consumer_auto_offset_reset="earliest",
         topic_partitions=4,
         topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
     )
-    source = app.topic(topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
-    out = app.topic(out_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
-    states = app.Table("naive-state", default=None, key_type=bytes, value_type=bytes, partitions=4,
-                       key_serializer="raw", value_serializer="raw")  # fmt: skip
+    source = app.topic(topic, key_type=bytes, value_type=bytes)
+    out = app.topic(out_topic, key_type=bytes, value_type=bytes)
+    states = app.Table("naive-state", default=None, key_type=bytes, value_type=bytes, partitions=4)
     model = HeuristicModel()
 
     @app.agent(source)

@@ -1,0 +1,144 @@
+"""The demo's second half: what the stream processors made of the simulated cohort.
+
+Reads the risk-updates, interventions and streak-milestones topics (the latest risk per student), and checks
+the scores against the simulator's ground truth: accuracy is measured, not claimed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import Consumer
+from rich.console import Console
+from rich.table import Table
+
+from engage.settings import Settings
+from schemas.topics import catalogue
+
+TIERS = ("critical", "high", "medium", "low", "minimal")
+
+
+def wait_for_worker(url: str, expected_events: int, timeout: float) -> int:
+    """Wait until the worker folded at least ``expected_events`` events and its debounced re-scores ran."""
+    deadline = time.monotonic() + timeout
+    processed = 0
+    while time.monotonic() < deadline:
+        try:
+            text = httpx.get(f"{url}/metrics", timeout=2).text
+            processed = int(
+                sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("engage_worker_events_processed_total{")
+                )
+            )
+        except httpx.HTTPError:
+            pass
+        if processed >= expected_events:
+            time.sleep(2.0)  # the last debounced re-scores
+            return processed
+        time.sleep(0.5)
+    raise RuntimeError(f"the worker processed {processed:,} of {expected_events:,} events in {timeout:.0f} s")
+
+
+def _read(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    out: list[dict[str, Any]] = []
+    idle = 0
+    try:
+        while idle < 4:
+            batch = consumer.consume(5_000, timeout=0.5)
+            idle = 0 if batch else idle + 1
+            out.extend(orjson.loads(m.value() or b"{}") for m in batch if m.error() is None)
+    finally:
+        consumer.close()
+    return out
+
+
+def roc_auc(scores: list[float], labels: list[bool]) -> float:
+    """Mann-Whitney: the chance a random positive scores above a random negative (ties count half)."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return float("nan")
+    ranked = sorted((s, y) for s, y in zip(scores, labels, strict=True))
+    rank_sum = 0.0
+    i = 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mean_rank = (i + j + 1) / 2
+        rank_sum += mean_rank * sum(1 for k in range(i, j) if ranked[k][1])
+        i = j
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def show_risk(settings: Settings, console: Console, since: datetime, truth_path: Path, worker_url: str) -> None:
+    topics = catalogue(settings.topic_prefix, settings.event_partitions)
+    truth = {r["user_id"]: r for r in (orjson.loads(line) for line in truth_path.read_text().splitlines() if line)}
+    latest: dict[str, dict[str, Any]] = {}
+    for update in _read(settings.kafka_bootstrap, topics.risk_updates.name):
+        user = update["user_id"]
+        if user in truth and (user not in latest or update["scored_at"] >= latest[user]["scored_at"]):
+            latest[user] = update
+    if not latest:
+        console.print("[red]no risk updates found[/red]")
+        return
+
+    tiers = Counter(u["tier"] for u in latest.values())
+    model = next(iter(latest.values()))["model_version"]
+    table = Table(title=f"Drop-off risk now ({len(latest)} students, model {model})", title_justify="left")
+    for col in ("tier", "students", "who really churns (simulator truth)"):
+        table.add_column(col, justify="left" if col == "tier" else "right")
+    for tier in TIERS:
+        members = [u for u, r in latest.items() if r["tier"] == tier]
+        churns = sum(1 for u in members if truth[u]["churns"])
+        share = f"{churns}/{len(members)} ({churns / len(members):.0%})" if members else "-"
+        table.add_row(tier, str(tiers.get(tier, 0)), share)
+    console.print(table)
+
+    users = list(latest)
+    auc = roc_auc([latest[u]["risk_30d"] for u in users], [bool(truth[u]["churns"]) for u in users])
+    console.print(f"  ROC AUC of risk_30d against who churns in the simulation: [bold]{auc:.3f}[/bold] "
+                  "(0.5 = chance; the heuristic, no model trained yet)")  # fmt: skip
+
+    top = sorted(latest.values(), key=lambda r: -r["risk_7d"])[:8]
+    at_risk = Table(title="At-risk list (highest 7-day risk first)", title_justify="left")
+    for col in ("student", "tier", "risk 7d", "risk 30d", "why", "archetype"):
+        at_risk.add_column(col, justify="right" if col.startswith("risk") else "left")
+    for r in top:
+        why = "; ".join(f["description"] for f in r["factors"][:2])
+        at_risk.add_row(r["user_id"], r["tier"], f"{r['risk_7d']:.0f}", f"{r['risk_30d']:.0f}", why,
+                        truth[r["user_id"]]["archetype"])  # fmt: skip
+    console.print(at_risk)
+
+    requests = [r for r in _read(settings.kafka_bootstrap, topics.interventions.name) if r["user_id"] in truth]
+    by_kind = Counter((r["intervention_type"], r["status"]) for r in requests)
+    if by_kind:
+        inter = Table(title="Intervention requests (interventions topic)", title_justify="left")
+        for col in ("type", "send", "deferred (quiet hours)", "held out (control group)"):
+            inter.add_column(col, justify="left" if col == "type" else "right")
+        for kind in sorted({k for k, _ in by_kind}):
+            inter.add_row(kind, *(str(by_kind.get((kind, s), 0)) for s in ("send", "deferred", "held_out")))
+        console.print(inter)
+
+    milestones = Counter(
+        m["milestone_days"]
+        for m in _read(settings.kafka_bootstrap, topics.streak_milestones.name)
+        if m["user_id"] in truth
+    )
+    if milestones:
+        console.print(
+            "  Streak milestones reached: " + ", ".join(f"{d} days: {n}" for d, n in sorted(milestones.items()))
+        )
