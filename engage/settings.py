@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     )
     worker_take_max: int = 500
     worker_take_within_seconds: float = 0.05
-    score_debounce_seconds: float = Field(0.5, description="re-score one student at most this often on events")
+    score_debounce_seconds: float = Field(0.3, description="re-score one student at most this often on events")
     rescore_after_seconds: float = Field(86_400.0, description="silent students are re-scored at least this often")
     silence_tick_seconds: float = 30.0
     policy_path: Path | None = Field(None, description="intervention policy JSON; default deploy/policy/default.json")

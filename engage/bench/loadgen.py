@@ -27,9 +27,9 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str], method: str = "POST") -> bytes:
     head = [
-        f"POST {path} HTTP/1.1",
+        f"{method} {path} HTTP/1.1",
         f"Host: {host}:{port}",
         f"Content-Length: {len(body)}",
         "Connection: keep-alive",

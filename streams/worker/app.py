@@ -114,7 +114,7 @@ class EngagementWorker:
 
     def _register(self) -> None:
         self.app.agent(self.events_topic, name="process-events")(self._process)
-        self.app.timer(max(0.05, self.settings.score_debounce_seconds / 2), name="flush-debounced")(self._flush)
+        self.app.timer(max(0.05, self.settings.score_debounce_seconds / 3), name="flush-debounced")(self._flush)
         self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
         from streams.worker.api import register_views
 
