@@ -30,7 +30,7 @@ from processors.streaks import StreakState
 
 STATE_VERSION = 1
 BUCKET_DAYS = 62
-DEDUPE_CAPACITY = 256  # ~2.7 KB of the state: a retry older than 256 events of one student counts twice
+DEDUPE_CAPACITY = 512  # ~5.5 KB of the state: a retry older than 512 events of one student counts twice
 MAX_COURSES = 20
 
 # Daily bucket layout: one list of ints per local day (seconds rounded, quiz scores in basis points).

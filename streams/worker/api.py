@@ -43,7 +43,7 @@ def register_views(worker: EngagementWorker) -> None:
         """Forward to the worker owning the student's partition; None when that is this worker."""
         try:
             dest = app.router.key_store(worker.users.name, user_id.encode())
-        except KeyError:
+        except (KeyError, TypeError):  # no assignment yet, or no metadata for the changelog topic yet
             return view.json({"error": "unavailable", "detail": "partitions are being assigned; retry"}, status=503)
         if (dest.host, dest.port) == (URL(app.conf.canonical_url).host, URL(app.conf.canonical_url).port):
             return None
