@@ -90,6 +90,9 @@ def run_demo(settings: Settings, console: Console) -> None:
     collector = f"http://{settings.collector_host}:{settings.collector_port}"
     key = settings.write_keys[0].partition(":")[2]
     since = datetime.now(UTC).replace(microsecond=0)
+    # Four weeks of behaviour replayed in seconds: the worker judges each moment by the event clock, or every
+    # early event would look weeks old and every student would look gone.
+    settings = settings.model_copy(update={"worker_clock": "event", "silence_tick_seconds": 2.0})
     worker_url = f"http://{settings.worker_host}:{settings.worker_web_port}"
     with (
         _service("collector", ["collector"], settings, log_dir) as coll,
@@ -132,9 +135,10 @@ def run_demo(settings: Settings, console: Console) -> None:
             )
         console.print(f"  {stored:,} rows in behavior_events ({lag:.1f} s after the last event was sent)")
         processed = wait_for_worker(worker_url, result.accepted, timeout=180)
+        time.sleep(2.5 * settings.silence_tick_seconds)  # one silence pass: students who went quiet re-scored
         console.print(f"  {processed:,} events folded into student state and scored by the worker")
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
-    show_risk(settings, console, since, log_dir / "ground_truth.jsonl", worker_url)
+    show_risk(settings, console, since, log_dir / "ground_truth.jsonl")
 
 
 def _summary(

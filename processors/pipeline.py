@@ -31,6 +31,7 @@ class UserRecord:
     score_seq: int = 0
     tier: Tier | None = None
     scored_at: float = 0.0  # wall clock (epoch seconds) of the last risk update
+    clock_at: float = 0.0  # the engine's clock at that update (event time in replays): when silence is due
     last_assessment: dict[str, Any] | None = None
     last_intervention: dict[str, Any] | None = None
 
@@ -43,6 +44,7 @@ class UserRecord:
                 "seq": self.score_seq,
                 "tier": self.tier,
                 "scored_at": self.scored_at,
+                "clock_at": self.clock_at,
                 "assessment": self.last_assessment,
                 "intervention": self.last_intervention,
             }
@@ -57,6 +59,7 @@ class UserRecord:
             score_seq=int(d.get("seq", 0)),
             tier=d.get("tier"),
             scored_at=float(d.get("scored_at", 0.0)),
+            clock_at=float(d.get("clock_at", 0.0)),
             last_assessment=d.get("assessment"),
             last_intervention=d.get("intervention"),
         )
@@ -100,13 +103,18 @@ def rescore(
     model: RiskModel,
     policy: PolicyConfig,
     now: datetime,
+    policy_now: datetime | None = None,
 ) -> list[ScoreOutcome]:
-    """Score several students in one model call, apply the intervention policy, update their records."""
+    """Score several students in one model call, apply the intervention policy, update their records.
+
+    ``now`` is the wall clock (``scored_at``); ``policy_now`` is the engine's clock for caps, cooldowns and quiet
+    hours — the same wall clock live, the event clock when history is replayed faster than real time.
+    """
     snapshots: list[SignalSnapshot] = [snapshot(r.state, q.as_of) for r, q in zip(records, requests, strict=True)]
     assessments = model.score_many(snapshots)
     outcomes = []
     for record, request, snap, assessment in zip(records, requests, snapshots, assessments, strict=True):
-        outcomes.append(_record_score(record, request, snap, assessment, policy, now))
+        outcomes.append(_record_score(record, request, snap, assessment, policy, now, policy_now or now))
     return outcomes
 
 
@@ -117,6 +125,7 @@ def _record_score(
     assessment: RiskAssessment,
     policy: PolicyConfig,
     now: datetime,
+    policy_now: datetime,
 ) -> ScoreOutcome:
     record.score_seq += 1
     update = RiskUpdate(
@@ -141,13 +150,14 @@ def _record_score(
         request.user_id,
         assessment,
         record.history,
-        now,
+        policy_now,
         snap.timezone,
         triggered_by_event_time=request.triggered_by_event_time or request.as_of,
     )
     record.history = decision.history
     record.tier = assessment.tier
     record.scored_at = now.timestamp()
+    record.clock_at = policy_now.timestamp()
     record.last_assessment = assessment.model_dump(mode="json")
     if decision.request is not None:
         record.last_intervention = decision.request.model_dump(mode="json")

@@ -112,10 +112,13 @@ def register_views(worker: EngagementWorker) -> None:
                 return self.json(
                     {"error": "bad_request", "detail": f"intervention_type must be one of {names}"}, status=400
                 )
-            raw = worker.users.get(user_id.encode())
-            if raw is None:
-                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
-            record = UserRecord.from_bytes(raw)
+            async with worker.records_lock:
+                raw = worker.users.get(user_id.encode())
+                if raw is None:
+                    return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+                return await self._trigger(user_id, UserRecord.from_bytes(raw), kind, reason)
+
+        async def _trigger(self, user_id: str, record: UserRecord, kind: InterventionType, reason: str) -> Response:
             now = datetime.now(UTC)
             tier = record.tier or "minimal"
             request_msg = InterventionRequest(

@@ -12,6 +12,7 @@ folded again, but event ids already in the record are skipped (``processors.stat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterable, Sequence
@@ -105,6 +106,7 @@ class EngagementWorker:
         self._watermark: datetime | None = None
         self._tier_counts: dict[str, int] = {}
         self._silence_keys: list[bytes] = []
+        self.records_lock = asyncio.Lock()
         self._register()
 
     # --- wiring ---------------------------------------------------------------------------------------------
@@ -135,6 +137,13 @@ class EngagementWorker:
             await self.handle_batch(batch)
 
     async def handle_batch(self, batch: Sequence[EventT]) -> None:
+        # Records are read, changed and written back around awaits (sends): without one lock a timer or a web
+        # view could interleave and one of the two writes would lose the other's update (e.g. an intervention
+        # recorded in the history, so caps and cooldowns would not see it).
+        async with self.records_lock:
+            await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: Sequence[EventT]) -> None:
         per_user: dict[str, list[dict[str, Any]]] = {}
         source: dict[str, EventT] = {}  # the message a user's batch came from: its partition is the user's
         newest_message = 0.0
@@ -205,7 +214,8 @@ class EngagementWorker:
         if not items:
             return []
         now = datetime.now(UTC)
-        outcomes = rescore([r for r, _, _ in items], [q for _, q, _ in items], self.model, self.policy, now)
+        records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
+        outcomes = rescore(records, requests, self.model, self.policy, now, policy_now=self.now())
         sent_at = time.time()
         for (record, request, event), outcome in zip(items, outcomes, strict=True):
             key = request.user_id.encode()
@@ -237,12 +247,13 @@ class EngagementWorker:
 
     async def score_now(self, user_id: str, trigger: str = "manual") -> ScoreOutcome | None:
         """Re-score one student immediately (the API's 'recalculate'); None if the student is unknown."""
-        raw = self.users.get(user_id.encode())
-        if raw is None:
-            return None
-        record = UserRecord.from_bytes(raw)
-        request = ScoreRequest(user_id, self.now(), trigger)  # type: ignore[arg-type]
-        outcomes = await self._score_and_store([(record, request, None)])
+        async with self.records_lock:
+            raw = self.users.get(user_id.encode())
+            if raw is None:
+                return None
+            record = UserRecord.from_bytes(raw)
+            request = ScoreRequest(user_id, self.now(), trigger)  # type: ignore[arg-type]
+            outcomes = await self._score_and_store([(record, request, None)])
         return outcomes[0]
 
     def store(self, user_id: str, record: UserRecord) -> None:
@@ -257,6 +268,10 @@ class EngagementWorker:
     # --- timers ---------------------------------------------------------------------------------------------------
     async def _flush(self) -> None:
         """Re-score students whose debounce window has passed."""
+        async with self.records_lock:
+            await self._flush_due()
+
+    async def _flush_due(self) -> None:
         wall = time.time()
         due = [p for p in self._pending.values() if p.due <= wall]
         items = []
@@ -268,28 +283,35 @@ class EngagementWorker:
         await self._score_and_store(items)
 
     async def _rescore_silent(self) -> None:
-        """Silence is a signal: re-score, a slice per tick, students not scored for ``rescore_after_seconds``.
+        """Silence is a signal: re-score students whose last score is ``rescore_after_seconds`` old.
 
-        One pass over the local keys is spread over the whole period (slice = keys x tick / period), so no tick
-        scans or scores everything at once; a student silent for a day is re-scored within about a day.
+        Live (wall clock), one pass over the local keys is spread over the whole period, a slice per tick
+        (slice = keys x tick / period), so no tick scans or scores everything at once and a student silent for
+        a day is re-scored within about a day. Replaying history on the event clock, a day may pass in a
+        second, so each tick checks every local key.
         """
+        async with self.records_lock:
+            await self._rescore_slice()
+
+    async def _rescore_slice(self) -> None:
         if not self._silence_keys:
             self._silence_keys = list(self.users.keys())
             m.TABLE_USERS.set(len(self._silence_keys))
-        per_tick = max(
-            1,
-            int(len(self._silence_keys) * self.settings.silence_tick_seconds / self.settings.rescore_after_seconds) + 1,
-        )
+        if self.settings.worker_clock == "event":
+            per_tick = len(self._silence_keys)
+        else:
+            share = self.settings.silence_tick_seconds / self.settings.rescore_after_seconds
+            per_tick = max(1, int(len(self._silence_keys) * share) + 1)
         chunk, self._silence_keys = self._silence_keys[:per_tick], self._silence_keys[per_tick:]
-        cutoff = time.time() - self.settings.rescore_after_seconds
         now = self.now()
+        cutoff = now.timestamp() - self.settings.rescore_after_seconds
         items = []
         for key in chunk:
             raw = self.users.get(key)
             if raw is None:
                 continue
             record = UserRecord.from_bytes(raw)
-            if record.scored_at <= cutoff:
+            if record.clock_at <= cutoff:
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
         await self._score_and_store(items)
 

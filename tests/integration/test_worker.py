@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,10 @@ def test_events_in_signals_risk_interventions_and_milestones_out(infra: Infra, s
     for r in requests:
         assert r["status"] in ("send", "held_out", "deferred") and r["reason"]
         assert r["tier"] != "minimal" and r["user_id"] in by_user_tier
+    # The whole run takes seconds of wall time, inside every type's cooldown (48 h by default): each student gets
+    # each intervention type at most once. (A lost history update would let repeats through.)
+    per_type = Counter((r["user_id"], r["intervention_type"]) for r in requests)
+    assert max(per_type.values()) == 1, per_type.most_common(3)
 
     milestones = read_topic(s.kafka_bootstrap, topics.streak_milestones.name, expect=10_000, timeout=5)
     with_seven = {m["user_id"] for m in milestones if m["milestone_days"] == 7}
