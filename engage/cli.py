@@ -16,13 +16,11 @@ infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (
 schemas_app = typer.Typer(no_args_is_help=True, help="Event contracts.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics from the catalogue.")
 db_app = typer.Typer(no_args_is_help=True, help="ClickHouse schema.")
-sink_app = typer.Typer(no_args_is_help=True, help="Run a sink (Kafka topic into ClickHouse).")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
 app.add_typer(infra_app, name="infra")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
-app.add_typer(sink_app, name="sink")
 app.add_typer(bench_app, name="bench")
 
 # Tables (benchmarks, the demo's summary) need more than the 80 columns assumed when output is not a terminal.
@@ -87,13 +85,26 @@ def topics_create() -> None:
 
 @db_app.command("migrate")
 def db_migrate() -> None:
-    """Create the database and tables if missing (idempotent)."""
+    """Apply pending schema migrations (idempotent)."""
     from sinks.clickhouse.client import connect
-    from sinks.clickhouse.tables import TABLES, create_all
+    from sinks.clickhouse.migrations import migrate
 
     s = get_settings()
-    create_all(connect(s), s.clickhouse_database)
-    console.print(f"{s.clickhouse_database}: {', '.join(t.name for t in TABLES)} present")
+    applied = migrate(connect(s), s.clickhouse_database)
+    for m in applied:
+        console.print(f"applied {m.version}: {m.description}")
+    console.print(f"{s.clickhouse_database}: up to date" if not applied else f"{len(applied)} migration(s) applied")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Which migrations are applied, and when."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.migrations import status
+
+    s = get_settings()
+    for version, description, at in status(connect(s), s.clickhouse_database):
+        console.print(f"{version:>3}  {'applied ' + at.isoformat() if at else 'PENDING':<34} {description}")
 
 
 @app.command("collector")
@@ -130,38 +141,22 @@ def worker(
     run_worker(s, loglevel=loglevel)
 
 
-@sink_app.command("events")
-def sink_events(
+@app.command("sink")
+def sink(
+    names: Annotated[
+        list[str], typer.Argument(help="events, risk-updates, interventions, milestones, dead-letters, all")
+    ],
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,
 ) -> None:
-    """Persist the events topic into ClickHouse ``behavior_events``."""
-    from schemas.topics import catalogue
-    from sinks.behavior_events import BehaviorEventsSink
-    from sinks.runner import SinkRunner
-    from streams.producer import EventProducer
+    """Persist topics into ClickHouse (one thread per sink; offsets committed only after each insert)."""
+    from sinks.service import SINK_NAMES, run_sinks
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    s = get_settings()
-    topics = catalogue(s.topic_prefix, s.event_partitions)
-    dead = EventProducer(s.kafka_bootstrap, topics, source="sink")
-    runner = SinkRunner(
-        BehaviorEventsSink(s),
-        bootstrap=s.kafka_bootstrap,
-        topic=topics.events.name,
-        dead_letters=dead,
-        batch_rows=s.sink_batch_rows,
-        batch_seconds=s.sink_batch_seconds,
-    )
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    try:
-        stats = runner.run(idle_exit_seconds=idle_exit)
-    except KeyboardInterrupt:
-        runner.stop()
-        stats = runner.stats
-    dead.close()
-    console.print(f"rows written: {stats.rows_written:,} in {stats.writes} inserts; dead letters: {stats.dead_letters}")
+    chosen = list(SINK_NAMES) if names == ["all"] else names
+    for name, stats in run_sinks(get_settings(), chosen, idle_exit).items():
+        console.print(
+            f"{name}: {stats.rows_written:,} rows in {stats.writes} inserts; dead letters {stats.dead_letters}"
+        )
 
 
 @app.command("demo")

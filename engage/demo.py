@@ -96,7 +96,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     worker_url = f"http://{settings.worker_host}:{settings.worker_web_port}"
     with (
         _service("collector", ["collector"], settings, log_dir) as coll,
-        _service("sink", ["sink", "events"], settings, log_dir),
+        _service("sink", ["sink", "all"], settings, log_dir),
         _service("worker", ["worker"], settings, log_dir) as work,
     ):
         wait_http(f"{collector}/readyz", coll, log=log_dir / "collector.log")

@@ -57,6 +57,8 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _kind_and_type(annotation: Any) -> tuple[str, str]:
+    if get_origin(annotation) in (list, dict, tuple):
+        return "json", "String"  # lists of objects (factors, channels, errors) are kept as JSON text
     if get_origin(annotation) is Literal:
         if all(isinstance(a, int) for a in get_args(annotation)):
             return "int", "UInt8"
@@ -89,6 +91,11 @@ def _model_columns(model: type[BaseModel], path: tuple[str, ...], prefix: str) -
         kind, ch_type = _kind_and_type(inner)
         cols.append(Column(f"{prefix}{name}", ch_type, (*path, name), kind))
     return cols
+
+
+def model_columns(model: type[BaseModel]) -> list[Column]:
+    """Columns for any contract: one per leaf field, nested models flattened (``signals_logins_7d``)."""
+    return _model_columns(model, (), "")
 
 
 _ENVELOPE_SKIP = {"event_type", "payload"}

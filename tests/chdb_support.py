@@ -16,7 +16,12 @@ class ChdbClient:
     def __init__(self) -> None:
         self._session = session.Session()
 
-    def execute(self, sql: str) -> list[tuple[Any, ...]]:
+    def execute(
+        self, sql: str, data: list[list[Any]] | None = None, columnar: bool = False, types_check: bool = False
+    ) -> list[tuple[Any, ...]]:
+        if data is not None:  # clickhouse-driver's columnar insert, as literals (fine in-process, not for 18.16)
+            rows = zip(*data, strict=True) if columnar else data
+            sql = sql + " " + ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
         result = self._session.query(sql, "JSONCompact")
         text = result.bytes().decode() if hasattr(result, "bytes") else str(result)
         if not text.strip():
@@ -25,3 +30,9 @@ class ChdbClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(value)

@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.columns import EVENT_JSON, Column, behavior_event_columns
+from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
+from schemas.interventions import InterventionRequest
+from schemas.messages import DeadLetter
+from schemas.risk import RiskUpdate
+from schemas.streaks import StreakMilestone
 
 LINEAGE = [
     Column("kafka_partition", "UInt16", (), "lineage"),
@@ -88,13 +92,52 @@ BEHAVIOR_EVENTS_LANDING = Table(
 
 BEHAVIOR_EVENTS_VIEW = LandingView("behavior_events_mv", BEHAVIOR_EVENTS_LANDING, BEHAVIOR_EVENTS)
 
+# The engine's own outputs, one row per message; columns derived from their contracts. Re-delivered messages
+# carry the same natural id and collapse on merge (ReplacingMergeTree, read with FINAL).
+RISK_UPDATES = Table(
+    name="risk_updates",
+    columns=[*model_columns(RiskUpdate), *LINEAGE],
+    engine="ReplacingMergeTree()",
+    partition_by="toYYYYMM(as_of)",
+    order_by="(user_id, as_of, update_id)",
+)
+INTERVENTION_REQUESTS = Table(
+    name="intervention_requests",
+    columns=[*model_columns(InterventionRequest), *LINEAGE],
+    engine="ReplacingMergeTree()",
+    partition_by="toYYYYMM(created_at)",
+    order_by="(user_id, created_at, intervention_id)",
+)
+STREAK_MILESTONES = Table(
+    name="streak_milestones",
+    columns=[*model_columns(StreakMilestone), *LINEAGE],
+    engine="ReplacingMergeTree()",
+    partition_by="toYYYYMM(reached_on)",
+    order_by="(user_id, milestone_id)",
+)
+DEAD_LETTERS = Table(
+    name="dead_letters",
+    columns=[*model_columns(DeadLetter), *LINEAGE],
+    engine="ReplacingMergeTree()",
+    partition_by="toYYYYMM(received_at)",
+    order_by="(source, received_at, dead_letter_id)",
+)
+
 # In creation order: targets before the views that write into them.
-OBJECTS: list[Table | LandingView] = [BEHAVIOR_EVENTS, BEHAVIOR_EVENTS_LANDING, BEHAVIOR_EVENTS_VIEW]
+OBJECTS: list[Table | LandingView] = [
+    BEHAVIOR_EVENTS,
+    BEHAVIOR_EVENTS_LANDING,
+    BEHAVIOR_EVENTS_VIEW,
+    RISK_UPDATES,
+    INTERVENTION_REQUESTS,
+    STREAK_MILESTONES,
+    DEAD_LETTERS,
+]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 
 
 def create_all(client: Any, database: str) -> None:
-    """Create the database, tables and views if missing (idempotent)."""
-    client.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
-    for obj in OBJECTS:
-        client.execute(obj.ddl(database))
+    """Bring the database up to date (idempotent): every sink calls this before consuming."""
+    from sinks.clickhouse.migrations import migrate
+
+    migrate(client, database)

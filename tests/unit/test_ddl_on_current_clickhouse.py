@@ -51,3 +51,14 @@ def test_landing_rows_are_extracted_into_behavior_events(chdb: ChdbClient, make_
         ("q-1", "quiz_submitted", "2026-03-01 03:45:00", 345, "2026-03-01 04:00:01", 7.5, 10, 1, "q9", "", "", 3, 42),
         ("v-1", "content_viewed", rows[1][2], rows[1][3], rows[1][4], 0, 0, 0, "", "it's", "video", 3, 42),
     ]
+
+
+def test_migrations_are_recorded_once_and_every_table_exists(chdb: ChdbClient) -> None:
+    from sinks.clickhouse.migrations import MIGRATIONS, migrate, status
+    from sinks.clickhouse.tables import TABLES
+
+    assert migrate(chdb, "compat") == []  # the fixture already migrated (twice)
+    assert [(v, at is not None) for v, _, at in status(chdb, "compat")] == [(m.version, True) for m in MIGRATIONS]
+    assert chdb.execute("SELECT count() FROM compat.schema_migrations FINAL") == [(len(MIGRATIONS),)]
+    names = {row[0] for row in chdb.execute("SELECT name FROM system.tables WHERE database = 'compat'")}
+    assert {t.name for t in TABLES} <= names

@@ -1,0 +1,91 @@
+"""Sinks for the engine's own topics (risk updates, interventions, streak milestones, dead letters).
+
+Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
+These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from engage.settings import Settings
+from schemas.columns import Column
+from schemas.topics import TopicCatalogue
+from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
+from sinks.clickhouse.client import connect, insert_columns
+from sinks.clickhouse.tables import (
+    DEAD_LETTERS,
+    INTERVENTION_REQUESTS,
+    RISK_UPDATES,
+    STREAK_MILESTONES,
+    Table,
+    create_all,
+)
+
+
+def _value(message: dict[str, Any], col: Column, partition: int, offset: int) -> Any:
+    if col.kind == "lineage":
+        return partition if col.name == "kafka_partition" else offset
+    value: Any = message
+    for part in col.path:
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return col.default if col.kind != "datetime" else 0
+    if col.kind == "datetime":
+        return int(datetime.fromisoformat(value).timestamp())
+    if col.kind == "date":
+        return datetime.fromisoformat(value).date()
+    if col.kind == "json":
+        return orjson.dumps(value).decode()
+    if col.kind == "bool":
+        return int(value)
+    if col.kind == "str":
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class ContractSinkSpec:
+    name: str
+    table: Table
+    topic: Callable[[TopicCatalogue], str]
+
+
+SPECS: dict[str, ContractSinkSpec] = {
+    "risk-updates": ContractSinkSpec("risk_updates", RISK_UPDATES, lambda t: t.risk_updates.name),
+    "interventions": ContractSinkSpec("intervention_requests", INTERVENTION_REQUESTS, lambda t: t.interventions.name),
+    "milestones": ContractSinkSpec("streak_milestones", STREAK_MILESTONES, lambda t: t.streak_milestones.name),
+    "dead-letters": ContractSinkSpec("dead_letters", DEAD_LETTERS, lambda t: t.dead_letters.name),
+}
+
+
+class ContractSink(BatchingSink):
+    """One contract topic into its table."""
+
+    def __init__(self, settings: Settings, spec: ContractSinkSpec) -> None:
+        self.name = spec.name
+        self.settings = settings
+        self.table = spec.table
+        self._target = f"{settings.clickhouse_database}.{spec.table.name}"
+        self._client = connect(settings)
+
+    def setup(self) -> None:
+        create_all(self._client, self.settings.clickhouse_database)
+
+    def decode(self, value: bytes, partition: int, offset: int) -> Sequence[Row]:
+        try:
+            message = orjson.loads(value)
+            if not isinstance(message, dict):
+                raise TypeError(f"expected a JSON object, got {type(message).__name__}")
+            return [tuple(_value(message, c, partition, offset) for c in self.table.columns)]
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            raise UndecodableMessage(f"not a {self.table.name} message: {exc!r}") from exc
+
+    def write(self, batch: SinkBatch) -> None:
+        columns = [list(c) for c in zip(*batch.rows, strict=True)]
+        insert_columns(self._client, self._target, self.table.column_names, columns)
