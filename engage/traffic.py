@@ -158,8 +158,7 @@ def _run_producer(
     with EventProducer(settings.kafka_bootstrap, topics, source="simulator") as producer:
         for _, events in days:
             day_started = time.monotonic()
-            for i in range(0, len(events), 2_000):
-                chunk = events[i : i + 2_000]
+            for chunk in _client_batches(events, plan.batch_size):  # one message per student flush, as apps do
                 producer.send(chunk)
                 result.events_sent += len(chunk)
                 if plan.rate > 0:
