@@ -212,7 +212,16 @@ def test_targets_are_created_before_the_view():
     view_at = OBJECTS.index(BEHAVIOR_EVENTS_VIEW)
     assert OBJECTS.index(BEHAVIOR_EVENTS) < view_at
     assert OBJECTS.index(BEHAVIOR_EVENTS_LANDING) < view_at
-    assert TABLES == [BEHAVIOR_EVENTS, BEHAVIOR_EVENTS_LANDING]
+    assert TABLES[:2] == [BEHAVIOR_EVENTS, BEHAVIOR_EVENTS_LANDING]
+
+
+def test_every_object_is_created_by_exactly_one_migration_in_order():
+    from sinks.clickhouse.migrations import MIGRATIONS
+
+    created = [obj for m in MIGRATIONS for obj in m.objects]
+    assert sorted(o.name for o in created) == sorted(o.name for o in OBJECTS)
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+    assert created.index(BEHAVIOR_EVENTS_VIEW) > created.index(BEHAVIOR_EVENTS_LANDING)
 
 
 def test_optional_clauses_are_left_out():
