@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
 from schemas.interventions import InterventionRequest
 from schemas.messages import DeadLetter
@@ -92,35 +94,28 @@ BEHAVIOR_EVENTS_LANDING = Table(
 
 BEHAVIOR_EVENTS_VIEW = LandingView("behavior_events_mv", BEHAVIOR_EVENTS_LANDING, BEHAVIOR_EVENTS)
 
+
 # The engine's own outputs, one row per message; columns derived from their contracts. Re-delivered messages
 # carry the same natural id and collapse on merge (ReplacingMergeTree, read with FINAL).
-RISK_UPDATES = Table(
-    name="risk_updates",
-    columns=[*model_columns(RiskUpdate), *LINEAGE],
-    engine="ReplacingMergeTree()",
-    partition_by="toYYYYMM(as_of)",
-    order_by="(user_id, as_of, update_id)",
+def _contract_table(name: str, model: type[BaseModel], partition_by: str, order_by: str) -> Table:
+    return Table(
+        name=name,
+        columns=[*model_columns(model), *LINEAGE],
+        engine="ReplacingMergeTree()",
+        partition_by=partition_by,
+        order_by=order_by,
+    )
+
+
+RISK_UPDATES = _contract_table("risk_updates", RiskUpdate, "toYYYYMM(as_of)", "(user_id, as_of, update_id)")
+INTERVENTION_REQUESTS = _contract_table(
+    "intervention_requests", InterventionRequest, "toYYYYMM(created_at)", "(user_id, created_at, intervention_id)"
 )
-INTERVENTION_REQUESTS = Table(
-    name="intervention_requests",
-    columns=[*model_columns(InterventionRequest), *LINEAGE],
-    engine="ReplacingMergeTree()",
-    partition_by="toYYYYMM(created_at)",
-    order_by="(user_id, created_at, intervention_id)",
+STREAK_MILESTONES = _contract_table(
+    "streak_milestones", StreakMilestone, "toYYYYMM(reached_on)", "(user_id, milestone_id)"
 )
-STREAK_MILESTONES = Table(
-    name="streak_milestones",
-    columns=[*model_columns(StreakMilestone), *LINEAGE],
-    engine="ReplacingMergeTree()",
-    partition_by="toYYYYMM(reached_on)",
-    order_by="(user_id, milestone_id)",
-)
-DEAD_LETTERS = Table(
-    name="dead_letters",
-    columns=[*model_columns(DeadLetter), *LINEAGE],
-    engine="ReplacingMergeTree()",
-    partition_by="toYYYYMM(received_at)",
-    order_by="(source, received_at, dead_letter_id)",
+DEAD_LETTERS = _contract_table(
+    "dead_letters", DeadLetter, "toYYYYMM(received_at)", "(source, received_at, dead_letter_id)"
 )
 
 # In creation order: targets before the views that write into them.
