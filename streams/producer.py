@@ -167,9 +167,12 @@ class EventProducer:
             self.stats.events_queued += n
         return len(batches)
 
-    def send_encoded(self, key: bytes, value: bytes, callback: DeliveryCallback | None = None) -> None:
-        """Queue one pre-encoded ``EventBatch`` (the simulator and benchmarks encode ahead of time)."""
-        self._produce(self.topics.events.name, key, value, callback)
+    def send_encoded(
+        self, key: bytes, value: bytes, callback: DeliveryCallback | None = None, topic: str | None = None
+    ) -> None:
+        """Queue one pre-encoded message, by default an ``EventBatch`` on the events topic (benchmarks and tests
+        encode ahead of time, or write other topics)."""
+        self._produce(topic or self.topics.events.name, key, value, callback)
 
     @property
     def in_flight(self) -> int:

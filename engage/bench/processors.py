@@ -94,7 +94,7 @@ def _fill(settings: Settings, topic: str, events: list[dict[str, Any]], batch: i
         for i in range(0, len(events), 20_000):
             for group in _client_batches(events[i : i + 20_000], batch):
                 for key, value, _ in producer.encode_batches(group):
-                    producer._produce(topic, key, value, None)
+                    producer.send_encoded(key, value, topic=topic)
                     messages += 1
         assert producer.flush(120) == 0
     return messages
@@ -113,7 +113,7 @@ def _paced(settings: Settings, topic: str, events: list[dict[str, Any]], rate: i
             i += len(chunk)
             for group in _client_batches(chunk, batch):
                 for key, value, n in producer.encode_batches(group):
-                    producer._produce(topic, key, value, None)
+                    producer.send_encoded(key, value, topic=topic)
                     sent += n
             ahead = sent / rate - (time.monotonic() - start)
             if ahead > 0:

@@ -79,8 +79,8 @@ def test_contract_topics_are_stored_once_each(infra: Infra, settings: Settings, 
                 (topics.streak_milestones.name, milestone.model_dump_json()),
                 (topics.dead_letters.name, letter.model_dump_json()),
             ):
-                producer._produce(topic, b"k", value.encode(), None)
-        producer._produce(topics.risk_updates.name, b"k", b"not json", None)
+                producer.send_encoded(b"k", value.encode(), topic=topic)
+        producer.send_encoded(b"k", b"not json", topic=topics.risk_updates.name)
     stats = run_sinks(s, ["risk-updates", "interventions", "milestones", "dead-letters"], idle_exit=2.0)
     assert stats["risk_updates"].dead_letters == 1
 
