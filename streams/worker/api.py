@@ -77,10 +77,10 @@ def register_views(worker: EngagementWorker) -> None:
                 return refused
             if (forwarded := await forward(self, request, user_id)) is not None:
                 return forwarded
-            raw = worker.users.get(user_id.encode())
-            if raw is None:
+            record = worker.record(user_id)
+            if record is None:
                 return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
-            return self.json(engagement(user_id, UserRecord.from_bytes(raw)))
+            return self.json(engagement(user_id, record))
 
     @app.page("/v1/users/{user_id}/recalculate")
     class Recalculate(View):
@@ -113,10 +113,10 @@ def register_views(worker: EngagementWorker) -> None:
                     {"error": "bad_request", "detail": f"intervention_type must be one of {names}"}, status=400
                 )
             async with worker.records_lock:
-                raw = worker.users.get(user_id.encode())
-                if raw is None:
+                record = worker.record(user_id)
+                if record is None:
                     return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
-                return await self._trigger(user_id, UserRecord.from_bytes(raw), kind, reason)
+                return await self._trigger(user_id, record, kind, reason)
 
         async def _trigger(self, user_id: str, record: UserRecord, kind: InterventionType, reason: str) -> Response:
             now = datetime.now(UTC)

@@ -187,8 +187,7 @@ class EngagementWorker:
                 self._pending[user_id] = _Pending(last + self.settings.score_debounce_seconds, request)
                 untouched.append((user_id, record))
         for user_id, record in untouched:
-            with writing_as(source[user_id]):
-                self.users[user_id.encode()] = record.to_bytes()
+            self.store(user_id, record, source[user_id])
         await self._score_and_store(to_score)
 
     def _count(self, events: Sequence[dict[str, Any]], duplicates: int) -> None:
@@ -206,10 +205,9 @@ class EngagementWorker:
     async def _score_and_store(
         self, items: Sequence[tuple[UserRecord, ScoreRequest, Any | None]]
     ) -> list[ScoreOutcome]:
-        """Score in one model call, store each record (in its partition), send the updates and interventions.
+        """Score in one model call, store each record, send the updates and interventions.
 
-        Each item's third element is the Faust event the user's batch came from, or None outside the stream
-        (timers, web views): the write then goes to the key's partition (``streams.worker.partitioning``).
+        Each item's third element is the Faust event the user's batch came from, or None outside the stream.
         """
         if not items:
             return []
@@ -218,13 +216,10 @@ class EngagementWorker:
         outcomes = rescore(records, requests, self.model, self.policy, now, policy_now=self.now())
         sent_at = time.time()
         for (record, request, event), outcome in zip(items, outcomes, strict=True):
-            key = request.user_id.encode()
-            context = event if event is not None else self._key_context(key)
-            with writing_as(context):
-                self.users[key] = record.to_bytes()
+            self.store(request.user_id, record, event)
             self._last_scored[request.user_id] = sent_at
             self._pending.pop(request.user_id, None)
-            await self._emit(outcome, key, sent_at)
+            await self._emit(outcome, request.user_id.encode(), sent_at)
         return outcomes
 
     async def _emit(self, outcome: ScoreOutcome, key: bytes, sent_at: float) -> None:
@@ -248,18 +243,23 @@ class EngagementWorker:
     async def score_now(self, user_id: str, trigger: str = "manual") -> ScoreOutcome | None:
         """Re-score one student immediately (the API's 'recalculate'); None if the student is unknown."""
         async with self.records_lock:
-            raw = self.users.get(user_id.encode())
-            if raw is None:
+            record = self.record(user_id)
+            if record is None:
                 return None
-            record = UserRecord.from_bytes(raw)
             request = ScoreRequest(user_id, self.now(), trigger)  # type: ignore[arg-type]
             outcomes = await self._score_and_store([(record, request, None)])
         return outcomes[0]
 
-    def store(self, user_id: str, record: UserRecord) -> None:
-        """Write a record from outside the stream (web views): to the partition that owns the user's key."""
+    def record(self, user_id: str) -> UserRecord | None:
+        """The student's record from the local table; None if no event of theirs was seen here."""
+        raw = self.users.get(user_id.encode())
+        return UserRecord.from_bytes(raw) if raw is not None else None
+
+    def store(self, user_id: str, record: UserRecord, event: Any | None = None) -> None:
+        """Write a record in the partition of ``event`` (the message the user's batch came from), or outside the
+        stream (timers, web views) in the partition that owns the user's key (``streams.worker.partitioning``)."""
         key = user_id.encode()
-        with writing_as(self._key_context(key)):
+        with writing_as(event if event is not None else self._key_context(key)):
             self.users[key] = record.to_bytes()
 
     def _key_context(self, key: bytes) -> Any:
@@ -276,9 +276,9 @@ class EngagementWorker:
         due = [p for p in self._pending.values() if p.due <= wall]
         items = []
         for p in due:
-            raw = self.users.get(p.request.user_id.encode())
-            if raw is not None:
-                items.append((UserRecord.from_bytes(raw), p.request, None))
+            record = self.record(p.request.user_id)
+            if record is not None:
+                items.append((record, p.request, None))
             self._pending.pop(p.request.user_id, None)
         await self._score_and_store(items)
 
@@ -307,11 +307,8 @@ class EngagementWorker:
         cutoff = now.timestamp() - self.settings.rescore_after_seconds
         items = []
         for key in chunk:
-            raw = self.users.get(key)
-            if raw is None:
-                continue
-            record = UserRecord.from_bytes(raw)
-            if record.clock_at <= cutoff:
+            record = self.record(key.decode())
+            if record is not None and record.clock_at <= cutoff:
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
         await self._score_and_store(items)
 
