@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     # --- sinks ---------------------------------------------------------------------------------------
     sink_batch_rows: int = 50_000
     sink_batch_seconds: float = 1.0
-    sink_max_buffered_rows: int = 200_000
 
     @property
     def kafka_bootstrap(self) -> str:

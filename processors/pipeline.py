@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -162,7 +162,3 @@ def _record_score(
     if decision.request is not None:
         record.last_intervention = decision.request.model_dump(mode="json")
     return ScoreOutcome(update, decision)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

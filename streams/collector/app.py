@@ -8,7 +8,6 @@ both, so a 200 means stored; on 503 the client retries the whole batch (event id
 
 from __future__ import annotations
 
-import gzip
 import logging
 import uuid
 import zlib
@@ -233,8 +232,3 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> Sta
     )
     app.state.collector = collector
     return app
-
-
-def gzip_body(payload: Any) -> bytes:
-    """Helper for clients and tests: a gzip-compressed JSON body."""
-    return gzip.compress(orjson.dumps(payload))
