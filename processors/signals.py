@@ -340,6 +340,7 @@ def snapshot(state: UserState, as_of: datetime) -> SignalSnapshot:
         current_streak_days=streak.current,
         longest_streak_days=streak.longest,
         streak_freezes_held=streak.freezes,
+        streak_freezes_used=streak.freezes_used,
         streak_broken_recently=streak.broken_recently,
         active_days_7d=state.streak.active_days(today - 6, today),
         active_days_30d=active_30,

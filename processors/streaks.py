@@ -147,6 +147,7 @@ class StreakView:
     broken_recently: bool = False
     last_active_day: int = 0  # ordinal, 0 = never active
     run_start: int = 0  # ordinal of the current run's first day, 0 when there is no current run
+    freezes_used: int = 0  # missed days of the current run that a freeze covered (up to and including today)
 
 
 def view_at(rs: RunState, day: int) -> StreakView:
@@ -157,7 +158,10 @@ def view_at(rs: RunState, day: int) -> StreakView:
     alive = missed <= rs.freezes
     broken = day - BROKEN_RECENT_DAYS < rs.long_break <= day
     if alive:
-        return StreakView(rs.run_len, rs.longest, rs.freezes - max(missed, 0), broken, rs.last_active, rs.run_start)
+        shielded = rs.last_active - rs.run_start + 1 - rs.run_len + max(missed, 0)
+        return StreakView(
+            rs.run_len, rs.longest, rs.freezes - max(missed, 0), broken, rs.last_active, rs.run_start, shielded
+        )
     lost_on = rs.last_active + rs.freezes + 2
     broken = broken or (rs.run_len >= MIN_BROKEN_RUN and lost_on > day - BROKEN_RECENT_DAYS)
     return StreakView(0, rs.longest, 0, broken, rs.last_active, 0)

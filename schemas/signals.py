@@ -66,6 +66,7 @@ class SignalSnapshot(BaseModel):
     current_streak_days: int = 0
     longest_streak_days: int = 0
     streak_freezes_held: int = 0
+    streak_freezes_used: int = Field(0, description="missed days of the current run a freeze covered, so far")
     streak_broken_recently: bool = False
     active_days_7d: int = 0
     active_days_30d: int = 0

@@ -65,6 +65,7 @@ def register_views(worker: EngagementWorker) -> None:
                 "current_days": snap.current_streak_days,
                 "longest_days": snap.longest_streak_days,
                 "freezes_held": snap.streak_freezes_held,
+                "freezes_used": snap.streak_freezes_used,
                 "broken_recently": snap.streak_broken_recently,
             },
             "last_intervention": record.last_intervention,

@@ -54,11 +54,12 @@ def view(state: UserState, n: int) -> tuple[int, int, int, bool]:
     return v.current, v.longest, v.freezes, v.broken_recently
 
 
-def naive(active: set[int], today: int) -> tuple[int, int, int, bool]:
-    """The rules walked one calendar day at a time: (current, longest, freezes, broken recently) on ``today``."""
+def naive_with_used(active: set[int], today: int) -> tuple[int, int, int, bool, int]:
+    """The rules walked one calendar day at a time on ``today``:
+    (current, longest, freezes, broken recently, freezes used by the current run)."""
     if not active or min(active) > today:
-        return 0, 0, 0, False
-    run = consecutive = freezes = longest = 0
+        return 0, 0, 0, False, 0
+    run = consecutive = freezes = longest = used = 0
     lost_on: list[int] = []
     for d in range(min(active), today + 1):
         if d in active:
@@ -71,11 +72,17 @@ def naive(active: set[int], today: int) -> tuple[int, int, int, bool]:
             consecutive = 0
             if freezes:
                 freezes -= 1
+                used += 1
             else:
                 if run >= 3:
                     lost_on.append(d + 1)  # from the next day on it no longer counts as current
-                run = freezes = 0
-    return run, longest, freezes, any(today - 7 < b <= today for b in lost_on)
+                run = freezes = used = 0
+    return run, longest, freezes, any(today - 7 < b <= today for b in lost_on), used
+
+
+def naive(active: set[int], today: int) -> tuple[int, int, int, bool]:
+    """(current, longest, freezes, broken recently) on ``today`` by the day-by-day walk."""
+    return naive_with_used(active, today)[:4]
 
 
 def naive_run_starts(active: set[int]) -> list[int]:
@@ -275,7 +282,8 @@ def test_streak_matches_a_day_by_day_reference_under_any_arrival_order(seed: int
     active = set(days)
     for today in range(max(day(0), day(span) - WINDOW_DAYS + 20), day(span) + 10):
         v = streak.as_of(today)
-        assert (v.current, v.longest, v.freezes, v.broken_recently) == naive(active, today), today
+        got = (v.current, v.longest, v.freezes, v.broken_recently, v.freezes_used)
+        assert got == naive_with_used(active, today), today
     # and every run got its highest milestone
     starts = naive_run_starts(active)
     for k, start in enumerate(starts):
