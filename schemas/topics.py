@@ -40,9 +40,17 @@ class TopicCatalogue:
     risk_updates: TopicSpec
     interventions: TopicSpec
     streak_milestones: TopicSpec
+    intervention_outcomes: TopicSpec
 
     def all(self) -> list[TopicSpec]:
-        return [self.events, self.dead_letters, self.risk_updates, self.interventions, self.streak_milestones]
+        return [
+            self.events,
+            self.dead_letters,
+            self.risk_updates,
+            self.interventions,
+            self.streak_milestones,
+            self.intervention_outcomes,
+        ]
 
 
 def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
@@ -74,5 +82,11 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             partitions,
             retention_ms=30 * DAY_MS,
             contract="schemas.streaks.StreakMilestone",
+        ),
+        intervention_outcomes=TopicSpec(
+            f"{prefix}.intervention-outcomes.v1",
+            partitions,
+            retention_ms=30 * DAY_MS,
+            contract="schemas.interventions.InterventionOutcome",
         ),
     )

@@ -28,6 +28,7 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.events import EventEnvelope
+from schemas.interventions import InterventionOutcome
 from schemas.messages import DeadLetter
 from schemas.topics import TopicCatalogue
 
@@ -187,8 +188,10 @@ class EventProducer:
         events: Iterable[EventEnvelope | Mapping[str, Any]],
         dead_letters: Iterable[DeadLetter] = (),
         received_at: datetime | None = None,
+        outcomes: Iterable[InterventionOutcome] = (),
     ) -> None:
-        """Queue events and dead letters; resolve when all are acknowledged, raise ``DeliveryFailed`` if not."""
+        """Queue events, dead letters and intervention outcomes; resolve when all are acknowledged, raise
+        ``DeliveryFailed`` if not."""
         if not self.report_successes:
             raise RuntimeError("send_async needs an EventProducer created with report_successes=True")
         loop = asyncio.get_running_loop()
@@ -196,6 +199,9 @@ class EventProducer:
         messages = [(self.topics.events.name, k, v) for k, v, _ in self.encode_batches(events, received_at)]
         messages += [
             (self.topics.dead_letters.name, dl.source.encode(), dl.model_dump_json().encode()) for dl in dead_letters
+        ]
+        messages += [
+            (self.topics.intervention_outcomes.name, o.user_id.encode(), o.model_dump_json().encode()) for o in outcomes
         ]
         if not messages:
             return

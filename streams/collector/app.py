@@ -4,6 +4,9 @@ POST /v1/events with a write key: a batch of events (JSON, optionally gzip), eac
 Accepted events are grouped per user and published as ``EventBatch`` messages; refused ones go to the
 dead-letter topic with the reason and their raw JSON. The answer is sent only after Kafka acknowledged
 both, so a 200 means stored; on 503 the client retries the whole batch (event ids make that safe).
+
+POST /v1/interventions/outcomes with a server key: what the client's delivery system did with intervention
+requests (sent, delivered, opened, clicked, failed), onto the intervention-outcomes topic, same rules.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from schemas.messages import DeadLetter
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
 from streams.collector.openapi import openapi_document
-from streams.collector.validation import BatchShapeError, Limits, extract_events, judge
+from streams.collector.validation import (
+    BatchShapeError,
+    Limits,
+    extract_events,
+    extract_outcomes,
+    judge,
+    judge_outcomes,
+)
 from streams.producer import DeliveryFailed, EventProducer
 
 log = logging.getLogger(__name__)
@@ -170,6 +180,38 @@ class Collector:
             },
         )
 
+    async def outcomes(self, request: Request) -> Response:
+        principal = self.authenticate(request)
+        if principal is None:
+            return _problem(401, "unauthorized", "a valid server key is required (Authorization: Bearer <key>)")
+        if not principal.may("act"):
+            return _problem(403, "forbidden", "reporting intervention outcomes needs a server key")
+        received_at = datetime.now(UTC)
+        try:
+            raw = await _read_body(request, self.settings.collector_max_body_bytes)
+        except _TooLarge as exc:
+            return _problem(413, "payload_too_large", str(exc))
+        except ValueError as exc:
+            return _problem(400, "bad_request", str(exc))
+        try:
+            items = extract_outcomes(orjson.loads(raw), self.limits)
+        except ValueError as exc:  # not JSON (orjson.JSONDecodeError), or not a batch of outcomes
+            detail = f"body is not valid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
+            await self._dead_letter_body(raw, detail, principal.app_id, received_at)
+            return _problem(400, "bad_request", detail)
+        verdict = judge_outcomes(items, received_at, principal.app_id, self.limits)
+        assert self.producer is not None
+        try:
+            await self.producer.send_async([], verdict.dead_letters, outcomes=verdict.accepted)
+        except DeliveryFailed as exc:
+            log.error("Kafka did not acknowledge outcomes: %s", exc)
+            return _problem(503, "unavailable", "outcomes could not be stored right now; retry the whole batch")
+        REQUESTS.labels("ok").inc()
+        return _json(
+            200,
+            {"accepted": len(verdict.accepted), "rejected": [r.as_json() for r in verdict.rejected]},
+        )
+
     async def _dead_letter_body(self, raw: bytes, reason: str, app_id: str, received_at: datetime) -> None:
         assert self.producer is not None
         letter = DeadLetter(
@@ -214,6 +256,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> Sta
     app = Starlette(
         routes=[
             Route("/v1/events", collector.track, methods=["POST"]),
+            Route("/v1/interventions/outcomes", collector.outcomes, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/openapi.json", openapi),

@@ -6,6 +6,7 @@ from typing import Any
 
 from engage.settings import Settings
 from schemas.export import event_json_schema
+from schemas.interventions import InterventionOutcome
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -13,6 +14,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     defs = event.pop("$defs", {})
     components = {name: schema for name, schema in defs.items()}
     components["BehaviorEvent"] = event
+    outcome_schema = InterventionOutcome.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(outcome_schema.pop("$defs", {}))
+    components["InterventionOutcome"] = outcome_schema
     refs = {"$ref": "#/components/schemas/BehaviorEvent"}
     problem = {
         "type": "object",
@@ -56,7 +60,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": f"http://{settings.collector_host}:{settings.collector_port}"}],
         "components": {
             "schemas": {**components, "Problem": problem, "TrackOutcome": outcome},
-            "securitySchemes": {"writeKey": {"type": "http", "scheme": "bearer", "description": "per-app write key"}},
+            "securitySchemes": {
+                "writeKey": {"type": "http", "scheme": "bearer", "description": "per-app write key"},
+                "serverKey": {"type": "http", "scheme": "bearer", "description": "server key (backend only)"},
+            },
         },
         "paths": {
             "/v1/events": {
@@ -91,6 +98,39 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "401": _resp("Missing or unknown key", "Problem"),
                         "403": _resp("The key may not track", "Problem"),
                         "413": _resp("Body or decompressed body too large", "Problem"),
+                        "503": _resp("Kafka unavailable; retry the batch", "Problem"),
+                    },
+                }
+            },
+            "/v1/interventions/outcomes": {
+                "post": {
+                    "summary": "Report what became of intervention requests (sent, delivered, opened, clicked...)",
+                    "description": (
+                        "Each outcome is validated on its own; refused ones are listed with a reason and kept in "
+                        "the dead-letter topic. Needs a server key: app keys are public."
+                    ),
+                    "security": [{"serverKey": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "outcomes": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/InterventionOutcome"},
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "accepted count and refused outcomes with reasons"},
+                        "400": _resp("The body is not a batch of outcomes", "Problem"),
+                        "401": _resp("Missing or unknown key", "Problem"),
+                        "403": _resp("The key may not act (write keys cannot)", "Problem"),
                         "503": _resp("Kafka unavailable; retry the batch", "Problem"),
                     },
                 }

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas.errors import describe, summary
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, BehaviorEvent
+from schemas.interventions import InterventionOutcome
 from schemas.messages import DeadLetter, FieldError
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -45,6 +46,13 @@ class Rejection:
 
 
 @dataclass
+class OutcomeVerdict:
+    accepted: list[InterventionOutcome] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass
 class Verdict:
     accepted: list[BehaviorEvent] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
@@ -66,6 +74,35 @@ def extract_events(body: Any, limits: Limits) -> list[Any]:
     if len(events) > limits.max_events:
         raise BatchShapeError(f"too many events in one batch: {len(events)} (at most {limits.max_events})")
     return events
+
+
+def extract_outcomes(body: Any, limits: Limits) -> list[Any]:
+    """Accept ``{"outcomes": [...]}``; refuse anything else with a clear reason."""
+    outcomes = body.get("outcomes") if isinstance(body, dict) else None
+    if not isinstance(outcomes, list) or not outcomes:
+        raise BatchShapeError('body must be a JSON object {"outcomes": [...]} with at least one outcome')
+    if len(outcomes) > limits.max_events:
+        raise BatchShapeError(f"too many outcomes in one batch: {len(outcomes)} (at most {limits.max_events})")
+    return outcomes
+
+
+def judge_outcomes(items: list[Any], received_at: datetime, app_id: str, limits: Limits) -> OutcomeVerdict:
+    """Validate each intervention outcome on its own (the delivery system reports sent/opened/clicked/...)."""
+    verdict = OutcomeVerdict()
+    newest = received_at + limits.max_future_skew
+    for index, item in enumerate(items):
+        try:
+            outcome = InterventionOutcome.model_validate(item)
+        except ValidationError as exc:
+            errors = describe(exc, _EVENT_TYPES)
+            _reject(verdict, index, item, summary(errors), errors, received_at, app_id)
+            continue
+        if outcome.at > newest:
+            msg = f"at {outcome.at.isoformat()} is in the future (more than {limits.max_future_skew} ahead)"
+            _reject(verdict, index, item, msg, [FieldError(field="at", message=msg)], received_at, app_id)
+            continue
+        verdict.accepted.append(outcome)
+    return verdict
 
 
 def _str_or_none(item: Any, key: str) -> str | None:
@@ -105,7 +142,7 @@ def judge(events: list[Any], received_at: datetime, app_id: str, limits: Limits)
 
 
 def _reject(
-    verdict: Verdict,
+    verdict: Verdict | OutcomeVerdict,
     index: int,
     item: Any,
     reason: str,
