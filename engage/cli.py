@@ -88,9 +88,10 @@ def db_migrate() -> None:
     """Apply pending schema migrations (idempotent)."""
     from sinks.clickhouse.client import connect
     from sinks.clickhouse.migrations import migrate
+    from sinks.clickhouse.tables import cluster_for
 
     s = get_settings()
-    applied = migrate(connect(s), s.clickhouse_database)
+    applied = migrate(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster))
     for m in applied:
         console.print(f"applied {m.version}: {m.description}")
     console.print(f"{s.clickhouse_database}: up to date" if not applied else f"{len(applied)} migration(s) applied")
@@ -105,6 +106,101 @@ def db_status() -> None:
     s = get_settings()
     for version, description, at in status(connect(s), s.clickhouse_database):
         console.print(f"{version:>3}  {'applied ' + at.isoformat() if at else 'PENDING':<34} {description}")
+
+
+@db_app.command("ddl")
+def db_ddl(
+    cluster: Annotated[str | None, typer.Option(help="Render the cluster variant ON CLUSTER this name")] = None,
+) -> None:
+    """Print the DDL of a fresh database (single node, or the Replicated + Distributed cluster variant)."""
+    from sinks.clickhouse.tables import OBJECTS, cluster_for
+
+    s = get_settings()
+    for obj in OBJECTS:
+        for statement in obj.ddl(s.clickhouse_database, cluster_for(cluster or s.clickhouse_cluster)).split(";\n"):
+            typer.echo(statement + ";\n")
+
+
+@db_app.command("retention")
+def db_retention(
+    apply: Annotated[bool, typer.Option("--apply", help="Drop the partitions (default: only list them)")] = False,
+    keep: Annotated[
+        list[str] | None, typer.Option(help="TABLE=MONTHS, overriding a table's default (repeatable)")
+    ] = None,
+) -> None:
+    """Drop monthly partitions older than each table keeps (raw events 13 months, aggregates 37, ...)."""
+    from datetime import UTC, datetime
+
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.retention import drop_partitions, expired_partitions, retention_policy
+    from sinks.clickhouse.tables import cluster_for
+
+    overrides: dict[str, int] = {}
+    for item in keep or []:
+        name, sep, months = item.partition("=")
+        if not sep or not months.isdigit():
+            raise typer.BadParameter(f"--keep wants TABLE=MONTHS, got {item!r}")
+        overrides[name] = int(months)
+    s = get_settings()
+    client, cluster = connect(s), cluster_for(s.clickhouse_cluster)
+    for table, kept in sorted(retention_policy(overrides).items()):
+        console.print(f"{table:<24} keeps {kept} months")
+    expired = expired_partitions(client, s.clickhouse_database, datetime.now(UTC).date(), overrides, cluster)
+    for p in expired:
+        console.print(f"{'dropping' if apply else 'would drop'} {p.table} partition {p.partition} ({p.rows} rows)")
+    if apply:
+        drop_partitions(client, s.clickhouse_database, expired, cluster)
+    console.print(f"{len(expired)} partition(s) {'dropped' if apply else 'expired; run with --apply to drop'}")
+
+
+@app.command("query")
+def query(
+    name: Annotated[str | None, typer.Argument(help="A named query; leave out to list them")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    show_sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it")] = False,
+) -> None:
+    """Run a named analyst query (cohort retention, growth, at-risk list, effectiveness, accuracy, ...)."""
+    from rich.table import Table as RichTable
+
+    from analytics.catalog import QueryError, get, load_all
+    from analytics.runner import as_csv, as_json, as_text_rows, run
+    from sinks.clickhouse.client import connect
+
+    if name is None:
+        for q in load_all().values():
+            console.print(f"[bold]{q.name}[/bold]  {q.answers}")
+            for p in q.params:
+                console.print(f"    --param {p.name}=<{p.type}>  {p.description} (default {p.default})")
+        return
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter(f"--format must be table, csv or json, not {fmt!r}")
+    values: dict[str, str] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--param wants k=v, got {item!r}")
+        values[key] = value
+    try:
+        if show_sql:
+            typer.echo(get(name).render(values))
+            return
+        s = get_settings()
+        result = run(connect(s, s.clickhouse_database), name, values)
+    except QueryError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if fmt == "csv":
+        typer.echo(as_csv(result), nl=False)
+    elif fmt == "json":
+        typer.echo(as_json(result))
+    else:
+        table = RichTable(title=name)
+        for column in result.columns:
+            table.add_column(column)
+        for cells in as_text_rows(result):
+            table.add_row(*cells)
+        console.print(table)
 
 
 @app.command("collector")

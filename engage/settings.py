@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     clickhouse_port: int = 19000
     clickhouse_http_port: int = 18123
     clickhouse_database: str = "engage"
+    clickhouse_cluster: str = Field(
+        "", description="render the cluster variant (Replicated + Distributed tables) ON CLUSTER this name"
+    )
 
     # --- topics --------------------------------------------------------------------------------------
     topic_prefix: str = "engage"
@@ -66,8 +69,10 @@ class Settings(BaseSettings):
     broker_session_timeout_seconds: float = 10.0
 
     # --- sinks ---------------------------------------------------------------------------------------
-    sink_batch_rows: int = 50_000
-    sink_batch_seconds: float = 1.0
+    # Each sink has its own batch size and interval (``sinks.service.BATCHING``: ClickHouse wants 10k-100k
+    # rows per insert and about one insert per second per table); these override every sink at once.
+    sink_batch_rows: int | None = None
+    sink_batch_seconds: float | None = None
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -14,7 +14,7 @@ import orjson
 from engage.settings import Settings
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
-from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, create_all
+from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, cluster_for, create_all
 
 LandingRow = tuple[int, int, int, int, str]  # event_time, tz_offset_minutes, partition, offset, event_json
 
@@ -49,7 +49,7 @@ class BehaviorEventsSink(BatchingSink):
         self._client = connect(settings)
 
     def setup(self) -> None:
-        create_all(self._client, self.settings.clickhouse_database)
+        create_all(self._client, self.settings.clickhouse_database, cluster_for(self.settings.clickhouse_cluster))
 
     def decode(self, value: bytes, partition: int, offset: int) -> Sequence[LandingRow]:
         try:

@@ -1,4 +1,4 @@
-"""Sinks for the engine's own topics (risk updates, interventions, streak milestones, dead letters).
+"""Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
@@ -6,6 +6,7 @@ These topics carry far fewer messages than the events topic, so rows are built i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,10 +21,12 @@ from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
 from sinks.clickhouse.tables import (
     DEAD_LETTERS,
+    INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
     RISK_UPDATES,
     STREAK_MILESTONES,
     Table,
+    cluster_for,
     create_all,
 )
 
@@ -34,8 +37,8 @@ def _value(message: dict[str, Any], col: Column, partition: int, offset: int) ->
     value: Any = message
     for part in col.path:
         value = value.get(part) if isinstance(value, dict) else None
-    if value is None:
-        return col.default if col.kind != "datetime" else 0
+    if value is None:  # an unknown measure is NaN, never 0 (0 days since the last login means "today")
+        return math.nan if col.kind == "float" else (col.default if col.kind != "datetime" else 0)
     if col.kind == "datetime":
         return int(datetime.fromisoformat(value).timestamp())
     if col.kind == "date":
@@ -49,6 +52,11 @@ def _value(message: dict[str, Any], col: Column, partition: int, offset: int) ->
     return value
 
 
+def contract_row(table: Table, message: dict[str, Any], partition: int, offset: int) -> tuple[Any, ...]:
+    """One table row for one contract message (its JSON as a dict), in the table's column order."""
+    return tuple(_value(message, c, partition, offset) for c in table.columns)
+
+
 @dataclass(frozen=True)
 class ContractSinkSpec:
     name: str
@@ -59,6 +67,9 @@ class ContractSinkSpec:
 SPECS: dict[str, ContractSinkSpec] = {
     "risk-updates": ContractSinkSpec("risk_updates", RISK_UPDATES, lambda t: t.risk_updates.name),
     "interventions": ContractSinkSpec("intervention_requests", INTERVENTION_REQUESTS, lambda t: t.interventions.name),
+    "outcomes": ContractSinkSpec(
+        "intervention_outcomes", INTERVENTION_OUTCOMES, lambda t: t.intervention_outcomes.name
+    ),
     "milestones": ContractSinkSpec("streak_milestones", STREAK_MILESTONES, lambda t: t.streak_milestones.name),
     "dead-letters": ContractSinkSpec("dead_letters", DEAD_LETTERS, lambda t: t.dead_letters.name),
 }
@@ -75,14 +86,14 @@ class ContractSink(BatchingSink):
         self._client = connect(settings)
 
     def setup(self) -> None:
-        create_all(self._client, self.settings.clickhouse_database)
+        create_all(self._client, self.settings.clickhouse_database, cluster_for(self.settings.clickhouse_cluster))
 
     def decode(self, value: bytes, partition: int, offset: int) -> Sequence[Row]:
         try:
             message = orjson.loads(value)
             if not isinstance(message, dict):
                 raise TypeError(f"expected a JSON object, got {type(message).__name__}")
-            return [tuple(_value(message, c, partition, offset) for c in self.table.columns)]
+            return [contract_row(self.table, message, partition, offset)]
         except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
             raise UndecodableMessage(f"not a {self.table.name} message: {exc!r}") from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from engage.settings import Settings
 from schemas.topics import catalogue
@@ -15,6 +16,32 @@ from sinks.runner import RunnerStats, SinkRunner
 from streams.producer import EventProducer
 
 SINK_NAMES = ("events", *SPECS)
+
+
+@dataclass(frozen=True)
+class Batching:
+    rows: int
+    seconds: float
+
+
+# Per table: the events table gets the big inserts; the engine's own topics are 10-100x quieter, so they wait
+# longer to gather rows (fewer, larger parts) but never more than a few seconds, so dashboards stay fresh.
+BATCHING: dict[str, Batching] = {
+    "events": Batching(100_000, 1.0),
+    "risk-updates": Batching(50_000, 2.0),
+    "interventions": Batching(10_000, 2.0),
+    "outcomes": Batching(10_000, 2.0),
+    "milestones": Batching(10_000, 2.0),
+    "dead-letters": Batching(10_000, 2.0),
+}
+
+
+def batching_for(settings: Settings, name: str) -> Batching:
+    default = BATCHING[name]
+    return Batching(
+        settings.sink_batch_rows if settings.sink_batch_rows is not None else default.rows,
+        settings.sink_batch_seconds if settings.sink_batch_seconds is not None else default.seconds,
+    )
 
 
 def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventProducer) -> list[SinkRunner]:
@@ -28,6 +55,7 @@ def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventP
             sink, topic = ContractSink(settings, SPECS[name]), SPECS[name].topic(topics)
         else:
             raise ValueError(f"unknown sink {name!r}; known: {', '.join(SINK_NAMES)}")
+        batching = batching_for(settings, name)
         runners.append(
             SinkRunner(
                 sink,
@@ -35,8 +63,8 @@ def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventP
                 topic=topic,
                 # A dead letter that cannot be stored is logged, not dead-lettered again (no loop).
                 dead_letters=None if name == "dead-letters" else dead_letters,
-                batch_rows=settings.sink_batch_rows,
-                batch_seconds=settings.sink_batch_seconds,
+                batch_rows=batching.rows,
+                batch_seconds=batching.seconds,
             )
         )
     return runners

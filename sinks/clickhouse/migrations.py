@@ -1,9 +1,12 @@
 """Versioned, idempotent schema migrations: `engage db migrate` and `engage db status`.
 
 Each migration creates objects defined in ``sinks.clickhouse.tables`` (so DDL still follows the contracts) and
-is recorded in ``schema_migrations``. Every statement is ``IF NOT EXISTS``, so a migration interrupted halfway
-is simply run again. A change to an existing table gets a new migration (``ALTER TABLE ... ADD COLUMN``),
-never an edit of an old one.
+is recorded in ``schema_migrations``. Every statement is ``IF NOT EXISTS`` (or, for added columns, checked
+against ``system.columns``: 18.16 has no ``ADD COLUMN IF NOT EXISTS``), so a migration interrupted halfway is
+simply run again. A change to an existing table gets a new migration (``AddColumns``), never an edit of an
+old one; a fresh database creates the table with the column already there and the step finds nothing to add.
+
+With ``cluster`` set, the same migrations render the cluster variant (see ``sinks.clickhouse.tables``).
 """
 
 from __future__ import annotations
@@ -18,24 +21,67 @@ from sinks.clickhouse.tables import (
     BEHAVIOR_EVENTS_LANDING,
     BEHAVIOR_EVENTS_VIEW,
     DEAD_LETTERS,
+    INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
     RISK_UPDATES,
     STREAK_MILESTONES,
-    LandingView,
-    Table,
+    USER_DAILY_ACTIVITY,
+    USER_DAILY_ACTIVITY_VIEW,
+    USER_DAILY_SIGNALS,
+    USER_DAILY_SIGNALS_VIEW,
+    Cluster,
+    SchemaObject,
 )
 
 LEDGER = "schema_migrations"
 
 
 @dataclass(frozen=True)
+class AddColumns:
+    """Columns a contract gained after its table was created; added where missing, in the table's order."""
+
+    table: str
+    columns: tuple[str, ...]
+
+    def statements(self, client: Any, database: str, cluster: Cluster | None) -> list[str]:
+        from sinks.clickhouse.tables import TABLES
+
+        table = next(t for t in TABLES if t.name == self.table)
+        names = [cluster.local(table.name), table.name] if cluster else [table.name]
+        on = f" ON CLUSTER {cluster.name}" if cluster else ""
+        out = []
+        for name in names:
+            existing = {
+                r[0]
+                for r in client.execute(
+                    f"SELECT name FROM system.columns WHERE database = '{database}' AND table = '{name}'"
+                )
+            }
+            order = table.column_names
+            for col in table.columns:
+                if col.name in self.columns and col.name not in existing:
+                    before = order[order.index(col.name) - 1]
+                    out.append(f"ALTER TABLE {database}.{name}{on} ADD COLUMN {col.ddl()} AFTER {before}")
+        return out
+
+
+Step = SchemaObject | AddColumns
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     description: str
-    objects: tuple[Table | LandingView, ...]
+    steps: tuple[Step, ...]
 
-    def statements(self, database: str) -> list[str]:
-        return [obj.ddl(database) for obj in self.objects]
+    def statements(self, client: Any, database: str, cluster: Cluster | None = None) -> list[str]:
+        out: list[str] = []
+        for step in self.steps:
+            if isinstance(step, AddColumns):
+                out += step.statements(client, database, cluster)
+            else:
+                out += step.ddl(database, cluster).split(";\n")
+        return out
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -48,6 +94,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         2,
         "engine outputs: risk updates (with their signals), intervention requests, streak milestones, dead letters",
         (RISK_UPDATES, INTERVENTION_REQUESTS, STREAK_MILESTONES, DEAD_LETTERS),
+    ),
+    Migration(
+        3,
+        "analytics: freezes used in risk updates, intervention outcomes, daily activity and daily signal aggregates",
+        (
+            AddColumns("risk_updates", ("signals_streak_freezes_used",)),
+            INTERVENTION_OUTCOMES,
+            USER_DAILY_ACTIVITY,
+            USER_DAILY_ACTIVITY_VIEW,
+            USER_DAILY_SIGNALS,
+            USER_DAILY_SIGNALS_VIEW,
+        ),
     ),
 )
 
@@ -67,14 +125,14 @@ def applied_versions(client: Any, database: str) -> dict[int, datetime]:
     return {int(v): at for v, at in rows}
 
 
-def migrate(client: Any, database: str) -> list[Migration]:
+def migrate(client: Any, database: str, cluster: Cluster | None = None) -> list[Migration]:
     """Apply every migration not yet recorded; return those applied now."""
     done = applied_versions(client, database)
     applied = []
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
-        for statement in migration.statements(database):
+        for statement in migration.statements(client, database, cluster):
             client.execute(statement)
         insert_columns(
             client,

@@ -5,6 +5,16 @@ key and Kafka lineage) into ``behavior_events_landing`` (engine Null: nothing is
 materialized view ``behavior_events_mv`` extracts every column into ``behavior_events``. The per-field work
 happens in ClickHouse's C++ instead of Python, which is what lets one sink process pass 200k rows/s.
 
+Daily aggregates are materialized views too: ``user_daily_activity`` (one row per student per UTC day, fed
+from the landing table, counting distinct event ids so a re-delivered event is not counted twice) and
+``user_daily_signals`` (the last risk update of each student-day: the point-in-time feature rows training
+reads). On 18.16 a view does not fire for rows another view writes, so every view reads a table the sinks
+insert into directly.
+
+The same definitions render a cluster variant (``Settings.clickhouse_cluster``): each table becomes a
+``Replicated*MergeTree`` ``<name>_local`` on every node plus a ``Distributed`` ``<name>`` sharded by user,
+so one student's rows stay on one shard; see ``deploy/SCALING.md``.
+
 Only SQL both ClickHouse 18.16 (the local server) and current releases accept is used here.
 """
 
@@ -16,8 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from processors.streaks import ACTIVE_EVENT_TYPES
 from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
-from schemas.interventions import InterventionRequest
+from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
 from schemas.risk import RiskUpdate
 from schemas.streaks import StreakMilestone
@@ -29,25 +40,62 @@ LINEAGE = [
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """Render DDL for a ClickHouse cluster: replicated local tables on every node, a Distributed table on top."""
+
+    name: str
+
+    def local(self, table: str) -> str:
+        return f"{table}_local"
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     columns: Sequence[Column]
     engine: str
     partition_by: str | None = None
     order_by: str | None = None
+    #: Months of partitions ``engage db retention`` keeps (None: keep forever). Partitions are months.
+    retention_months: int | None = None
+    #: How a cluster shards rows: by student, so per-user queries and aggregates stay on one shard.
+    shard_key: str = "cityHash64(user_id)"
 
-    def ddl(self, database: str) -> str:
+    def ddl(self, database: str, cluster: Cluster | None = None) -> str:
         cols = ",\n  ".join(c.ddl() for c in self.columns)
-        sql = f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n  {cols}\n)\nENGINE = {self.engine}"
+        name, engine, on = self.name, self.engine, ""
+        if cluster is not None:
+            name, on = cluster.local(self.name), f" ON CLUSTER {cluster.name}"
+            engine = _replicated(engine, database, name)
+        sql = f"CREATE TABLE IF NOT EXISTS {database}.{name}{on} (\n  {cols}\n)\nENGINE = {engine}"
         if self.partition_by:
             sql += f"\nPARTITION BY {self.partition_by}"
         if self.order_by:
             sql += f"\nORDER BY {self.order_by}"
+        if cluster is not None:
+            sql += ";\n" + (
+                f"CREATE TABLE IF NOT EXISTS {database}.{self.name}{on} AS {database}.{name}\n"
+                f"ENGINE = Distributed({cluster.name}, {database}, {name}, {self.shard_key})"
+            )
         return sql
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+
+def _replicated(engine: str, database: str, table: str) -> str:
+    """``ReplacingMergeTree(v)`` -> ``ReplicatedReplacingMergeTree('<zk path>', '{replica}', v)``; Null stays."""
+    if "MergeTree" not in engine:
+        return engine
+    family, _, args = engine.partition("(")
+    args = args.rstrip(")")
+    replication = f"'/clickhouse/tables/{{shard}}/{database}/{table}', '{{replica}}'"
+    return f"Replicated{family}({replication}{', ' + args if args else ''})"
+
+
+def _target(database: str, table: Table, cluster: Cluster | None) -> str:
+    return f"{database}.{cluster.local(table.name) if cluster else table.name}"
 
 
 @dataclass(frozen=True)
@@ -58,19 +106,41 @@ class LandingView:
     landing: Table
     target: Table
 
-    def ddl(self, database: str) -> str:
+    def ddl(self, database: str, cluster: Cluster | None = None) -> str:
         landing_names = set(self.landing.column_names)
         unfillable = [c.name for c in self.target.columns if c.expr is None and c.name not in landing_names]
         if unfillable:
             raise ValueError(f"{self.name}: columns neither landed nor computed: {unfillable}")
         select = ",\n  ".join(c.name if c.expr is None else f"{c.expr} AS {c.name}" for c in self.target.columns)
+        on = f" ON CLUSTER {cluster.name}" if cluster else ""
         return (
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{self.name} TO {database}.{self.target.name}\n"
-            f"AS SELECT\n  {select}\nFROM {database}.{self.landing.name}"
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{self.name}{on} "
+            f"TO {_target(database, self.target, cluster)}\n"
+            f"AS SELECT\n  {select}\nFROM {_target(database, self.landing, cluster)}"
+        )
+
+
+@dataclass(frozen=True)
+class AggregateView:
+    """A materialized view computing ``target`` rows from each block inserted into ``source``."""
+
+    name: str
+    source: Table
+    target: Table
+    select: str  # "SELECT ... FROM {source} ...": the target's columns, by name
+
+    def ddl(self, database: str, cluster: Cluster | None = None) -> str:
+        on = f" ON CLUSTER {cluster.name}" if cluster else ""
+        body = self.select.format(source=_target(database, self.source, cluster))
+        return (
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{self.name}{on} "
+            f"TO {_target(database, self.target, cluster)}\nAS {body}"
         )
 
 
 _EVENT_COLUMNS = behavior_event_columns()
+
+_EXPR = {c.name: c.expr for c in _EVENT_COLUMNS}
 
 BEHAVIOR_EVENTS = Table(
     name="behavior_events",
@@ -80,6 +150,7 @@ BEHAVIOR_EVENTS = Table(
     engine="ReplacingMergeTree()",
     partition_by="toYYYYMM(event_time)",
     order_by="(user_id, event_time, event_id)",
+    retention_months=13,
 )
 
 BEHAVIOR_EVENTS_LANDING = Table(
@@ -90,6 +161,7 @@ BEHAVIOR_EVENTS_LANDING = Table(
         Column(EVENT_JSON, "String", (), "json"),
     ],
     engine="Null",
+    shard_key=f"cityHash64({_EXPR['user_id']})",
 )
 
 BEHAVIOR_EVENTS_VIEW = LandingView("behavior_events_mv", BEHAVIOR_EVENTS_LANDING, BEHAVIOR_EVENTS)
@@ -97,29 +169,108 @@ BEHAVIOR_EVENTS_VIEW = LandingView("behavior_events_mv", BEHAVIOR_EVENTS_LANDING
 
 # The engine's own outputs, one row per message; columns derived from their contracts. Re-delivered messages
 # carry the same natural id and collapse on merge (ReplacingMergeTree, read with FINAL).
-def _contract_table(name: str, model: type[BaseModel], partition_by: str, order_by: str) -> Table:
+def _contract_table(
+    name: str,
+    model: type[BaseModel],
+    partition_by: str,
+    order_by: str,
+    retention_months: int | None,
+    shard_key: str = "cityHash64(user_id)",
+) -> Table:
     return Table(
         name=name,
         columns=[*model_columns(model), *LINEAGE],
         engine="ReplacingMergeTree()",
         partition_by=partition_by,
         order_by=order_by,
+        retention_months=retention_months,
+        shard_key=shard_key,
     )
 
 
-RISK_UPDATES = _contract_table("risk_updates", RiskUpdate, "toYYYYMM(as_of)", "(user_id, as_of, update_id)")
+RISK_UPDATES = _contract_table("risk_updates", RiskUpdate, "toYYYYMM(as_of)", "(user_id, as_of, update_id)", 13)
 INTERVENTION_REQUESTS = _contract_table(
-    "intervention_requests", InterventionRequest, "toYYYYMM(created_at)", "(user_id, created_at, intervention_id)"
+    "intervention_requests",
+    InterventionRequest,
+    "toYYYYMM(created_at)",
+    "(user_id, created_at, intervention_id)",
+    25,
+)
+INTERVENTION_OUTCOMES = _contract_table(
+    "intervention_outcomes", InterventionOutcome, "toYYYYMM(at)", "(user_id, intervention_id, outcome, at)", 25
 )
 STREAK_MILESTONES = _contract_table(
-    "streak_milestones", StreakMilestone, "toYYYYMM(reached_on)", "(user_id, milestone_id)"
+    "streak_milestones", StreakMilestone, "toYYYYMM(reached_on)", "(user_id, milestone_id)", None
 )
 DEAD_LETTERS = _contract_table(
-    "dead_letters", DeadLetter, "toYYYYMM(received_at)", "(source, received_at, dead_letter_id)"
+    "dead_letters", DeadLetter, "toYYYYMM(received_at)", "(source, received_at, dead_letter_id)", 3, "rand()"
 )
 
+
+# --- daily aggregates ------------------------------------------------------------------------------------
+_ACTIVE_TYPES = ", ".join(f"'{t}'" for t in sorted(ACTIVE_EVENT_TYPES))
+
+USER_DAILY_ACTIVITY = Table(
+    name="user_daily_activity",
+    columns=[
+        Column("day", "Date", (), "date"),
+        Column("user_id", "String", (), "str"),
+        # Distinct event ids, not row counts: a re-delivered event lands twice here and still counts once.
+        # Read with uniqExactMerge(...); a student was active on a day when active_events merges to > 0.
+        Column("events", "AggregateFunction(uniqExact, String)", (), "aggregate"),
+        Column("active_events", "AggregateFunction(uniqExactIf, String, UInt8)", (), "aggregate"),
+        Column("lessons_completed", "AggregateFunction(uniqExactIf, String, UInt8)", (), "aggregate"),
+        Column("quizzes_submitted", "AggregateFunction(uniqExactIf, String, UInt8)", (), "aggregate"),
+        Column("first_event_time", "AggregateFunction(min, DateTime('UTC'))", (), "aggregate"),
+        Column("last_event_time", "AggregateFunction(max, DateTime('UTC'))", (), "aggregate"),
+    ],
+    engine="AggregatingMergeTree()",
+    partition_by="toYYYYMM(day)",
+    order_by="(day, user_id)",  # per-day scans for DAU/WAU/MAU and cohorts; a student's days are adjacent
+    retention_months=37,
+)
+
+USER_DAILY_ACTIVITY_VIEW = AggregateView(
+    "user_daily_activity_mv",
+    BEHAVIOR_EVENTS_LANDING,
+    USER_DAILY_ACTIVITY,
+    f"""SELECT
+  toDate(event_time) AS day,
+  {_EXPR["user_id"]} AS user_id,
+  uniqExactState({_EXPR["event_id"]}) AS events,
+  uniqExactIfState({_EXPR["event_id"]}, toUInt8({_EXPR["event_type"]} IN ({_ACTIVE_TYPES}))) AS active_events,
+  uniqExactIfState({_EXPR["event_id"]}, toUInt8({_EXPR["event_type"]} = 'lesson_completed')) AS lessons_completed,
+  uniqExactIfState({_EXPR["event_id"]}, toUInt8({_EXPR["event_type"]} = 'quiz_submitted')) AS quizzes_submitted,
+  minState(event_time) AS first_event_time,
+  maxState(event_time) AS last_event_time
+FROM {{source}}
+GROUP BY day, user_id""",
+)
+
+_SNAPSHOT_COLUMNS = [c for c in RISK_UPDATES.columns if c.kind != "lineage"]
+
+USER_DAILY_SIGNALS = Table(
+    name="user_daily_signals",
+    columns=[Column("day", "Date", (), "date"), *_SNAPSHOT_COLUMNS],
+    # The newest update of each student-day wins (version as_of): features exactly as the scorer saw them at
+    # the end of that day, never later. Silent students are re-scored at least daily, so each day has a row.
+    engine="ReplacingMergeTree(as_of)",
+    partition_by="toYYYYMM(day)",
+    order_by="(user_id, day)",
+    retention_months=37,
+)
+
+USER_DAILY_SIGNALS_VIEW = AggregateView(
+    "user_daily_signals_mv",
+    RISK_UPDATES,
+    USER_DAILY_SIGNALS,
+    "SELECT\n  toDate(as_of) AS day,\n  " + ",\n  ".join(c.name for c in _SNAPSHOT_COLUMNS) + "\nFROM {source}",
+)
+
+SchemaObject = Table | LandingView | AggregateView
+
 # In creation order: targets before the views that write into them.
-OBJECTS: list[Table | LandingView] = [
+OBJECTS: list[SchemaObject] = [
     BEHAVIOR_EVENTS,
     BEHAVIOR_EVENTS_LANDING,
     BEHAVIOR_EVENTS_VIEW,
@@ -127,12 +278,21 @@ OBJECTS: list[Table | LandingView] = [
     INTERVENTION_REQUESTS,
     STREAK_MILESTONES,
     DEAD_LETTERS,
+    INTERVENTION_OUTCOMES,
+    USER_DAILY_ACTIVITY,
+    USER_DAILY_ACTIVITY_VIEW,
+    USER_DAILY_SIGNALS,
+    USER_DAILY_SIGNALS_VIEW,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 
 
-def create_all(client: Any, database: str) -> None:
+def cluster_for(name: str) -> Cluster | None:
+    return Cluster(name) if name else None
+
+
+def create_all(client: Any, database: str, cluster: Cluster | None = None) -> None:
     """Bring the database up to date (idempotent): every sink calls this before consuming."""
     from sinks.clickhouse.migrations import migrate
 
-    migrate(client, database)
+    migrate(client, database, cluster)

@@ -62,3 +62,12 @@ def test_migrations_are_recorded_once_and_every_table_exists(chdb: ChdbClient) -
     assert chdb.execute("SELECT count() FROM compat.schema_migrations FINAL") == [(len(MIGRATIONS),)]
     names = {row[0] for row in chdb.execute("SELECT name FROM system.tables WHERE database = 'compat'")}
     assert {t.name for t in TABLES} <= names
+
+
+def test_cluster_variant_parses_on_current_clickhouse(chdb: ChdbClient) -> None:
+    """18.16 cannot parse without executing, and ON CLUSTER needs ZooKeeper there; a current engine can."""
+    from sinks.clickhouse.tables import OBJECTS, Cluster
+
+    for obj in OBJECTS:
+        for statement in obj.ddl("engage", Cluster("analytics")).split(";\n"):
+            assert chdb.execute("EXPLAIN AST " + statement), statement

@@ -18,6 +18,8 @@ from sinks.clickhouse.tables import (
     BEHAVIOR_EVENTS_VIEW,
     OBJECTS,
     TABLES,
+    AggregateView,
+    Cluster,
     LandingView,
     Table,
 )
@@ -216,12 +218,44 @@ def test_targets_are_created_before_the_view():
 
 
 def test_every_object_is_created_by_exactly_one_migration_in_order():
-    from sinks.clickhouse.migrations import MIGRATIONS
+    from sinks.clickhouse.migrations import MIGRATIONS, AddColumns
 
-    created = [obj for m in MIGRATIONS for obj in m.objects]
+    created = [step for m in MIGRATIONS for step in m.steps if not isinstance(step, AddColumns)]
     assert sorted(o.name for o in created) == sorted(o.name for o in OBJECTS)
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert created.index(BEHAVIOR_EVENTS_VIEW) > created.index(BEHAVIOR_EVENTS_LANDING)
+    for view in (o for o in created if isinstance(o, LandingView | AggregateView)):
+        source = view.landing if isinstance(view, LandingView) else view.source
+        assert created.index(source) < created.index(view) and created.index(view.target) < created.index(view)
+
+
+def test_added_columns_exist_in_their_table_definition():
+    from sinks.clickhouse.migrations import MIGRATIONS, AddColumns
+
+    for step in (s for m in MIGRATIONS for s in m.steps if isinstance(s, AddColumns)):
+        table = next(t for t in TABLES if t.name == step.table)
+        assert set(step.columns) <= set(table.column_names)
+
+
+def test_cluster_variant_replicates_every_merge_tree_and_shards_by_user():
+    cluster = Cluster("analytics")
+    for table in TABLES:
+        create_local, create_distributed = table.ddl("db", cluster).split(";\n")
+        assert create_local.startswith(f"CREATE TABLE IF NOT EXISTS db.{table.name}_local ON CLUSTER analytics (")
+        if "MergeTree" in table.engine:
+            family, _, args = table.engine.partition("(")
+            zk = f"'/clickhouse/tables/{{shard}}/db/{table.name}_local', '{{replica}}'"
+            extra = args.rstrip(")")
+            assert f"ENGINE = Replicated{family}({zk}{', ' + extra if extra else ''})" in create_local
+        else:
+            assert "ENGINE = Null" in create_local
+        assert create_distributed == (
+            f"CREATE TABLE IF NOT EXISTS db.{table.name} ON CLUSTER analytics AS db.{table.name}_local\n"
+            f"ENGINE = Distributed(analytics, db, {table.name}_local, {table.shard_key})"
+        )
+    for view in (o for o in OBJECTS if not isinstance(o, Table)):
+        sql = view.ddl("db", cluster)
+        assert f"db.{view.name} ON CLUSTER analytics TO db.{view.target.name}_local" in sql
+        assert "FROM db." in sql and sql.split("FROM db.")[1].split()[0].endswith("_local")
 
 
 def test_optional_clauses_are_left_out():

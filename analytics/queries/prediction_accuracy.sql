@@ -1,0 +1,71 @@
+-- name: prediction_accuracy
+-- answers: How well did the 7-day risk score separate students who dropped off from those who stayed, week
+--   by week? For every student-day snapshot whose 7-day horizon is over by as_of: the prediction is the
+--   day's last 7-day risk, the outcome "dropped off" is no active day in the 7 days after. Per week: ROC
+--   AUC (ties count half; scores compared at 0.1 resolution), Brier score, and mean predicted risk against
+--   the observed drop-off rate (calibration in the large; see prediction_calibration for the curve).
+-- param: from Date = today() - 84 | first prediction day included
+-- param: as_of Date = today() | data is complete up to this day
+SELECT
+    week,
+    predictions,
+    positives,
+    round(positives / predictions, 3) AS positive_rate,
+    round(arraySum(arrayMap((p, cn, n) -> p * (cn - n + n / 2), pos, cum_neg, neg)) / (positives * negatives), 4)
+        AS roc_auc,
+    round(brier_sum / predictions, 4) AS brier,
+    round(100 * predicted_sum / predictions, 1) AS mean_predicted_pct,
+    round(100 * positives / predictions, 1) AS observed_pct
+FROM
+(
+    SELECT
+        week,
+        sum(n_pos + n_neg) AS predictions,
+        sum(n_pos) AS positives,
+        sum(n_neg) AS negatives,
+        sum(brier_part) AS brier_sum,
+        sum(predicted_part) AS predicted_sum,
+        arraySort(x -> tupleElement(x, 1), groupArray((score, n_pos, n_neg))) AS by_score,
+        arrayMap(x -> tupleElement(x, 2), by_score) AS pos,
+        arrayMap(x -> tupleElement(x, 3), by_score) AS neg,
+        arrayCumSum(neg) AS cum_neg
+    FROM
+    (
+        SELECT
+            toMonday(toDate('1970-01-01') + predicted_on) AS week,
+            score,
+            countIf(dropped) AS n_pos,
+            countIf(NOT dropped) AS n_neg,
+            sum(pow(score / 100 - dropped, 2)) AS brier_part,
+            sum(score / 100) AS predicted_part
+        FROM
+        (
+            SELECT
+                snap.predicted_on AS predicted_on,
+                snap.score AS score,
+                NOT arrayExists(x -> x > snap.predicted_on AND x <= snap.predicted_on + 7, act.active_days) AS dropped
+            FROM
+            (
+                SELECT user_id, toUInt32(day) AS predicted_on, round(risk_7d, 1) AS score
+                FROM user_daily_signals FINAL
+                WHERE day >= {from:Date} AND day + 7 <= {as_of:Date}
+            ) AS snap
+            ANY LEFT JOIN
+            (
+                SELECT user_id, groupArray(toUInt32(day)) AS active_days
+                FROM
+                (
+                    SELECT user_id, day
+                    FROM user_daily_activity
+                    WHERE day > {from:Date}
+                    GROUP BY user_id, day
+                    HAVING uniqExactIfMerge(active_events) > 0
+                ) AS days
+                GROUP BY user_id
+            ) AS act USING user_id
+        ) AS labelled
+        GROUP BY week, score
+    ) AS by_week_score
+    GROUP BY week
+) AS weeks
+ORDER BY week

@@ -1,0 +1,71 @@
+"""Schema as code on both engines: added columns, retention by dropping partitions, the cluster variant."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from schemas.messages import DeadLetter
+from sinks.clickhouse.migrations import AddColumns
+from sinks.clickhouse.retention import ExpiredPartition, drop_partitions, expired_partitions, oldest_kept_month
+from sinks.clickhouse.tables import DEAD_LETTERS, INTERVENTION_OUTCOMES
+from tests.analytics.conftest import RISK, Warehouse, risk
+
+
+def _columns(warehouse: Warehouse, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in warehouse.client.execute(
+            # in table order (18.16's system.columns has no position column to sort by)
+            f"SELECT name FROM system.columns WHERE database = '{warehouse.database}' AND table = '{table}'"
+        )
+    ]
+
+
+def test_a_column_a_contract_gained_is_added_in_place_once(warehouse: Warehouse) -> None:
+    table = f"{warehouse.database}.intervention_outcomes"
+    warehouse.client.execute(f"ALTER TABLE {table} DROP COLUMN detail")  # as if created before the field existed
+    step = AddColumns("intervention_outcomes", ("detail",))
+    statements = step.statements(warehouse.client, warehouse.database, None)
+    assert statements == [f"ALTER TABLE {table} ADD COLUMN detail String AFTER channel"]
+    for sql in statements:
+        warehouse.client.execute(sql)
+    assert _columns(warehouse, "intervention_outcomes") == INTERVENTION_OUTCOMES.column_names
+    assert step.statements(warehouse.client, warehouse.database, None) == []  # nothing left to add
+
+
+def test_retention_drops_only_partitions_older_than_each_table_keeps(warehouse: Warehouse) -> None:
+    warehouse.contract(RISK, risk("old", "2024-01-15", 50.0), risk("new", "2026-11-20", 50.0))
+    letters = [
+        DeadLetter(dead_letter_id=f"d{i}", received_at=when, source="collector", reason="bad", raw="{}")
+        for i, when in enumerate([datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)])
+    ]
+    warehouse.contract(DEAD_LETTERS, *letters)
+    expired = expired_partitions(warehouse.client, warehouse.database, date(2026, 11, 25))
+    # risk updates keep 13 months (from 2025-11), dead letters 3 (from 2026-09), daily signals 37 (from 2023-11)
+    assert expired == [ExpiredPartition("dead_letters", 202607, 1), ExpiredPartition("risk_updates", 202401, 1)]
+    drop_partitions(warehouse.client, warehouse.database, expired)
+    db = warehouse.database
+    assert warehouse.client.execute(f"SELECT user_id FROM {db}.risk_updates") == [("new",)]
+    assert warehouse.client.execute(f"SELECT dead_letter_id FROM {db}.dead_letters") == [("d1",)]
+    assert len(warehouse.client.execute(f"SELECT user_id FROM {db}.user_daily_signals")) == 2
+    shorter = expired_partitions(warehouse.client, db, date(2026, 11, 25), {"user_daily_signals": 24})
+    assert shorter == [ExpiredPartition("user_daily_signals", 202401, 1)]
+
+
+@pytest.mark.parametrize(
+    ("today", "keep", "oldest"),
+    [(date(2026, 11, 25), 13, 202511), (date(2026, 1, 1), 1, 202601), (date(2026, 1, 31), 2, 202512)],
+)
+def test_oldest_kept_month_counts_the_current_month(today: date, keep: int, oldest: int) -> None:
+    assert oldest_kept_month(today, keep) == oldest
+
+
+def test_retention_refuses_unknown_tables_and_zero_months() -> None:
+    from sinks.clickhouse.retention import retention_policy
+
+    with pytest.raises(ValueError, match="unknown table 'events'"):
+        retention_policy({"events": 3})
+    with pytest.raises(ValueError, match="at least 1"):
+        oldest_kept_month(date(2026, 1, 1), 0)
