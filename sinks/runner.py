@@ -3,7 +3,9 @@
 - Batches by size (``sink_batch_rows``) and time (``sink_batch_seconds``): ClickHouse likes large, rare inserts.
 - Commits offsets only after ``write`` succeeded, synchronously, for exactly the partitions in the batch.
 - When ``write`` fails (ClickHouse down), pauses consumption, retries the same batch with capped exponential
-  backoff, and resumes by itself once it succeeds: nothing is lost and memory stays bounded by one batch.
+  backoff, and resumes by itself once it succeeds: nothing is lost. Memory stays bounded: one batch being
+  gathered (at most ``batch_rows`` plus one message's rows), one in flight, and librdkafka's prefetch queue
+  (``queued.max.messages.kbytes``).
 - Messages the sink cannot decode go to the dead-letter topic with the reason, then count as handled.
 """
 
@@ -104,6 +106,8 @@ class SinkRunner:
                 messages = self._consumer.consume(num_messages=2_000, timeout=0.1)
                 for msg in messages:
                     self._handle(msg)
+                    if len(self._batch) >= self.batch_rows:
+                        self._flush()  # mid-poll too: a batch never grows past batch_rows + one message
                 if messages or not self._assigned.is_set():
                     last_message = time.monotonic()  # idle time counts from the first assignment on
                 if self._inflight is not None and self._inflight[1].done():

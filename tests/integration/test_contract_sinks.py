@@ -116,3 +116,35 @@ def test_migrations_on_the_local_server(infra: Infra, settings: Settings) -> Non
     assert all(at is not None for _, _, at in status(client, db))
     tables = {r[0] for r in client.execute(f"SELECT name FROM system.tables WHERE database = '{db}'")}
     assert {"behavior_events", "risk_updates", "intervention_requests", "streak_milestones", "dead_letters"} <= tables
+
+
+def test_intervention_outcomes_reported_over_http_land_in_clickhouse(infra: Infra, settings: Settings) -> None:
+    import httpx
+
+    from tests.integration.helpers import read_topic, running_collector
+
+    s = settings.model_copy(update={"topic_prefix": f"oc-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    good = {"intervention_id": "i-9", "user_id": "u9", "outcome": "opened", "at": "2026-11-20T10:00:00+00:00"}
+    bad = {"intervention_id": "i-10", "user_id": "u10", "outcome": "liked", "at": "2026-11-20T10:00:00+00:00"}
+    with running_collector(s) as base:
+        url = f"{base}/v1/interventions/outcomes"
+        refused = httpx.post(url, json={"outcomes": [good]}, headers={"Authorization": "Bearer wk_demo_web"})
+        assert refused.status_code == 403 and "server key" in refused.json()["detail"]
+        assert httpx.post(url, json={"outcomes": [good]}).status_code == 401
+        answer = httpx.post(url, json={"outcomes": [good, bad]}, headers={"Authorization": "Bearer sk_demo_backend"})
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["accepted"] == 1
+        assert body["rejected"][0]["index"] == 1 and body["rejected"][0]["reason"].startswith("outcome: ")
+        empty = httpx.post(url, json={"outcomes": []}, headers={"Authorization": "Bearer sk_demo_backend"})
+        assert empty.status_code == 400 and "at least one outcome" in empty.json()["detail"]
+    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=2, timeout=10)
+    assert any('"liked"' in letter["raw"] and letter["reason"].startswith("outcome: ") for letter in letters)
+    run_sinks(s, ["outcomes"], idle_exit=2.0)
+    client = connect(s)
+    stored = client.execute(
+        f"SELECT intervention_id, outcome, at FROM {s.clickhouse_database}.intervention_outcomes FINAL "
+        "WHERE user_id = 'u9'"
+    )
+    assert stored == [("i-9", "opened", datetime(2026, 11, 20, 10, 0, tzinfo=UTC))]

@@ -256,3 +256,23 @@ def test_extract_events_refuses_other_shapes_naming_both_accepted_ones(body):
 
 def test_batch_shape_error_is_a_value_error():
     assert issubclass(BatchShapeError, ValueError)
+
+
+def test_outcomes_are_judged_one_by_one() -> None:
+    from streams.collector.validation import BatchShapeError, extract_outcomes, judge_outcomes
+
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    good = {"intervention_id": "i1", "user_id": "u1", "outcome": "clicked", "at": "2026-11-20T11:00:00+00:00"}
+    wrong_kind = dict(good, outcome="liked")
+    future = dict(good, at="2026-11-21T12:00:00+00:00")
+    verdict = judge_outcomes([good, wrong_kind, future, "x"], now, "app", Limits())
+    assert [o.intervention_id for o in verdict.accepted] == ["i1"]
+    reasons = [r.reason for r in verdict.rejected]
+    assert reasons[0].startswith("outcome: Input should be 'sent', 'delivered'")
+    assert reasons[1].startswith("at 2026-11-21T12:00:00+00:00 is in the future")
+    assert [r.index for r in verdict.rejected] == [1, 2, 3]
+    assert len(verdict.dead_letters) == 3 and all(d.raw for d in verdict.dead_letters)
+    with pytest.raises(BatchShapeError, match="at least one outcome"):
+        extract_outcomes({"outcomes": []}, Limits())
+    with pytest.raises(BatchShapeError, match="too many outcomes"):
+        extract_outcomes({"outcomes": [good] * 3}, Limits(max_events=2))
