@@ -20,6 +20,7 @@ test: install system-deps
 bench: install system-deps
 	$(BIN)/engage bench ingest
 	$(BIN)/engage bench processors
+	$(BIN)/engage bench queries
 
 up: install system-deps
 	$(BIN)/engage infra up

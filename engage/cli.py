@@ -333,6 +333,21 @@ def bench_processors(
         ProcessorsBenchConfig(events=events, latency_rate=latency_rate, latency_seconds=latency_seconds))  # fmt: skip
 
 
+@bench_app.command("queries")
+def bench_queries(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/queries.json"),
+    events: Annotated[int, typer.Option(help="Simulator events in the warehouse")] = 10_000_000,
+    days: Annotated[int, typer.Option(help="Days of history")] = 56,
+    runs: Annotated[int, typer.Option(help="Timed runs per query (after one warm-up)")] = 3,
+    regenerate: Annotated[bool, typer.Option("--regenerate", help="Rebuild the warehouse even if it matches")] = False,
+) -> None:
+    """Latency of every named analyst query over >= 10M simulator events (warehouse kept between runs)."""
+    from engage.bench.queries import QueryBenchConfig, run_query_bench
+
+    _ensure_infra()
+    run_query_bench(get_settings(), QueryBenchConfig(events=events, days=days, runs=runs), out, regenerate)
+
+
 def _ensure_infra() -> None:
     """Start the local servers if they are not running (idempotent), quietly."""
     from deploy.infra import Infra

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from deploy.infra import Infra
 from engage.children import child, wait_http
+from engage.demo_analytics import show_analytics, wait_for_sinks
 from engage.demo_risk import show_risk, wait_for_worker
 from engage.settings import Settings, settings_env
 from engage.traffic import TrafficPlan, run_traffic
@@ -137,8 +138,10 @@ def run_demo(settings: Settings, console: Console) -> None:
         processed = wait_for_worker(worker_url, result.accepted, timeout=180)
         time.sleep(2.5 * settings.silence_tick_seconds)  # one silence pass: students who went quiet re-scored
         console.print(f"  {processed:,} events folded into student state and scored by the worker")
+        wait_for_sinks(settings)  # risk updates, interventions and milestones stored too
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
     show_risk(settings, console, since, log_dir / "ground_truth.jsonl")
+    show_analytics(settings, console)
 
 
 def _summary(
@@ -193,6 +196,7 @@ def _summary(
                     "             SELECT event_type, count() FROM behavior_events FINAL GROUP BY event_type",
                     f"Kafka:       {settings.kafka_bootstrap}  topics {topic.events.name}, {topic.dead_letters.name}",
                     f"Who churns:  {truth} (the simulator's ground truth)",
+                    "Analysts:     .venv/bin/engage query   (lists the named queries; --format csv|json)",
                     "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
                     "Benchmarks:   make bench        Stop servers: make down",
                     f"Engagement:   curl -H 'Authorization: Bearer {settings.server_keys[0].partition(':')[2]}' "

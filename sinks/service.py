@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engage.settings import Settings
 from schemas.topics import catalogue
@@ -93,3 +95,43 @@ def run_sinks(settings: Settings, names: Sequence[str], idle_exit: float | None 
         t.join()
     dead.close()
     return results
+
+
+def _committed(consumer: Any, parts: list[Any], timeout: float = 30.0) -> list[Any]:
+    """Committed offsets, waiting out a coordinator that is still loading (a fresh or restarted broker)."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return list(consumer.committed(parts, timeout=10))
+        except KafkaException as exc:
+            transient = exc.args[0].retriable() or "coordinator" in str(exc).lower()
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def sink_lag(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, int]:
+    """Messages each sink's consumer group has not committed yet (0 = everything stored), by sink name."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topics = catalogue(settings.topic_prefix, settings.event_partitions)
+    lag: dict[str, int] = {}
+    for name in names:
+        topic = topics.events.name if name == "events" else SPECS[name].topic(topics)
+        sink_name = "behavior_events" if name == "events" else SPECS[name].name
+        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"engage-sink-{sink_name}"})
+        try:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            parts = [TopicPartition(topic, p) for p in meta.partitions]
+            committed = {tp.partition: tp.offset for tp in _committed(consumer, parts)}
+            total = 0
+            for tp in parts:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                done = committed.get(tp.partition, -1)
+                total += high - (done if done >= 0 else low)
+            lag[name] = total
+        finally:
+            consumer.close()
+    return lag

@@ -37,7 +37,7 @@ FROM
             FROM user_daily_activity
             WHERE day <= {to:Date}
             GROUP BY user_id, day
-            HAVING uniqExactIfMerge(active_events) > 0
+            HAVING maxMerge(active) = 1
         ) AS days
         GROUP BY user_id
         HAVING max(day) >= {from:Date} - 29

@@ -59,7 +59,7 @@ FROM
                     FROM user_daily_activity
                     WHERE day > {from:Date}
                     GROUP BY user_id, day
-                    HAVING uniqExactIfMerge(active_events) > 0
+                    HAVING maxMerge(active) = 1
                 ) AS days
                 GROUP BY user_id
             ) AS act USING user_id

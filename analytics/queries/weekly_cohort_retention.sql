@@ -28,7 +28,7 @@ FROM
             groupUniqArrayIf(toMonday(day), is_active) AS active_weeks
         FROM
         (
-            SELECT user_id, day, uniqExactIfMerge(active_events) > 0 AS is_active
+            SELECT user_id, day, maxMerge(active) AS is_active
             FROM user_daily_activity
             GROUP BY user_id, day
         ) AS days

@@ -215,8 +215,11 @@ USER_DAILY_ACTIVITY = Table(
     columns=[
         Column("day", "Date", (), "date"),
         Column("user_id", "String", (), "str"),
+        # 1 when any event that day makes it an active day (streak rules); read with maxMerge(active) = 1.
+        # A max is cheap to merge and a replay cannot change it.
+        Column("active", "AggregateFunction(max, UInt8)", (), "aggregate"),
         # Distinct event ids, not row counts: a re-delivered event lands twice here and still counts once.
-        # Read with uniqExactMerge(...); a student was active on a day when active_events merges to > 0.
+        # Read with uniqExactMerge(events), uniqExactIfMerge(lessons_completed), ...
         Column("events", "AggregateFunction(uniqExact, String)", (), "aggregate"),
         Column("active_events", "AggregateFunction(uniqExactIf, String, UInt8)", (), "aggregate"),
         Column("lessons_completed", "AggregateFunction(uniqExactIf, String, UInt8)", (), "aggregate"),
@@ -237,6 +240,7 @@ USER_DAILY_ACTIVITY_VIEW = AggregateView(
     f"""SELECT
   toDate(event_time) AS day,
   {_EXPR["user_id"]} AS user_id,
+  maxState(toUInt8({_EXPR["event_type"]} IN ({_ACTIVE_TYPES}))) AS active,
   uniqExactState({_EXPR["event_id"]}) AS events,
   uniqExactIfState({_EXPR["event_id"]}, toUInt8({_EXPR["event_type"]} IN ({_ACTIVE_TYPES}))) AS active_events,
   uniqExactIfState({_EXPR["event_id"]}, toUInt8({_EXPR["event_type"]} = 'lesson_completed')) AS lessons_completed,

@@ -17,7 +17,7 @@ from schemas.signals import RiskFactor, SignalSnapshot
 from schemas.streaks import StreakMilestone, milestone_id
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
-from sinks.service import run_sinks
+from sinks.service import run_sinks, sink_lag
 from streams.admin import ensure_topics
 from streams.producer import EventProducer
 
@@ -81,8 +81,11 @@ def test_contract_topics_are_stored_once_each(infra: Infra, settings: Settings, 
             ):
                 producer.send_encoded(b"k", value.encode(), topic=topic)
         producer.send_encoded(b"k", b"not json", topic=topics.risk_updates.name)
-    stats = run_sinks(s, ["risk-updates", "interventions", "milestones", "dead-letters"], idle_exit=2.0)
+    names = ["risk-updates", "interventions", "milestones", "dead-letters"]
+    assert sink_lag(s, names) == {"risk-updates": 3, "interventions": 2, "milestones": 2, "dead-letters": 2}
+    stats = run_sinks(s, names, idle_exit=2.0)
     assert stats["risk_updates"].dead_letters == 1
+    assert sink_lag(s, names[:3]) == dict.fromkeys(names[:3], 0)  # (the new dead letter may still be in flight)
 
     client = connect(s)
     db = s.clickhouse_database
