@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -18,12 +18,14 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics from the catal
 db_app = typer.Typer(no_args_is_help=True, help="ClickHouse schema.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
 replay_app = typer.Typer(no_args_is_help=True, help="Replay public datasets through the live pipeline.")
+model_app = typer.Typer(no_args_is_help=True, help="Train, list, promote and roll back risk models.")
 app.add_typer(infra_app, name="infra")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(replay_app, name="replay")
+app.add_typer(model_app, name="model")
 
 # Tables (benchmarks, the demo's summary) need more than the 80 columns assumed when output is not a terminal.
 console = Console(width=max(Console().width, 120))
@@ -333,6 +335,101 @@ def replay_oulad(
     if result.failed:
         console.print(f"[red]{result.failed} events were not acknowledged by Kafka[/red]")
         raise typer.Exit(1)
+
+
+@model_app.command("train")
+def model_train(
+    train_prefix: Annotated[list[str] | None, typer.Option(help="User-id prefix of training students")] = None,
+    test_prefix: Annotated[list[str] | None, typer.Option(help="User-id prefix of test students")] = None,
+    user_prefix: Annotated[str, typer.Option(help="Only students whose id starts with this")] = "",
+    audit: Annotated[bool, typer.Option("--audit", help="Prove no feature reads past its day first")] = False,
+    promote: Annotated[bool, typer.Option("--promote", help="Promote the new model right away")] = False,
+    note: Annotated[str, typer.Option(help="Free text kept with the model")] = "",
+) -> None:
+    """LightGBM per horizon (7, 30 days) on the point-in-time snapshots in ClickHouse, beside the heuristic.
+
+    Split by time (default; the last quarter of the days is the test period), or by groups of students with
+    --train-prefix / --test-prefix (e.g. OULAD presentations: oulad-BBB-2013B- / oulad-BBB-2013J-).
+    """
+    from models.registry import ModelRegistry
+    from models.training import TrainConfig, train
+    from models.training_data import audit_point_in_time, build, load_warehouse
+    from sinks.clickhouse.client import connect
+
+    s = get_settings()
+    warehouse = load_warehouse(connect(s, s.clickhouse_database), user_prefix=user_prefix)
+    console.print(f"{len(warehouse.rows):,} student-day snapshots, {len(warehouse.outcomes):,} students")
+    if audit:
+        days = sorted({r["day"] for r in warehouse.rows})
+        from models.training_data import day_number
+
+        cutoffs = [day_number(days[int(len(days) * q)]) for q in (0.25, 0.5, 0.75)] if days else []
+        leaking = audit_point_in_time(warehouse, cutoffs)
+        if leaking:
+            console.print(f"[red]features reading past their day: {', '.join(leaking)}[/red]")
+            raise typer.Exit(1)
+        console.print(f"point-in-time audit at {len(cutoffs)} cut-offs: no feature reads past its day")
+    config = TrainConfig(train_prefixes=tuple(train_prefix or ()), test_prefixes=tuple(test_prefix or ()))
+    registry = ModelRegistry(s.model_registry)
+    try:
+        result = train(build(warehouse), config, registry, note=note)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _print_model_metrics(result.version, result.metrics)
+    if promote:
+        registry.promote(result.version)
+        console.print(f"promoted {result.version}")
+
+
+def _print_model_metrics(version: str, metrics: dict[str, Any]) -> None:
+    from rich.table import Table as RichTable
+
+    table = RichTable(title=f"model {version} on its test rows (beside the heuristic, same rows)")
+    for col in ("horizon", "ROC AUC", "PR AUC", "Brier", "calibration error"):
+        table.add_column(col, justify="right")
+    for h, both in metrics.items():
+        for who in ("model", "heuristic"):
+            m = both[who]
+            table.add_row(f"{h} d {who}", f"{m['roc_auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.4f}",
+                          f"{m['ece']:.3f}")  # fmt: skip
+    console.print(table)
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Trained models, newest last; * marks the promoted one."""
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(get_settings().model_registry)
+    current = registry.pointer_stamp()
+    entries = registry.list()
+    if not entries:
+        console.print(f"no models in {registry.root} (the heuristic scores everyone)")
+    for e in entries:
+        m = e.metadata["metrics"]
+        aucs = ", ".join(
+            f"{h} d AUC {m[h]['model']['roc_auc']:.3f} (heuristic {m[h]['heuristic']['roc_auc']:.3f})" for h in m
+        )
+        console.print(f"{'*' if e.version == current else ' '} {e.version}  {aucs}  {e.metadata.get('note', '')}")
+
+
+@model_app.command("promote")
+def model_promote(version: str) -> None:
+    """Make VERSION the model every worker scores with (they reload it without a restart)."""
+    from models.registry import ModelRegistry
+
+    ModelRegistry(get_settings().model_registry).promote(version)
+    console.print(f"promoted {version}")
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Back to the previously promoted model (or to the heuristic if there was none)."""
+    from models.registry import ModelRegistry
+
+    entry = ModelRegistry(get_settings().model_registry).rollback()
+    console.print(f"now serving {entry.version if entry else 'the heuristic'}")
 
 
 @bench_app.command("ingest")

@@ -68,11 +68,20 @@ class Settings(BaseSettings):
     policy_path: Path | None = Field(None, description="intervention policy JSON; default deploy/policy/default.json")
     broker_session_timeout_seconds: float = 10.0
 
+    # --- models --------------------------------------------------------------------------------------
+    model_registry_dir: Path | None = Field(
+        None, description="trained models and the promoted pointer; default run_dir/models"
+    )
+
     # --- sinks ---------------------------------------------------------------------------------------
     # Each sink has its own batch size and interval (``sinks.service.BATCHING``: ClickHouse wants 10k-100k
     # rows per insert and about one insert per second per table); these override every sink at once.
     sink_batch_rows: int | None = None
     sink_batch_seconds: float | None = None
+
+    @property
+    def model_registry(self) -> Path:
+        return self.model_registry_dir or self.run_dir / "models"
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -1,0 +1,209 @@
+"""`engage model train`: LightGBM per horizon on point-in-time rows, calibrated, compared with the heuristic.
+
+Splits are by time or by group of students (e.g. OULAD presentations), never by random rows: one student's
+days are correlated, and a random split would let the model see the answers' neighbours. Inside the
+training part, a fifth of the students (by hash) is held out for early stopping and for fitting the
+isotonic calibration; the test part is only ever scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from engage.settings import PROJECT_ROOT
+from models.calibration import IsotonicCalibrator
+from models.features import FEATURES, snapshot_from_row
+from models.heuristic import HeuristicModel
+from models.labels import HORIZONS
+from models.metrics import brier, calibration_table, expected_calibration_error, pr_auc, roc_auc
+from models.registry import ModelRegistry
+from models.training_data import TrainingSet, labelled
+
+PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "metric": ["auc", "binary_logloss"],
+    "verbosity": -1,
+    "num_threads": 2,
+    "seed": 7,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    horizons: tuple[int, ...] = HORIZONS
+    train_prefixes: tuple[str, ...] = ()  # with test_prefixes: split by groups of user ids
+    test_prefixes: tuple[str, ...] = ()
+    test_share: float = 0.25  # otherwise: the last quarter of the days is the test period
+    valid_share: float = 0.2
+    max_rounds: int = 2_000
+    early_stopping_rounds: int = 100
+
+
+@dataclass
+class Split:
+    train: list[int] = field(default_factory=list)
+    valid: list[int] = field(default_factory=list)
+    test: list[int] = field(default_factory=list)
+    how: str = ""
+
+
+def _held_out(user: str, share: float) -> bool:
+    return int(hashlib.sha256(user.encode()).hexdigest()[:8], 16) % 1000 < share * 1000
+
+
+def split(training: TrainingSet, config: TrainConfig, horizon: int) -> Split:
+    """Train / valid / test row indices for one horizon, among rows whose label for it exists."""
+    out = Split()
+    rows = labelled(training, horizon)
+    if config.train_prefixes or config.test_prefixes:
+        pool = [i for i in rows if training.user_ids[i].startswith(config.train_prefixes)]
+        out.test = [i for i in rows if training.user_ids[i].startswith(config.test_prefixes)]
+        out.how = f"by group: train {list(config.train_prefixes)}, test {list(config.test_prefixes)}"
+    else:
+        days = sorted({training.days[i] for i in rows})
+        if len(days) < 2:
+            raise ValueError(f"{horizon}-day horizon: need at least two days of matured labels to split by time")
+        cut = days[int(len(days) * (1 - config.test_share))]
+        # a gap of one horizon: no training label may look into the test period
+        pool = [i for i in rows if training.days[i] < cut - horizon]
+        out.test = [i for i in rows if training.days[i] >= cut]
+        out.how = f"by time: test from day {cut}, training before day {cut - horizon}"
+    out.valid = [i for i in pool if _held_out(training.user_ids[i], config.valid_share)]
+    out.train = [i for i in pool if not _held_out(training.user_ids[i], config.valid_share)]
+    return out
+
+
+def _metrics(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    table = calibration_table(p, y)
+    return {
+        "roc_auc": roc_auc(p, y),
+        "pr_auc": pr_auc(p, y),
+        "brier": brier(p, y),
+        "ece": expected_calibration_error(table),
+        "calibration": [asdict(b) for b in table],
+    }
+
+
+def code_version() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode == 0:
+            return head.stdout.strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+@dataclass
+class TrainResult:
+    version: str
+    metrics: dict[str, Any]
+    rows: dict[str, int]
+    path: Path
+
+
+def heuristic_probabilities(training: TrainingSet, indices: Sequence[int], horizon: int) -> np.ndarray:
+    snapshots = [snapshot_from_row(training.rows[i]) for i in indices]
+    scores = HeuristicModel().score_many(snapshots)
+    return np.asarray([(s.risk_7d if horizon == 7 else s.risk_30d) / 100 for s in scores])
+
+
+def train(
+    training: TrainingSet, config: TrainConfig, registry: ModelRegistry, note: str = "", version: str | None = None
+) -> TrainResult:
+    if training.feature_names != list(FEATURES):
+        raise ValueError("train on the engine's own features (models.features.FEATURES), so serving matches")
+    X = np.asarray(training.features, dtype=float)
+    version = version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = registry.new_version_dir(version)
+    try:
+        return _train_into(training, config, registry, X, version, path, note)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # no half-written version left behind
+        raise
+
+
+def _train_into(
+    training: TrainingSet,
+    config: TrainConfig,
+    registry: ModelRegistry,
+    X: np.ndarray,
+    version: str,
+    path: Path,
+    note: str,
+) -> TrainResult:
+    metrics: dict[str, Any] = {}
+    calibration: dict[str, Any] = {}
+    base_risk: dict[str, float] = {}
+    rows: dict[str, int] = {}
+    best: dict[str, int] = {}
+    splits: dict[str, str] = {}
+    for h in config.horizons:
+        parts = split(training, config, h)
+        splits[str(h)] = parts.how
+        tr, va, te = parts.train, parts.valid, parts.test
+        if not tr or not va or not te:
+            raise ValueError(
+                f"{h}-day horizon: not enough labelled rows (train {len(tr)}, valid {len(va)}, test {len(te)}); "
+                f"a split by time needs matured labels over about {3 * h} days or more, with a {h}-day gap"
+            )
+        y = np.asarray(
+            [training.labels[h][i] if training.labels[h][i] is not None else 0 for i in range(len(training))]
+        )
+        booster = lgb.train(
+            PARAMS,
+            lgb.Dataset(X[tr], y[tr], feature_name=list(FEATURES)),
+            num_boost_round=config.max_rounds,
+            valid_sets=[lgb.Dataset(X[va], y[va], feature_name=list(FEATURES))],
+            callbacks=[lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)],
+        )
+        booster.save_model(str(path / f"model-{h}d.txt"), num_iteration=booster.best_iteration)
+        calibrator = IsotonicCalibrator.fit(booster.predict(X[va], num_iteration=booster.best_iteration), y[va])
+        calibration[str(h)] = calibrator.to_dict()
+        base_risk[str(h)] = float(y[tr].mean() * 100)
+        p_model = calibrator.predict(booster.predict(X[te], num_iteration=booster.best_iteration))
+        p_heur = heuristic_probabilities(training, te, h)
+        metrics[str(h)] = {"model": _metrics(p_model, y[te]), "heuristic": _metrics(p_heur, y[te])}
+        rows[f"{h}d"] = len(tr) + len(va) + len(te)
+        rows[f"{h}d_test"] = len(te)
+        best[str(h)] = int(booster.best_iteration)
+    registry.save_metadata(
+        version,
+        {
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(),
+            "note": note,
+            "features": list(FEATURES),
+            "horizons": list(config.horizons),
+            "data_window": {"first_day": min(training.days), "last_day": max(training.days)},
+            "split": splits,
+            "rows": rows,
+            "metrics": metrics,
+            "calibration": calibration,
+            "base_risk": base_risk,
+            "best_iteration": best,
+            "params": PARAMS,
+            "lightgbm": lgb.__version__,
+            "code_version": code_version(),
+        },
+    )
+    return TrainResult(version, metrics, rows, path)

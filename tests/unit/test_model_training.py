@@ -1,0 +1,152 @@
+"""Training, calibration, the registry and the trained model's explanations, on synthetic students."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.calibration import IsotonicCalibrator
+from models.features import FEATURES, feature_vector
+from models.labels import StudentOutcome
+from models.lightgbm_model import LightGBMRiskModel
+from models.metrics import calibration_table, expected_calibration_error, pr_auc, roc_auc
+from models.registry import ModelRegistry
+from models.training import TrainConfig, train
+from models.training_data import DEFAULT_EXTRACTORS, RowContext, TrainingSet, Warehouse, audit_point_in_time, build
+from schemas.signals import SignalSnapshot
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def synthetic(users: int = 200, days: int = 100, seed: int = 3) -> tuple[TrainingSet, list[float]]:
+    """Students whose true drop-off probability is a known function of days since their last login."""
+    rng = random.Random(seed)
+    out = TrainingSet(list(FEATURES))
+    truth: list[float] = []
+    start = date(2026, 1, 1)
+    for u in range(users):
+        for d in range(days):
+            silent = rng.uniform(0, 20)
+            when = datetime.combine(start + timedelta(days=d), datetime.min.time(), UTC)
+            snap = SignalSnapshot(
+                user_id=f"u{u}",
+                as_of=when,
+                days_since_last_login=silent,
+                logins_7d=rng.randint(0, 10),
+                avg_quiz_score_pct_30d=None if rng.random() < 0.3 else rng.uniform(0, 100),
+            )
+            p7, p30 = sigmoid(0.45 * (silent - 8)), sigmoid(0.35 * (silent - 5))
+            out.user_ids.append(f"u{u}")
+            out.days.append(d)
+            out.features.append(feature_vector(snap))
+            out.rows.append({f"signals_{k}": v for k, v in snap.model_dump().items()})
+            out.labels[7].append(int(rng.random() < p7))
+            out.labels[30].append(int(rng.random() < p30))
+            truth.append(p7)
+    return out, truth
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, str, TrainingSet, list[float]]:
+    registry = ModelRegistry(tmp_path_factory.mktemp("registry"))
+    data, truth = synthetic()
+    result = train(data, TrainConfig(max_rounds=300, early_stopping_rounds=30), registry, version="v1")
+    return registry, result.version, data, truth
+
+
+def test_training_writes_a_versioned_model_with_metrics_and_its_recipe(trained) -> None:
+    registry, version, _, _ = trained
+    meta = registry.get(version).metadata
+    assert set(meta["metrics"]) == {"7", "30"}
+    assert meta["features"] == list(FEATURES)
+    assert {"roc_auc", "pr_auc", "brier", "ece", "calibration"} <= set(meta["metrics"]["7"]["model"])
+    assert set(meta["metrics"]["7"]) == {"model", "heuristic"}  # compared on the same test rows
+    assert meta["code_version"] and meta["data_window"] == {"first_day": 0, "last_day": 99}
+    # per horizon, among matured labels, with a gap of one horizon so no training label sees the test period
+    assert meta["split"] == {
+        "7": "by time: test from day 75, training before day 68",
+        "30": "by time: test from day 75, training before day 45",
+    }
+    assert (registry.root / version / "model-7d.txt").exists()
+
+
+def test_calibrated_scores_match_known_probabilities(trained) -> None:
+    registry, version, data, truth = trained
+    model = LightGBMRiskModel(registry.get(version))
+    test = [i for i, d in enumerate(data.days) if d >= 75]  # the 7-day model's test period
+    p = model.probabilities(np.asarray([data.features[i] for i in test]), 7)
+    y = np.asarray([data.labels[7][i] for i in test])
+    assert expected_calibration_error(calibration_table(p, y)) < 0.05  # a score of 80 means about 80%
+    true_p = np.asarray([truth[i] for i in test])
+    assert abs(float(np.mean(p)) - float(np.mean(true_p))) < 0.03
+    assert roc_auc(p, y) > roc_auc(true_p, y) - 0.03  # about as sharp as the true probabilities allow
+
+
+def test_trained_model_scores_a_micro_batch_and_explains_in_words(trained) -> None:
+    registry, version, _, _ = trained
+    model = LightGBMRiskModel(registry.get(version))
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    gone = SignalSnapshot(user_id="a", as_of=now, days_since_last_login=19.0, days_observed=30)
+    here = SignalSnapshot(user_id="b", as_of=now, days_since_last_login=0.5, days_observed=30)
+    risky, fine = model.score_many([gone, here])
+    assert risky.risk_7d > 80 > 20 > fine.risk_7d
+    assert risky.risk_30d >= risky.risk_7d and risky.tier == "critical"
+    assert risky.model_version == f"lightgbm-{version}"
+    assert risky.factors[0].signal == "days_since_last_login"
+    assert risky.factors[0].description == "days since last login: 19"
+    assert 0 < sum(f.contribution for f in risky.factors) <= risky.risk_7d
+    assert model.score(gone) == risky
+
+
+def test_registry_promotes_and_rolls_back(tmp_path: Path, trained) -> None:
+    registry, version, data, _ = trained
+    other = train(data, TrainConfig(max_rounds=20, early_stopping_rounds=5), registry, version="v2").version
+    assert [e.version for e in registry.list()] == ["v1", "v2"]
+    assert registry.promoted() is None
+    registry.promote(version)
+    registry.promote(other)
+    assert registry.pointer_stamp() == "v2"
+    assert registry.rollback().version == "v1"  # type: ignore[union-attr]
+    assert registry.rollback() is None  # back to the heuristic
+    with pytest.raises(ValueError, match="nothing is promoted"):
+        registry.rollback()
+    with pytest.raises(KeyError, match="no model version 'v9'"):
+        registry.promote("v9")
+
+
+def test_the_point_in_time_audit_catches_a_leaking_feature() -> None:
+    start = date(2026, 1, 1)
+    rows, outcomes = [], {}
+    for u in range(5):
+        active = [20_454 + d for d in range(0, 30, 1 + u)]  # 2026-01-01 is day 20454
+        outcomes[f"u{u}"] = StudentOutcome(active, [])
+        for d in range(30):
+            snap = SignalSnapshot(user_id=f"u{u}", as_of=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=d),
+                                  logins_7d=d % 7)  # fmt: skip
+            row = {f"signals_{k}": v for k, v in snap.model_dump().items()}
+            rows.append({"user_id": f"u{u}", "day": start + timedelta(days=d), **row})
+    warehouse = Warehouse(rows, outcomes, data_end=20_454 + 29)
+    cutoffs = [20_454 + d for d in (5, 12, 20)]
+    assert audit_point_in_time(warehouse, cutoffs) == []
+
+    def active_next_week(ctx: RowContext) -> float:  # deliberately looks past the prediction day
+        return float(ctx.outcome.any_in(ctx.outcome.active_days, ctx.day + 1, ctx.day + 7))
+
+    leaky = {**DEFAULT_EXTRACTORS, "active_next_week": active_next_week}
+    assert audit_point_in_time(warehouse, cutoffs, leaky) == ["active_next_week"]
+    assert len(build(warehouse)) == 150
+
+
+def test_metrics_on_hand_computed_examples() -> None:
+    assert roc_auc([0.8, 0.6, 0.6, 0.2], [1, 0, 1, 0]) == 0.875
+    assert pr_auc([0.9, 0.8, 0.7], [1, 0, 1]) == pytest.approx((1 + 2 / 3) / 2)
+    cal = IsotonicCalibrator.fit([0.1, 0.2, 0.3, 0.4], [0, 1, 0, 1])
+    # blocks: {0.1} -> 0, {0.2, 0.3} -> 0.5 (the 1 then 0 violate order and pool), {0.4} -> 1
+    assert list(cal.predict([0.1, 0.25, 0.35, 0.9])) == [0.0, 0.5, 1.0, 1.0]
