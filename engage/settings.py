@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     model_registry_dir: Path | None = Field(
         None, description="trained models and the promoted pointer; default run_dir/models"
     )
+    model_check_seconds: float = Field(5.0, description="how often workers look for a newly promoted model")
 
     # --- sinks ---------------------------------------------------------------------------------------
     # Each sink has its own batch size and interval (``sinks.service.BATCHING``: ClickHouse wants 10k-100k

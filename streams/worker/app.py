@@ -26,7 +26,8 @@ from faust.types import EventT
 
 from engage.settings import Settings
 from models.base import RiskModel
-from models.heuristic import HeuristicModel
+from models.registry import ModelRegistry
+from models.serving import ModelProvider
 from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, rescore
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
@@ -71,7 +72,12 @@ class EngagementWorker:
         policy: PolicyConfig | None = None,
     ) -> None:
         self.settings = settings
-        self.model: RiskModel = model or HeuristicModel()
+        # A fixed model (tests) or whatever the registry has promoted, reloaded on promotion.
+        self.models = ModelProvider(
+            None if model else ModelRegistry(settings.model_registry), check_seconds=settings.model_check_seconds
+        )
+        if model is not None:
+            self.models.model = model
         self.policy = policy or (policy_from_file(settings.policy_path) if settings.policy_path else policy_from_file())
         self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
@@ -213,7 +219,7 @@ class EngagementWorker:
             return []
         now = datetime.now(UTC)
         records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
-        outcomes = rescore(records, requests, self.model, self.policy, now, policy_now=self.now())
+        outcomes = rescore(records, requests, self.models.current(), self.policy, now, policy_now=self.now())
         sent_at = time.time()
         for (record, request, event), outcome in zip(items, outcomes, strict=True):
             self.store(request.user_id, record, event)

@@ -1,0 +1,66 @@
+"""A promoted model takes over scoring in a running worker, under traffic, without a restart."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deploy.infra import Infra
+from deploy.process import free_port
+from engage.settings import Settings
+from models.registry import ModelRegistry
+from models.training import TrainConfig, train
+from schemas.topics import catalogue
+from streams.admin import ensure_topics
+from tests.integration.helpers import read_topic
+from tests.integration.test_worker import _send, _simulated
+from tests.integration.workers import wait_for, workers
+from tests.unit.test_model_training import synthetic
+
+pytestmark = pytest.mark.integration
+
+
+def test_promotion_under_traffic_switches_the_scoring_model(infra: Infra, settings: Settings, tmp_path: Path) -> None:
+    s = settings.model_copy(
+        update={
+            "topic_prefix": f"hot-{uuid.uuid4().hex[:8]}",
+            "run_dir": tmp_path,
+            "model_registry_dir": tmp_path / "models",
+            "model_check_seconds": 0.5,
+            "broker_session_timeout_seconds": 6.0,
+            "score_debounce_seconds": 0.2,
+        }
+    )
+    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    registry = ModelRegistry(s.model_registry)
+    data, _ = synthetic(users=60, days=100)
+    train(data, TrainConfig(max_rounds=30, early_stopping_rounds=5), registry, version="hot")
+    events = _simulated(students=12, days=6, seed=5)
+    half = len(events) // 2
+    user = events[0]["user_id"]
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        _send(s, events[:half])
+
+        def scored_by(version: str) -> bool:
+            body = worker.engagement(user).json()
+            return bool(body.get("risk")) and body["risk"]["model_version"] == version
+
+        assert wait_for(lambda: scored_by("heuristic-1"), timeout=60)
+        pid = worker.proc.pid if worker.proc else None
+        registry.promote("hot")
+        _send(s, events[half:])  # traffic keeps flowing while the worker picks the new model up
+        if not wait_for(lambda: scored_by("lightgbm-hot"), timeout=120):
+            metrics = [line for line in __import__("httpx").get(f"{worker.url}/metrics").text.splitlines()
+                       if "engage_model" in line or "risk_updates_total" in line]  # fmt: skip
+            raise AssertionError(
+                f"the promoted model never took over: {worker.engagement(user).json()['risk']} {metrics}"
+            )
+        assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid  # no restart
+        factors = worker.engagement(user).json()["risk"]["factors"]
+        assert factors and all(":" in f["description"] for f in factors)
+    updates = read_topic(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).risk_updates.name,
+                         expect=100_000, timeout=6)  # fmt: skip
+    versions = {u["model_version"] for u in updates}
+    assert versions == {"heuristic-1", "lightgbm-hot"}
