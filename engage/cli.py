@@ -414,6 +414,37 @@ def model_list() -> None:
         console.print(f"{'*' if e.version == current else ' '} {e.version}  {aucs}  {e.metadata.get('note', '')}")
 
 
+@model_app.command("monitor")
+def model_monitor(
+    serve: Annotated[bool, typer.Option("--serve", help="Keep measuring and serve /metrics for Prometheus")] = False,
+    port: Annotated[int, typer.Option(help="Metrics port on 127.0.0.1 (with --serve)")] = 16070,
+    interval: Annotated[float, typer.Option(help="Seconds between measurements (with --serve)")] = 300.0,
+) -> None:
+    """Accuracy of matured predictions (ROC AUC, calibration) and feature drift (PSI) against training."""
+    from rich.table import Table as RichTable
+
+    from engage.model_monitor import measure, publish, summary_rows
+    from engage.model_monitor import serve as serve_forever
+
+    s = get_settings()
+    if serve:
+        console.print(f"measuring every {interval:.0f} s; metrics on http://127.0.0.1:{port}/metrics")
+        serve_forever(s, port, interval)
+        return
+    report = measure(s)
+    publish(report)
+    table = RichTable(title=f"Matured predictions up to {report.data_end} (last 30 days)")
+    for col in ("horizon", "model", "predictions", "ROC AUC", "calibration error"):
+        table.add_column(col, justify="right")
+    for row in summary_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    if report.psi:
+        worst = sorted(report.psi.items(), key=lambda kv: -kv[1])[:5]
+        console.print(f"drift of {report.model_version}'s inputs (PSI, last 7 days vs training): "
+                      + ", ".join(f"{f} {v:.3f}" for f, v in worst))  # fmt: skip
+
+
 @model_app.command("promote")
 def model_promote(version: str) -> None:
     """Make VERSION the model every worker scores with (they reload it without a restart)."""
@@ -481,6 +512,25 @@ def bench_queries(
 
     _ensure_infra()
     run_query_bench(get_settings(), QueryBenchConfig(events=events, days=days, runs=runs), out, regenerate)
+
+
+@bench_app.command("oulad")
+def bench_oulad(
+    train: Annotated[Path, typer.Option(help="OULAD directory holding the training presentations")],
+    test: Annotated[Path, typer.Option(help="OULAD directory holding the test presentations")],
+    out: Annotated[Path | None, typer.Option(help="Write the per cut-off results as JSON")] = None,
+    train_presentation: Annotated[list[str] | None, typer.Option(help="Default: BBB, DDD, FFF 2013B")] = None,
+    test_presentation: Annotated[list[str] | None, typer.Option(help="Default: the six 2013J ones")] = None,
+    day_seconds: Annotated[float, typer.Option(help="Wall seconds per replayed day")] = 1.0,
+) -> None:
+    """Real students through the live pipeline: train on some presentations, judge per cut-off day on others."""
+    from engage.bench.oulad import TEST, TRAIN, OuladBenchConfig, run_oulad_bench
+
+    _ensure_infra()
+    config = OuladBenchConfig(
+        train, test, tuple(train_presentation or TRAIN), tuple(test_presentation or TEST), day_seconds
+    )
+    run_oulad_bench(get_settings(), config, console, out)
 
 
 def _ensure_infra() -> None:

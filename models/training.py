@@ -26,6 +26,7 @@ from models.features import FEATURES, snapshot_from_row
 from models.heuristic import HeuristicModel
 from models.labels import HORIZONS
 from models.metrics import brier, calibration_table, expected_calibration_error, pr_auc, roc_auc
+from models.monitoring import drift_reference
 from models.registry import ModelRegistry
 from models.training_data import TrainingSet, labelled
 
@@ -157,6 +158,7 @@ def _train_into(
     rows: dict[str, int] = {}
     best: dict[str, int] = {}
     splits: dict[str, str] = {}
+    drift: dict[str, Any] = {}
     for h in config.horizons:
         parts = split(training, config, h)
         splits[str(h)] = parts.how
@@ -183,6 +185,8 @@ def _train_into(
         p_model = calibrator.predict(booster.predict(X[te], num_iteration=booster.best_iteration))
         p_heur = heuristic_probabilities(training, te, h)
         metrics[str(h)] = {"model": _metrics(p_model, y[te]), "heuristic": _metrics(p_heur, y[te])}
+        if not drift:  # what the features looked like in training, for the drift monitor
+            drift = drift_reference(X[tr], list(FEATURES))
         rows[f"{h}d"] = len(tr) + len(va) + len(te)
         rows[f"{h}d_test"] = len(te)
         best[str(h)] = int(booster.best_iteration)
@@ -200,6 +204,7 @@ def _train_into(
             "metrics": metrics,
             "calibration": calibration,
             "base_risk": base_risk,
+            "drift_reference": drift,
             "best_iteration": best,
             "params": PARAMS,
             "lightgbm": lgb.__version__,

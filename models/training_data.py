@@ -126,14 +126,19 @@ def audit_point_in_time(
     return sorted(leaking)
 
 
-def load_warehouse(client: Any, data_end: date | None = None, user_prefix: str = "") -> Warehouse:
-    """Read the snapshots and outcomes from ClickHouse (``client`` has the engine's database selected)."""
+def load_warehouse(
+    client: Any, data_end: date | None = None, user_prefix: str = "", since: date | None = None
+) -> Warehouse:
+    """Read the snapshots (from ``since`` on) and outcomes from ClickHouse (``client`` has the database selected)."""
     where = f"WHERE startsWith(user_id, '{_quote(user_prefix)}')" if user_prefix else ""
+    rows_where = where
+    if since is not None:
+        rows_where += (" AND " if where else "WHERE ") + f"day >= toDate('{since.isoformat()}')"
     columns = ["user_id", "day", "as_of", "risk_7d", "risk_30d", "model_version", *(
         f"signals_{n}" for n in ("user_id", "as_of", "timezone", "first_seen", "last_event_time", "schema_version")
     ), *SIGNAL_COLUMNS]  # fmt: skip
     data, types = client.execute(
-        f"SELECT {', '.join(columns)} FROM user_daily_signals FINAL {where}", with_column_types=True
+        f"SELECT {', '.join(columns)} FROM user_daily_signals FINAL {rows_where}", with_column_types=True
     )
     names = [n for n, _ in types]
     rows = [dict(zip(names, r, strict=True)) for r in data]

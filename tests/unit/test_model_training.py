@@ -150,3 +150,19 @@ def test_metrics_on_hand_computed_examples() -> None:
     cal = IsotonicCalibrator.fit([0.1, 0.2, 0.3, 0.4], [0, 1, 0, 1])
     # blocks: {0.1} -> 0, {0.2, 0.3} -> 0.5 (the 1 then 0 violate order and pool), {0.4} -> 1
     assert list(cal.predict([0.1, 0.25, 0.35, 0.9])) == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_psi_is_small_for_the_same_distribution_and_large_for_a_shifted_one() -> None:
+    from models.monitoring import drift_reference, feature_psi
+
+    rng = np.random.default_rng(1)
+    train_x = np.column_stack([rng.normal(0, 1, 20_000), rng.uniform(0, 10, 20_000)])
+    train_x[:2_000, 1] = np.nan  # 10% missing
+    ref = drift_reference(train_x, ["a", "b"])
+    same = np.column_stack([rng.normal(0, 1, 5_000), rng.uniform(0, 10, 5_000)])
+    same[:500, 1] = np.nan
+    shifted = np.column_stack([rng.normal(1.0, 1, 5_000), rng.uniform(0, 10, 5_000)])  # b: no missing any more
+    assert max(feature_psi(ref, same, ["a", "b"]).values()) < 0.02
+    drift = feature_psi(ref, shifted, ["a", "b"])
+    assert drift["a"] > 0.25  # a moved by one standard deviation: drifted
+    assert drift["b"] > 0.25  # missing values disappeared: usually an upstream change, worth an alert too

@@ -1,0 +1,228 @@
+"""`engage bench oulad`: real students through the live pipeline, a model trained on some presentations and
+judged on others, beside the heuristic, per cut-off day.
+
+1. Replays the training and the test presentations (merged in event-time order, compressed in time) into a
+   fresh topic set; one worker (event clock) computes signals and daily snapshots, the sinks store them.
+2. Trains on the training presentations' point-in-time rows (``engage model train`` with a split by group).
+3. For each cut-off day d and each test enrolment registered at d (registered on or before d, not yet
+   unregistered), takes the snapshot the live system stored for day d and scores it with the heuristic and
+   with the model (the scorer's own code), then reports ROC AUC and PR AUC for two labels: A = final result
+   Withdrawn, B = unregisters within 30 days after d.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from deploy.process import free_port
+from engage.children import child, wait_http
+from engage.oulad.dataset import Enrolment, OuladDataset
+from engage.oulad.mapping import MappingReport
+from engage.oulad.replay import replay_days
+from engage.settings import Settings, settings_env
+from models.features import snapshot_from_row
+from models.heuristic import HeuristicModel
+from models.lightgbm_model import LightGBMRiskModel
+from models.metrics import pr_auc, roc_auc
+from models.registry import ModelRegistry
+from models.training import TrainConfig, train
+from models.training_data import build, load_warehouse
+from schemas.topics import catalogue
+from sinks.clickhouse.client import connect
+from sinks.clickhouse.migrations import migrate
+from sinks.service import sink_lag
+from streams.admin import ensure_topics
+from streams.producer import EventProducer
+
+CUTOFFS = (14, 28, 56, 84, 126)
+TRAIN = ("BBB-2013B", "DDD-2013B", "FFF-2013B")
+TEST = ("AAA-2013J", "BBB-2013J", "DDD-2013J", "EEE-2013J", "FFF-2013J", "GGG-2013J")
+
+
+@dataclass(frozen=True)
+class OuladBenchConfig:
+    train_dir: Path
+    test_dir: Path
+    train_presentations: tuple[str, ...] = TRAIN
+    test_presentations: tuple[str, ...] = TEST
+    day_seconds: float = 1.0
+    cutoffs: tuple[int, ...] = CUTOFFS
+
+
+@dataclass
+class CutoffResult:
+    day: int
+    label: str
+    population: int
+    positive_rate: float
+    roc_auc: dict[str, float] = field(default_factory=dict)
+    pr_auc: dict[str, float] = field(default_factory=dict)
+
+
+def _merged(*streams: Iterator[tuple[date, list[dict[str, Any]]]]) -> Iterator[tuple[date, list[dict[str, Any]]]]:
+    """Several replays as one, day by day (presentations of both sets overlap in time)."""
+    current: date | None = None
+    bucket: list[dict[str, Any]] = []
+    for day, events in heapq.merge(*streams, key=lambda item: item[0]):
+        if current is not None and day != current:
+            yield current, bucket
+            bucket = []
+        current = day
+        bucket.extend(events)
+    if current is not None:
+        yield current, bucket
+
+
+def _processed(url: str) -> int:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("engage_worker_events_processed_total{")
+        )
+    )
+
+
+def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, test: OuladDataset,
+            console: Console, log_dir: Path) -> MappingReport:  # fmt: skip
+    report = MappingReport()
+    env = settings_env(settings)
+    url = f"http://{settings.worker_host}:{settings.worker_web_port}"
+    with (
+        child([sys.executable, "-m", "engage.cli", "worker"], log_dir / "worker.log", env) as worker,
+        child([sys.executable, "-m", "engage.cli", "sink", "all"], log_dir / "sink.log", env),
+    ):
+        wait_http(f"{url}/healthz", worker, timeout=90, log=log_dir / "worker.log")
+        topics = catalogue(settings.topic_prefix, settings.event_partitions)
+        started = time.monotonic()
+        sent = days = 0
+        with EventProducer(settings.kafka_bootstrap, topics, source="oulad-bench") as producer:
+            for day, events in _merged(replay_days(train, report), replay_days(test, report)):
+                day_started = time.monotonic()
+                producer.send(events)
+                sent += len(events)
+                days += 1
+                if days % 50 == 0:
+                    console.print(f"  {day}: {sent:,} events sent, {time.monotonic() - started:.0f} s")
+                time.sleep(max(0.0, config.day_seconds - (time.monotonic() - day_started)))
+            if producer.flush(120):
+                raise RuntimeError("Kafka did not acknowledge every replayed event")
+        deadline = time.monotonic() + 1800
+        while _processed(url) < sent and time.monotonic() < deadline:
+            time.sleep(1.0)
+        time.sleep(3 * settings.silence_tick_seconds + 2)  # the last day's silence pass and debounced scores
+        console.print(f"  replayed {sent:,} events over {days} days in {time.monotonic() - started:.0f} s")
+        while any(sink_lag(settings).values()) and time.monotonic() < deadline:
+            time.sleep(1.0)
+    return report
+
+
+def _registered_at(e: Enrolment, d: int) -> bool:
+    return (
+        e.registered_day is not None
+        and e.registered_day <= d
+        and (e.unregistered_day is None or e.unregistered_day > d)
+    )
+
+
+def evaluate(test: OuladDataset, rows: dict[tuple[str, date], dict[str, Any]], model: LightGBMRiskModel,
+             cutoffs: tuple[int, ...]) -> list[CutoffResult]:  # fmt: skip
+    heuristic = HeuristicModel()
+    out = []
+    for d in cutoffs:
+        members, snapshots = [], []
+        for e in test.enrolments.values():
+            if not _registered_at(e, d):
+                continue
+            row = rows.get((e.user_id, test.presentations[e.presentation].start + timedelta(days=d)))
+            if row is None:
+                continue  # no snapshot that day: the student never produced an event by then
+            members.append(e)
+            snapshots.append(snapshot_from_row(row))
+        h = np.asarray([a.risk_30d for a in heuristic.score_many(snapshots)])
+        m = np.asarray([a.risk_30d for a in model.score_many(snapshots)])
+        labels = {
+            "A": np.asarray([int(e.withdrawn) for e in members]),
+            "B": np.asarray(
+                [int(e.unregistered_day is not None and d < e.unregistered_day <= d + 30) for e in members]
+            ),
+        }
+        for name, y in labels.items():
+            out.append(
+                CutoffResult(
+                    d, name, len(members), float(y.mean()) if len(y) else float("nan"),
+                    {"heuristic": roc_auc(h, y), "model": roc_auc(m, y)},
+                    {"heuristic": pr_auc(h, y), "model": pr_auc(m, y)},
+                )
+            )  # fmt: skip
+    return out
+
+
+def run_oulad_bench(
+    settings: Settings, config: OuladBenchConfig, console: Console, out: Path | None
+) -> list[CutoffResult]:
+    tag = uuid.uuid4().hex[:8]
+    log_dir = settings.run_dir / f"bench-oulad-{tag}"
+    s = settings.model_copy(
+        update={
+            "topic_prefix": f"oulad-{tag}",
+            "clickhouse_database": f"oulad_{tag}",
+            "worker_clock": "event",
+            "worker_store": "memory://",
+            "worker_web_port": free_port(),
+            "silence_tick_seconds": max(0.1, config.day_seconds / 4),
+            "score_debounce_seconds": min(0.3, config.day_seconds / 3),
+            "model_registry_dir": log_dir / "models",
+        }
+    )
+    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    migrate(connect(s), s.clickhouse_database)
+    train_data = OuladDataset.load(config.train_dir, config.train_presentations)
+    test_data = OuladDataset.load(config.test_dir, config.test_presentations)
+    console.print(
+        f"replaying {len(train_data.enrolments):,} training and {len(test_data.enrolments):,} test enrolments "
+        f"({config.day_seconds} s per day) into {s.topic_prefix}.* and {s.clickhouse_database} ..."
+    )
+    report = _replay(s, config, train_data, test_data, console, log_dir)
+    client = connect(s, s.clickhouse_database)
+    warehouse = load_warehouse(client, user_prefix="oulad-")
+    training = build(warehouse)
+    prefixes = lambda keys: tuple(f"oulad-{k}-" for k in keys)  # noqa: E731
+    registry = ModelRegistry(s.model_registry)
+    result = train(training, TrainConfig(train_prefixes=prefixes(config.train_presentations),
+                                         test_prefixes=prefixes(config.test_presentations)), registry,
+                   note="engage bench oulad")  # fmt: skip
+    model = LightGBMRiskModel(registry.get(result.version))
+    rows = {(r["user_id"], r["day"]): r for r in warehouse.rows}
+    results = evaluate(test_data, rows, model, config.cutoffs)
+    table = Table(title="OULAD: model vs heuristic on unseen presentations (risk_30d), per cut-off day")
+    for col in ("day", "label", "population", "positive rate", "ROC AUC heuristic", "ROC AUC model",
+                "PR AUC heuristic", "PR AUC model"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(str(r.day), r.label, f"{r.population:,}", f"{r.positive_rate:.3f}",
+                      f"{r.roc_auc['heuristic']:.3f}", f"{r.roc_auc['model']:.3f}",
+                      f"{r.pr_auc['heuristic']:.3f}", f"{r.pr_auc['model']:.3f}")  # fmt: skip
+    console.print(table)
+    console.print(f"events: {report.events:,} ({dict(report.by_type)}); model {result.version}, rows {result.rows}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"cutoffs": [r.__dict__ for r in results], "model": result.version, "training_metrics": result.metrics}
+        out.write_text(json.dumps(doc, indent=2, default=float))
+        console.print(f"wrote {out}")
+    return results
