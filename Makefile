@@ -21,6 +21,7 @@ bench: install system-deps
 	$(BIN)/engage bench ingest
 	$(BIN)/engage bench processors
 	$(BIN)/engage bench queries
+	$(BIN)/engage bench scoring
 
 up: install system-deps
 	$(BIN)/engage infra up

@@ -514,6 +514,16 @@ def bench_queries(
     run_query_bench(get_settings(), QueryBenchConfig(events=events, days=days, runs=runs), out, regenerate)
 
 
+@bench_app.command("scoring")
+def bench_scoring(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/scoring.json"),
+) -> None:
+    """A trained model's scoring cost per student, alone (p99) and in micro-batches, beside Booster.predict."""
+    from engage.bench.scoring import run_scoring_bench
+
+    run_scoring_bench(console, out)
+
+
 @bench_app.command("oulad")
 def bench_oulad(
     train: Annotated[Path, typer.Option(help="OULAD directory holding the training presentations")],

@@ -61,7 +61,8 @@ class LightGBMRiskModel:
         self.base_risk = {h: float(meta.get("base_risk", {}).get(str(h), 0.0)) for h in (7, 30)}
 
     def probabilities(self, matrix: np.ndarray, horizon: int) -> np.ndarray:
-        return self.calibrators[horizon].predict(self.boosters[horizon].predict(matrix))
+        # One thread: the scorer is one event loop, and threads cost more than they save on micro-batches.
+        return self.calibrators[horizon].predict(self.boosters[horizon].predict(matrix, num_threads=1))
 
     def score(self, snapshot: SignalSnapshot) -> RiskAssessment:
         return self.score_many([snapshot])[0]
@@ -72,7 +73,7 @@ class LightGBMRiskModel:
         matrix = np.asarray(feature_matrix(snapshots), dtype=float)
         p7 = self.probabilities(matrix, 7) * 100
         p30 = np.maximum(self.probabilities(matrix, 30) * 100, p7)
-        contributions = self.boosters[7].predict(matrix, pred_contrib=True)
+        contributions = self.boosters[7].predict(matrix, pred_contrib=True, num_threads=1)
         out = []
         for i, snapshot in enumerate(snapshots):
             risk7, risk30 = float(p7[i]), float(p30[i])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +55,7 @@ class TrainConfig:
     valid_share: float = 0.2
     max_rounds: int = 2_000
     early_stopping_rounds: int = 100
+    fixed_rounds: int | None = None  # exactly this many trees, no early stopping (benchmarks of model size)
 
 
 @dataclass
@@ -171,12 +172,15 @@ def _train_into(
         y = np.asarray(
             [training.labels[h][i] if training.labels[h][i] is not None else 0 for i in range(len(training))]
         )
+        stopping: list[Callable[..., Any]] = []
+        if not config.fixed_rounds:
+            stopping.append(lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False))
         booster = lgb.train(
             PARAMS,
             lgb.Dataset(X[tr], y[tr], feature_name=list(FEATURES)),
-            num_boost_round=config.max_rounds,
+            num_boost_round=config.fixed_rounds or config.max_rounds,
             valid_sets=[lgb.Dataset(X[va], y[va], feature_name=list(FEATURES))],
-            callbacks=[lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)],
+            callbacks=stopping,
         )
         booster.save_model(str(path / f"model-{h}d.txt"), num_iteration=booster.best_iteration)
         calibrator = IsotonicCalibrator.fit(booster.predict(X[va], num_iteration=booster.best_iteration), y[va])

@@ -6,7 +6,7 @@ agents only load the record from their table, call these, store it back and send
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from models.base import RiskModel
 from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
 from processors.signals import ApplyResult, apply_events, snapshot
 from processors.state import UserState
+from schemas.courses import CourseCalendar
 from schemas.interventions import InterventionRequest
 from schemas.risk import RiskUpdate, Trigger
 from schemas.signals import RiskAssessment, SignalSnapshot, Tier
@@ -104,13 +105,17 @@ def rescore(
     policy: PolicyConfig,
     now: datetime,
     policy_now: datetime | None = None,
+    calendars: Mapping[str, CourseCalendar] | None = None,
 ) -> list[ScoreOutcome]:
     """Score several students in one model call, apply the intervention policy, update their records.
 
     ``now`` is the wall clock (``scored_at``); ``policy_now`` is the engine's clock for caps, cooldowns and quiet
     hours — the same wall clock live, the event clock when history is replayed faster than real time.
+    ``calendars`` are the known course calendars (course id -> calendar) for the calendar signals.
     """
-    snapshots: list[SignalSnapshot] = [snapshot(r.state, q.as_of) for r, q in zip(records, requests, strict=True)]
+    snapshots: list[SignalSnapshot] = [
+        snapshot(r.state, q.as_of, calendars) for r, q in zip(records, requests, strict=True)
+    ]
     assessments = model.score_many(snapshots)
     outcomes = []
     for record, request, snap, assessment in zip(records, requests, snapshots, assessments, strict=True):

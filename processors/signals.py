@@ -33,10 +33,12 @@ Rules a reader of the signals should know:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from processors.calendar import calendar_signals, record_submission
 from processors.state import (
     BUCKET_WIDTH,
     CONTENT_VIEWS,
@@ -60,6 +62,7 @@ from processors.state import (
     zone_for,
 )
 from processors.streaks import ACTIVE_EVENT_TYPES, milestone_records
+from schemas.courses import CourseCalendar
 from schemas.signals import SignalSnapshot
 from schemas.streaks import StreakMilestone
 
@@ -225,6 +228,12 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
                 b[QUIZZES] += 1
                 b[QUIZ_BP] += round(min(_num(payload, "score") / max_score, 1.0) * 10_000)
             b[STUDY_SECONDS] += round(_num(payload, "duration_seconds"))
+            course_id, quiz_id = ev.get("course_id"), payload.get("quiz_id")
+            if isinstance(course_id, str) and isinstance(quiz_id, str):
+                entry = courses.get(course_id)
+                if entry is None:
+                    entry = courses[course_id] = [COURSE_UNKNOWN, 0.0, None, 0.0]
+                record_submission(entry, quiz_id)  # for "due but not submitted" (processors.calendar)
         elif code == _NOTIF_DELIVERED:
             b[NOTIF_DELIVERED] += 1
         elif code == _NOTIF_OPENED:
@@ -274,8 +283,12 @@ def _aware(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
-def snapshot(state: UserState, as_of: datetime) -> SignalSnapshot:
-    """Every ``SignalSnapshot`` field for the windows ending on as_of's local day (as_of is event time, aware)."""
+def snapshot(
+    state: UserState, as_of: datetime, calendars: Mapping[str, CourseCalendar] | None = None
+) -> SignalSnapshot:
+    """Every ``SignalSnapshot`` field for the windows ending on as_of's local day (as_of is event time, aware).
+
+    ``calendars`` (course id -> calendar) adds the course-calendar signals for the courses the student is in."""
     if as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
     zone = state.zone()
@@ -298,7 +311,11 @@ def snapshot(state: UserState, as_of: datetime) -> SignalSnapshot:
     quiz7 = s7[QUIZ_BP] / s7[QUIZZES] / 100 if s7[QUIZZES] else None
     quizp = p7[QUIZ_BP] / p7[QUIZZES] / 100 if p7[QUIZZES] else None
 
-    enrolled = [c for c in state.courses.values() if c[0] == COURSE_ENROLLED or (c[0] == COURSE_UNKNOWN and c[3])]
+    current = {
+        cid: c for cid, c in state.courses.items() if c[0] == COURSE_ENROLLED or (c[0] == COURSE_UNKNOWN and c[3])
+    }
+    enrolled = list(current.values())
+    cal = calendar_signals(current, calendars or {}, date.fromordinal(today))
     unenrolled = sum(1 for c in state.courses.values() if c[0] == COURSE_UNENROLLED)
     progress = sum(c[2] or 0.0 for c in enrolled) / len(enrolled) if enrolled else None
 
@@ -342,6 +359,12 @@ def snapshot(state: UserState, as_of: datetime) -> SignalSnapshot:
         streak_freezes_held=streak.freezes,
         streak_freezes_used=streak.freezes_used,
         streak_broken_recently=streak.broken_recently,
+        course_day=cal.course_day,
+        assessments_due=cal.assessments_due,
+        assessments_missed=cal.assessments_missed,
+        assessment_weight_missed_pct=cal.assessment_weight_missed_pct,
+        days_since_missed_due=cal.days_since_missed_due,
+        days_to_next_due=cal.days_to_next_due,
         active_days_7d=state.streak.active_days(today - 6, today),
         active_days_30d=active_30,
         study_consistency_30d=min(1.0, active_30 / observed) if observed else 0.0,

@@ -77,6 +77,14 @@ class SignalSnapshot(BaseModel):
     avg_quiz_score_pct_30d: float | None = None
     quiz_score_trend: float | None = None
 
+    # course calendar (schemas.courses; None where no calendar of the student's courses is known)
+    course_day: float | None = Field(None, description="days since the start of the earliest-starting current course")
+    assessments_due: int = Field(0, description="assessments of current courses whose due date is over")
+    assessments_missed: int = Field(0, description="of those, not submitted")
+    assessment_weight_missed_pct: float | None = Field(None, description="weight missed / weight due, percent")
+    days_since_missed_due: float | None = None
+    days_to_next_due: float | None = None
+
     # context
     days_since_last_activity: float | None = None
     content_views_30d: int = 0

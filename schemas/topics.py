@@ -41,6 +41,7 @@ class TopicCatalogue:
     interventions: TopicSpec
     streak_milestones: TopicSpec
     intervention_outcomes: TopicSpec
+    courses: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -50,6 +51,7 @@ class TopicCatalogue:
             self.interventions,
             self.streak_milestones,
             self.intervention_outcomes,
+            self.courses,
         ]
 
 
@@ -88,5 +90,13 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             partitions,
             retention_ms=30 * DAY_MS,
             contract="schemas.interventions.InterventionOutcome",
+        ),
+        courses=TopicSpec(
+            f"{prefix}.courses.v1",
+            1,
+            cleanup_policy="compact",
+            retention_ms=-1,
+            key="course_id",
+            contract="schemas.courses.CourseCalendar",
         ),
     )

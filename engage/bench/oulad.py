@@ -32,7 +32,7 @@ from deploy.process import free_port
 from engage.children import child, wait_http
 from engage.oulad.dataset import Enrolment, OuladDataset
 from engage.oulad.mapping import MappingReport
-from engage.oulad.replay import replay_days
+from engage.oulad.replay import publish_calendars, replay_days
 from engage.settings import Settings, settings_env
 from models.features import snapshot_from_row
 from models.heuristic import HeuristicModel
@@ -112,6 +112,8 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
         started = time.monotonic()
         sent = days = 0
         with EventProducer(settings.kafka_bootstrap, topics, source="oulad-bench") as producer:
+            publish_calendars(producer, train)
+            publish_calendars(producer, test)
             for day, events in _merged(replay_days(train, report), replay_days(test, report)):
                 day_started = time.monotonic()
                 producer.send(events)

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engage.oulad.dataset import Assessment, Click, Enrolment, Presentation, Submission
+from schemas.courses import CourseAssessment, CourseCalendar
 
 TIMEZONE = "Europe/London"
 _ZONE = ZoneInfo(TIMEZONE)
@@ -123,13 +124,37 @@ def study_day_events(
     return out
 
 
+def assessment_id(assessment: Assessment) -> str:
+    """The id submissions carry as ``quiz_id`` and the calendar lists: 'tma-1752'."""
+    return f"{assessment.kind.lower()}-{assessment.id}"
+
+
+def course_calendar(presentation: Presentation, assessments: Iterable[Assessment]) -> CourseCalendar:
+    """The presentation as a course the pipeline knows: dates, and each assessment with its due date and weight."""
+    return CourseCalendar(
+        course_id=presentation.key,
+        starts_on=presentation.start,
+        ends_on=presentation.start + timedelta(days=presentation.length_days),
+        assessments=[
+            CourseAssessment(
+                assessment_id=assessment_id(a),
+                kind=a.kind,
+                due_on=presentation.start + timedelta(days=a.due_day) if a.due_day is not None else None,
+                weight=a.weight,
+            )
+            for a in sorted(assessments, key=lambda a: (a.due_day is None, a.due_day or 0, a.id))
+            if a.presentation == presentation.key
+        ],
+    )
+
+
 def submission_event(
     enrolment: Enrolment, presentation: Presentation, assessment: Assessment, submission: Submission
 ) -> dict[str, Any] | None:
     if submission.score is None:
         return None
     payload = {
-        "quiz_id": f"{assessment.kind.lower()}-{assessment.id}",
+        "quiz_id": assessment_id(assessment),
         "score": float(submission.score),
         "max_score": 100.0,
         "passed": submission.score >= PASS_MARK,

@@ -20,7 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engage.oulad.dataset import Click, OuladDataset
-from engage.oulad.mapping import MappingReport, registration_events, study_day_events, submission_event
+from engage.oulad.mapping import (
+    MappingReport,
+    course_calendar,
+    registration_events,
+    study_day_events,
+    submission_event,
+)
 from engage.settings import Settings
 from schemas.topics import catalogue
 from streams.producer import EventProducer
@@ -66,6 +72,17 @@ def replay_days(data: OuladDataset, report: MappingReport | None = None) -> Iter
         yield day, events
 
 
+def publish_calendars(producer: EventProducer, data: OuladDataset) -> None:
+    """Each presentation's calendar on the courses topic, before any of its events (workers read it live)."""
+    for presentation in data.presentations.values():
+        calendar = course_calendar(presentation, data.assessments.values())
+        producer.send_encoded(
+            calendar.course_id.encode(), calendar.model_dump_json().encode(), topic=producer.topics.courses.name
+        )
+    if producer.flush(30):
+        raise RuntimeError("Kafka did not acknowledge the course calendars")
+
+
 @dataclass
 class ReplayResult:
     days: int = 0
@@ -93,6 +110,7 @@ def replay(data: OuladDataset, settings: Settings, console: Console, day_seconds
         EventProducer(settings.kafka_bootstrap, topics, source="oulad-replay") as producer,
         Progress(*columns, console=console) as progress,
     ):
+        publish_calendars(producer, data)
         task = progress.add_task("days", total=(last - first).days, day="", events=0)
         for day, events in days:
             day_started = time.monotonic()

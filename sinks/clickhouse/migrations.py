@@ -29,11 +29,23 @@ from sinks.clickhouse.tables import (
     USER_DAILY_ACTIVITY_VIEW,
     USER_DAILY_SIGNALS,
     USER_DAILY_SIGNALS_VIEW,
+    AggregateView,
     Cluster,
     SchemaObject,
 )
 
 LEDGER = "schema_migrations"
+_CALENDAR_COLUMNS = tuple(
+    f"signals_{name}"
+    for name in (
+        "course_day",
+        "assessments_due",
+        "assessments_missed",
+        "assessment_weight_missed_pct",
+        "days_since_missed_due",
+        "days_to_next_due",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,18 @@ class AddColumns:
         return out
 
 
-Step = SchemaObject | AddColumns
+@dataclass(frozen=True)
+class RecreateView:
+    """A materialized view whose SELECT lists columns its source gained: dropped and created again."""
+
+    view: AggregateView
+
+    def statements(self, database: str, cluster: Cluster | None) -> list[str]:
+        on = f" ON CLUSTER {cluster.name}" if cluster else ""
+        return [f"DROP TABLE IF EXISTS {database}.{self.view.name}{on}", self.view.ddl(database, cluster)]
+
+
+Step = SchemaObject | AddColumns | RecreateView
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,8 @@ class Migration:
         for step in self.steps:
             if isinstance(step, AddColumns):
                 out += step.statements(client, database, cluster)
+            elif isinstance(step, RecreateView):
+                out += step.statements(database, cluster)
             else:
                 out += step.ddl(database, cluster).split(";\n")
         return out
@@ -105,6 +130,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             USER_DAILY_ACTIVITY_VIEW,
             USER_DAILY_SIGNALS,
             USER_DAILY_SIGNALS_VIEW,
+        ),
+    ),
+    Migration(
+        4,
+        "course calendar signals in risk updates and daily signals",
+        (
+            AddColumns("risk_updates", _CALENDAR_COLUMNS),
+            AddColumns("user_daily_signals", _CALENDAR_COLUMNS),
+            RecreateView(USER_DAILY_SIGNALS_VIEW),
         ),
     ),
 )

@@ -54,7 +54,7 @@ def register_views(worker: EngagementWorker) -> None:
             return view.bytes(await resp.read(), content_type=resp.content_type, status=resp.status)
 
     def engagement(user_id: str, record: UserRecord) -> dict[str, Any]:
-        snap = snapshot(record.state, worker.now())
+        snap = snapshot(record.state, worker.now(), worker.courses.calendars())
         return {
             "user_id": user_id,
             "risk": record.last_assessment,

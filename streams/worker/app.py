@@ -33,6 +33,7 @@ from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
 from schemas.topics import catalogue
 from streams.worker import metrics as m
+from streams.worker.courses import CourseDirectory
 from streams.worker.partitioning import at_partition, key_partition, writing_as
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class EngagementWorker:
             self.models.model = model
         self.policy = policy or (policy_from_file(settings.policy_path) if settings.policy_path else policy_from_file())
         self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
+        self.courses = CourseDirectory(settings.kafka_bootstrap, self.topics.courses.name)
+        self.courses.start()
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
         self.app = faust.App(
             f"{settings.topic_prefix}-worker",
@@ -112,6 +115,9 @@ class EngagementWorker:
         self._watermark: datetime | None = None
         self._tier_counts: dict[str, int] = {}
         self._silence_keys: list[bytes] = []
+        # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
+        # students) finds who is due without reading every record. Built from the table on first use.
+        self._clock_index: dict[bytes, float] | None = None
         self.records_lock = asyncio.Lock()
         self._register()
 
@@ -219,7 +225,9 @@ class EngagementWorker:
             return []
         now = datetime.now(UTC)
         records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
-        outcomes = rescore(records, requests, self.models.current(), self.policy, now, policy_now=self.now())
+        outcomes = rescore(
+            records, requests, self.models.current(), self.policy, now, self.now(), self.courses.calendars()
+        )
         sent_at = time.time()
         for (record, request, event), outcome in zip(items, outcomes, strict=True):
             self.store(request.user_id, record, event)
@@ -267,6 +275,8 @@ class EngagementWorker:
         key = user_id.encode()
         with writing_as(event if event is not None else self._key_context(key)):
             self.users[key] = record.to_bytes()
+        if self._clock_index is not None:
+            self._clock_index[key] = record.clock_at
 
     def _key_context(self, key: bytes) -> Any:
         return at_partition(self.topics.events.name, key_partition(key, self.settings.event_partitions))
@@ -300,14 +310,14 @@ class EngagementWorker:
             await self._rescore_slice()
 
     async def _rescore_slice(self) -> None:
+        if self.settings.worker_clock == "event":
+            await self._rescore_due_now()
+            return
         if not self._silence_keys:
             self._silence_keys = list(self.users.keys())
             m.TABLE_USERS.set(len(self._silence_keys))
-        if self.settings.worker_clock == "event":
-            per_tick = len(self._silence_keys)
-        else:
-            share = self.settings.silence_tick_seconds / self.settings.rescore_after_seconds
-            per_tick = max(1, int(len(self._silence_keys) * share) + 1)
+        share = self.settings.silence_tick_seconds / self.settings.rescore_after_seconds
+        per_tick = max(1, int(len(self._silence_keys) * share) + 1)
         chunk, self._silence_keys = self._silence_keys[:per_tick], self._silence_keys[per_tick:]
         now = self.now()
         cutoff = now.timestamp() - self.settings.rescore_after_seconds
@@ -316,6 +326,28 @@ class EngagementWorker:
             record = self.record(key.decode())
             if record is not None and record.clock_at <= cutoff:
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
+        await self._score_and_store(items)
+
+    async def _rescore_due_now(self, max_per_tick: int = 5_000) -> None:
+        """Event clock: re-score every local student whose last score is a day (of event time) old, found in
+        the in-memory clock index instead of by reading each record."""
+        if self._clock_index is None:
+            self._clock_index = {}
+            for key in list(self.users.keys()):
+                record = self.record(key.decode())
+                if record is not None:
+                    self._clock_index[key] = record.clock_at
+            m.TABLE_USERS.set(len(self._clock_index))
+        now = self.now()
+        cutoff = now.timestamp() - self.settings.rescore_after_seconds
+        due = [k for k, at in self._clock_index.items() if at <= cutoff][:max_per_tick]
+        items = []
+        for key in due:
+            record = self.record(key.decode())
+            if record is None:  # the partition moved to another worker
+                self._clock_index.pop(key, None)
+                continue
+            items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
         await self._score_and_store(items)
 
     async def _dead_letter(self, raw: bytes, reason: str) -> None:

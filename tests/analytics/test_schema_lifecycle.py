@@ -69,3 +69,16 @@ def test_retention_refuses_unknown_tables_and_zero_months() -> None:
         retention_policy({"events": 3})
     with pytest.raises(ValueError, match="at least 1"):
         oldest_kept_month(date(2026, 1, 1), 0)
+
+
+def test_the_daily_signals_view_recreated_carries_the_new_calendar_columns(warehouse: Warehouse) -> None:
+    from sinks.clickhouse.migrations import RecreateView
+    from sinks.clickhouse.tables import USER_DAILY_SIGNALS_VIEW
+
+    for sql in RecreateView(USER_DAILY_SIGNALS_VIEW).statements(warehouse.database, None):
+        warehouse.client.execute(sql)
+    warehouse.contract(RISK, risk("c1", "2026-11-02", 40.0, course_day=12.0, assessments_missed=2))
+    got = warehouse.client.execute(
+        f"SELECT signals_course_day, signals_assessments_missed FROM {warehouse.database}.user_daily_signals"
+    )
+    assert got == [(12.0, 2)]

@@ -53,6 +53,10 @@ def test_oulad_sample_replayed_in_event_time_reaches_signals_and_clickhouse(
         signals = worker.engagement(withdrawn).json()["signals"]
         # the student's last click in BBB 2013B was long before the replay's end (June 2014): silent for months
         assert signals["days_since_last_activity"] > 30
+        # the course calendar reached the worker: the retake (BBB 2013J, passed) is deep into the course and
+        # had every assessment with a date fall due
+        retake_signals = worker.engagement(data.enrolments[("BBB-2013J", 52899)].user_id).json()["signals"]
+        assert retake_signals["course_day"] > 200 and retake_signals["assessments_due"] >= 5
     run_sinks(s, list(SINK_NAMES), idle_exit=3.0)
     client = connect(s)
     db = s.clickhouse_database

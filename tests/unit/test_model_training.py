@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -11,46 +9,19 @@ import numpy as np
 import pytest
 
 from models.calibration import IsotonicCalibrator
-from models.features import FEATURES, feature_vector
+from models.features import FEATURES
 from models.labels import StudentOutcome
 from models.lightgbm_model import LightGBMRiskModel
 from models.metrics import calibration_table, expected_calibration_error, pr_auc, roc_auc
 from models.registry import ModelRegistry
+from models.synthetic import synthetic_training_set
 from models.training import TrainConfig, train
 from models.training_data import DEFAULT_EXTRACTORS, RowContext, TrainingSet, Warehouse, audit_point_in_time, build
 from schemas.signals import SignalSnapshot
 
 
-def sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
-
-
 def synthetic(users: int = 200, days: int = 100, seed: int = 3) -> tuple[TrainingSet, list[float]]:
-    """Students whose true drop-off probability is a known function of days since their last login."""
-    rng = random.Random(seed)
-    out = TrainingSet(list(FEATURES))
-    truth: list[float] = []
-    start = date(2026, 1, 1)
-    for u in range(users):
-        for d in range(days):
-            silent = rng.uniform(0, 20)
-            when = datetime.combine(start + timedelta(days=d), datetime.min.time(), UTC)
-            snap = SignalSnapshot(
-                user_id=f"u{u}",
-                as_of=when,
-                days_since_last_login=silent,
-                logins_7d=rng.randint(0, 10),
-                avg_quiz_score_pct_30d=None if rng.random() < 0.3 else rng.uniform(0, 100),
-            )
-            p7, p30 = sigmoid(0.45 * (silent - 8)), sigmoid(0.35 * (silent - 5))
-            out.user_ids.append(f"u{u}")
-            out.days.append(d)
-            out.features.append(feature_vector(snap))
-            out.rows.append({f"signals_{k}": v for k, v in snap.model_dump().items()})
-            out.labels[7].append(int(rng.random() < p7))
-            out.labels[30].append(int(rng.random() < p30))
-            truth.append(p7)
-    return out, truth
+    return synthetic_training_set(users, days, seed)
 
 
 @pytest.fixture(scope="module")

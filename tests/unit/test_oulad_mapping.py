@@ -116,3 +116,23 @@ def test_content_formats() -> None:
         "interactive": 2,
         "video": 1,
     }
+
+
+def test_each_presentation_is_a_course_calendar_whose_ids_submissions_carry(sample: OuladDataset) -> None:
+    from engage.oulad.mapping import course_calendar
+
+    p = sample.presentations["BBB-2013J"]
+    calendar = course_calendar(p, sample.assessments.values())
+    assert (calendar.course_id, calendar.starts_on, calendar.ends_on) == (
+        "BBB-2013J",
+        date(2013, 10, 1),
+        date(2014, 6, 26),
+    )
+    dated = [a for a in calendar.assessments if a.due_on is not None]
+    assert dated == sorted(dated, key=lambda a: a.due_on) and dated[0].assessment_id.startswith(("tma-", "cma-"))
+    assert sum(a.weight for a in calendar.assessments) == pytest.approx(200.0)  # coursework 100 + exam 100
+    ids = {a.assessment_id for a in calendar.assessments}
+    submitted = {
+        e["payload"]["quiz_id"] for e in _events(sample, "BBB-2013J", 30091) if e["event_type"] == "quiz_submitted"
+    }
+    assert submitted and submitted <= ids

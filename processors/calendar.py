@@ -1,0 +1,80 @@
+"""Signals from the course calendar: how far into their course a student is, and what they let pass.
+
+For each course the student is enrolled in whose calendar is known (``schemas.courses``): an assessment is
+*past due* once its due date is over (the due day itself still counts as on time) and *missed* while no
+``quiz_submitted`` with its id has arrived. Dates are the student's local dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from schemas.courses import CourseCalendar
+
+SUBMITTED = 4  # index of the submitted assessment ids in a ``UserState.courses`` entry
+MAX_SUBMITTED = 200  # per course; a course has tens of assessments
+
+
+@dataclass(frozen=True)
+class CalendarSignals:
+    course_day: float | None = None  # days since the start of the student's earliest-starting current course
+    assessments_due: int = 0
+    assessments_missed: int = 0
+    assessment_weight_missed_pct: float | None = None
+    days_since_missed_due: float | None = None
+    days_to_next_due: float | None = None
+
+
+def submitted_ids(entry: list[Any]) -> list[str]:
+    return entry[SUBMITTED] if len(entry) > SUBMITTED else []
+
+
+def record_submission(entry: list[Any], assessment_id: str) -> None:
+    """Remember that the student submitted ``assessment_id`` in this course (an entry of ``UserState.courses``)."""
+    while len(entry) <= SUBMITTED:
+        entry.append(0.0 if len(entry) != SUBMITTED else [])
+    ids: list[str] = entry[SUBMITTED]
+    if assessment_id not in ids and len(ids) < MAX_SUBMITTED:
+        ids.append(assessment_id)
+
+
+def calendar_signals(
+    enrolled: Mapping[str, list[Any]], calendars: Mapping[str, CourseCalendar], today: date
+) -> CalendarSignals:
+    """``enrolled``: course id -> the student's ``UserState.courses`` entry, for the courses they are in."""
+    starts: list[date] = []
+    due = missed = 0
+    weight_due = weight_missed = 0.0
+    last_missed: date | None = None
+    next_due: date | None = None
+    for course_id, entry in enrolled.items():
+        calendar = calendars.get(course_id)
+        if calendar is None:
+            continue
+        starts.append(calendar.starts_on)
+        done = set(submitted_ids(entry))
+        for a in calendar.assessments:
+            if a.due_on is None:
+                continue
+            if a.due_on < today:
+                due += 1
+                weight_due += a.weight
+                if a.assessment_id not in done:
+                    missed += 1
+                    weight_missed += a.weight
+                    last_missed = a.due_on if last_missed is None else max(last_missed, a.due_on)
+            elif next_due is None or a.due_on < next_due:
+                next_due = a.due_on
+    if not starts:
+        return CalendarSignals()
+    return CalendarSignals(
+        course_day=float((today - min(starts)).days),
+        assessments_due=due,
+        assessments_missed=missed,
+        assessment_weight_missed_pct=100 * weight_missed / weight_due if weight_due else None,
+        days_since_missed_due=float((today - last_missed).days) if last_missed else None,
+        days_to_next_due=float((next_due - today).days) if next_due else None,
+    )

@@ -1,0 +1,72 @@
+"""Course-calendar signals: past-due and missed assessments, weights, days to the next due date."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from processors.calendar import calendar_signals
+from processors.signals import apply_events, snapshot
+from schemas.courses import CourseAssessment, CourseCalendar
+
+CAL = CourseCalendar(
+    course_id="c1",
+    starts_on=date(2026, 10, 1),
+    ends_on=date(2027, 6, 1),
+    assessments=[
+        CourseAssessment(assessment_id="tma-1", kind="TMA", due_on=date(2026, 10, 20), weight=10),
+        CourseAssessment(assessment_id="tma-2", kind="TMA", due_on=date(2026, 11, 10), weight=30),
+        CourseAssessment(assessment_id="tma-3", kind="TMA", due_on=date(2026, 12, 1), weight=60),
+        CourseAssessment(assessment_id="exam", kind="Exam", due_on=None, weight=100),
+    ],
+)
+
+
+def _event(n: int, event_type: str, day: str, **payload: object) -> dict:
+    return {
+        "event_id": f"e{n}",
+        "user_id": "u1",
+        "event_type": event_type,
+        "event_time": f"{day}T10:00:00+00:00",
+        "platform": "web",
+        "timezone": "UTC",
+        "course_id": "c1",
+        "payload": payload,
+    }
+
+
+def test_missed_and_upcoming_assessments_from_the_calendar() -> None:
+    result = apply_events(
+        None,
+        "u1",
+        [
+            _event(1, "enrolled", "2026-09-20"),
+            _event(2, "quiz_submitted", "2026-10-19", quiz_id="tma-1", score=70.0, max_score=100.0),
+        ],
+    )
+    state = result.state
+    on_due_day = snapshot(state, datetime(2026, 11, 10, 20, tzinfo=UTC), {"c1": CAL})
+    assert (on_due_day.assessments_due, on_due_day.assessments_missed) == (1, 0)  # the due day is still on time
+    late = snapshot(state, datetime(2026, 11, 15, 12, tzinfo=UTC), {"c1": CAL})
+    assert late.course_day == 45.0
+    assert (late.assessments_due, late.assessments_missed) == (2, 1)
+    assert late.assessment_weight_missed_pct == pytest.approx(75.0)  # 30 of 40 points due
+    assert (late.days_since_missed_due, late.days_to_next_due) == (5.0, 16.0)
+    caught_up = apply_events(
+        state, "u1", [_event(3, "quiz_submitted", "2026-11-16", quiz_id="tma-2", score=50.0, max_score=100.0)]
+    ).state
+    after = snapshot(caught_up, datetime(2026, 11, 17, 12, tzinfo=UTC), {"c1": CAL})
+    assert (after.assessments_missed, after.assessment_weight_missed_pct, after.days_since_missed_due) == (0, 0.0, None)
+    assert snapshot(caught_up, datetime(2026, 11, 17, 12, tzinfo=UTC)).course_day is None  # no calendar known
+
+
+def test_only_current_courses_count() -> None:
+    state = apply_events(None, "u1", [_event(1, "enrolled", "2026-09-20"), _event(2, "unenrolled", "2026-10-25")]).state
+    assert snapshot(state, datetime(2026, 11, 15, tzinfo=UTC), {"c1": CAL}).assessments_due == 0
+    assert calendar_signals({}, {"c1": CAL}, date(2026, 11, 15)).course_day is None
+
+
+def test_a_calendar_must_end_after_it_starts() -> None:
+    with pytest.raises(ValueError, match=r"ends_on \(2026-01-01\) is before starts_on \(2026-02-01\)"):
+        CourseCalendar(course_id="c", starts_on=date(2026, 2, 1), ends_on=date(2026, 1, 1))
