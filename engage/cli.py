@@ -532,13 +532,21 @@ def bench_oulad(
     train_presentation: Annotated[list[str] | None, typer.Option(help="Default: BBB, DDD, FFF 2013B")] = None,
     test_presentation: Annotated[list[str] | None, typer.Option(help="Default: the six 2013J ones")] = None,
     day_seconds: Annotated[float, typer.Option(help="Wall seconds per replayed day")] = 1.0,
+    reuse_database: Annotated[
+        str | None, typer.Option(help="Train and evaluate again on a finished replay's database (oulad_<tag>)")
+    ] = None,
 ) -> None:
     """Real students through the live pipeline: train on some presentations, judge per cut-off day on others."""
     from engage.bench.oulad import TEST, TRAIN, OuladBenchConfig, run_oulad_bench
 
     _ensure_infra()
     config = OuladBenchConfig(
-        train, test, tuple(train_presentation or TRAIN), tuple(test_presentation or TEST), day_seconds
+        train,
+        test,
+        tuple(train_presentation or TRAIN),
+        tuple(test_presentation or TEST),
+        day_seconds,
+        reuse_database=reuse_database,
     )
     run_oulad_bench(get_settings(), config, console, out)
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     score_debounce_seconds: float = Field(0.3, description="re-score one student at most this often on events")
     rescore_after_seconds: float = Field(86_400.0, description="silent students are re-scored at least this often")
     silence_tick_seconds: float = 30.0
+    dormant_rescore_after_seconds: float = Field(
+        7 * 86_400.0, description="students with no current course are re-scored this often while silent"
+    )
     policy_path: Path | None = Field(None, description="intervention policy JSON; default deploy/policy/default.json")
     broker_session_timeout_seconds: float = 10.0
 

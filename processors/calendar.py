@@ -78,3 +78,25 @@ def calendar_signals(
         days_since_missed_due=float((today - last_missed).days) if last_missed else None,
         days_to_next_due=float((next_due - today).days) if next_due else None,
     )
+
+
+DORMANT_AFTER_COURSE_END_DAYS = 30
+
+
+def is_dormant(courses: Mapping[str, list[Any]], calendars: Mapping[str, CourseCalendar], today: date) -> bool:
+    """No current course: unenrolled from every course, or every course ended more than 30 days ago.
+
+    Dormant students are re-scored less often while silent (their risk no longer moves); a student with no
+    course information at all is never dormant, since nothing says their learning ended.
+    """
+    from processors.state import COURSE_UNENROLLED
+
+    if not courses:
+        return False
+    for course_id, entry in courses.items():
+        if entry[0] == COURSE_UNENROLLED:
+            continue
+        calendar = calendars.get(course_id)
+        if calendar is None or (today - calendar.ends_on).days <= DORMANT_AFTER_COURSE_END_DAYS:
+            return False
+    return True

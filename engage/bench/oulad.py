@@ -61,6 +61,7 @@ class OuladBenchConfig:
     test_presentations: tuple[str, ...] = TEST
     day_seconds: float = 1.0
     cutoffs: tuple[int, ...] = CUTOFFS
+    reuse_database: str | None = None  # evaluate a finished replay again (another model), without replaying
 
 
 @dataclass
@@ -142,6 +143,16 @@ def _registered_at(e: Enrolment, d: int) -> bool:
     )
 
 
+def _as_of(rows: dict[tuple[str, date], dict[str, Any]], user: str, day: date) -> dict[str, Any] | None:
+    """The snapshot stored for ``day``, else the latest of the 7 days before (a replay running behind can skip
+    a day's silence re-score; what was known then is still what was known on ``day``)."""
+    for back in range(8):
+        row = rows.get((user, day - timedelta(days=back)))
+        if row is not None:
+            return row
+    return None
+
+
 def evaluate(test: OuladDataset, rows: dict[tuple[str, date], dict[str, Any]], model: LightGBMRiskModel,
              cutoffs: tuple[int, ...]) -> list[CutoffResult]:  # fmt: skip
     heuristic = HeuristicModel()
@@ -151,9 +162,9 @@ def evaluate(test: OuladDataset, rows: dict[tuple[str, date], dict[str, Any]], m
         for e in test.enrolments.values():
             if not _registered_at(e, d):
                 continue
-            row = rows.get((e.user_id, test.presentations[e.presentation].start + timedelta(days=d)))
+            row = _as_of(rows, e.user_id, test.presentations[e.presentation].start + timedelta(days=d))
             if row is None:
-                continue  # no snapshot that day: the student never produced an event by then
+                continue  # no snapshot in the week up to that day: nothing was known of the student yet
             members.append(e)
             snapshots.append(snapshot_from_row(row))
         h = np.asarray([a.risk_30d for a in heuristic.score_many(snapshots)])
@@ -178,7 +189,7 @@ def evaluate(test: OuladDataset, rows: dict[tuple[str, date], dict[str, Any]], m
 def run_oulad_bench(
     settings: Settings, config: OuladBenchConfig, console: Console, out: Path | None
 ) -> list[CutoffResult]:
-    tag = uuid.uuid4().hex[:8]
+    tag = config.reuse_database.removeprefix("oulad_") if config.reuse_database else uuid.uuid4().hex[:8]
     log_dir = settings.run_dir / f"bench-oulad-{tag}"
     s = settings.model_copy(
         update={
@@ -192,20 +203,25 @@ def run_oulad_bench(
             "model_registry_dir": log_dir / "models",
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
-    migrate(connect(s), s.clickhouse_database)
     train_data = OuladDataset.load(config.train_dir, config.train_presentations)
     test_data = OuladDataset.load(config.test_dir, config.test_presentations)
-    console.print(
-        f"replaying {len(train_data.enrolments):,} training and {len(test_data.enrolments):,} test enrolments "
-        f"({config.day_seconds} s per day) into {s.topic_prefix}.* and {s.clickhouse_database} ..."
-    )
-    report = _replay(s, config, train_data, test_data, console, log_dir)
+    report = MappingReport()
+    if config.reuse_database is None:
+        ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+        migrate(connect(s), s.clickhouse_database)
+        console.print(
+            f"replaying {len(train_data.enrolments):,} training and {len(test_data.enrolments):,} test enrolments "
+            f"({config.day_seconds} s per day) into {s.topic_prefix}.* and {s.clickhouse_database} ..."
+        )
+        report = _replay(s, config, train_data, test_data, console, log_dir)
+    else:
+        console.print(f"evaluating the replay stored in {s.clickhouse_database} again")
     client = connect(s, s.clickhouse_database)
     warehouse = load_warehouse(client, user_prefix="oulad-")
     training = build(warehouse)
     prefixes = lambda keys: tuple(f"oulad-{k}-" for k in keys)  # noqa: E731
     registry = ModelRegistry(s.model_registry)
+    log_dir.mkdir(parents=True, exist_ok=True)
     result = train(training, TrainConfig(train_prefixes=prefixes(config.train_presentations),
                                          test_prefixes=prefixes(config.test_presentations)), registry,
                    note="engage bench oulad")  # fmt: skip

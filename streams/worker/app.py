@@ -28,6 +28,7 @@ from engage.settings import Settings
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider
+from processors.calendar import is_dormant
 from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, rescore
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
@@ -117,7 +118,7 @@ class EngagementWorker:
         self._silence_keys: list[bytes] = []
         # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
         # students) finds who is due without reading every record. Built from the table on first use.
-        self._clock_index: dict[bytes, float] | None = None
+        self._clock_index: dict[bytes, tuple[float, bool]] | None = None  # key -> (clock_at, dormant)
         self.records_lock = asyncio.Lock()
         self._register()
 
@@ -276,7 +277,15 @@ class EngagementWorker:
         with writing_as(event if event is not None else self._key_context(key)):
             self.users[key] = record.to_bytes()
         if self._clock_index is not None:
-            self._clock_index[key] = record.clock_at
+            self._clock_index[key] = (record.clock_at, self._dormant(record))
+
+    def _dormant(self, record: UserRecord) -> bool:
+        return is_dormant(record.state.courses, self.courses.calendars(), self.now().date())
+
+    def _silence_cutoff(self, now: datetime, dormant: bool) -> float:
+        """Last score older than this (engine clock, epoch seconds): due for a silence re-score."""
+        wait = self.settings.dormant_rescore_after_seconds if dormant else self.settings.rescore_after_seconds
+        return now.timestamp() - wait
 
     def _key_context(self, key: bytes) -> Any:
         return at_partition(self.topics.events.name, key_partition(key, self.settings.event_partitions))
@@ -320,11 +329,10 @@ class EngagementWorker:
         per_tick = max(1, int(len(self._silence_keys) * share) + 1)
         chunk, self._silence_keys = self._silence_keys[:per_tick], self._silence_keys[per_tick:]
         now = self.now()
-        cutoff = now.timestamp() - self.settings.rescore_after_seconds
         items = []
         for key in chunk:
             record = self.record(key.decode())
-            if record is not None and record.clock_at <= cutoff:
+            if record is not None and record.clock_at <= self._silence_cutoff(now, self._dormant(record)):
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
         await self._score_and_store(items)
 
@@ -336,11 +344,13 @@ class EngagementWorker:
             for key in list(self.users.keys()):
                 record = self.record(key.decode())
                 if record is not None:
-                    self._clock_index[key] = record.clock_at
+                    self._clock_index[key] = (record.clock_at, self._dormant(record))
             m.TABLE_USERS.set(len(self._clock_index))
         now = self.now()
-        cutoff = now.timestamp() - self.settings.rescore_after_seconds
-        due = [k for k, at in self._clock_index.items() if at <= cutoff][:max_per_tick]
+        active_cutoff, dormant_cutoff = self._silence_cutoff(now, False), self._silence_cutoff(now, True)
+        due = [
+            k for k, (at, dormant) in self._clock_index.items() if at <= (dormant_cutoff if dormant else active_cutoff)
+        ][:max_per_tick]
         items = []
         for key in due:
             record = self.record(key.decode())

@@ -70,3 +70,15 @@ def test_only_current_courses_count() -> None:
 def test_a_calendar_must_end_after_it_starts() -> None:
     with pytest.raises(ValueError, match=r"ends_on \(2026-01-01\) is before starts_on \(2026-02-01\)"):
         CourseCalendar(course_id="c", starts_on=date(2026, 2, 1), ends_on=date(2026, 1, 1))
+
+
+def test_dormant_when_no_course_is_current() -> None:
+    from processors.calendar import is_dormant
+
+    enrolled = apply_events(None, "u1", [_event(1, "enrolled", "2026-09-20")]).state
+    assert not is_dormant(enrolled.courses, {"c1": CAL}, date(2027, 6, 20))  # ended 19 days ago
+    assert is_dormant(enrolled.courses, {"c1": CAL}, date(2027, 7, 10))  # ended 39 days ago
+    assert not is_dormant(enrolled.courses, {}, date(2030, 1, 1))  # no calendar: nothing says it ended
+    left = apply_events(enrolled, "u1", [_event(2, "unenrolled", "2026-10-25")]).state
+    assert is_dormant(left.courses, {}, date(2026, 10, 26))
+    assert not is_dormant({}, {}, date(2026, 10, 26))  # no course information at all
