@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     worker_clock: Literal["wall", "event"] = Field(
         "wall", description="'event': 'now' is the newest event time seen (replays of history, e.g. OULAD)"
     )
+    event_clock_idle_seconds: float = Field(
+        5.0, description="event clock: a partition with no new events for this long stops holding the clock back"
+    )
     worker_take_max: int = 500
     worker_take_within_seconds: float = 0.05
     score_debounce_seconds: float = Field(0.3, description="re-score one student at most this often on events")

@@ -114,6 +114,12 @@ class EngagementWorker:
         self._pending: dict[str, _Pending] = {}
         self._last_scored: dict[str, float] = {}
         self._watermark: datetime | None = None
+        # Event clock: the newest event time per partition of the events topic. 'Now' is the lowest of them
+        # (every partition has got that far), so a replay's partitions running at different speeds never
+        # make a student's snapshot claim a day whose events were not processed yet.
+        # A partition idle for a while (nothing new arrives) stops holding the clock back.
+        self._partition_clock: dict[int, datetime] = {}
+        self._partition_seen: dict[int, float] = {}  # wall time of each partition's last event batch
         self._tier_counts: dict[str, int] = {}
         self._silence_keys: list[bytes] = []
         # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
@@ -136,11 +142,25 @@ class EngagementWorker:
         register_views(self)
 
     def now(self) -> datetime:
-        """'Now' for signal windows: the wall clock, or in event-clock mode the newest event time seen."""
+        """'Now' for signal windows: the wall clock, or in event-clock mode the low watermark of the partitions."""
         wall = datetime.now(UTC)
         if self.settings.worker_clock == "event":
-            return self._watermark or wall
+            return self._low_watermark() or wall
         return max(wall, self._watermark) if self._watermark else wall
+
+    def _low_watermark(self) -> datetime | None:
+        clocks = self._partition_clock
+        try:
+            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.topics.events.name}
+        except Exception:  # no consumer yet (startup, web views during a rebalance)
+            assigned = set()
+        if assigned:
+            clocks = {p: t for p, t in clocks.items() if p in assigned}
+        if not clocks:
+            return None
+        recent = time.time() - self.settings.event_clock_idle_seconds
+        busy = [t for p, t in clocks.items() if self._partition_seen.get(p, 0.0) >= recent]
+        return min(busy) if busy else max(clocks.values())  # all idle: everything sent has been processed
 
     # --- the agent --------------------------------------------------------------------------------------------
     async def _process(self, stream: AsyncIterable[Any]) -> None:
@@ -187,12 +207,20 @@ class EngagementWorker:
                 m.REJECTED_EVENTS.inc()
                 await self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason)
             newest = _newest(events, "event_time")
-            if newest is not None and (self._watermark is None or newest > self._watermark):
-                self._watermark = newest
+            if newest is not None:
+                if self._watermark is None or newest > self._watermark:
+                    self._watermark = newest
+                partition = source[user_id].message.partition
+                known = self._partition_clock.get(partition)
+                if known is None or newest > known:
+                    self._partition_clock[partition] = newest
+                self._partition_seen[partition] = wall
             if not result.meaningful:
                 untouched.append((user_id, record))
                 continue
-            request = ScoreRequest(user_id, self.now(), "events", newest, _newest(events, "received_at"))
+            # Event clock: the student's own newest event is their 'now' (their partition has got that far).
+            as_of = newest if self.settings.worker_clock == "event" and newest is not None else self.now()
+            request = ScoreRequest(user_id, as_of, "events", newest, _newest(events, "received_at"))
             last = self._last_scored.get(user_id, 0.0)
             if wall - last >= self.settings.score_debounce_seconds:
                 to_score.append((record, request, source[user_id]))
