@@ -135,6 +135,17 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
     return report
 
 
+def _finite(value: Any) -> Any:
+    """NaN (e.g. an AUC with no positives) as null: JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _registered_at(e: Enrolment, d: int) -> bool:
     return (
         e.registered_day is not None
@@ -241,6 +252,6 @@ def run_oulad_bench(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"cutoffs": [r.__dict__ for r in results], "model": result.version, "training_metrics": result.metrics}
-        out.write_text(json.dumps(doc, indent=2, default=float))
+        out.write_text(json.dumps(_finite(doc), indent=2, default=float))
         console.print(f"wrote {out}")
     return results
