@@ -33,6 +33,7 @@ from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, 
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
 from schemas.topics import catalogue
+from streams.producer import EventProducer
 from streams.worker import metrics as m
 from streams.worker.courses import CourseDirectory
 from streams.worker.partitioning import at_partition, key_partition, writing_as
@@ -82,7 +83,10 @@ class EngagementWorker:
             self.models.model = model
         self.policy = policy or (policy_from_file(settings.policy_path) if settings.policy_path else policy_from_file())
         self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
-        self.courses = CourseDirectory(settings.kafka_bootstrap, self.topics.courses.name)
+        self._course_letters = EventProducer(settings.kafka_bootstrap, self.topics, source="processor")
+        self.courses = CourseDirectory(
+            settings.kafka_bootstrap, self.topics.courses.name, self._course_letters.send_dead_letter
+        )
         self.courses.start()
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
         self.app = faust.App(

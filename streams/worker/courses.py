@@ -2,7 +2,8 @@
 
 Not a Faust agent: an agent in the workers' consumer group would see only its share of the partitions, and
 each worker needs every course. The reader assigns all partitions from the beginning (no group commits), keeps
-the latest calendar per course id and drops a course on a tombstone. Invalid calendars are logged and skipped.
+the latest calendar per course id and drops a course on a tombstone. An invalid calendar is not applied: it
+goes to the dead-letter topic with the reason (and the log).
 """
 
 from __future__ import annotations
@@ -10,20 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.courses import CourseCalendar
+from schemas.errors import describe, summary
+from schemas.messages import DeadLetter
 
 log = logging.getLogger(__name__)
 
 
 class CourseDirectory:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, dead_letter: Callable[[DeadLetter], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.dead_letter = dead_letter
         self._calendars: dict[str, CourseCalendar] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,6 +74,20 @@ class CourseDirectory:
         try:
             calendar = CourseCalendar.model_validate_json(value)
         except ValidationError as exc:
-            log.error("ignoring an invalid course calendar (key %r): %s", key, exc)
+            errors = describe(exc)
+            reason = f"invalid course calendar: {summary(errors)}"
+            log.error("%s (key %r)", reason, key)
+            if self.dead_letter is not None:
+                self.dead_letter(
+                    DeadLetter(
+                        dead_letter_id=f"courses:{uuid.uuid4()}",
+                        received_at=datetime.now(UTC),
+                        source="processor:courses",
+                        reason=reason,
+                        errors=errors,
+                        raw=value.decode("utf-8", errors="replace"),
+                        original_topic=self.topic,
+                    )
+                )
             return
         self._calendars = {**self._calendars, calendar.course_id: calendar}

@@ -82,3 +82,19 @@ def test_dormant_when_no_course_is_current() -> None:
     left = apply_events(enrolled, "u1", [_event(2, "unenrolled", "2026-10-25")]).state
     assert is_dormant(left.courses, {}, date(2026, 10, 26))
     assert not is_dormant({}, {}, date(2026, 10, 26))  # no course information at all
+
+
+def test_the_course_directory_keeps_the_latest_calendar_and_dead_letters_invalid_ones() -> None:
+    from schemas.messages import DeadLetter
+    from streams.worker.courses import CourseDirectory
+
+    letters: list[DeadLetter] = []
+    directory = CourseDirectory("127.0.0.1:1", "courses", letters.append)  # not started: no Kafka needed
+    directory.apply(b"c1", CAL.model_dump_json().encode())
+    assert directory.calendars()["c1"] == CAL
+    directory.apply(b"c2", b'{"course_id": "c2", "starts_on": "2026-02-01"}')
+    assert "c2" not in directory.calendars()
+    assert letters[0].reason == "invalid course calendar: ends_on: is required"
+    assert letters[0].original_topic == "courses" and '"c2"' in letters[0].raw
+    directory.apply(b"c1", None)  # tombstone
+    assert directory.calendars() == {}
