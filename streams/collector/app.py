@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -35,7 +35,6 @@ from schemas.topics import catalogue
 from streams.admin import ensure_topics
 from streams.collector.openapi import openapi_document
 from streams.collector.validation import (
-    BatchShapeError,
     Limits,
     extract_events,
     extract_outcomes,
@@ -95,6 +94,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+class _Admitted(NamedTuple):
+    principal: Principal
+    received_at: datetime
+    items: list[Any]
+
+
 class Collector:
     """The collector's state: keys, limits and the Kafka producer."""
 
@@ -138,12 +143,22 @@ class Collector:
         with LATENCY.time():
             return await self._track(request)
 
-    async def _track(self, request: Request) -> Response:
+    async def _admit(
+        self,
+        request: Request,
+        action: str,
+        unauthorized: str,
+        forbidden: str,
+        extract: Callable[[Any, Limits], list[Any]],
+    ) -> Response | _Admitted:
+        """What both endpoints do before judging items: the key, the body (size, gzip), the batch's shape.
+
+        A body that is not JSON or not a batch is answered 400 and dead-lettered whole, with the reason."""
         principal = self.authenticate(request)
         if principal is None:
-            return _problem(401, "unauthorized", "a valid write key is required (Authorization: Bearer <key>)")
-        if not principal.may("track"):
-            return _problem(403, "forbidden", "this key may not track events")
+            return _problem(401, "unauthorized", unauthorized)
+        if not principal.may(action):
+            return _problem(403, "forbidden", forbidden)
         received_at = datetime.now(UTC)
         try:
             raw = await _read_body(request, self.settings.collector_max_body_bytes)
@@ -152,14 +167,24 @@ class Collector:
         except ValueError as exc:
             return _problem(400, "bad_request", str(exc))
         try:
-            events = extract_events(orjson.loads(raw), self.limits)
-        except orjson.JSONDecodeError as exc:
-            detail = f"body is not valid JSON: {exc}"
+            items = extract(orjson.loads(raw), self.limits)
+        except ValueError as exc:  # not JSON (orjson.JSONDecodeError), or not a batch (BatchShapeError)
+            detail = f"body is not valid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
             await self._dead_letter_body(raw, detail, principal.app_id, received_at)
             return _problem(400, "bad_request", detail)
-        except BatchShapeError as exc:
-            await self._dead_letter_body(raw, str(exc), principal.app_id, received_at)
-            return _problem(400, "bad_request", str(exc))
+        return _Admitted(principal, received_at, items)
+
+    async def _track(self, request: Request) -> Response:
+        admitted = await self._admit(
+            request,
+            "track",
+            "a valid write key is required (Authorization: Bearer <key>)",
+            "this key may not track events",
+            extract_events,
+        )
+        if isinstance(admitted, Response):
+            return admitted
+        principal, received_at, events = admitted
         verdict = judge(events, received_at, principal.app_id, self.limits)
         assert self.producer is not None
         try:
@@ -181,24 +206,16 @@ class Collector:
         )
 
     async def outcomes(self, request: Request) -> Response:
-        principal = self.authenticate(request)
-        if principal is None:
-            return _problem(401, "unauthorized", "a valid server key is required (Authorization: Bearer <key>)")
-        if not principal.may("act"):
-            return _problem(403, "forbidden", "reporting intervention outcomes needs a server key")
-        received_at = datetime.now(UTC)
-        try:
-            raw = await _read_body(request, self.settings.collector_max_body_bytes)
-        except _TooLarge as exc:
-            return _problem(413, "payload_too_large", str(exc))
-        except ValueError as exc:
-            return _problem(400, "bad_request", str(exc))
-        try:
-            items = extract_outcomes(orjson.loads(raw), self.limits)
-        except ValueError as exc:  # not JSON (orjson.JSONDecodeError), or not a batch of outcomes
-            detail = f"body is not valid JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc)
-            await self._dead_letter_body(raw, detail, principal.app_id, received_at)
-            return _problem(400, "bad_request", detail)
+        admitted = await self._admit(
+            request,
+            "act",
+            "a valid server key is required (Authorization: Bearer <key>)",
+            "reporting intervention outcomes needs a server key",
+            extract_outcomes,
+        )
+        if isinstance(admitted, Response):
+            return admitted
+        principal, received_at, items = admitted
         verdict = judge_outcomes(items, received_at, principal.app_id, self.limits)
         assert self.producer is not None
         try:
