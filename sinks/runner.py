@@ -36,6 +36,11 @@ WRITE_SECONDS = Histogram("engage_sink_write_seconds", "Duration of one sink wri
 BUFFERED_ROWS = Gauge("engage_sink_inflight_rows", "Rows in a sink's write in flight", ["sink"])
 
 
+def sink_group(sink_name: str) -> str:
+    """The consumer group a sink commits its offsets in (what ``sinks.service.sink_lag`` reads back)."""
+    return f"engage-sink-{sink_name}"
+
+
 @dataclass
 class RunnerStats:
     messages: int = 0
@@ -71,7 +76,7 @@ class SinkRunner:
         self._assigned = threading.Event()
         conf: dict[str, object] = {
             "bootstrap.servers": bootstrap,
-            "group.id": group_id or f"engage-sink-{sink.name}",
+            "group.id": group_id or sink_group(sink.name),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 10_000,

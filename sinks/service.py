@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from engage.settings import Settings
-from schemas.topics import catalogue
+from schemas.topics import TopicCatalogue, catalogue
 from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.contract_sinks import SPECS, ContractSink
-from sinks.runner import RunnerStats, SinkRunner
+from sinks.runner import RunnerStats, SinkRunner, sink_group
 from streams.producer import EventProducer
 
 SINK_NAMES = ("events", *SPECS)
@@ -46,17 +46,21 @@ def batching_for(settings: Settings, name: str) -> Batching:
     )
 
 
+def _source(topics: TopicCatalogue, name: str) -> tuple[str, str]:
+    """(sink name, topic it reads) for a sink name given on the command line."""
+    if name == "events":
+        return BehaviorEventsSink.name, topics.events.name
+    if name in SPECS:
+        return SPECS[name].name, SPECS[name].topic(topics)
+    raise ValueError(f"unknown sink {name!r}; known: {', '.join(SINK_NAMES)}")
+
+
 def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventProducer) -> list[SinkRunner]:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     runners = []
     for name in names:
-        sink: BatchingSink
-        if name == "events":
-            sink, topic = BehaviorEventsSink(settings), topics.events.name
-        elif name in SPECS:
-            sink, topic = ContractSink(settings, SPECS[name]), SPECS[name].topic(topics)
-        else:
-            raise ValueError(f"unknown sink {name!r}; known: {', '.join(SINK_NAMES)}")
+        _, topic = _source(topics, name)
+        sink: BatchingSink = BehaviorEventsSink(settings) if name == "events" else ContractSink(settings, SPECS[name])
         batching = batching_for(settings, name)
         runners.append(
             SinkRunner(
@@ -119,9 +123,8 @@ def sink_lag(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str,
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     lag: dict[str, int] = {}
     for name in names:
-        topic = topics.events.name if name == "events" else SPECS[name].topic(topics)
-        sink_name = "behavior_events" if name == "events" else SPECS[name].name
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"engage-sink-{sink_name}"})
+        sink_name, topic = _source(topics, name)
+        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": sink_group(sink_name)})
         try:
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
             parts = [TopicPartition(topic, p) for p in meta.partitions]
