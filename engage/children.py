@@ -1,4 +1,5 @@
-"""Child processes the demo and the benchmarks start (collector, sink, workers): started, awaited, stopped by PID."""
+"""Child processes the demo and the benchmarks start (collector, sink, workers): started, awaited, stopped by PID,
+and waited for until they caught up with what was sent."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from engage.settings import PROJECT_ROOT
+from engage.settings import PROJECT_ROOT, Settings
+from sinks.service import sink_lag
 
 
 @contextmanager
@@ -45,3 +47,37 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0, lo
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {timeout:.0f} s" + (f"; see {log}" if log else ""))
+
+
+def wait_for_worker(url: str, expected_events: int, timeout: float) -> int:
+    """Wait until the worker folded at least ``expected_events`` events and its debounced re-scores ran."""
+    deadline = time.monotonic() + timeout
+    processed = 0
+    while time.monotonic() < deadline:
+        try:
+            text = httpx.get(f"{url}/metrics", timeout=2).text
+            processed = int(
+                sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("engage_worker_events_processed_total{")
+                )
+            )
+        except httpx.HTTPError:
+            pass
+        if processed >= expected_events:
+            time.sleep(2.0)  # the last debounced re-scores
+            return processed
+        time.sleep(0.5)
+    raise RuntimeError(f"the worker processed {processed:,} of {expected_events:,} events in {timeout:.0f} s")
+
+
+def wait_for_sinks(settings: Settings, timeout: float = 60.0) -> None:
+    """Until every sink committed everything on its topic (the worker's outputs included)."""
+    deadline = time.monotonic() + timeout
+    lag = sink_lag(settings)
+    while any(lag.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        lag = sink_lag(settings)
+    if any(lag.values()):
+        raise RuntimeError(f"sinks still behind after {timeout:.0f} s: {lag}")

@@ -18,9 +18,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from deploy.infra import Infra
-from engage.children import child, wait_http
-from engage.demo_analytics import show_analytics, wait_for_sinks
-from engage.demo_risk import show_risk, wait_for_worker
+from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
+from engage.demo_analytics import show_analytics
+from engage.demo_risk import show_risk
 from engage.settings import Settings, settings_env
 from engage.traffic import TrafficPlan, run_traffic
 from schemas.topics import catalogue

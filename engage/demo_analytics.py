@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,18 +11,6 @@ from rich.table import Table
 from analytics.runner import Result, run
 from engage.settings import Settings
 from sinks.clickhouse.client import connect
-from sinks.service import sink_lag
-
-
-def wait_for_sinks(settings: Settings, timeout: float = 60.0) -> None:
-    """Until every sink committed everything on its topic (the worker's outputs included)."""
-    deadline = time.monotonic() + timeout
-    lag = sink_lag(settings)
-    while any(lag.values()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        lag = sink_lag(settings)
-    if any(lag.values()):
-        raise RuntimeError(f"sinks still behind after {timeout:.0f} s: {lag}")
 
 
 def _table(title: str, result: Result, columns: list[str], headers: list[str] | None = None) -> Table:

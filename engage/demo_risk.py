@@ -6,14 +6,12 @@ the scores against the simulator's ground truth: accuracy is measured, not claim
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from confluent_kafka import Consumer
 from rich.console import Console
@@ -23,29 +21,6 @@ from engage.settings import Settings
 from schemas.topics import catalogue
 
 TIERS = ("critical", "high", "medium", "low", "minimal")
-
-
-def wait_for_worker(url: str, expected_events: int, timeout: float) -> int:
-    """Wait until the worker folded at least ``expected_events`` events and its debounced re-scores ran."""
-    deadline = time.monotonic() + timeout
-    processed = 0
-    while time.monotonic() < deadline:
-        try:
-            text = httpx.get(f"{url}/metrics", timeout=2).text
-            processed = int(
-                sum(
-                    float(line.rsplit(" ", 1)[1])
-                    for line in text.splitlines()
-                    if line.startswith("engage_worker_events_processed_total{")
-                )
-            )
-        except httpx.HTTPError:
-            pass
-        if processed >= expected_events:
-            time.sleep(2.0)  # the last debounced re-scores
-            return processed
-        time.sleep(0.5)
-    raise RuntimeError(f"the worker processed {processed:,} of {expected_events:,} events in {timeout:.0f} s")
 
 
 def _read(bootstrap: str, topic: str) -> list[dict[str, Any]]:

@@ -23,13 +23,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from deploy.process import free_port
-from engage.children import child, wait_http
+from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
 from engage.oulad.dataset import Enrolment, OuladDataset
 from engage.oulad.mapping import MappingReport
 from engage.oulad.replay import publish_calendars, replay_days
@@ -44,7 +43,6 @@ from models.training_data import build, load_warehouse
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
-from sinks.service import sink_lag
 from streams.admin import ensure_topics
 from streams.producer import EventProducer
 
@@ -88,17 +86,6 @@ def _merged(*streams: Iterator[tuple[date, list[dict[str, Any]]]]) -> Iterator[t
         yield current, bucket
 
 
-def _processed(url: str) -> int:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return int(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("engage_worker_events_processed_total{")
-        )
-    )
-
-
 def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, test: OuladDataset,
             console: Console, log_dir: Path) -> MappingReport:  # fmt: skip
     report = MappingReport()
@@ -125,13 +112,10 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
                 time.sleep(max(0.0, config.day_seconds - (time.monotonic() - day_started)))
             if producer.flush(120):
                 raise RuntimeError("Kafka did not acknowledge every replayed event")
-        deadline = time.monotonic() + 1800
-        while _processed(url) < sent and time.monotonic() < deadline:
-            time.sleep(1.0)
+        wait_for_worker(url, sent, timeout=1800)
         time.sleep(3 * settings.silence_tick_seconds + 2)  # the last day's silence pass and debounced scores
         console.print(f"  replayed {sent:,} events over {days} days in {time.monotonic() - started:.0f} s")
-        while any(sink_lag(settings).values()) and time.monotonic() < deadline:
-            time.sleep(1.0)
+        wait_for_sinks(settings, timeout=600)
     return report
 
 
@@ -144,6 +128,11 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def _user_prefixes(presentations: tuple[str, ...]) -> tuple[str, ...]:
+    """The product user ids of a presentation's enrolments start with this (``Enrolment.user_id``)."""
+    return tuple(f"oulad-{key}-" for key in presentations)
 
 
 def _registered_at(e: Enrolment, d: int) -> bool:
@@ -230,11 +219,10 @@ def run_oulad_bench(
     client = connect(s, s.clickhouse_database)
     warehouse = load_warehouse(client, user_prefix="oulad-")
     training = build(warehouse)
-    prefixes = lambda keys: tuple(f"oulad-{k}-" for k in keys)  # noqa: E731
     registry = ModelRegistry(s.model_registry)
     log_dir.mkdir(parents=True, exist_ok=True)
-    result = train(training, TrainConfig(train_prefixes=prefixes(config.train_presentations),
-                                         test_prefixes=prefixes(config.test_presentations)), registry,
+    result = train(training, TrainConfig(train_prefixes=_user_prefixes(config.train_presentations),
+                                         test_prefixes=_user_prefixes(config.test_presentations)), registry,
                    note="engage bench oulad")  # fmt: skip
     model = LightGBMRiskModel(registry.get(result.version))
     rows = {(r["user_id"], r["day"]): r for r in warehouse.rows}
