@@ -39,18 +39,15 @@ def row_vector(row: Mapping[str, Any]) -> list[float]:
 
 
 def snapshot_from_row(row: Mapping[str, Any]) -> SignalSnapshot:
-    """Rebuild the snapshot a stored row was made from (to score it with another model, e.g. the heuristic)."""
+    """Rebuild the snapshot a stored row was made from (to score it with another model, e.g. the heuristic).
+
+    A value the row does not have, or has as NaN (unknown), is left out: the contract's default applies."""
     values: dict[str, Any] = {}
     for name in SignalSnapshot.model_fields:
         value = row.get(f"signals_{name}")
-        if isinstance(value, float) and math.isnan(value):
-            value = None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if name in ("first_seen", "last_event_time") and getattr(value, "year", 1971) <= 1970:
+            continue  # ClickHouse's zero DateTime stands for "none"
         values[name] = value
-    fields = SignalSnapshot.model_fields
-    for name in ("first_seen", "last_event_time"):
-        if values[name] is not None and getattr(values[name], "year", 1970) <= 1970:
-            values[name] = None  # ClickHouse's zero DateTime stands for "none"
-    for name, info in fields.items():
-        if values[name] is None and info.default is not None and name not in ("first_seen", "last_event_time"):
-            values[name] = info.default
     return SignalSnapshot.model_validate(values)
