@@ -25,6 +25,7 @@ from sinks.clickhouse.tables import (
     INTERVENTION_REQUESTS,
     RISK_UPDATES,
     STREAK_MILESTONES,
+    TABLES,
     USER_DAILY_ACTIVITY,
     USER_DAILY_ACTIVITY_VIEW,
     USER_DAILY_SIGNALS,
@@ -56,8 +57,6 @@ class AddColumns:
     columns: tuple[str, ...]
 
     def statements(self, client: Any, database: str, cluster: Cluster | None) -> list[str]:
-        from sinks.clickhouse.tables import TABLES
-
         table = next(t for t in TABLES if t.name == self.table)
         names = [cluster.local(table.name), table.name] if cluster else [table.name]
         on = f" ON CLUSTER {cluster.name}" if cluster else ""
