@@ -27,7 +27,7 @@ from rich.console import Console
 
 from analytics.catalog import load_all
 from analytics.runner import run
-from engage.bench.report import Figure, Report
+from engage.bench.report import Figure, Report, timed
 from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from models.heuristic import HeuristicModel
@@ -187,13 +187,9 @@ def build_warehouse(settings: Settings, config: QueryBenchConfig, console: Conso
 
 
 def _time(fn: Any, runs: int) -> tuple[list[float], Any]:
-    fn()  # warm-up: caches, marks, compiled expressions
-    times, result = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return times, result
+    """Milliseconds per run after a warm-up, and the answer."""
+    seconds, result = timed(fn, runs)
+    return [t * 1000 for t in seconds], result
 
 
 def run_query_bench(settings: Settings, config: QueryBenchConfig, out: Path | None, regenerate: bool = False) -> Report:

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import json
 import platform
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The value below which a share ``q`` of ``values`` lies (nearest rank); NaN when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(fn: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
+    """Seconds of each of ``runs`` calls after one warm-up call (caches, compiled code), and the last result."""
+    fn()
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return times, result
 
 
 @dataclass

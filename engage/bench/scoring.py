@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from engage.bench.report import Figure, Report
+from engage.bench.report import Figure, Report, percentile, timed
 from engage.simulator import Population, iter_event_days
 from models.features import feature_matrix
 from models.lightgbm_model import LightGBMRiskModel
@@ -41,20 +39,6 @@ def _snapshots(n: int) -> list[SignalSnapshot]:
     return [snapshot(r.state, now) for r in records.values()]
 
 
-def _timings(fn: Callable[[], object], runs: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def _p99(values: list[float]) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))]
-
-
 def run_scoring_bench(console: Console, out: Path | None, batch: int = 500, single_runs: int = 2_000) -> Report:
     with tempfile.TemporaryDirectory() as tmp:
         registry = ModelRegistry(tmp)
@@ -64,15 +48,23 @@ def run_scoring_bench(console: Console, out: Path | None, batch: int = 500, sing
         snaps = _snapshots(batch)
         matrix = np.asarray(feature_matrix(snaps), dtype=float)
         booster = model.boosters[7]
-        single = _timings(lambda: model.score_many(snaps[:1]), single_runs)
-        plain_single = _timings(lambda: booster.predict(matrix[:1], num_threads=1), single_runs)
-        batched = _timings(lambda: model.score_many(snaps), 20)
-        plain_batched = _timings(lambda: booster.predict(matrix, num_threads=1), 20)
+        single, _ = timed(lambda: model.score_many(snaps[:1]), single_runs)
+        plain_single, _ = timed(lambda: booster.predict(matrix[:1], num_threads=1), single_runs)
+        batched, _ = timed(lambda: model.score_many(snaps), 20)
+        plain_batched, _ = timed(lambda: booster.predict(matrix, num_threads=1), 20)
         trees = {h: b.num_trees() for h, b in model.boosters.items()}
     report = Report("Scoring cost of a trained model (LightGBM, 7- and 30-day boosters)",
                     context={"trees": trees, "batch": batch, "features": matrix.shape[1]})  # fmt: skip
-    report.add(Figure("one student, p99", _p99(single) * 1e6, "µs", "plain Booster.predict, one row, p99",
-                      _p99(plain_single) * 1e6, notes=f"median {statistics.median(single) * 1e6:.0f} µs"))  # fmt: skip
+    report.add(
+        Figure(
+            "one student, p99",
+            percentile(single, 0.99) * 1e6,
+            "µs",
+            "plain Booster.predict, one row, p99",
+            percentile(plain_single, 0.99) * 1e6,
+            notes=f"median {statistics.median(single) * 1e6:.0f} µs",
+        )
+    )
     report.add(
         Figure(
             f"per student in batches of {len(snaps)}",
