@@ -61,4 +61,6 @@ def create_app(topic: str, out_topic: str, bootstrap: str, web_port: int, datadi
 if __name__ == "__main__":
     topic, out_topic, bootstrap, port, datadir = sys.argv[1:6]
     naive = create_app(topic, out_topic, bootstrap, int(port), datadir)
-    faust.Worker(naive, loglevel="warning", quiet=True).execute_from_commandline()
+    runner = faust.Worker(naive, loglevel="warning", quiet=True)
+    runner.spinner = None  # as in the real worker: the spinner turns on DEBUG records everywhere
+    runner.execute_from_commandline()

@@ -138,7 +138,10 @@ def register_views(worker: EngagementWorker) -> None:
             )
             record.last_intervention = request_msg.model_dump(mode="json")
             worker.store(user_id, record)
-            await worker.interventions_topic.send(key=user_id.encode(), value=request_msg.model_dump_json().encode())
+            worker.outputs.send_encoded(
+                user_id.encode(), request_msg.model_dump_json().encode(), topic=worker.topics.interventions.name
+            )
+            await worker.outputs_acknowledged()
             return self.json({"intervention": record.last_intervention}, status=201)
 
     @app.page("/metrics")
