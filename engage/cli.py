@@ -249,11 +249,13 @@ def sink(
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,
 ) -> None:
     """Persist topics into ClickHouse (one thread per sink; offsets committed only after each insert)."""
-    from sinks.service import SINK_NAMES, run_sinks
+    from sinks.service import SINK_NAMES, run_sinks, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = list(SINK_NAMES) if names == ["all"] else names
-    for name, stats in run_sinks(get_settings(), chosen, idle_exit).items():
+    s = get_settings()
+    serve_metrics(s)
+    for name, stats in run_sinks(s, chosen, idle_exit).items():
         console.print(
             f"{name}: {stats.rows_written:,} rows in {stats.writes} inserts; dead letters {stats.dead_letters}"
         )
@@ -344,6 +346,9 @@ def model_train(
     user_prefix: Annotated[str, typer.Option(help="Only students whose id starts with this")] = "",
     audit: Annotated[bool, typer.Option("--audit", help="Prove no feature reads past its day first")] = False,
     promote: Annotated[bool, typer.Option("--promote", help="Promote the new model right away")] = False,
+    in_course_only: Annotated[
+        bool, typer.Option("--in-course-only", help="Only days on which a scheduled course runs (work still due)")
+    ] = False,
     note: Annotated[str, typer.Option(help="Free text kept with the model")] = "",
 ) -> None:
     """LightGBM per horizon (7, 30 days) on the point-in-time snapshots in ClickHouse, beside the heuristic.
@@ -369,7 +374,9 @@ def model_train(
             console.print(f"[red]features reading past their day: {', '.join(leaking)}[/red]")
             raise typer.Exit(1)
         console.print(f"point-in-time audit at {len(cutoffs)} cut-offs: no feature reads past its day")
-    config = TrainConfig(train_prefixes=tuple(train_prefix or ()), test_prefixes=tuple(test_prefix or ()))
+    config = TrainConfig(
+        train_prefixes=tuple(train_prefix or ()), test_prefixes=tuple(test_prefix or ()), in_course_only=in_course_only
+    )
     registry = ModelRegistry(s.model_registry)
     try:
         result = train(build(warehouse), config, registry, note=note)
@@ -535,6 +542,9 @@ def bench_oulad(
     reuse_database: Annotated[
         str | None, typer.Option(help="Train and evaluate again on a finished replay's database (oulad_<tag>)")
     ] = None,
+    all_days: Annotated[
+        bool, typer.Option("--all-days", help="Train on every day, not only the days a course runs")
+    ] = False,
 ) -> None:
     """Real students through the live pipeline: train on some presentations, judge per cut-off day on others."""
     from engage.bench.oulad import TEST, TRAIN, OuladBenchConfig, run_oulad_bench
@@ -547,6 +557,7 @@ def bench_oulad(
         tuple(test_presentation or TEST),
         day_seconds,
         reuse_database=reuse_database,
+        in_course_only=not all_days,
     )
     run_oulad_bench(get_settings(), config, console, out)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,20 @@ class TrainConfig:
     max_rounds: int = 2_000
     early_stopping_rounds: int = 100
     fixed_rounds: int | None = None  # exactly this many trees, no early stopping (benchmarks of model size)
+    # Only days on which a scheduled course is running (started, work still due): after a course's last due
+    # date every student goes quiet, finishers included, and "no active day" stops meaning dropping out.
+    in_course_only: bool = False
+
+
+def in_course(row: Mapping[str, Any]) -> bool:
+    """The student's course has started and still has work due: the days where dropping out can happen."""
+    day, next_due = _known(row.get("signals_course_day")), _known(row.get("signals_days_to_next_due"))
+    return day is not None and day >= 0 and next_due is not None
+
+
+def _known(value: Any) -> float | None:
+    """The number, or None where the warehouse holds NaN (unknown) or nothing."""
+    return float(value) if isinstance(value, int | float) and value == value else None
 
 
 @dataclass
@@ -74,6 +88,8 @@ def split(training: TrainingSet, config: TrainConfig, horizon: int) -> Split:
     """Train / valid / test row indices for one horizon, among rows whose label for it exists."""
     out = Split()
     rows = labelled(training, horizon)
+    if config.in_course_only:
+        rows = [i for i in rows if in_course(training.rows[i])]
     if config.train_prefixes or config.test_prefixes:
         pool = [i for i in rows if training.user_ids[i].startswith(config.train_prefixes)]
         out.test = [i for i in rows if training.user_ids[i].startswith(config.test_prefixes)]

@@ -20,6 +20,7 @@ MAX_SUBMITTED = 200  # per course; a course has tens of assessments
 
 @dataclass(frozen=True)
 class CalendarSignals:
+    course_id: str | None = None  # the student's earliest-starting current course (the one course_day counts in)
     course_day: float | None = None  # days since the start of the student's earliest-starting current course
     assessments_due: int = 0
     assessments_missed: int = 0
@@ -45,7 +46,7 @@ def calendar_signals(
     enrolled: Mapping[str, list[Any]], calendars: Mapping[str, CourseCalendar], today: date
 ) -> CalendarSignals:
     """``enrolled``: course id -> the student's ``UserState.courses`` entry, for the courses they are in."""
-    starts: list[date] = []
+    starts: list[tuple[date, str]] = []
     due = missed = 0
     weight_due = weight_missed = 0.0
     last_missed: date | None = None
@@ -54,7 +55,7 @@ def calendar_signals(
         calendar = calendars.get(course_id)
         if calendar is None:
             continue
-        starts.append(calendar.starts_on)
+        starts.append((calendar.starts_on, course_id))
         done = set(submitted_ids(entry))
         for a in calendar.assessments:
             if a.due_on is None:
@@ -70,8 +71,10 @@ def calendar_signals(
                 next_due = a.due_on
     if not starts:
         return CalendarSignals()
+    first_start, first_course = min(starts)
     return CalendarSignals(
-        course_day=float((today - min(starts)).days),
+        course_id=first_course,
+        course_day=float((today - first_start).days),
         assessments_due=due,
         assessments_missed=missed,
         assessment_weight_missed_pct=100 * weight_missed / weight_due if weight_due else None,

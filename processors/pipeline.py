@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from models.base import RiskModel
+from processors.cohort import CourseCohorts
 from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
 from processors.signals import ApplyResult, apply_events, snapshot
 from processors.state import UserState
@@ -106,15 +107,17 @@ def rescore(
     now: datetime,
     policy_now: datetime | None = None,
     calendars: Mapping[str, CourseCalendar] | None = None,
+    cohorts: CourseCohorts | None = None,
 ) -> list[ScoreOutcome]:
     """Score several students in one model call, apply the intervention policy, update their records.
 
     ``now`` is the wall clock (``scored_at``); ``policy_now`` is the engine's clock for caps, cooldowns and quiet
     hours — the same wall clock live, the event clock when history is replayed faster than real time.
-    ``calendars`` are the known course calendars (course id -> calendar) for the calendar signals.
+    ``calendars`` are the known course calendars (course id -> calendar) for the calendar signals;
+    ``cohorts`` the course cohorts the students are ranked in (and recorded into).
     """
     snapshots: list[SignalSnapshot] = [
-        snapshot(r.state, q.as_of, calendars) for r, q in zip(records, requests, strict=True)
+        snapshot(r.state, q.as_of, calendars, cohorts) for r, q in zip(records, requests, strict=True)
     ]
     assessments = model.score_many(snapshots)
     outcomes = []

@@ -39,6 +39,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from processors.calendar import calendar_signals, record_submission
+from processors.cohort import CohortRanks, CohortValues, CourseCohorts
 from processors.state import (
     BUCKET_WIDTH,
     CONTENT_VIEWS,
@@ -279,16 +280,27 @@ def _platform_seconds(rows: list[list[int]]) -> int:
     return sum(r[SESSION_SECONDS] if r[SESSIONS_ENDED] else r[STUDY_SECONDS] for r in rows)
 
 
+def _latest_course(current: Mapping[str, list[Any]]) -> str | None:
+    """Without calendars, the current course the student touched last (status or progress time)."""
+    if not current:
+        return None
+    return max(current, key=lambda cid: max(current[cid][1] or 0.0, current[cid][3] or 0.0))
+
+
 def _aware(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
 def snapshot(
-    state: UserState, as_of: datetime, calendars: Mapping[str, CourseCalendar] | None = None
+    state: UserState,
+    as_of: datetime,
+    calendars: Mapping[str, CourseCalendar] | None = None,
+    cohorts: CourseCohorts | None = None,
 ) -> SignalSnapshot:
     """Every ``SignalSnapshot`` field for the windows ending on as_of's local day (as_of is event time, aware).
 
-    ``calendars`` (course id -> calendar) adds the course-calendar signals for the courses the student is in."""
+    ``calendars`` (course id -> calendar) adds the course-calendar signals for the courses the student is in;
+    ``cohorts`` records the student's values in their course's cohort and adds their ranks in it."""
     if as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
     zone = state.zone()
@@ -321,6 +333,14 @@ def snapshot(
 
     streak = state.streak.as_of(today)
     active_30 = state.streak.active_days(today - 29, today)
+    minutes_7d, minutes_30d = _platform_seconds(w7) / 60, _platform_seconds(w30) / 60
+    ranks = CohortRanks()
+    if cohorts is not None:
+        course_id = cal.course_id or _latest_course(current)
+        submitted = 1 - cal.assessments_missed / cal.assessments_due if cal.assessments_due else None
+        score = s30[QUIZ_BP] / s30[QUIZZES] / 100 if s30[QUIZZES] else None
+        ranks = cohorts.observe(state.user_id, course_id, CohortValues(minutes_7d, minutes_30d, submitted, score))
+
     observed = 0
     if state.first_seen is not None:
         first_day = datetime.fromtimestamp(state.first_seen, zone).toordinal()
@@ -342,8 +362,8 @@ def snapshot(
         sessions_30d=s30[SESSIONS],
         avg_session_minutes_7d=session_min_7 / s7[SESSIONS_ENDED] if s7[SESSIONS_ENDED] else None,
         session_minutes_trend=_trend(session_min_7, p7[SESSION_SECONDS] / 60),
-        minutes_on_platform_7d=_platform_seconds(w7) / 60,
-        minutes_on_platform_30d=_platform_seconds(w30) / 60,
+        minutes_on_platform_7d=minutes_7d,
+        minutes_on_platform_30d=minutes_30d,
         lessons_completed_7d=s7[LESSONS_COMPLETED],
         lessons_completed_30d=s30[LESSONS_COMPLETED],
         lessons_per_week_30d=s30[LESSONS_COMPLETED] / 30 * 7,
@@ -365,6 +385,11 @@ def snapshot(
         assessment_weight_missed_pct=cal.assessment_weight_missed_pct,
         days_since_missed_due=cal.days_since_missed_due,
         days_to_next_due=cal.days_to_next_due,
+        course_peers=ranks.peers,
+        course_activity_rank_7d=ranks.activity_7d,
+        course_activity_rank_30d=ranks.activity_30d,
+        course_submitted_rank=ranks.submitted_share,
+        course_score_rank=ranks.score,
         active_days_7d=state.streak.active_days(today - 6, today),
         active_days_30d=active_30,
         study_consistency_30d=min(1.0, active_30 / observed) if observed else 0.0,

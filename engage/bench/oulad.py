@@ -60,6 +60,7 @@ class OuladBenchConfig:
     day_seconds: float = 1.0
     cutoffs: tuple[int, ...] = CUTOFFS
     reuse_database: str | None = None  # evaluate a finished replay again (another model), without replaying
+    in_course_only: bool = True  # train on the days the cut-offs ask about: courses running (TrainConfig)
 
 
 @dataclass
@@ -221,9 +222,12 @@ def run_oulad_bench(
     training = build(warehouse)
     registry = ModelRegistry(s.model_registry)
     log_dir.mkdir(parents=True, exist_ok=True)
-    result = train(training, TrainConfig(train_prefixes=_user_prefixes(config.train_presentations),
-                                         test_prefixes=_user_prefixes(config.test_presentations)), registry,
-                   note="engage bench oulad")  # fmt: skip
+    train_config = TrainConfig(
+        train_prefixes=_user_prefixes(config.train_presentations),
+        test_prefixes=_user_prefixes(config.test_presentations),
+        in_course_only=config.in_course_only,
+    )
+    result = train(training, train_config, registry, note="engage bench oulad")
     model = LightGBMRiskModel(registry.get(result.version))
     rows = {(r["user_id"], r["day"]): r for r in warehouse.rows}
     results = evaluate(test_data, rows, model, config.cutoffs)

@@ -36,6 +36,16 @@ from sinks.clickhouse.tables import (
 )
 
 LEDGER = "schema_migrations"
+_COHORT_COLUMNS = tuple(
+    f"signals_{name}"
+    for name in (
+        "course_peers",
+        "course_activity_rank_7d",
+        "course_activity_rank_30d",
+        "course_submitted_rank",
+        "course_score_rank",
+    )
+)
 _CALENDAR_COLUMNS = tuple(
     f"signals_{name}"
     for name in (
@@ -72,7 +82,10 @@ class AddColumns:
             for col in table.columns:
                 if col.name in self.columns and col.name not in existing:
                     before = order[order.index(col.name) - 1]
-                    out.append(f"ALTER TABLE {database}.{name}{on} ADD COLUMN {col.ddl()} AFTER {before}")
+                    # Rows written before the column existed did not know its value: for a float that is NaN,
+                    # what the sinks write for an unknown float (0 would claim e.g. "least active").
+                    default = " DEFAULT nan" if col.kind == "float" else ""
+                    out.append(f"ALTER TABLE {database}.{name}{on} ADD COLUMN {col.ddl()}{default} AFTER {before}")
         return out
 
 
@@ -137,6 +150,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             AddColumns("risk_updates", _CALENDAR_COLUMNS),
             AddColumns("user_daily_signals", _CALENDAR_COLUMNS),
+            RecreateView(USER_DAILY_SIGNALS_VIEW),
+        ),
+    ),
+    Migration(
+        5,
+        "course standing (percentile ranks among the students of the same course) in risk updates and daily signals",
+        (
+            AddColumns("risk_updates", _COHORT_COLUMNS),
+            AddColumns("user_daily_signals", _COHORT_COLUMNS),
             RecreateView(USER_DAILY_SIGNALS_VIEW),
         ),
     ),

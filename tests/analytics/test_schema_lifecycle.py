@@ -82,3 +82,24 @@ def test_the_daily_signals_view_recreated_carries_the_new_calendar_columns(wareh
         f"SELECT signals_course_day, signals_assessments_missed FROM {warehouse.database}.user_daily_signals"
     )
     assert got == [(12.0, 2)]
+
+
+def test_a_float_column_added_later_reads_unknown_for_older_rows(warehouse: Warehouse) -> None:
+    """Rows stored before the course-standing columns existed did not know them: NaN, not 0 ("least active")."""
+    table = f"{warehouse.database}.user_daily_signals"  # (a view reads risk_updates: its columns stay)
+    warehouse.contract(RISK, risk("old", "2026-11-02", 40.0))
+    for column in ("signals_course_activity_rank_7d", "signals_course_peers"):
+        warehouse.client.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    step = AddColumns("user_daily_signals", ("signals_course_activity_rank_7d", "signals_course_peers"))
+    statements = step.statements(warehouse.client, warehouse.database, None)
+    assert statements == [
+        f"ALTER TABLE {table} ADD COLUMN signals_course_peers Int64 AFTER signals_days_to_next_due",
+        f"ALTER TABLE {table} ADD COLUMN signals_course_activity_rank_7d Float64 DEFAULT nan"
+        " AFTER signals_course_peers",
+    ]
+    for sql in statements:
+        warehouse.client.execute(sql)
+    rows = warehouse.client.execute(
+        f"SELECT signals_course_peers, isNaN(signals_course_activity_rank_7d) FROM {table} WHERE user_id = 'old'"
+    )
+    assert rows == [(0, 1)]
