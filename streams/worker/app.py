@@ -29,6 +29,7 @@ from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider
 from processors.calendar import is_dormant
+from processors.cohort import CourseCohorts
 from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, rescore
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
@@ -125,6 +126,7 @@ class EngagementWorker:
         self._partition_clock: dict[int, datetime] = {}
         self._partition_seen: dict[int, float] = {}  # wall time of each partition's last event batch
         self._tier_counts: dict[str, int] = {}
+        self.cohorts = CourseCohorts()  # the local students' standing in their courses (processors.cohort)
         self._silence_keys: list[bytes] = []
         # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
         # students) finds who is due without reading every record. Built from the table on first use.
@@ -205,7 +207,7 @@ class EngagementWorker:
             newest_message = max(newest_message, event.message.timestamp or 0.0)
         m.MESSAGES_PROCESSED.inc(len(batch))
         if newest_message:
-            m.LAG_SECONDS.set(max(0.0, time.time() - newest_message / 1000))
+            m.LAG_SECONDS.set(max(0.0, time.time() - newest_message))  # Faust gives message timestamps in seconds
 
         wall = time.time()
         to_score: list[tuple[UserRecord, ScoreRequest, Any]] = []
@@ -269,7 +271,14 @@ class EngagementWorker:
         now = datetime.now(UTC)
         records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
         outcomes = rescore(
-            records, requests, self.models.current(), self.policy, now, self.now(), self.courses.calendars()
+            records,
+            requests,
+            self.models.current(),
+            self.policy,
+            now,
+            self.now(),
+            self.courses.calendars(),
+            self.cohorts,
         )
         sent_at = time.time()
         for (record, request, event), outcome in zip(items, outcomes, strict=True):
@@ -283,6 +292,8 @@ class EngagementWorker:
         update = outcome.update
         self.outputs.send_encoded(key, update.model_dump_json().encode(), topic=self.topics.risk_updates.name)
         m.RISK_UPDATES.labels(update.trigger, update.tier).inc()
+        m.RISK_SCORES.labels("7d").observe(update.risk_7d)
+        m.RISK_SCORES.labels("30d").observe(update.risk_30d)
         if update.received_at is not None and update.trigger == "events":
             m.EVENT_TO_RISK_SECONDS.observe(max(0.0, sent_at - update.received_at.timestamp()))
         if update.previous_tier != update.tier:

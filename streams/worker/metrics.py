@@ -16,6 +16,12 @@ EVENT_TO_RISK_SECONDS = Histogram(
 )
 LAG_SECONDS = Gauge("engage_worker_consumer_lag_seconds", "Age of the newest Kafka message processed (wall clock)")
 RISK_UPDATES = Counter("engage_risk_updates_total", "Risk updates emitted", ["trigger", "tier"])
+RISK_SCORES = Histogram(
+    "engage_risk_score",
+    "Risk scores (0-100) of the risk updates emitted, by horizon: the score distribution",
+    ["horizon"],
+    buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100),
+)
 USERS_BY_TIER = Gauge("engage_users_by_tier", "Students on this worker by their current risk tier", ["tier"])
 INTERVENTIONS = Counter(
     "engage_intervention_requests_total",

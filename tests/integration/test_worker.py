@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import uuid
 from collections import Counter, defaultdict
@@ -97,6 +98,9 @@ def test_events_in_signals_risk_interventions_and_milestones_out(infra: Infra, s
         metrics = __import__("httpx").get(f"{worker.url}/metrics").text
         assert 'engage_worker_events_processed_total{event_type="login"}' in metrics
         assert "engage_event_to_risk_seconds_bucket" in metrics
+        assert 'engage_risk_score_bucket{horizon="7d",le="100.0"}' in metrics
+        lag = float(re.search(r"^engage_worker_consumer_lag_seconds (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+        assert 0.0 <= lag < 120.0, f"lag {lag} s: the newest message processed was sent just now"
         assert "user_id" not in metrics
 
     topics = catalogue(s.topic_prefix, s.event_partitions)
