@@ -15,6 +15,7 @@ from typing import Any
 from schemas.courses import CourseCalendar
 
 SUBMITTED = 4  # index of the submitted assessment ids in a ``UserState.courses`` entry
+SCORE_BP, SCORED = 5, 6  # then the sum of those submissions' scores (basis points) and how many had a score
 MAX_SUBMITTED = 200  # per course; a course has tens of assessments
 
 
@@ -33,13 +34,29 @@ def submitted_ids(entry: list[Any]) -> list[str]:
     return entry[SUBMITTED] if len(entry) > SUBMITTED else []
 
 
-def record_submission(entry: list[Any], assessment_id: str) -> None:
-    """Remember that the student submitted ``assessment_id`` in this course (an entry of ``UserState.courses``)."""
-    while len(entry) <= SUBMITTED:
-        entry.append(0.0 if len(entry) != SUBMITTED else [])
+def record_submission(entry: list[Any], assessment_id: str, score_bp: int | None = None) -> None:
+    """Remember that the student submitted ``assessment_id`` in this course (an entry of ``UserState.courses``),
+    and add its score in basis points, if it had one, to the course's totals. Every attempt counts (a sum does
+    not depend on the order submissions arrive in); events are already distinct by id (``processors.state``)."""
+    while len(entry) <= SCORED:
+        entry.append([] if len(entry) == SUBMITTED else 0 if len(entry) > SUBMITTED else 0.0)
     ids: list[str] = entry[SUBMITTED]
     if assessment_id not in ids and len(ids) < MAX_SUBMITTED:
         ids.append(assessment_id)
+    if score_bp is not None:
+        entry[SCORE_BP] += score_bp
+        entry[SCORED] += 1
+
+
+def course_scores(enrolled: Mapping[str, list[Any]]) -> tuple[int, float | None]:
+    """(assessments submitted, the average score of all scored attempts in percent) over current courses."""
+    submitted = scored = total_bp = 0
+    for entry in enrolled.values():
+        submitted += len(submitted_ids(entry))
+        if len(entry) > SCORED:
+            total_bp += entry[SCORE_BP]
+            scored += entry[SCORED]
+    return submitted, (total_bp / scored / 100 if scored else None)
 
 
 def calendar_signals(

@@ -28,7 +28,7 @@ class CohortValues:
     activity_7d: float
     activity_30d: float
     submitted_share: float | None  # share of the course's past-due assessments the student submitted
-    score: float | None  # average assessment score, percent, last 30 days
+    score: float | None  # average assessment score in the student's current courses, percent
 
     def as_tuple(self) -> tuple[float | None, ...]:
         return (self.activity_7d, self.activity_30d, self.submitted_share, self.score)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from processors.calendar import calendar_signals, record_submission
+from processors.calendar import calendar_signals, course_scores, record_submission
 from processors.cohort import CohortRanks, CohortValues, CourseCohorts
 from processors.state import (
     BUCKET_WIDTH,
@@ -225,16 +225,18 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
             b[SESSION_SECONDS] += round(_num(payload, "duration_seconds"))
         elif code == _QUIZ_SUBMITTED:
             max_score = _num(payload, "max_score")
+            score_bp = None
             if max_score > 0:
+                score_bp = round(min(_num(payload, "score") / max_score, 1.0) * 10_000)
                 b[QUIZZES] += 1
-                b[QUIZ_BP] += round(min(_num(payload, "score") / max_score, 1.0) * 10_000)
+                b[QUIZ_BP] += score_bp
             b[STUDY_SECONDS] += round(_num(payload, "duration_seconds"))
             course_id, quiz_id = ev.get("course_id"), payload.get("quiz_id")
             if isinstance(course_id, str) and isinstance(quiz_id, str):
                 entry = courses.get(course_id)
                 if entry is None:
                     entry = courses[course_id] = [COURSE_UNKNOWN, 0.0, None, 0.0]
-                record_submission(entry, quiz_id)  # for "due but not submitted" (processors.calendar)
+                record_submission(entry, quiz_id, score_bp)  # "due but not submitted", course scores
         elif code == _NOTIF_DELIVERED:
             b[NOTIF_DELIVERED] += 1
         elif code == _NOTIF_OPENED:
@@ -334,12 +336,13 @@ def snapshot(
     streak = state.streak.as_of(today)
     active_30 = state.streak.active_days(today - 29, today)
     minutes_7d, minutes_30d = _platform_seconds(w7) / 60, _platform_seconds(w30) / 60
+    submissions, course_score = course_scores(current)
     ranks = CohortRanks()
     if cohorts is not None:
         course_id = cal.course_id or _latest_course(current)
         submitted = 1 - cal.assessments_missed / cal.assessments_due if cal.assessments_due else None
-        score = s30[QUIZ_BP] / s30[QUIZZES] / 100 if s30[QUIZZES] else None
-        ranks = cohorts.observe(state.user_id, course_id, CohortValues(minutes_7d, minutes_30d, submitted, score))
+        values = CohortValues(minutes_7d, minutes_30d, submitted, course_score)
+        ranks = cohorts.observe(state.user_id, course_id, values)
 
     observed = 0
     if state.first_seen is not None:
@@ -385,6 +388,8 @@ def snapshot(
         assessment_weight_missed_pct=cal.assessment_weight_missed_pct,
         days_since_missed_due=cal.days_since_missed_due,
         days_to_next_due=cal.days_to_next_due,
+        course_submissions=submissions,
+        course_avg_score_pct=course_score,
         course_peers=ranks.peers,
         course_activity_rank_7d=ranks.activity_7d,
         course_activity_rank_30d=ranks.activity_30d,

@@ -85,13 +85,16 @@ class SignalSnapshot(BaseModel):
     days_since_missed_due: float | None = None
     days_to_next_due: float | None = None
 
+    course_submissions: int = Field(0, description="assessments submitted in current courses, all time")
+    course_avg_score_pct: float | None = Field(None, description="their average score, percent, all time")
+
     # Standing in the course (processors.cohort): percentile ranks among the students of the same course,
     # 0 = least, 0.5 = the median student, 1 = most; None until enough peers were scored.
     course_peers: int = Field(0, description="students of the course the ranks compare with")
     course_activity_rank_7d: float | None = Field(None, description="rank of minutes on the platform, last 7 days")
     course_activity_rank_30d: float | None = Field(None, description="rank of minutes on the platform, last 30 days")
     course_submitted_rank: float | None = Field(None, description="rank of the share of past-due work submitted")
-    course_score_rank: float | None = Field(None, description="rank of the average assessment score, last 30 days")
+    course_score_rank: float | None = Field(None, description="rank of course_avg_score_pct")
 
     # context
     days_since_last_activity: float | None = None

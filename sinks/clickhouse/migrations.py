@@ -39,6 +39,8 @@ LEDGER = "schema_migrations"
 _COHORT_COLUMNS = tuple(
     f"signals_{name}"
     for name in (
+        "course_submissions",
+        "course_avg_score_pct",
         "course_peers",
         "course_activity_rank_7d",
         "course_activity_rank_30d",
@@ -155,7 +157,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
-        "course standing (percentile ranks among the students of the same course) in risk updates and daily signals",
+        "course scores and standing (ranks among the students of the same course) in risk updates and daily signals",
         (
             AddColumns("risk_updates", _COHORT_COLUMNS),
             AddColumns("user_daily_signals", _COHORT_COLUMNS),

@@ -101,6 +101,24 @@ def test_snapshots_carry_the_standing_in_the_course_of_their_calendar() -> None:
     assert quiet.course_submitted_rank == pytest.approx(0.125)  # the only one who missed tma-1
     assert busy.course_submitted_rank == pytest.approx(0.625)  # tied with two others above the one who missed
     assert snapshot(states[3], as_of, {"c1": CAL}).course_peers == 0  # no cohorts given: no ranks
+    assert (busy.course_submissions, busy.course_avg_score_pct) == (1, pytest.approx(60.0))
+    assert (quiet.course_submissions, quiet.course_avg_score_pct, quiet.course_score_rank) == (0, None, None)
+
+
+def test_course_scores_average_every_attempt_whatever_the_order() -> None:
+    def submit(n: int, score: float) -> dict:
+        return {"event_id": f"q{n}", "user_id": "u", "event_type": "quiz_submitted", "timezone": "UTC",
+                "event_time": f"2026-10-{10 + n}T10:00:00+00:00", "course_id": "c1",
+                "payload": {"quiz_id": "tma-1", "score": score, "max_score": 100.0}}  # fmt: skip
+
+    enrol = {"event_id": "e", "user_id": "u", "event_type": "enrolled", "timezone": "UTC",
+             "event_time": "2026-09-20T10:00:00+00:00", "course_id": "c1", "payload": {}}  # fmt: skip
+    as_of = datetime(2026, 10, 25, 12, tzinfo=UTC)
+    one_way = apply_events(apply_events(None, "u", [enrol, submit(1, 40.0)]).state, "u", [submit(2, 80.0)]).state
+    other_way = apply_events(apply_events(None, "u", [submit(2, 80.0), enrol]).state, "u", [submit(1, 40.0)]).state
+    for state in (one_way, other_way):
+        snap = snapshot(state, as_of, {"c1": CAL})
+        assert (snap.course_submissions, snap.course_avg_score_pct) == (1, pytest.approx(60.0))
 
 
 def test_in_course_rows_are_those_of_a_running_course_with_work_due() -> None:
