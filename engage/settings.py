@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     # rows per insert and about one insert per second per table); these override every sink at once.
     sink_batch_rows: int | None = None
     sink_batch_seconds: float | None = None
+    sink_metrics_port: int = Field(16067, description="`engage sink` serves /metrics on 127.0.0.1 here (0: not at all)")
 
     @property
     def model_registry(self) -> Path:

@@ -72,6 +72,8 @@ class SinkRunner:
         self.batch_seconds = batch_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.stats = RunnerStats()
+        for counter in (ROWS_WRITTEN, WRITE_FAILURES, DEAD_LETTERED):
+            counter.labels(sink.name)  # exported at 0 from the start: rate() and the alert rules see the series
         self._stop = threading.Event()
         self._assigned = threading.Event()
         conf: dict[str, object] = {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from engage.settings import Settings
 from schemas.topics import TopicCatalogue, catalogue
@@ -18,6 +20,8 @@ from sinks.runner import RunnerStats, SinkRunner, sink_group
 from streams.producer import EventProducer
 
 SINK_NAMES = ("events", *SPECS)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,23 @@ def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventP
             )
         )
     return runners
+
+
+def serve_metrics(settings: Settings) -> WSGIServer | None:
+    """Serve the sinks' Prometheus metrics on 127.0.0.1:``sink_metrics_port`` in a daemon thread; the server
+    (``shutdown()`` stops it), or None when the port is 0.
+
+    A port already in use (a second sink process on this machine) is logged, not fatal: the sinks run anyway."""
+    if not settings.sink_metrics_port:
+        return None
+    from prometheus_client import start_http_server
+
+    try:
+        server, _thread = start_http_server(settings.sink_metrics_port, addr="127.0.0.1")
+    except OSError as exc:
+        log.warning("sink metrics not served on 127.0.0.1:%d: %s", settings.sink_metrics_port, exc)
+        return None
+    return server
 
 
 def run_sinks(settings: Settings, names: Sequence[str], idle_exit: float | None = None) -> dict[str, RunnerStats]:

@@ -52,6 +52,19 @@ LATENCY = Histogram(
     "Collector request latency (until Kafka acknowledged)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+# Labels are bounded sets (OutcomeKind, Channel): never a user or intervention id.
+OUTCOMES = Counter(
+    "engage_intervention_outcomes_total",
+    "Intervention outcomes reported by the delivery system and stored, by outcome and channel",
+    ["outcome", "channel"],
+)
+OUTCOMES_REJECTED = Counter(
+    "engage_collector_rejected_outcomes_total", "Intervention outcome reports refused (dead-lettered)"
+)
+# Exported at 0 from the start, so rates and "no events" alerts see a series before the first request.
+REQUESTS.labels("ok")
+for _outcome in ("accepted", "rejected", "duplicate"):
+    EVENTS.labels(_outcome)
 
 
 class _TooLarge(Exception):
@@ -223,6 +236,9 @@ class Collector:
         except DeliveryFailed as exc:
             log.error("Kafka did not acknowledge outcomes: %s", exc)
             return _problem(503, "unavailable", "outcomes could not be stored right now; retry the whole batch")
+        for outcome in verdict.accepted:
+            OUTCOMES.labels(outcome.outcome.value, outcome.channel.value if outcome.channel else "none").inc()
+        OUTCOMES_REJECTED.inc(len(verdict.rejected))
         REQUESTS.labels("ok").inc()
         return _json(
             200,
