@@ -494,16 +494,19 @@ def bench_ingest(
 @bench_app.command("processors")
 def bench_processors(
     out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/processors.json"),
-    events: Annotated[int, typer.Option(help="Events through each worker design")] = 300_000,
-    latency_rate: Annotated[int, typer.Option(help="Offered events/s for the latency figures")] = 5_000,
-    latency_seconds: Annotated[float, typer.Option(help="Seconds of offered load")] = 20.0,
+    events: Annotated[int, typer.Option(help="Events through each design")] = 300_000,
+    latency_rate: Annotated[
+        list[int] | None, typer.Option(help="Offered events/s for the latency figures (repeatable)")
+    ] = None,
+    latency_seconds: Annotated[float, typer.Option(help="Seconds of offered load per rate")] = 15.0,
 ) -> None:
-    """Worker throughput and event-to-risk latency beside a one-event-at-a-time Faust agent."""
+    """Our workers beside the same job in Quix Streams: throughput, latency at fixed loads, scale-out, end to end."""
     from engage.bench.processors import ProcessorsBenchConfig, run
 
     _ensure_infra()
-    run(get_settings(), console, out,
-        ProcessorsBenchConfig(events=events, latency_rate=latency_rate, latency_seconds=latency_seconds))  # fmt: skip
+    rates = tuple(latency_rate or ProcessorsBenchConfig.latency_rates)
+    config = ProcessorsBenchConfig(events=events, latency_rates=rates, latency_seconds=latency_seconds)
+    run(get_settings(), console, out, config)
 
 
 @bench_app.command("queries")

@@ -38,23 +38,28 @@ class UserRecord:
     last_intervention: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": 1,
-                "state": self.state.to_dict(),
-                "history": self.history.to_dict(),
-                "seq": self.score_seq,
-                "tier": self.tier,
-                "scored_at": self.scored_at,
-                "clock_at": self.clock_at,
-                "assessment": self.last_assessment,
-                "intervention": self.last_intervention,
-            }
-        )
+        return orjson.dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what ``to_bytes`` encodes)."""
+        return {
+            "v": 1,
+            "state": self.state.to_dict(),
+            "history": self.history.to_dict(),
+            "seq": self.score_seq,
+            "tier": self.tier,
+            "scored_at": self.scored_at,
+            "clock_at": self.clock_at,
+            "assessment": self.last_assessment,
+            "intervention": self.last_intervention,
+        }
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserRecord:
-        d = orjson.loads(raw)
+        return cls.from_dict(orjson.loads(raw))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UserRecord:
         return cls(
             state=UserState.from_dict(d["state"]),
             history=InterventionHistory.from_dict(d.get("history")),

@@ -1,158 +1,259 @@
-"""`engage bench processors`: signals + streaks + scoring per worker process, beside the naive Faust design.
+"""`engage bench processors`: the stream processors beside a peer, at fixed loads, scaled out and end to end.
 
-- Throughput: a topic pre-filled with simulator events as apps send them (one student's batch per message) is
-  drained by one real worker process (RocksDB store, debounced scoring); events/s from its first to its last
-  message. The baseline, in the same run on the same events: one event per message through a straightforward
-  one-event-at-a-time Faust agent with default settings doing the same domain work (``naive_worker``).
-- Latency: events offered at a steady rate (default 5,000/s) for a while; event-to-risk-update latency is the
-  risk update's Kafka timestamp minus the event's ``received_at``, p50/p95/p99, for both designs.
-- Changelog writes per event, and CPU seconds per million events of the worker process.
+The peer is the same per-user job written with Quix Streams (``engage.bench.peer.quix_app``): for every
+message it folds the student's events into the same record, re-scores with the same model and policy and
+emits the risk update. Both read the same simulator events, as apps send them (one student's batch per
+message), from the same Kafka, one after the other so they never share the two cores. Measured:
+
+- throughput draining a pre-filled topic (events/s from the first message processed to the last), CPU seconds
+  and peak memory per million events, and whether both produced the same per-user counts;
+- event-to-risk latency (p50/p95/p99) at fixed offered loads: from the event's ``received_at`` to the risk
+  update arriving at a consumer, the same measure for both;
+- state size per million students (our records as the changelog holds them);
+- scale-out: 1 and 2 worker processes on one topic's partitions, each student's state on exactly one worker,
+  and a second worker joining mid-stream (a rebalance under load) losing and double-counting nothing;
+- end to end: producer -> Kafka -> worker -> sinks -> ClickHouse, events/s until every event and every final
+  risk update is stored.
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
-from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 
 from deploy.process import free_port
 from engage.bench.ingest import simulated_events
 from engage.bench.loadgen import LoadResult, build_request, run_load
+from engage.bench.peer.venv import peer_command, peer_env, peer_python
 from engage.bench.report import Figure, Report, percentile
-from engage.children import child, wait_http
+from engage.bench.streams_io import (
+    LiveReader,
+    cpu_seconds,
+    decode,
+    drain_timing,
+    encode,
+    end_offsets,
+    fill,
+    latest_per_key,
+    metric,
+    paced,
+    peak_memory_mb,
+    read_all,
+    send,
+    wait_for_group,
+)
+from engage.children import child, wait_for_sinks, wait_http
 from engage.settings import Settings, settings_env
-from engage.traffic import _client_batches
 from schemas.topics import TopicSpec, catalogue
+from sinks.clickhouse.client import connect
+from sinks.clickhouse.migrations import migrate
 from streams.admin import delete_topics, ensure_topics
-from streams.producer import EventProducer
 
 
 @dataclass(frozen=True)
 class ProcessorsBenchConfig:
     events: int = 300_000
     client_batch: int = 50  # events per app flush (per student), as the collector would receive them
-    latency_rate: int = 5_000  # events/s offered for the latency figures
-    latency_seconds: float = 20.0
-    api_rate: float = 200.0  # engagement API requests/s during the latency run
+    latency_rates: tuple[int, ...] = (1_000, 5_000, 20_000)  # events/s offered for the latency figures
+    latency_seconds: float = 15.0
+    api_rate: float = 200.0  # engagement API requests/s during the 5,000 events/s run
 
 
-def _end_offsets(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or not meta.partitions:
-            return 0
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions)
-    finally:
-        consumer.close()
+@dataclass
+class Run:
+    """One process draining or serving a topic: what it took."""
+
+    seconds: float = float("nan")
+    cpu: float = float("nan")
+    peak_mb: float = float("nan")
+    latencies: list[float] = field(default_factory=list)
 
 
-def _read_all(bootstrap: str, topic: str, expect_at_least: int, timeout: float) -> list[tuple[float, dict[str, Any]]]:
-    """(Kafka timestamp in seconds, decoded value) of every message of a topic."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    out: list[tuple[float, dict[str, Any]]] = []
-    deadline = time.monotonic() + timeout
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() < deadline:
-            batch = consumer.consume(5_000, timeout=0.5)
-            for msg in batch:
-                if msg.error() is None:
-                    out.append((msg.timestamp()[1] / 1000, orjson.loads(msg.value() or b"{}")))
-            if batch:
-                idle_since = time.monotonic()
-            elif len(out) >= expect_at_least and time.monotonic() - idle_since > 2:
-                break
-    finally:
-        consumer.close()
+def expected_counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Distinct events per student, from the sent events alone (the independent reference)."""
+    ids: dict[str, set[str]] = {}
+    for e in events:
+        ids.setdefault(e["user_id"], set()).add(e["event_id"])
+    return {u: len(v) for u, v in ids.items()}
+
+
+def final_signals(records: list[tuple[float, bytes, bytes]]) -> dict[str, dict[str, Any]]:
+    """Each student's signals in their newest risk update (highest ``update_id`` sequence)."""
+    best: dict[str, tuple[int, dict[str, Any]]] = {}
+    for _, _, value in records:
+        update = decode(value)
+        user, seq = update["user_id"], int(str(update["update_id"]).rsplit(":", 1)[1])
+        if user not in best or seq >= best[user][0]:
+            best[user] = (seq, update["signals"])
+    return {u: s for u, (_, s) in best.items()}
+
+
+COMPARED = ("events_total", "current_streak_days", "longest_streak_days", "active_days_30d", "logins_30d")
+
+
+def differences(ours: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]) -> list[str]:
+    """Students whose compared counts differ (or who are missing on one side), described."""
+    out = []
+    for user in sorted(set(ours) | set(other)):
+        a, b = ours.get(user), other.get(user)
+        if a is None or b is None:
+            out.append(f"{user}: missing on {'our' if a is None else 'the peer'} side")
+            continue
+        diff = {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k)}
+        if diff:
+            out.append(f"{user}: {diff}")
     return out
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _latencies(arrivals: list[tuple[float, bytes]]) -> list[float]:
+    out = []
+    for arrived, value in arrivals:
+        update = decode(value)
+        received = update.get("received_at")
+        if received and update.get("trigger", "events") == "events":
+            out.append(arrived - datetime.fromisoformat(received).timestamp())
+    return sorted(out)
 
 
-def _fill(settings: Settings, topic: str, events: list[dict[str, Any]], batch: int) -> int:
-    topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    with EventProducer(settings.kafka_bootstrap, topics, source="bench") as producer:
-        messages = 0
-        for i in range(0, len(events), 20_000):
-            for group in _client_batches(events[i : i + 20_000], batch):
-                for key, value, _ in producer.encode_batches(group):
-                    producer.send_encoded(key, value, topic=topic)
-                    messages += 1
-        assert producer.flush(120) == 0
-    return messages
+class Bench:
+    """Topic sets made for one run, removed at the end; helpers to start our workers and the peer."""
+
+    def __init__(self, settings: Settings, console: Console, cfg: ProcessorsBenchConfig) -> None:
+        self.settings, self.console, self.cfg = settings, console, cfg
+        self.run_id = uuid.uuid4().hex[:6]
+        self.work = settings.run_dir / f"bench-processors-{self.run_id}"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.created: list[str] = []
+        self.databases: list[str] = []
+
+    def fresh(self, name: str, **update: Any) -> Settings:
+        s = self.settings.model_copy(update={"topic_prefix": f"bp-{self.run_id}-{name}", "run_dir": self.work,
+                                             "worker_web_port": free_port(), "worker_clock": "event",
+                                             "sink_metrics_port": 0, **update})  # fmt: skip
+        specs = catalogue(s.topic_prefix, s.event_partitions).all()
+        ensure_topics(s.kafka_bootstrap, specs)
+        self.created.extend(t.name for t in specs)
+        return s
+
+    def topic(self, s: Settings, name: str) -> str:
+        ensure_topics(s.kafka_bootstrap, [TopicSpec(name, s.event_partitions)])
+        self.created.append(name)
+        return name
+
+    @contextmanager
+    def worker(self, s: Settings, name: str, port: int | None = None) -> Iterator[tuple[Any, str]]:
+        port = port or s.worker_web_port
+        log = self.work / f"{name}.log"
+        env = settings_env(s.model_copy(update={"worker_web_port": port}))
+        with child([sys.executable, "-m", "engage.cli", "worker"], log, env) as proc:
+            url = f"http://127.0.0.1:{port}"
+            wait_http(f"{url}/healthz", proc, log=log, timeout=90)
+            yield proc, url
+
+    @contextmanager
+    def peer(self, s: Settings, in_topic: str, out_topic: str, name: str) -> Iterator[Any]:
+        python = peer_python(self.settings.run_dir)
+        args = peer_command(python, in_topic, out_topic, s.kafka_bootstrap, f"peer-{self.run_id}-{name}",
+                            self.work / f"peer-state-{name}", idle_seconds=3600)  # fmt: skip
+        with child(args, self.work / f"peer-{name}.log", peer_env()) as proc:
+            yield proc
+
+    def cleanup(self) -> None:
+        delete_topics(self.settings.kafka_bootstrap, self.created)
+        if self.databases:
+            client = connect(self.settings)
+            for db in self.databases:
+                client.execute(f"DROP DATABASE IF EXISTS {db}")
 
 
-def _paced(settings: Settings, topic: str, events: list[dict[str, Any]], rate: int, seconds: float, batch: int) -> int:
-    """Offer ``rate`` events/s for ``seconds`` (received_at stamped as each batch is sent)."""
-    topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    sent = 0
-    start = time.monotonic()
-    budget = int(rate * seconds)
-    with EventProducer(settings.kafka_bootstrap, topics, source="bench", linger_ms=2) as producer:
-        i = 0
-        while sent < budget and i < len(events):
-            chunk = events[i : i + max(1, rate // 50)]
-            i += len(chunk)
-            for group in _client_batches(chunk, batch):
-                for key, value, n in producer.encode_batches(group):
-                    producer.send_encoded(key, value, topic=topic)
-                    sent += n
-            ahead = sent / rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-        producer.flush(60)
-    return sent
+def _processed(url: str) -> float:
+    return metric(url, "engage_worker_messages_processed_total")
 
 
-def _metric(url: str, name: str) -> float:
-    try:
-        text = httpx.get(f"{url}/metrics", timeout=2).text
-    except httpx.HTTPError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[str, Any]]:
+    """Ours, then the peer, draining the same pre-filled topic; the per-user results of both."""
+    s = b.fresh("tp")
+    events_topic = catalogue(s.topic_prefix).events.name
+    messages = fill(s, events_topic, events, b.cfg.client_batch)
+    b.console.print(f"throughput: {len(events):,} events in {messages:,} messages, our worker ...")
+    ours = Run()
+    with b.worker(s, "ours") as (proc, url):
+        cpu0 = cpu_seconds(proc.pid)
+        ours.seconds = drain_timing(lambda: _processed(url), messages, timeout=900)
+        ours.cpu, ours.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
+        time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
+    risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
+    changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
+
+    b.console.print("throughput: the Quix Streams peer on the same topic ...")
+    peer_out = b.topic(s, events_topic + ".peer")
+    peer = Run()
+    with b.peer(s, events_topic, peer_out, "tp") as proc:
+        cpu0 = cpu_seconds(proc.pid)
+        peer.seconds = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), messages, timeout=1800)
+        peer.cpu, peer.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
+    peer_updates = read_all(s.kafka_bootstrap, peer_out, messages, timeout=120)
+
+    ours_final, peer_final = final_signals(risk), final_signals(peer_updates)
+    expected = expected_counts(events)
+    wrong = [u for u, n in expected.items() if ours_final.get(u, {}).get("events_total") != n]
+    record_bytes = [len(v) for v in changelog.values() if v]
+    details = {
+        "messages": messages,
+        "risk_updates": {"ours": len(risk), "peer": len(peer_updates)},
+        "students": len(expected),
+        "differences": differences(ours_final, peer_final),
+        "ours_vs_sent_events": wrong,
+        "state_bytes_per_student": sum(record_bytes) / max(1, len(record_bytes)),
+    }
+    return ours, peer, details
 
 
-def _drain_timing(progress: Any, total: float, timeout: float) -> tuple[float, float]:
-    """Poll ``progress()`` until it reaches ``total``; (seconds from first progress to done, done value)."""
-    first = None
-    deadline = time.monotonic() + timeout
-    value = 0.0
-    while time.monotonic() < deadline:
-        value = progress()
-        now = time.monotonic()
-        if value > 0 and first is None:
-            first = now
-        if value >= total:
-            return now - (first or now), value
-        time.sleep(0.05)
-    raise RuntimeError(f"not drained in {timeout:.0f} s ({value:,.0f} of {total:,.0f})")
+def _latency(b: Bench, events: list[dict[str, Any]], rate: int, api: bool) -> tuple[Run, Run, LoadResult | None]:
+    """Events offered at ``rate`` for a while to our worker, then (on a topic of its own) to the peer."""
+    seconds = b.cfg.latency_seconds
+    ours, peer = Run(), Run()
+    api_result = None
+    s = b.fresh(f"lat{rate}")
+    events_topic, risk_topic = catalogue(s.topic_prefix).events.name, catalogue(s.topic_prefix).risk_updates.name
+    b.console.print(f"latency at {rate:,} events/s for {seconds:.0f} s: our worker ...")
+    with b.worker(s, f"lat{rate}"), LiveReader(s.kafka_bootstrap, risk_topic) as reader:
+        time.sleep(3)  # partitions assigned
+        with ThreadPoolExecutor(1) as pool:
+            load = pool.submit(_api_load, s, sorted({e["user_id"] for e in events[:20_000]}), b.cfg) if api else None
+            paced(s, events_topic, events, rate, seconds, b.cfg.client_batch)
+            api_result = load.result() if load is not None else None
+        time.sleep(3)
+    ours.latencies = _latencies(reader.arrivals)
+
+    b.console.print(f"latency at {rate:,} events/s for {seconds:.0f} s: the peer ...")
+    s2 = b.fresh(f"plat{rate}")
+    peer_in = catalogue(s2.topic_prefix).events.name
+    peer_out = b.topic(s2, peer_in + ".peer")
+    with b.peer(s2, peer_in, peer_out, f"lat{rate}"), LiveReader(s2.kafka_bootstrap, peer_out) as reader:
+        wait_for_group(s2.kafka_bootstrap, f"peer-{b.run_id}-lat{rate}")  # its start-up is not latency
+        offered = paced(s2, peer_in, events, rate, seconds, b.cfg.client_batch)
+        deadline = time.monotonic() + 120
+        while len(reader.arrivals) < offered / b.cfg.client_batch * 0.9 and time.monotonic() < deadline:
+            time.sleep(0.5)  # a peer that falls behind is measured when it catches up
+        time.sleep(2)
+    peer.latencies = _latencies(reader.arrivals)
+    return ours, peer, api_result
 
 
 def _api_load(settings: Settings, users: list[str], cfg: ProcessorsBenchConfig) -> LoadResult:
     """GET /v1/users/{id}/engagement at ``api_rate`` requests/s while the worker is busy."""
-    import asyncio
-
     port = settings.worker_web_port
     key = settings.server_keys[0].partition(":")[2]
     time.sleep(2)  # let the first events arrive so the students exist
@@ -165,131 +266,140 @@ def _api_load(settings: Settings, users: list[str], cfg: ProcessorsBenchConfig) 
     )
 
 
-def _latencies(records: list[tuple[float, dict[str, Any]]]) -> list[float]:
-    out = []
-    for ts, value in records:
-        received = value.get("received_at")
-        if received and value.get("trigger", "events") == "events":
-            out.append(ts - datetime.fromisoformat(received).timestamp())
-    return sorted(out)
+def _scale_out(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Two workers draining one topic together; then a second worker joining mid-stream (a rebalance)."""
+    out: dict[str, Any] = {}
+    expected = expected_counts(events)
+    s = b.fresh("two")
+    encoded = encode(s, events, b.cfg.client_batch)
+    b.console.print("scale-out: two workers on one topic ...")
+    with b.worker(s, "two-a") as (_, url_a), b.worker(s, "two-b", port=free_port()) as (_, url_b):
+        wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=2)  # both in before any event
+        messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
+        out["seconds"] = drain_timing(lambda: _processed(url_a) + _processed(url_b), messages, timeout=900)
+        out["messages_per_worker"] = [_processed(url_a), _processed(url_b)]
+        time.sleep(2 * s.score_debounce_seconds + 1)
+    risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
+    final = final_signals(risk)
+    out["wrong_counts"] = [u for u, n in expected.items() if final.get(u, {}).get("events_total") != n]
+
+    b.console.print("scale-out: a second worker joins while the first is draining (rebalance under load) ...")
+    s = b.fresh("join")
+    messages = fill(s, catalogue(s.topic_prefix).events.name, events, b.cfg.client_batch)
+    with ExitStack() as stack:
+        _, url_a = stack.enter_context(b.worker(s, "join-a"))
+        while _processed(url_a) < messages * 0.3:
+            time.sleep(0.1)
+        _, url_b = stack.enter_context(b.worker(s, "join-b", port=free_port()))
+        deadline = time.monotonic() + 600
+        final = {}
+        while time.monotonic() < deadline:
+            time.sleep(3)
+            final = final_signals(read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, 60))
+            if all(final.get(u, {}).get("events_total") == n for u, n in expected.items()):
+                break
+        out["join_messages_per_worker"] = [_processed(url_a), _processed(url_b)]
+    out["join_wrong_counts"] = [u for u, n in expected.items() if final.get(u, {}).get("events_total") != n]
+    out["join_messages"] = messages
+    return out
+
+
+def _end_to_end(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Producer -> Kafka -> worker -> sinks -> ClickHouse, all on this machine at once."""
+    database = f"bp_{b.run_id}_e2e"
+    s = b.fresh("e2e", clickhouse_database=database)
+    b.databases.append(database)
+    client = connect(s)
+    migrate(client, database)
+    b.console.print(f"end to end: {len(events):,} events through producer, worker, sinks into ClickHouse ...")
+    env = settings_env(s)
+    with (
+        b.worker(s, "e2e") as (_, url),
+        child([sys.executable, "-m", "engage.cli", "sink", "all"], b.work / "e2e-sinks.log", env),
+    ):
+        started = time.monotonic()
+        fill(s, catalogue(s.topic_prefix).events.name, events, b.cfg.client_batch)
+        sent_seconds = time.monotonic() - started
+        deadline = time.monotonic() + 900
+        stored = 0
+        while time.monotonic() < deadline:
+            stored = client.execute(f"SELECT count() FROM {database}.behavior_events")[0][0]
+            if stored >= len(events) and metric(url, "engage_worker_messages_processed_total") > 0:
+                break
+            time.sleep(0.2)
+        time.sleep(2 * s.score_debounce_seconds)  # the last debounced risk updates
+        wait_for_sinks(s, timeout=300)
+        seconds = time.monotonic() - started
+    users_with_risk = client.execute(f"SELECT uniqExact(user_id) FROM {database}.risk_updates")[0][0]
+    return {"seconds": seconds, "send_seconds": sent_seconds, "stored_events": stored,
+            "students_with_risk": users_with_risk, "students": len(expected_counts(events))}  # fmt: skip
 
 
 def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchConfig | None = None) -> Report:
     cfg = cfg or ProcessorsBenchConfig()
-    run_id = uuid.uuid4().hex[:6]
-    work = settings.run_dir / f"bench-processors-{run_id}"
-    work.mkdir(parents=True, exist_ok=True)
+    b = Bench(settings, console, cfg)
     report = Report(
-        "engage bench processors", context={"config": cfg.__dict__, "partitions": settings.event_partitions}
+        "engage bench processors (ours vs the same job in Quix Streams)",
+        context={"config": cfg.__dict__, "partitions": settings.event_partitions},
     )
-    console.print(f"generating {cfg.events:,} simulator events ...")
+    console.print(f"generating {cfg.events:,} simulator events; preparing the Quix Streams peer's venv ...")
     events = simulated_events(cfg.events)
-    created: list[str] = []
-
-    def fresh(name: str) -> Settings:
-        s = settings.model_copy(update={"topic_prefix": f"bp-{run_id}-{name}", "run_dir": work,
-                                        "worker_web_port": free_port()})  # fmt: skip
-        specs = catalogue(s.topic_prefix, s.event_partitions).all()
-        ensure_topics(s.kafka_bootstrap, specs)
-        created.extend(t.name for t in specs)
-        return s
-
+    peer_python(settings.run_dir)
     try:
-        # --- throughput, our worker ------------------------------------------------------------------------
-        ours = fresh("ours")
-        messages = _fill(ours, catalogue(ours.topic_prefix).events.name, events, cfg.client_batch)
-        url = f"http://127.0.0.1:{ours.worker_web_port}"
-        console.print(f"our worker: {len(events):,} events in {messages:,} messages ...")
-        with child([sys.executable, "-m", "engage.cli", "worker"], work / "ours.log", settings_env(ours)) as proc:
-            wait_http(f"{url}/healthz", proc, log=work / "ours.log")
-            cpu0 = _cpu_seconds(proc.pid)
-            seconds, _ = _drain_timing(
-                lambda: _metric(url, "engage_worker_messages_processed_total"), messages, timeout=900
-            )
-            cpu = _cpu_seconds(proc.pid) - cpu0
-            time.sleep(1.5)  # the last debounced re-scores
-        changelog = _end_offsets(ours.kafka_bootstrap, f"{ours.topic_prefix}-worker-user-state-changelog")
-        risk_updates = _end_offsets(ours.kafka_bootstrap, catalogue(ours.topic_prefix).risk_updates.name)
-        ours_rate = len(events) / seconds
-
-        # --- throughput, the naive design -------------------------------------------------------------------
-        naive = fresh("naive")
-        naive_in = catalogue(naive.topic_prefix).events.name
-        naive_out = naive_in + ".out"
-        ensure_topics(naive.kafka_bootstrap, [TopicSpec(naive_out, naive.event_partitions)])
-        created.append(naive_out)
-        _fill(naive, naive_in, events, 1)
-        console.print(f"naive one-event-at-a-time agent: {len(events):,} events in {len(events):,} messages ...")
-        args = [sys.executable, "-m", "engage.bench.naive_worker", naive_in, naive_out, naive.kafka_bootstrap,
-                str(naive.worker_web_port), str(work / "naive")]  # fmt: skip
-        with child(args, work / "naive.log") as proc:
-            wait_http(f"http://127.0.0.1:{naive.worker_web_port}/", proc, log=work / "naive.log")
-            cpu0 = _cpu_seconds(proc.pid)
-            naive_seconds, _ = _drain_timing(
-                lambda: _end_offsets(naive.kafka_bootstrap, naive_out), len(events), timeout=1800
-            )
-            naive_cpu = _cpu_seconds(proc.pid) - cpu0
-        naive_rate = len(events) / naive_seconds
-        naive_changelog = _end_offsets(naive.kafka_bootstrap, f"naive-{naive_in}-naive-state-changelog")
-
-        # --- latency at a steady offered load ----------------------------------------------------------------
-        lat_ours = fresh("lat-ours")
-        url = f"http://127.0.0.1:{lat_ours.worker_web_port}"
-        console.print(f"latency at {cfg.latency_rate:,} events/s for {cfg.latency_seconds:.0f} s ...")
-        with child([sys.executable, "-m", "engage.cli", "worker"], work / "lat.log", settings_env(lat_ours)) as p:
-            wait_http(f"{url}/healthz", p, log=work / "lat.log")
-            time.sleep(3)  # partitions assigned
-            with ThreadPoolExecutor(1) as pool:
-                # The engagement API under load: queried while the worker processes the offered events.
-                api = pool.submit(_api_load, lat_ours, sorted({e["user_id"] for e in events[:20_000]}), cfg)
-                offered = _paced(lat_ours, catalogue(lat_ours.topic_prefix).events.name, events, cfg.latency_rate,
-                                 cfg.latency_seconds, cfg.client_batch)  # fmt: skip
-                api_result = api.result()
-            time.sleep(3)
-        ours_lat = _latencies(_read_all(lat_ours.kafka_bootstrap, catalogue(lat_ours.topic_prefix).risk_updates.name,
-                                        1, timeout=60))  # fmt: skip
-
-        lat_naive = fresh("lat-naive")
-        lat_in = catalogue(lat_naive.topic_prefix).events.name
-        lat_out = lat_in + ".out"
-        ensure_topics(lat_naive.kafka_bootstrap, [TopicSpec(lat_out, lat_naive.event_partitions)])
-        created.append(lat_out)
-        args = [sys.executable, "-m", "engage.bench.naive_worker", lat_in, lat_out, lat_naive.kafka_bootstrap,
-                str(lat_naive.worker_web_port), str(work / "lat-naive")]  # fmt: skip
-        with child(args, work / "lat-naive.log") as p:
-            wait_http(f"http://127.0.0.1:{lat_naive.worker_web_port}/", p, log=work / "lat-naive.log")
-            time.sleep(3)
-            _paced(lat_naive, lat_in, events, cfg.latency_rate, cfg.latency_seconds, 1)
-            _drain_timing(lambda: _end_offsets(lat_naive.kafka_bootstrap, lat_out), offered * 0.99, timeout=600)
-        naive_lat = _latencies(_read_all(lat_naive.kafka_bootstrap, lat_out, 1, timeout=60))
+        ours, peer, details = _throughput(b, events)
+        latency = {rate: _latency(b, events, rate, api=rate == 5_000) for rate in cfg.latency_rates}
+        scale = _scale_out(b, events)
+        e2e = _end_to_end(b, events)
     finally:
-        delete_topics(settings.kafka_bootstrap, created)
+        b.cleanup()
 
-    notes = f"{len(events):,} events in {messages:,} messages; {risk_updates:,} risk updates"
-    report.add(Figure("worker throughput (signals+streaks+scoring)", ours_rate, "events/s",
-                      "one-event-at-a-time Faust agent", naive_rate, aim=">= 20,000 events/s per process",
-                      notes=notes))  # fmt: skip
-    report.add(Figure("changelog writes per event", changelog / len(events), "writes", "naive design",
-                      naive_changelog / len(events), aim="< 1"))  # fmt: skip
-    report.add(Figure("worker CPU per million events", cpu / len(events) * 1e6, "CPU s", "naive design",
-                      naive_cpu / len(events) * 1e6))  # fmt: skip
-    for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-        report.add(
-            Figure(
-                f"event-to-risk latency {label} at {cfg.latency_rate:,} events/s",
-                percentile(ours_lat, q) * 1000,
-                "ms",
-                "naive design",
-                percentile(naive_lat, q) * 1000,
-                aim="< 1,000 ms" if label == "p99" else "",
-            )
-        )
-    ok = api_result.statuses.get(200, 0)
-    report.add(Figure(f"engagement API p50 at {cfg.api_rate:.0f} req/s under load", api_result.percentile(0.5) * 1000,
-                      "ms", notes=f"{api_result.requests} requests, statuses {dict(api_result.statuses)}"))  # fmt: skip
-    report.add(Figure(f"engagement API p99 at {cfg.api_rate:.0f} req/s under load", api_result.percentile(0.99) * 1000,
-                      "ms", aim="< 100 ms", notes=f"{ok} answered 200"))  # fmt: skip
-    report.context["latency_samples"] = {"ours": len(ours_lat), "naive": len(naive_lat), "offered_events": offered}
+    n = len(events)
+    equal = "same per-user counts" if not details["differences"] else f"{len(details['differences'])} students differ"
+    report.add(Figure("worker throughput, 1 process (signals+streaks+scoring)", n / ours.seconds, "events/s",
+                      "Quix Streams peer", n / peer.seconds, aim=">= 20,000 events/s and >= 1x the peer",
+                      notes=f"{n:,} events in {details['messages']:,} messages; {equal} "
+                            f"({', '.join(COMPARED)}) for {details['students']:,} students"))  # fmt: skip
+    report.add(Figure("CPU per million events", ours.cpu / n * 1e6, "CPU s", "Quix Streams peer",
+                      peer.cpu / n * 1e6))  # fmt: skip
+    report.add(Figure("peak memory (RSS) of the process", ours.peak_mb, "MB", "Quix Streams peer", peer.peak_mb))
+    report.add(Figure("state per million students", details["state_bytes_per_student"] * 1e6 / 1e9, "GB",
+                      notes="mean record size in the changelog x 1,000,000"))  # fmt: skip
+    for rate, (o, p, _) in latency.items():
+        for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+            report.add(Figure(f"event-to-risk latency {label} at {rate:,} events/s", percentile(o.latencies, q) * 1000,
+                              "ms", "Quix Streams peer", percentile(p.latencies, q) * 1000,
+                              aim="< 1,000 ms" if label == "p99" and rate == 5_000 else ""))  # fmt: skip
+    api_result = latency.get(5_000, (None, None, None))[2]
+    if api_result is not None:
+        report.add(Figure(f"engagement API p99 at {cfg.api_rate:.0f} req/s, 5,000 events/s", api_result.percentile(0.99)
+                          * 1000, "ms", aim="< 100 ms", notes=f"statuses {dict(api_result.statuses)}"))  # fmt: skip
+    two = n / scale["seconds"]
+    report.add(Figure("2 worker processes, one topic", two, "events/s", "1 worker process", n / ours.seconds,
+                      aim=">= 1.6x where the cores allow (2 cores here, shared with Kafka)",
+                      notes=f"messages per worker {scale['messages_per_worker']}; students with wrong counts: "
+                            f"{len(scale['wrong_counts'])}"))  # fmt: skip
+    report.add(Figure("students wrong after a rebalance under load", len(scale["join_wrong_counts"]), "students",
+                      notes=f"second worker joined at 30%; messages per worker {scale['join_messages_per_worker']} "
+                            f"of {scale['join_messages']:,} (re-deliveries are skipped by event id)"))  # fmt: skip
+    stored = f"{e2e['stored_events']:,} events stored, risk for {e2e['students_with_risk']:,} of {e2e['students']:,}"
+    report.add(Figure("end to end: producer -> Kafka -> worker -> sinks -> ClickHouse", n / e2e["seconds"],
+                      "events/s", aim=">= 20,000 events/s",
+                      notes=f"{stored} students; producer done in {e2e['send_seconds']:.1f} s"))  # fmt: skip
+    report.context.update(
+        {
+            "differences_ours_vs_peer": details["differences"][:20],
+            "ours_wrong_vs_sent": details["ours_vs_sent_events"][:20],
+            "latency_samples": {
+                r: {"ours": len(o.latencies), "peer": len(p.latencies)} for r, (o, p, _) in latency.items()
+            },
+            "scale_out": scale | {"wrong_counts": scale["wrong_counts"][:20]},
+            "end_to_end": e2e,
+            "risk_updates": details["risk_updates"],
+        }
+    )
     report.print(console)
+    problems = details["differences"] or details["ours_vs_sent_events"] or scale["join_wrong_counts"]
+    if problems:
+        console.print(f"[red]results differ: {problems[:5]}[/red]")
     console.print(f"saved {report.save(out)}")
     return report

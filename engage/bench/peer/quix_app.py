@@ -1,0 +1,63 @@
+"""The engine's per-user job written with Quix Streams, the best-known Python alternative, for the benchmark.
+
+It runs in a venv of its own (``engage.bench.peer.venv``: Quix Streams pins an older confluent-kafka than the
+engine) with the repository on ``PYTHONPATH``, and does for every message of the events topic exactly what
+our worker does for a student's batch: fold the events into the student's record (signals, streaks, dedupe)
+kept in Quix's RocksDB state, re-score with the same model and policy, and emit the risk update. The only
+differences are the framework and the design around the domain calls, which is what the benchmark compares.
+
+Usage: python -m engage.bench.peer.quix_app IN_TOPIC OUT_TOPIC BOOTSTRAP GROUP STATE_DIR IDLE_SECONDS
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from quixstreams import Application  # type: ignore[import-not-found,unused-ignore]
+
+from models.heuristic import HeuristicModel
+from processors.pipeline import ScoreRequest, UserRecord, ingest, rescore
+from processors.policy import policy_from_file
+
+
+def _newest(events: list[dict[str, Any]], field: str) -> datetime | None:
+    times = [datetime.fromisoformat(e[field]) for e in events if isinstance(e.get(field), str)]
+    return max(times) if times else None
+
+
+def main(in_topic: str, out_topic: str, bootstrap: str, group: str, state_dir: str, idle_seconds: float) -> None:
+    app = Application(
+        broker_address=bootstrap,
+        consumer_group=group,
+        auto_offset_reset="earliest",
+        state_dir=state_dir,
+        loglevel="WARNING",
+        processing_guarantee="at-least-once",
+    )
+    source = app.topic(in_topic, key_deserializer="bytes", value_deserializer="bytes")
+    sink = app.topic(out_topic, key_serializer="bytes", value_serializer="bytes")
+    model, policy = HeuristicModel(), policy_from_file()
+
+    def process(value: bytes, state: Any) -> bytes:
+        message = orjson.loads(value)
+        user, events = message["user_id"], message["events"]
+        stored = state.get("record")  # Quix keeps state values as JSON (orjson) itself: a dict, not our bytes
+        record = UserRecord.from_dict(stored) if stored else UserRecord.load(None, user)
+        ingest(record, user, events)
+        newest = _newest(events, "event_time")
+        now = datetime.now(UTC)
+        request = ScoreRequest(user, newest or now, "events", newest, _newest(events, "received_at"))
+        outcome = rescore([record], [request], model, policy, now)[0]
+        state.set("record", record.to_dict())
+        return outcome.update.model_dump_json().encode()
+
+    app.dataframe(source).apply(process, stateful=True).to_topic(sink)
+    app.run(timeout=idle_seconds)
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    main(a[0], a[1], a[2], a[3], a[4], float(a[5]))

@@ -1,0 +1,220 @@
+"""What the stream benchmarks share: filling and pacing topics, reading them back, watching processes.
+
+Every measurement reads Kafka or /proc directly, so the engine and its peer are measured the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from engage.settings import Settings
+from engage.traffic import _client_batches
+from schemas.topics import catalogue
+from streams.producer import EventProducer
+
+
+def end_offsets(bootstrap: str, topic: str) -> int:
+    """Messages ever written to ``topic`` (sum of the partitions' end offsets); 0 while a new topic's partitions
+    have no leader yet."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return 0
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions)
+    except KafkaException:
+        return 0
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, expect_at_least: int, timeout: float) -> list[tuple[float, bytes, bytes]]:
+    """(Kafka timestamp in seconds, key, value) of every message of a topic, in each partition's order."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    out: list[tuple[float, bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.consume(5_000, timeout=0.5)
+            for msg in batch:
+                if msg.error() is None:
+                    out.append((msg.timestamp()[1] / 1000, msg.key() or b"", msg.value() or b""))
+            if batch:
+                idle_since = time.monotonic()
+            elif len(out) >= expect_at_least and time.monotonic() - idle_since > 2:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+@dataclass
+class LiveReader:
+    """Reads a topic in a thread while it is being written, noting the wall time each message arrived: the
+    same latency measure for any producer of the topic, whatever timestamps it sets."""
+
+    bootstrap: str
+    topic: str
+    arrivals: list[tuple[float, bytes]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> LiveReader:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        return self
+
+    def _run(self, ready: threading.Event) -> None:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-live-{uuid.uuid4().hex[:6]}",
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})  # fmt: skip
+        consumer.subscribe([self.topic], on_assign=lambda c, parts: ready.set())
+        try:
+            while not self._stop.is_set():
+                for msg in consumer.consume(1_000, timeout=0.05):
+                    if msg.error() is None:
+                        self.arrivals.append((time.time(), msg.value() or b""))
+        finally:
+            consumer.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def wait_for_group(bootstrap: str, group: str, members: int = 1, timeout: float = 90.0) -> None:
+    """Until ``members`` members of a consumer group hold partitions (a settled group), plus a second."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            described = admin.describe_consumer_groups([group])[group].result(timeout=5)
+            holding = [m for m in described.members if m.assignment and m.assignment.topic_partitions]
+        except KafkaException:  # not created yet
+            holding = []
+        if len(holding) >= members:
+            time.sleep(1)
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"consumer group {group} did not reach {members} members with partitions in {timeout:.0f} s")
+
+
+def encode(settings: Settings, events: list[dict[str, Any]], batch: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) messages as apps send them: one student's batch of up to ``batch`` events per message."""
+    producer = EventProducer(settings.kafka_bootstrap, catalogue(settings.topic_prefix), source="bench",
+                             poll_thread=False)  # fmt: skip
+    out: list[tuple[bytes, bytes]] = []
+    for i in range(0, len(events), 20_000):
+        for group in _client_batches(events[i : i + 20_000], batch):
+            out.extend((key, value) for key, value, _ in producer.encode_batches(group))
+    return out
+
+
+def send(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> int:
+    """Write pre-encoded messages as fast as Kafka takes them; how many."""
+    topics = catalogue(settings.topic_prefix, settings.event_partitions)
+    with EventProducer(settings.kafka_bootstrap, topics, source="bench") as producer:
+        for key, value in messages:
+            producer.send_encoded(key, value, topic=topic)
+        assert producer.flush(120) == 0
+    return len(messages)
+
+
+def fill(settings: Settings, topic: str, events: list[dict[str, Any]], batch: int) -> int:
+    """Encode and write events as apps send them; messages written."""
+    return send(settings, topic, encode(settings, events, batch))
+
+
+def paced(settings: Settings, topic: str, events: list[dict[str, Any]], rate: int, seconds: float, batch: int) -> int:
+    """Offer ``rate`` events/s for ``seconds`` (received_at stamped as each batch is sent); events sent."""
+    topics = catalogue(settings.topic_prefix, settings.event_partitions)
+    sent = 0
+    start = time.monotonic()
+    budget = int(rate * seconds)
+    with EventProducer(settings.kafka_bootstrap, topics, source="bench", linger_ms=2) as producer:
+        i = 0
+        while sent < budget and i < len(events):
+            chunk = events[i : i + max(1, rate // 50)]
+            i += len(chunk)
+            for group in _client_batches(chunk, batch):
+                for key, value, n in producer.encode_batches(group):
+                    producer.send_encoded(key, value, topic=topic)
+                    sent += n
+            ahead = sent / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.flush(60)
+    return sent
+
+
+def metric(url: str, name: str) -> float:
+    """A Prometheus sample's value from ``url``/metrics (the first series of that name), 0 if absent."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def drain_timing(progress: Callable[[], float], total: float, timeout: float) -> float:
+    """Poll ``progress()`` until it reaches ``total``; seconds from its first progress to done."""
+    first = None
+    deadline = time.monotonic() + timeout
+    value = 0.0
+    while time.monotonic() < deadline:
+        value = progress()
+        now = time.monotonic()
+        if value > 0 and first is None:
+            first = now
+        if value >= total:
+            return now - (first or now)
+        time.sleep(0.05)
+    raise RuntimeError(f"not drained in {timeout:.0f} s ({value:,.0f} of {total:,.0f})")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_memory_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def latest_per_key(records: list[tuple[float, bytes, bytes]]) -> dict[bytes, bytes]:
+    """The last value per key (what a compacted topic keeps): per partition order is per key order."""
+    out: dict[bytes, bytes] = {}
+    for _, key, value in records:
+        out[key] = value
+    return out
+
+
+def decode(value: bytes) -> dict[str, Any]:
+    return orjson.loads(value) if value else {}
