@@ -26,6 +26,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(replay_app, name="replay")
 app.add_typer(model_app, name="model")
+privacy_app = typer.Typer(no_args_is_help=True, help="Erase a student everywhere (the right to erasure).")
+app.add_typer(privacy_app, name="privacy")
 
 # Tables (benchmarks, the demo's summary) need more than the 80 columns assumed when output is not a terminal.
 console = Console(width=max(Console().width, 120))
@@ -563,6 +565,25 @@ def bench_oulad(
         in_course_only=not all_days,
     )
     run_oulad_bench(get_settings(), config, console, out)
+
+
+@privacy_app.command("delete")
+def privacy_delete(
+    user_id: Annotated[str, typer.Argument(help="The student's user id")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each step")] = 120.0,
+) -> None:
+    """Remove a student's state, changelog entry and warehouse rows; verify nothing of them is left."""
+    from engage.privacy import erase_everywhere
+
+    report = erase_everywhere(get_settings(), user_id, "cli", timeout)
+    state = "erased" if report.worker_had_state else "no state held (unknown student)"
+    console.print(f"{report.erasure_id}: worker state {state}; warehouse rows deleted:")
+    for table, rows in report.rows_deleted.items():
+        console.print(f"  {table:<24} {rows:>8,} deleted, {report.rows_left.get(table, 0):,} left")
+    if not report.complete:
+        console.print("[red]rows are left; run again or look at system.mutations[/red]")
+        raise typer.Exit(1)
+    console.print(f"complete in {report.seconds:.1f} s: nothing of the student is left in state or warehouse")
 
 
 def _ensure_infra() -> None:

@@ -42,6 +42,7 @@ class TopicCatalogue:
     streak_milestones: TopicSpec
     intervention_outcomes: TopicSpec
     courses: TopicSpec
+    erasures: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -52,6 +53,7 @@ class TopicCatalogue:
             self.streak_milestones,
             self.intervention_outcomes,
             self.courses,
+            self.erasures,
         ]
 
 
@@ -98,5 +100,12 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=-1,
             key="course_id",
             contract="schemas.courses.CourseCalendar",
+        ),
+        erasures=TopicSpec(
+            f"{prefix}.erasures.v1",
+            1,
+            retention_ms=30 * DAY_MS,
+            key="erasure_id",
+            contract="schemas.privacy.ErasureDone",
         ),
     )

@@ -23,7 +23,10 @@ def landing_rows(value: bytes, partition: int, offset: int) -> list[LandingRow]:
     """Rows for the landing table from one ``EventBatch`` message (the sink's hot loop: locals bound)."""
     rows: list[LandingRow] = []
     append, parse, dumps = rows.append, datetime.fromisoformat, orjson.dumps
-    for event in orjson.loads(value)["events"]:
+    message = orjson.loads(value)
+    if "erase" in message:
+        return rows  # an erasure request (schemas.privacy), not events: nothing to store
+    for event in message["events"]:
         when = parse(event["event_time"])
         utc_offset = when.utcoffset()
         if utc_offset is None:

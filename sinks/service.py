@@ -137,12 +137,12 @@ def _committed(consumer: Any, parts: list[Any], timeout: float = 30.0) -> list[A
             time.sleep(0.2)
 
 
-def sink_lag(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, int]:
-    """Messages each sink's consumer group has not committed yet (0 = everything stored), by sink name."""
+def sink_positions(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per sink and partition of its topic: (offset committed, i.e. stored, or the log start if none; log end)."""
     from confluent_kafka import Consumer, TopicPartition
 
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    lag: dict[str, int] = {}
+    out: dict[str, dict[int, tuple[int, int]]] = {}
     for name in names:
         sink_name, topic = _source(topics, name)
         consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": sink_group(sink_name)})
@@ -150,12 +150,20 @@ def sink_lag(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str,
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
             parts = [TopicPartition(topic, p) for p in meta.partitions]
             committed = {tp.partition: tp.offset for tp in _committed(consumer, parts)}
-            total = 0
+            positions = {}
             for tp in parts:
                 low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 done = committed.get(tp.partition, -1)
-                total += high - (done if done >= 0 else low)
-            lag[name] = total
+                positions[tp.partition] = (done if done >= 0 else low, high)
+            out[name] = positions
         finally:
             consumer.close()
-    return lag
+    return out
+
+
+def sink_lag(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, int]:
+    """Messages each sink's consumer group has not committed yet (0 = everything stored), by sink name."""
+    return {
+        name: sum(high - done for done, high in parts.values())
+        for name, parts in sink_positions(settings, names).items()
+    }

@@ -23,6 +23,7 @@ from typing import Any
 import faust
 import orjson
 from faust.types import EventT
+from pydantic import ValidationError
 
 from engage.settings import Settings
 from models.base import RiskModel
@@ -33,6 +34,7 @@ from processors.cohort import CourseCohorts
 from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, rescore
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
+from schemas.privacy import ErasureDone, ErasureRequest
 from schemas.topics import catalogue
 from streams.producer import EventProducer
 from streams.worker import metrics as m
@@ -195,12 +197,17 @@ class EngagementWorker:
     def _handle_batch(self, batch: Sequence[EventT]) -> None:
         per_user: dict[str, list[dict[str, Any]]] = {}
         source: dict[str, EventT] = {}  # the message a user's batch came from: its partition is the user's
+        erasures: dict[str, tuple[Any, EventT]] = {}
         newest_message = 0.0
         for event in batch:
             try:
                 message = orjson.loads(event.value)
                 user_id = message["user_id"]
-                per_user.setdefault(user_id, []).extend(message["events"])
+                if "erase" in message:  # schemas.privacy: events before the request go with the student
+                    per_user.pop(user_id, None)
+                    erasures[user_id] = (message["erase"], event)
+                else:
+                    per_user.setdefault(user_id, []).extend(message["events"])
                 source[user_id] = event
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 self._dead_letter(event.value, f"not an EventBatch: {exc!r}")
@@ -208,6 +215,9 @@ class EngagementWorker:
         m.MESSAGES_PROCESSED.inc(len(batch))
         if newest_message:
             m.LAG_SECONDS.set(max(0.0, time.time() - newest_message))  # Faust gives message timestamps in seconds
+
+        for user_id, (request, event) in erasures.items():
+            self.erase(user_id, request, event)
 
         wall = time.time()
         to_score: list[tuple[UserRecord, ScoreRequest, Any]] = []
@@ -334,6 +344,33 @@ class EngagementWorker:
             self.users[key] = record.to_bytes()
         if self._clock_index is not None:
             self._clock_index[key] = (record.clock_at, self._dormant(record))
+
+    def erase(self, user_id: str, request: Any, event: Any | None = None) -> None:
+        """Remove the student from this worker: the record (a tombstone in the changelog), and what memory holds
+        of them (pending re-scores, course cohorts, the clock index, tier counts); confirm on the erasures topic."""
+        try:
+            erasure = ErasureRequest.model_validate(request)
+        except ValidationError as exc:
+            self._dead_letter(orjson.dumps({"erase": request}), f"not an ErasureRequest: {exc.errors()[:3]}")
+            return
+        key = user_id.encode()
+        raw = self.users.get(key)
+        if raw is not None:
+            tier = UserRecord.from_bytes(raw).tier
+            if tier is not None and self._tier_counts.get(tier, 0) > 0:
+                self._tier_counts[tier] -= 1
+                m.USERS_BY_TIER.labels(tier).set(self._tier_counts[tier])
+            with writing_as(event if event is not None else self._key_context(key)):
+                del self.users[key]
+        self._pending.pop(user_id, None)
+        self._last_scored.pop(user_id, None)
+        self.cohorts.forget(user_id)
+        if self._clock_index is not None:
+            self._clock_index.pop(key, None)
+        done = ErasureDone(erasure_id=erasure.erasure_id, erased_at=datetime.now(UTC), found=raw is not None)
+        self.outputs.send_encoded(erasure.erasure_id.encode(), done.model_dump_json().encode(),
+                                  topic=self.topics.erasures.name)  # fmt: skip
+        m.ERASURES.labels("found" if raw is not None else "unknown").inc()
 
     def _dormant(self, record: UserRecord) -> bool:
         return is_dormant(record.state.courses, self.courses.calendars(), self.now().date())

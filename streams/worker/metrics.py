@@ -33,3 +33,6 @@ TABLE_USERS = Gauge("engage_worker_table_users", "Students in this worker's loca
 REJECTED_EVENTS = Counter(
     "engage_worker_rejected_events_total", "Events the processors could not place (dead-lettered)"
 )
+ERASURES = Counter(
+    "engage_privacy_erasures_total", "Students erased from this worker's state, by whether it knew them", ["state"]
+)

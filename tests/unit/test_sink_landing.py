@@ -268,3 +268,11 @@ def test_a_view_refuses_a_column_it_cannot_fill():
     target = Table("t", [Column("a", "UInt8", ("a",), "int"), Column("b", "UInt8", ("b",), "int")], "Memory")
     with pytest.raises((TypeError, ValueError)):
         LandingView("v", landing, target).ddl("d")
+
+
+def test_an_erasure_request_on_the_events_topic_stores_nothing_and_is_no_dead_letter() -> None:
+    from sinks.behavior_events import landing_rows
+
+    erase = {"schema_version": 1, "user_id": "u1", "erase": {"erasure_id": "e1", "user_id": "u1",
+             "requested_at": "2026-11-25T10:00:00+00:00", "requested_by": "cli"}}  # fmt: skip
+    assert landing_rows(orjson.dumps(erase), 0, 7) == []
