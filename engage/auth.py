@@ -2,13 +2,16 @@
 
 Roles: ``write`` keys (shipped inside web/mobile apps, so treat them as public) may only track events;
 ``server`` keys may also read engagement data and act; ``admin`` keys may do everything.
+
+``KeyStore`` is the fixed set of keys from the settings; ``engage.keys`` adds the persistent registry (created,
+rotated, revoked and expiring keys) and ``KeyRing``, the lookup the collector and the workers use.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -29,6 +32,7 @@ GRANTS: dict[Role, frozenset[str]] = {
 class Principal:
     app_id: str
     role: Role
+    key_id: str = field(default="", compare=False)  # public id of the key (``engage.keys``), for logs and audits
 
     def may(self, action: str) -> bool:
         return action in GRANTS[self.role]
@@ -36,6 +40,16 @@ class Principal:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_pair(pair: str) -> tuple[str, str]:
+    """Split an "app_id:key" entry of the settings (only the first ':' separates); never echoes the key."""
+    app_id, sep, key = pair.partition(":")
+    if not sep or not app_id or not key:
+        raise ValueError("keys are configured as 'app_id:key' with both parts non-empty")
+    if len(key) < 8:
+        raise ValueError(f"key for {app_id!r} is too short (at least 8 characters)")
+    return app_id, key
 
 
 class KeyStore:
@@ -58,10 +72,7 @@ class KeyStore:
 
     def extend(self, pairs: Iterable[str], role: Role) -> None:
         for pair in pairs:
-            app_id, sep, key = pair.partition(":")
-            if not sep or not app_id or not key:
-                raise ValueError("keys are configured as 'app_id:key' with both parts non-empty")
-            self.add(app_id, key, role)
+            self.add(*parse_pair(pair), role)
 
     def lookup(self, presented: str | None) -> Principal | None:
         if not presented:

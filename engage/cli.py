@@ -595,6 +595,102 @@ def _ensure_infra() -> None:
             console.print(f"{started.name} started, ready in {started.seconds_to_ready:.2f} s")
 
 
+# --- API keys (engage.keys): hashed keys the collector and workers re-read while running ----------------------
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, rotate, revoke (only hashes are kept).")
+app.add_typer(keys_app, name="keys")
+
+
+def _keys_call(action: Any) -> Any:
+    """Run a registry action; a refusal (unknown id, revoked key...) is one line on stderr and exit code 1."""
+    try:
+        return action()
+    except (KeyError, ValueError) as exc:
+        typer.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _when(moment: Any) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment is not None else "never"
+
+
+def _print_secret(secret: str) -> None:
+    typer.echo(f"secret  {secret}")
+    typer.echo("        shown once: store it now; only its SHA-256 is kept")
+
+
+@keys_app.command("create")
+def keys_create(
+    app_id: Annotated[str, typer.Option("--app", help="The app the key belongs to")],
+    role: Annotated[str, typer.Option(help="write (track only), server (track, read, act) or admin (all)")],
+    expires_days: Annotated[float | None, typer.Option(help="The key stops working after this many days")] = None,
+) -> None:
+    """Make a key for an app and print its secret once."""
+    from datetime import UTC, datetime, timedelta
+
+    from engage.auth import Role
+    from engage.keys import KeyRegistry
+
+    if role not in {r.value for r in Role}:
+        raise typer.BadParameter("write, server or admin", param_hint="--role")
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days is not None else None
+    registry = KeyRegistry.from_settings(get_settings())
+    issued = _keys_call(lambda: registry.create(app_id, Role(role), expires_at=expires))
+    record = issued.record
+    typer.echo(
+        f"created {record.key_id}: app {record.app_id}, role {record.role.value}, expires {_when(record.expires_at)}"
+    )
+    _print_secret(issued.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key (settings' and registry's) by public id, with its state; never a secret or a digest."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table as RichTable
+
+    from engage.keys import KeyRegistry
+
+    now = datetime.now(UTC)
+    table = RichTable(title=str(get_settings().key_registry))
+    for column in ("key id", "app", "role", "source", "created", "expires", "state"):
+        table.add_column(column)
+    for record in _keys_call(KeyRegistry.from_settings(get_settings()).all):
+        state = record.state(now)
+        if state == "rotating":
+            state = f"rotating to {record.replaced_by}"
+        created = _when(record.created_at) if record.created_at else "-"
+        table.add_row(
+            record.key_id, record.app_id, record.role.value, record.source, created, _when(record.expires_at), state
+        )
+    console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (engage keys list)")],
+    grace_seconds: Annotated[float, typer.Option(help="How long the old key keeps working")] = 86_400.0,
+) -> None:
+    """A new key for the same app and role; the old one works for the grace period, then stops."""
+    from engage.keys import KeyRegistry
+
+    registry = KeyRegistry.from_settings(get_settings())
+    issued, old = _keys_call(lambda: registry.rotate(key_id, grace_seconds))
+    typer.echo(f"rotated {old.key_id} to {issued.record.key_id} (app {old.app_id}, role {old.role.value})")
+    typer.echo(f"        {old.key_id} keeps working until {_when(old.expires_at)}, then stops")
+    _print_secret(issued.secret)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (engage keys list)")]) -> None:
+    """Refuse a key from now on (the collector and workers notice within seconds, no restart)."""
+    from engage.keys import KeyRegistry
+
+    registry = KeyRegistry.from_settings(get_settings())
+    record = _keys_call(lambda: registry.revoke(key_id))
+    typer.echo(f"revoked {record.key_id} (app {record.app_id}, role {record.role.value}) at {_when(record.revoked_at)}")
+
+
 def main() -> None:
     app()
 

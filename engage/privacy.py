@@ -143,8 +143,13 @@ def erase_from_warehouse(client: Any, settings: Settings, user_id: str, timeout:
 
 def erase_everywhere(settings: Settings, user_id: str, requested_by: str = "cli", timeout: float = 120.0
                      ) -> ErasureReport:  # fmt: skip
+    return complete_erasure(settings, request_erasure(settings, user_id, requested_by), timeout)
+
+
+def complete_erasure(settings: Settings, request: ErasureRequest, timeout: float = 120.0) -> ErasureReport:
+    """Steps 2-4 for a request already sent (the API answers with its id first, then finishes in the background)."""
     started = time.monotonic()
-    request = request_erasure(settings, user_id, requested_by)
+    user_id = request.user_id
     report = ErasureReport(request.erasure_id)
     report.worker_had_state = wait_for_worker(settings, request.erasure_id, timeout).found
     wait_for_sinks(settings, timeout)

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     write_keys: list[str] = Field(default_factory=lambda: ["demo-web:wk_demo_web", "demo-mobile:wk_demo_mobile"])
     server_keys: list[str] = Field(default_factory=lambda: ["demo-backend:sk_demo_backend"])
     admin_keys: list[str] = Field(default_factory=lambda: ["demo-admin:ak_demo_admin"])
+    # Keys made with `engage keys create` (hashes only; rotated, revoked, expiring). The collector and the
+    # workers re-read the file when it changes, looking at most every key_registry_check_seconds.
+    key_registry_path: Path | None = Field(None, description="the API key registry (JSON); default run_dir/keys.json")
+    key_registry_check_seconds: float = Field(1.0, description="how often services look for a changed key registry")
 
     # --- stream processors (Faust workers) -----------------------------------------------------------
     worker_host: str = "127.0.0.1"
@@ -90,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def model_registry(self) -> Path:
         return self.model_registry_dir or self.run_dir / "models"
+
+    @property
+    def key_registry(self) -> Path:
+        return self.key_registry_path or self.run_dir / "keys.json"
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -33,6 +33,7 @@ Rules a reader of the signals should know:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -122,9 +123,36 @@ def _parse_time(value: Any) -> datetime | None:
     return None if dt.tzinfo is None or dt.utcoffset() is None else dt
 
 
+_SUMMED = ("duration_seconds", "seconds_viewed")
+_MAX_NUMBER = 1e12  # no duration or count comes near; a bigger one (unvalidated writers) is held to it
+
+
+def _malformed(ev: dict[str, Any]) -> str | None:
+    """What makes an event impossible to fold, for events that reached the topic without the contract's checks
+    (the collector refuses all of these): None when it can be folded."""
+    if not isinstance(ev.get("event_type", ""), str):
+        return "event_type must be a string"
+    payload = ev.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        return "payload must be an object"
+    for key in _SUMMED:  # added into the state's counters: must be a plausible number
+        value = (payload or _EMPTY).get(key)
+        if isinstance(value, float | int) and not (0 <= value <= _MAX_NUMBER):  # also true for NaN
+            return f"payload.{key} out of range (0 to {_MAX_NUMBER:.0e})"
+    dt = _parse_time(ev.get("event_time"))
+    if dt is not None and not (1971 <= dt.year <= 9998):
+        return "event_time out of range (years 1971-9998)"
+    return None
+
+
 def _num(payload: dict[str, Any], key: str) -> float:
+    """A payload number, held within +-``_MAX_NUMBER`` (so sums stay storable), 0 if absent or not finite."""
     value = payload.get(key)
-    return float(value) if isinstance(value, (int, float)) else 0.0  # a tuple is faster than a union here
+    if not isinstance(value, (int, float)):  # a tuple is faster than a union here
+        return 0.0
+    if -_MAX_NUMBER <= value <= _MAX_NUMBER:
+        return float(value)
+    return 0.0 if value != value else math.copysign(_MAX_NUMBER, value)  # NaN: 0
 
 
 def apply_events(state: UserState | None, user_id: str, events: list[dict[str, Any]]) -> ApplyResult:
@@ -147,9 +175,15 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
     latest: tuple[float, datetime] | None = None
     first = state.first_seen
     for ev in events:
+        if not isinstance(ev, dict):
+            rejected.append((None, f"not an event object but {type(ev).__name__}"))
+            continue
         event_id = ev.get("event_id")
         if not isinstance(event_id, str) or not event_id:
             rejected.append((None, "event_id missing"))
+            continue
+        if (problem := _malformed(ev)) is not None:
+            rejected.append((event_id, problem))
             continue
         uid = ev.get("user_id")
         if uid is not None and uid != user_id:

@@ -10,12 +10,22 @@ from schemas.events import EVENT_TYPES
 from schemas.messages import FieldError
 
 _MAX_INPUT_REPR = 80
+MAX_ERRORS = 20  # per input: an object with 100k unknown keys gets a reason of a few lines, not megabytes
 KNOWN_EVENT_TYPES = frozenset(EVENT_TYPES)
 
 
 def _location(loc: tuple[int | str, ...], event_types: frozenset[str]) -> list[str]:
     # The discriminated union inserts the event type tag into locations; the client never wrote that.
-    return [str(p) for p in loc if not (isinstance(p, str) and p in event_types)]
+    return [_printable(str(p)) for p in loc if not (isinstance(p, str) and p in event_types)]
+
+
+def _printable(name: str) -> str:
+    """A location part as the client wrote it, unless it is an unknown key that would garble a reason or a log
+    line (control or bidi characters, NUL, newlines) or bloat it: then escaped and shortened."""
+    if name.isprintable() and len(name) <= _MAX_INPUT_REPR:
+        return name
+    text = repr(name)[1:-1] if not name.isprintable() else name
+    return text if len(text) <= _MAX_INPUT_REPR else text[: _MAX_INPUT_REPR - 3] + "..."
 
 
 def _joined(parts: list[str]) -> str:
@@ -23,20 +33,24 @@ def _joined(parts: list[str]) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # JSON nested ~1000 levels deep (orjson reads up to 1024)
+        return f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= _MAX_INPUT_REPR else text[: _MAX_INPUT_REPR - 3] + "..."
 
 
 def describe(exc: ValidationError, event_types: frozenset[str] = KNOWN_EVENT_TYPES) -> list[FieldError]:
     out: list[FieldError] = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors[:MAX_ERRORS]:
         parts = _location(tuple(err["loc"]), event_types)
         field = _joined(parts)
         kind = err["type"]
         msg = str(err["msg"]).removeprefix("Value error, ")
         if kind == "union_tag_invalid":
             tag = err.get("input", {}).get("event_type") if isinstance(err.get("input"), dict) else None
-            msg = f"unknown event_type {tag!r}; expected one of: {', '.join(sorted(event_types))}"
+            msg = f"unknown event_type {_shown(tag)}; expected one of: {', '.join(sorted(event_types))}"
             field = _joined([*parts, "event_type"])
         elif kind == "union_tag_not_found":
             msg = "event_type is missing"
@@ -50,6 +64,8 @@ def describe(exc: ValidationError, event_types: frozenset[str] = KNOWN_EVENT_TYP
         elif "input" in err and kind not in ("value_error", "assertion_error"):
             msg = f"{msg} (got {_shown(err['input'])})"
         out.append(FieldError(field=field, message=msg))
+    if len(errors) > MAX_ERRORS:
+        out.append(FieldError(field="(event)", message=f"{len(errors) - MAX_ERRORS} more problems not listed"))
     return out
 
 

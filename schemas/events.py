@@ -54,6 +54,8 @@ _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$"
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 Seconds = Annotated[StrictFloat, Field(ge=0, le=86_400 * 7)]
 Percent = Annotated[StrictFloat, Field(ge=0, le=100)]
+# Counts fit the Int64 columns they land in (JSON carries integers up to 2**64 - 1; ClickHouse would wrap them).
+Count = Annotated[StrictInt, Field(le=2**63 - 1)]
 
 
 class Platform(StrEnum):
@@ -84,7 +86,8 @@ class DeviceType(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # No NaN or infinity: JSON cannot carry them, so an event holding one would not survive its own encoding.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False, allow_inf_nan=False)
 
 
 class Device(_Strict):
@@ -125,8 +128,8 @@ class LessonCompletedPayload(_Strict):
 
 class CourseProgressPayload(_Strict):
     progress_pct: Percent
-    lessons_completed: Annotated[StrictInt, Field(ge=0)]
-    lessons_total: Annotated[StrictInt, Field(gt=0)]
+    lessons_completed: Annotated[Count, Field(ge=0)]
+    lessons_total: Annotated[Count, Field(gt=0)]
 
     @model_validator(mode="after")
     def _completed_within_total(self) -> CourseProgressPayload:
@@ -141,7 +144,7 @@ class QuizSubmittedPayload(_Strict):
     quiz_id: Identifier
     score: Annotated[StrictFloat, Field(ge=0)]
     max_score: Annotated[StrictFloat, Field(gt=0)]
-    attempt: Annotated[StrictInt, Field(ge=1)] = 1
+    attempt: Annotated[Count, Field(ge=1)] = 1
     duration_seconds: Seconds = 0.0
     passed: StrictBool | None = None
 
@@ -206,10 +209,16 @@ class EventEnvelope(_Strict):
     @field_validator("event_time", "received_at", mode="before")
     @classmethod
     def _iso_text_only(cls, value: Any) -> Any:
-        # pydantic would also take a bare number as Unix seconds; a client sending that has a bug.
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError("must be an ISO 8601 string with a UTC offset, e.g. 2026-03-01T09:30:00+01:00")
-        return value
+        # pydantic would also take a bare number as Unix seconds, or a number in a string; a client sending that
+        # has a bug (and the device's UTC offset would be lost).
+        if value is None or isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                return value
+        raise ValueError("must be an ISO 8601 string with a UTC offset, e.g. 2026-03-01T09:30:00+01:00")
 
     @field_validator("locale")
     @classmethod

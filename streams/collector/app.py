@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engage.auth import KeyStore, Principal, Role
+from engage.auth import Principal
+from engage.keys import KeyRing
 from engage.settings import Settings
 from schemas.messages import DeadLetter
 from schemas.topics import catalogue
@@ -40,6 +41,7 @@ from streams.collector.validation import (
     extract_outcomes,
     judge,
     judge_outcomes,
+    kept_raw,
 )
 from streams.producer import DeliveryFailed, EventProducer
 
@@ -81,7 +83,7 @@ def _problem(status: int, error: str, detail: str) -> Response:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed if gzip, refusing more than ``limit`` bytes either way."""
+    """The request body as sent, refusing more than ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
@@ -92,8 +94,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise _TooLarge(f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").lower()
+    return b"".join(chunks)
+
+
+def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body decompressed if gzip, refusing more than ``limit`` bytes; ValueError if it cannot be decoded."""
     if encoding == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
@@ -102,6 +107,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ValueError(f"body is not valid gzip: {exc}") from None
         if len(body) > limit or inflater.unconsumed_tail:
             raise _TooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+        if not inflater.eof:  # cut short: what was inflated may still parse, but it is not what the client sent
+            raise ValueError("body is not valid gzip: the stream is truncated")
     elif encoding not in ("identity", ""):
         raise ValueError(f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
     return body
@@ -119,9 +126,7 @@ class Collector:
     def __init__(self, settings: Settings, producer: EventProducer | None = None) -> None:
         self.settings = settings
         self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
-        self.keys = KeyStore.from_pairs(settings.write_keys, Role.write)
-        self.keys.extend(settings.server_keys, Role.server)
-        self.keys.extend(settings.admin_keys, Role.admin)
+        self.keys = KeyRing.from_settings(settings)  # settings' keys + the registry, re-read when it changes
         self.limits = Limits(
             max_events=settings.collector_max_batch_events,
             max_future_skew=timedelta(seconds=settings.collector_max_future_skew_seconds),
@@ -173,11 +178,15 @@ class Collector:
         if not principal.may(action):
             return _problem(403, "forbidden", forbidden)
         received_at = datetime.now(UTC)
+        limit = self.settings.collector_max_body_bytes
+        sent = b""
         try:
-            raw = await _read_body(request, self.settings.collector_max_body_bytes)
+            sent = await _read_body(request, limit)
+            raw = _decoded(sent, request.headers.get("content-encoding", "identity").lower(), limit)
         except _TooLarge as exc:
             return _problem(413, "payload_too_large", str(exc))
-        except ValueError as exc:
+        except ValueError as exc:  # not gzip after all, or an encoding we do not speak: kept like non-JSON
+            await self._dead_letter_body(sent, str(exc), principal.app_id, received_at)
             return _problem(400, "bad_request", str(exc))
         try:
             items = extract(orjson.loads(raw), self.limits)
@@ -253,7 +262,7 @@ class Collector:
             source="collector",
             app_id=app_id,
             reason=reason,
-            raw=raw.decode("utf-8", errors="replace"),
+            raw=kept_raw(raw.decode("utf-8", errors="replace")),
         )
         try:
             await self.producer.send_async([], [letter])

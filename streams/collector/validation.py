@@ -20,6 +20,15 @@ from schemas.interventions import InterventionOutcome
 from schemas.messages import DeadLetter, FieldError
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+# A dead letter must fit in one Kafka message (4 MiB): JSON writes a control character in 6 bytes.
+MAX_RAW_CHARS = 512 * 1024
+
+
+def kept_raw(text: str) -> str:
+    """What a dead letter keeps of a refused input: all of it, unless it could not fit in one Kafka message."""
+    if len(text) <= MAX_RAW_CHARS:
+        return text
+    return f"{text[:MAX_RAW_CHARS]}...[{len(text) - MAX_RAW_CHARS} more characters not kept]"
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ def judge_outcomes(items: list[Any], received_at: datetime, app_id: str, limits:
     """Validate each intervention outcome on its own (the delivery system reports sent/opened/clicked/...)."""
     verdict = OutcomeVerdict()
     newest = received_at + limits.max_future_skew
+    oldest = received_at - limits.max_age
     for index, item in enumerate(items):
         try:
             outcome = InterventionOutcome.model_validate(item)
@@ -99,6 +109,10 @@ def judge_outcomes(items: list[Any], received_at: datetime, app_id: str, limits:
             continue
         if outcome.at > newest:
             msg = f"at {outcome.at.isoformat()} is in the future (more than {limits.max_future_skew} ahead)"
+            _reject(verdict, index, item, msg, [FieldError(field="at", message=msg)], received_at, app_id)
+            continue
+        if outcome.at < oldest:
+            msg = f"at {outcome.at.isoformat()} is older than {limits.max_age.days} days"
             _reject(verdict, index, item, msg, [FieldError(field="at", message=msg)], received_at, app_id)
             continue
         verdict.accepted.append(outcome)
@@ -154,8 +168,11 @@ def _reject(
     verdict.rejected.append(Rejection(index, reason, errors, event_id))
     try:
         raw = orjson.dumps(item).decode()
-    except TypeError:
-        raw = repr(item)
+    except TypeError:  # nested deeper than orjson writes (255 levels), or not JSON at all (direct callers)
+        try:
+            raw = repr(item)
+        except RecursionError:  # ~1000 levels deep (orjson reads up to 1024)
+            raw = f"<a {type(item).__name__} nested too deeply to keep>"
     verdict.dead_letters.append(
         DeadLetter(
             dead_letter_id=str(uuid.uuid4()),
@@ -167,6 +184,6 @@ def _reject(
             event_id=event_id,
             user_id=_str_or_none(item, "user_id"),
             event_type=_str_or_none(item, "event_type"),
-            raw=raw,
+            raw=kept_raw(raw),
         )
     )

@@ -2,19 +2,24 @@
 
 Any worker answers for any student: a request for a student whose partition another worker owns is forwarded
 there (method, headers and body), so clients can talk to one address behind a load balancer. Only server and
-admin keys are accepted; the collector's write keys are refused (403).
+admin keys are accepted; the collector's write keys are refused (403). ``GET /v1/admin/keys`` (admin keys
+only) lists the keys by public id. Keys come from ``engage.keys.KeyRing``: revocations apply within seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from yarl import URL
 
-from engage.auth import KeyStore, Role
+from engage.keys import KeyRing
+from engage.privacy import complete_erasure, request_erasure
 from processors.pipeline import UserRecord
 from processors.signals import snapshot
 from schemas.interventions import InterventionRequest, InterventionType
@@ -22,13 +27,13 @@ from schemas.interventions import InterventionRequest, InterventionType
 if TYPE_CHECKING:
     from streams.worker.app import EngagementWorker
 
+log = logging.getLogger(__name__)
+
 
 def register_views(worker: EngagementWorker) -> None:
     app = worker.app
     s = worker.settings
-    keys = KeyStore.from_pairs(s.write_keys, Role.write)
-    keys.extend(s.server_keys, Role.server)
-    keys.extend(s.admin_keys, Role.admin)
+    keys = KeyRing.from_settings(s)  # settings' keys + the key registry, re-read when it changes
 
     def refuse(view: View, request: Request, action: str) -> Response | None:
         auth = request.headers.get("Authorization", "")
@@ -82,6 +87,45 @@ def register_views(worker: EngagementWorker) -> None:
             if record is None:
                 return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
             return self.json(engagement(user_id, record))
+
+    erasures: dict[str, str] = {}  # erasure id -> "in_progress" | "complete" | "failed: ..." (this worker's)
+
+    @app.page("/v1/users/{user_id}")
+    class Student(View):
+        async def delete(self, request: Request, user_id: str) -> Response:
+            """Erase the student everywhere (admin keys): answered at once with the erasure id, finished in the
+            background; ``GET /v1/erasures/{id}`` tells when it is complete (``engage.privacy``)."""
+            if (refused := refuse(self, request, "admin")) is not None:
+                return refused
+            loop = asyncio.get_running_loop()
+            try:
+                sent = await loop.run_in_executor(None, request_erasure, s, user_id, "api")
+            except ValidationError as exc:
+                return self.json({"error": "invalid", "detail": str(exc.errors()[0]["msg"])}, status=400)
+            erasures[sent.erasure_id] = "in_progress"
+
+            def finish() -> None:
+                try:
+                    report = complete_erasure(s, sent)
+                    erasures[sent.erasure_id] = (
+                        "complete" if report.complete else f"failed: rows left {report.rows_left}"
+                    )
+                except Exception as exc:  # reported to the caller polling the status, and logged
+                    log.warning("erasure %s failed: %s", sent.erasure_id, exc)
+                    erasures[sent.erasure_id] = f"failed: {exc}"
+
+            loop.run_in_executor(None, finish)
+            return self.json({"erasure_id": sent.erasure_id, "status": "in_progress"}, status=202)
+
+    @app.page("/v1/erasures/{erasure_id}")
+    class Erasure(View):
+        async def get(self, request: Request, erasure_id: str) -> Response:
+            if (refused := refuse(self, request, "admin")) is not None:
+                return refused
+            status = erasures.get(erasure_id)
+            if status is None:
+                return self.json({"error": "not_found", "detail": "no erasure with that id on this worker"}, status=404)
+            return self.json({"erasure_id": erasure_id, "status": status})
 
     @app.page("/v1/users/{user_id}/recalculate")
     class Recalculate(View):
@@ -143,6 +187,16 @@ def register_views(worker: EngagementWorker) -> None:
             )
             await worker.outputs_acknowledged()
             return self.json({"intervention": record.last_intervention}, status=201)
+
+    @app.page("/v1/admin/keys")
+    class AdminKeys(View):
+        """Every key in force or refused, by public id (admin keys only; never a key or its digest)."""
+
+        async def get(self, request: Request) -> Response:
+            if (refused := refuse(self, request, "admin")) is not None:
+                return refused
+            now = datetime.now(UTC)
+            return self.json({"keys": [record.public(now) for record in keys.records()]})
 
     @app.page("/metrics")
     class Metrics(View):

@@ -203,6 +203,8 @@ class EngagementWorker:
             try:
                 message = orjson.loads(event.value)
                 user_id = message["user_id"]
+                if not isinstance(user_id, str) or not user_id:
+                    raise TypeError(f"user_id must be a non-empty string, not {type(user_id).__name__}")
                 if "erase" in message:  # schemas.privacy: events before the request go with the student
                     per_user.pop(user_id, None)
                     erasures[user_id] = (message["erase"], event)

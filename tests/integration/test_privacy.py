@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -102,11 +103,26 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
         assert gone.encode() in last and last[gone.encode()] is None, "no tombstone for the erased student"
         assert last[kept.encode()] is not None
 
+        # The API call: admin keys only; answered at once, complete in the background.
+        third = sorted(expected)[2]
+        url = f"{worker.url}/v1/users/{third}"
+        for role_key in (s.write_keys[0], s.server_keys[0]):
+            bearer = {"Authorization": f"Bearer {role_key.partition(':')[2]}"}
+            assert httpx.delete(url, headers=bearer, timeout=10).status_code == 403
+        admin = {"Authorization": f"Bearer {s.admin_keys[0].partition(':')[2]}"}
+        accepted = httpx.delete(url, headers=admin, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        status_url = f"{worker.url}/v1/erasures/{accepted.json()['erasure_id']}"
+        assert wait_for(lambda: httpx.get(status_url, headers=admin).json()["status"] != "in_progress", timeout=120)
+        assert httpx.get(status_url, headers=admin).json()["status"] == "complete"
+        assert worker.engagement(third).status_code == 404
+        assert set(_rows(client, s.clickhouse_database, third).values()) == {0}
+
         # New events after the erasure start a new, empty record.
         _send(s, [e for e in events if e["user_id"] == gone][:3])
         assert wait_for(lambda: worker.engagement(gone).status_code == 200, timeout=60)
         assert worker.engagement(gone).json()["signals"]["events_total"] == 3
 
-    confirmations = read_topic(s.kafka_bootstrap, topics.erasures.name, expect=2, timeout=10)
-    assert [c["found"] for c in confirmations] == [True, False]
+    confirmations = read_topic(s.kafka_bootstrap, topics.erasures.name, expect=3, timeout=10)
+    assert [c["found"] for c in confirmations] == [True, False, True]
     assert all(gone not in orjson.dumps(c).decode() for c in confirmations), "the audit trail names the student"

@@ -20,10 +20,11 @@ SERVER_KEY = {"Authorization": "Bearer sk_demo_backend"}
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, port: int, log: Path) -> None:
+    def __init__(self, settings: Settings, port: int, log: Path, loglevel: str = "warn") -> None:
         self.settings = settings.model_copy(update={"worker_web_port": port})
         self.port = port
         self.log = log
+        self.loglevel = loglevel
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -34,7 +35,7 @@ class WorkerProcess:
         env = {**os.environ, **settings_env(self.settings)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engage.cli", "worker", "--loglevel", "warn"],
+                [sys.executable, "-m", "engage.cli", "worker", "--loglevel", self.loglevel],
                 env=env,
                 cwd=PROJECT_ROOT,
                 stdout=out,
