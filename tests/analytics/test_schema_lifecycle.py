@@ -93,7 +93,7 @@ def test_a_float_column_added_later_reads_unknown_for_older_rows(warehouse: Ware
     step = AddColumns("user_daily_signals", ("signals_course_activity_rank_7d", "signals_course_peers"))
     statements = step.statements(warehouse.client, warehouse.database, None)
     assert statements == [
-        f"ALTER TABLE {table} ADD COLUMN signals_course_peers Int64 AFTER signals_days_to_next_due",
+        f"ALTER TABLE {table} ADD COLUMN signals_course_peers Int64 AFTER signals_course_avg_score_pct",
         f"ALTER TABLE {table} ADD COLUMN signals_course_activity_rank_7d Float64 DEFAULT nan"
         " AFTER signals_course_peers",
     ]
