@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     collector_host: str = "127.0.0.1"
     collector_port: int = 18080
     collector_max_body_bytes: int = 1_048_576
+    collector_rate_per_key: float = Field(
+        10_000.0, description="Requests/s one API key may send (2 s of burst); more get 429 + Retry-After; 0: none"
+    )
+    collector_max_in_progress: int = Field(256, description="Requests handled at once; more get 503 + Retry-After")
+    collector_max_queued_messages: int = Field(
+        200_000, description="Messages waiting for Kafka in the collector; more requests get 503 + Retry-After"
+    )
     collector_max_batch_events: int = 500
     collector_max_future_skew_seconds: int = 300
     collector_max_event_age_days: int = 400

@@ -12,6 +12,7 @@ requests (sent, delivered, opened, clicked, failed), onto the intervention-outco
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ from engage.settings import Settings
 from schemas.messages import DeadLetter
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
+from streams.collector.admission import Admission
 from streams.collector.openapi import openapi_document
 from streams.collector.validation import (
     Limits,
@@ -77,9 +79,12 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _problem(status: int, error: str, detail: str) -> Response:
+def _problem(status: int, error: str, detail: str, retry_after: int | None = None) -> Response:
     REQUESTS.labels(error).inc()
-    return _json(status, {"error": error, "detail": detail})
+    if retry_after is None:
+        return _json(status, {"error": error, "detail": detail})
+    body = {"error": error, "detail": detail, "retry_after_seconds": retry_after}
+    return _json(status, body, headers={"Retry-After": str(retry_after)})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -133,6 +138,11 @@ class Collector:
             max_age=timedelta(days=settings.collector_max_event_age_days),
         )
         self.producer = producer
+        self.admission = Admission(
+            rate_per_key=settings.collector_rate_per_key,
+            max_in_progress=settings.collector_max_in_progress,
+            max_queued=settings.collector_max_queued_messages,
+        )
         self.ready = False
 
     def start(self) -> None:
@@ -177,6 +187,22 @@ class Collector:
             return _problem(401, "unauthorized", unauthorized)
         if not principal.may(action):
             return _problem(403, "forbidden", forbidden)
+        queued = self.producer.in_flight if self.producer is not None else 0
+        refusal = self.admission.admit(principal.app_id, time.monotonic(), queued)
+        if refusal is not None:
+            return _problem(refusal.status, refusal.error, refusal.detail, refusal.retry_after)
+        answer: Response | _Admitted | None = None
+        try:
+            answer = await self._read_batch(request, principal, extract)
+            return answer
+        finally:
+            if not isinstance(answer, _Admitted):  # refused here (or failed): no longer in progress
+                self.admission.done()
+
+    async def _read_batch(
+        self, request: Request, principal: Principal, extract: Callable[[Any, Limits], list[Any]]
+    ) -> Response | _Admitted:
+        """The body (size, gzip) and the batch's shape, for a request the admission let in."""
         received_at = datetime.now(UTC)
         limit = self.settings.collector_max_body_bytes
         sent = b""
@@ -206,6 +232,12 @@ class Collector:
         )
         if isinstance(admitted, Response):
             return admitted
+        try:
+            return await self._store_events(admitted)
+        finally:
+            self.admission.done()
+
+    async def _store_events(self, admitted: _Admitted) -> Response:
         principal, received_at, events = admitted
         verdict = judge(events, received_at, principal.app_id, self.limits)
         assert self.producer is not None
@@ -237,6 +269,12 @@ class Collector:
         )
         if isinstance(admitted, Response):
             return admitted
+        try:
+            return await self._store_outcomes(admitted)
+        finally:
+            self.admission.done()
+
+    async def _store_outcomes(self, admitted: _Admitted) -> Response:
         principal, received_at, items = admitted
         verdict = judge_outcomes(items, received_at, principal.app_id, self.limits)
         assert self.producer is not None
