@@ -36,6 +36,9 @@ class UserRecord:
     clock_at: float = 0.0  # the engine's clock at that update (event time in replays): when silence is due
     last_assessment: dict[str, Any] | None = None
     last_intervention: dict[str, Any] | None = None
+    # Offset of the last events-topic message folded in (a student's messages are all in one partition, in
+    # order): a message at or below it is a Kafka re-delivery (after a crash or a rebalance) and is skipped whole.
+    source_offset: int = -1
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -69,6 +72,7 @@ class UserRecord:
             clock_at=float(d.get("clock_at", 0.0)),
             last_assessment=d.get("assessment"),
             last_intervention=d.get("intervention"),
+            source_offset=int(d.get("offset", -1)),
         )
 
     @classmethod

@@ -6,8 +6,10 @@ gather is loaded, updated and written back once (one changelog write), and re-sc
 re-scores of the gather done in one model call. Everything a student's record goes through is plain Python in
 ``processors.pipeline``; this module only moves bytes between Kafka, the table and those functions.
 
-Processing guarantee: at-least-once with idempotent state updates. A message re-delivered after a crash is
-folded again, but event ids already in the record are skipped (``processors.state``), so counts do not double.
+Processing guarantee: at-least-once with idempotent state updates. A message re-delivered after a crash or a
+rebalance is skipped whole: each record keeps the offset of the last message folded into it (a student's
+messages all sit in one partition, in order). Event ids already in the record are skipped too
+(``processors.state``), which catches client retries: the same event sent again in another message.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ class EngagementWorker:
             raise RuntimeError(f"{left} outputs not acknowledged by Kafka within {timeout:.0f} s")
 
     def _handle_batch(self, batch: Sequence[EventT]) -> None:
-        per_user: dict[str, list[dict[str, Any]]] = {}
+        per_user: dict[str, list[tuple[int, list[dict[str, Any]]]]] = {}  # user -> (offset, events) per message
         source: dict[str, EventT] = {}  # the message a user's batch came from: its partition is the user's
         erasures: dict[str, tuple[Any, EventT]] = {}
         newest_message = 0.0
@@ -209,7 +211,10 @@ class EngagementWorker:
                     per_user.pop(user_id, None)
                     erasures[user_id] = (message["erase"], event)
                 else:
-                    per_user.setdefault(user_id, []).extend(message["events"])
+                    events = message["events"]
+                    if not isinstance(events, list):
+                        raise TypeError(f"events must be a list, not {type(events).__name__}")
+                    per_user.setdefault(user_id, []).append((event.message.offset, events))
                 source[user_id] = event
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 self._dead_letter(event.value, f"not an EventBatch: {exc!r}")
@@ -224,8 +229,15 @@ class EngagementWorker:
         wall = time.time()
         to_score: list[tuple[UserRecord, ScoreRequest, Any]] = []
         untouched: list[tuple[str, UserRecord]] = []
-        for user_id, events in per_user.items():
+        for user_id, messages in per_user.items():
             record = UserRecord.load(self.users.get(user_id.encode()), user_id)
+            events = [e for offset, evs in messages if offset > record.source_offset for e in evs]
+            redelivered = sum(1 for offset, _ in messages if offset <= record.source_offset)
+            if redelivered:
+                m.REDELIVERED_MESSAGES.inc(redelivered)
+                if not events:
+                    continue  # everything was folded before: the record is as it should be
+            record.source_offset = max(record.source_offset, max(offset for offset, _ in messages))
             result = ingest(record, user_id, events)
             self._count(events, result.duplicates)
             for milestone in result.milestones:

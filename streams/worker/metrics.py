@@ -7,6 +7,10 @@ from prometheus_client import Counter, Gauge, Histogram
 EVENTS_PROCESSED = Counter(
     "engage_worker_events_processed_total", "Behaviour events folded into user state", ["event_type"]
 )
+REDELIVERED_MESSAGES = Counter(
+    "engage_worker_redelivered_messages_total",
+    "Messages skipped because the record had folded them already (re-delivered after a crash or rebalance)",
+)
 DUPLICATE_EVENTS = Counter("engage_worker_duplicate_events_total", "Events ignored as repeats of a seen event id")
 MESSAGES_PROCESSED = Counter("engage_worker_messages_processed_total", "Kafka messages (per-user batches) processed")
 EVENT_TO_RISK_SECONDS = Histogram(

@@ -489,6 +489,7 @@ class RecordingProducer:
     source = "collector"
     report_successes = True
     encode_batches = EventProducer.encode_batches
+    in_flight = 0  # nothing waits for Kafka here (the collector's admission reads it)
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
