@@ -47,18 +47,25 @@ class IngestBenchConfig:
 
 
 def simulated_events(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """At least ``n`` simulator events in contract JSON form, ending today (so the collector accepts them)."""
+    """Exactly ``n`` simulator events in contract JSON form, ending today (so the collector accepts them).
+
+    When one population's 28 days give fewer than ``n``, another population (next seed) follows. The simulator
+    names events ``user-day-seq``, so a later population's event ids get a ``pN-`` prefix: otherwise they would
+    repeat the first one's ids with other contents, far beyond any dedupe window, and no count would add up."""
     students = max(200, n // 400)
     days = 28
     start = date.today() - timedelta(days=days + 1)
     out: list[dict[str, Any]] = []
+    generation = 0
     while len(out) < n:
-        population = Population.generate(students, seed=seed, start=start)
+        population = Population.generate(students, seed=seed + generation, start=start)
         for _, events in iter_event_days(population, days):
+            if generation:
+                events = [{**e, "event_id": f"p{generation}-{e['event_id']}"} for e in events]
             out.extend(events)
             if len(out) >= n:
                 break
-        seed += 1
+        generation += 1
     return out[:n]
 
 
