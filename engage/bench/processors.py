@@ -99,7 +99,10 @@ def final_signals(records: list[tuple[float, bytes, bytes]]) -> dict[str, dict[s
     return {u: s for u, (_, s) in best.items()}
 
 
-COMPARED = ("events_total", "current_streak_days", "longest_streak_days", "active_days_30d", "logins_30d")
+# Compared per student between the two: what the folded state holds whatever the snapshot's as_of. Windowed
+# signals and streaks are read "as of" the newest event of the scored batch, and our worker gathers several
+# messages of a student into one batch where the peer scores each message, so those differ by design.
+COMPARED = ("events_total", "first_seen", "last_event_time")
 
 
 def differences(ours: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]) -> list[str]:

@@ -89,9 +89,10 @@ class EngagementWorker:
         self.policy = policy or (policy_from_file(settings.policy_path) if settings.policy_path else policy_from_file())
         self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
         # Everything the worker emits (risk updates, interventions, milestones, dead letters) goes through one
-        # confluent-kafka producer: a few µs per message against ~100 µs for Faust's ``topic.send``. Each batch
-        # and timer pass waits for its outputs to be acknowledged before returning, so Faust only commits the
-        # offsets of events whose outputs are durable (at-least-once).
+        # confluent-kafka producer: a few µs per message against ~100 µs for Faust's ``topic.send``. Before Faust
+        # commits offsets it flushes its own producer; that flush also waits for ours (below), so no offset is
+        # committed before the outputs of its events are durable (at-least-once), without waiting for Kafka
+        # after every batch. Timer passes (silence re-scores) still wait for their own outputs.
         self.outputs = EventProducer(settings.kafka_bootstrap, self.topics, source="processor")
         self.courses = CourseDirectory(
             settings.kafka_bootstrap, self.topics.courses.name, self.outputs.send_dead_letter
@@ -116,6 +117,13 @@ class EngagementWorker:
             key_serializer="raw",
             value_serializer="raw",
         )
+        faust_flush = self.app.producer.flush
+
+        async def _flush_outputs() -> None:
+            await faust_flush()
+            await self.outputs_acknowledged()
+
+        self.app.producer.flush = _flush_outputs  # type: ignore[method-assign]
         self.events_topic = self._raw_topic(self.topics.events.name)
         self.users = self.app.Table(
             "user-state", default=None, partitions=settings.event_partitions, key_type=bytes, value_type=bytes
@@ -185,7 +193,6 @@ class EngagementWorker:
         # recorded in the history, so caps and cooldowns would not see it).
         async with self.records_lock:
             self._handle_batch(batch)
-            await self.outputs_acknowledged()
 
     async def outputs_acknowledged(self, timeout: float = 60.0) -> None:
         """Wait until Kafka has acknowledged everything emitted so far; raise if it has not, so the offsets of
