@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -171,15 +171,17 @@ class Collector:
         with LATENCY.time():
             return await self._track(request)
 
-    async def _admit(
+    async def _serve(
         self,
         request: Request,
         action: str,
         unauthorized: str,
         forbidden: str,
         extract: Callable[[Any, Limits], list[Any]],
-    ) -> Response | _Admitted:
-        """What both endpoints do before judging items: the key, the body (size, gzip), the batch's shape.
+        store: Callable[[_Admitted], Awaitable[Response]],
+    ) -> Response:
+        """What both endpoints do around judging and storing items (``store``): the key, the admission (rate
+        and work in progress, released when the request ends), the body (size, gzip), the batch's shape.
 
         A body that is not JSON or not a batch is answered 400 and dead-lettered whole, with the reason."""
         principal = self.authenticate(request)
@@ -191,13 +193,11 @@ class Collector:
         refusal = self.admission.admit(principal.app_id, time.monotonic(), queued)
         if refusal is not None:
             return _problem(refusal.status, refusal.error, refusal.detail, refusal.retry_after)
-        answer: Response | _Admitted | None = None
         try:
-            answer = await self._read_batch(request, principal, extract)
-            return answer
+            admitted = await self._read_batch(request, principal, extract)
+            return admitted if isinstance(admitted, Response) else await store(admitted)
         finally:
-            if not isinstance(answer, _Admitted):  # refused here (or failed): no longer in progress
-                self.admission.done()
+            self.admission.done()
 
     async def _read_batch(
         self, request: Request, principal: Principal, extract: Callable[[Any, Limits], list[Any]]
@@ -223,19 +223,14 @@ class Collector:
         return _Admitted(principal, received_at, items)
 
     async def _track(self, request: Request) -> Response:
-        admitted = await self._admit(
+        return await self._serve(
             request,
             "track",
             "a valid write key is required (Authorization: Bearer <key>)",
             "this key may not track events",
             extract_events,
+            self._store_events,
         )
-        if isinstance(admitted, Response):
-            return admitted
-        try:
-            return await self._store_events(admitted)
-        finally:
-            self.admission.done()
 
     async def _store_events(self, admitted: _Admitted) -> Response:
         principal, received_at, events = admitted
@@ -260,19 +255,14 @@ class Collector:
         )
 
     async def outcomes(self, request: Request) -> Response:
-        admitted = await self._admit(
+        return await self._serve(
             request,
             "act",
             "a valid server key is required (Authorization: Bearer <key>)",
             "reporting intervention outcomes needs a server key",
             extract_outcomes,
+            self._store_outcomes,
         )
-        if isinstance(admitted, Response):
-            return admitted
-        try:
-            return await self._store_outcomes(admitted)
-        finally:
-            self.admission.done()
 
     async def _store_outcomes(self, admitted: _Admitted) -> Response:
         principal, received_at, items = admitted
