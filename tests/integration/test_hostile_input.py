@@ -33,7 +33,7 @@ from sinks.clickhouse.client import connect
 from sinks.runner import SinkRunner
 from streams.admin import ensure_topics
 from tests.integration.helpers import running_collector
-from tests.unit.test_hostile_input import bodies
+from tests.unit.test_hostile_input import as_sent, bodies
 
 pytestmark = pytest.mark.integration
 
@@ -368,12 +368,7 @@ _BURST: dict[str, int] = {"requests": 0, "letters": 0}
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(body=bodies(), gzipped=st.booleans(), content_type=st.sampled_from(["application/json", "text/plain", None]))
 def _burst(base: str, body: bytes, gzipped: bool, content_type: str | None) -> None:
-    headers = dict(WRITE)
-    if content_type:
-        headers["Content-Type"] = content_type
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-        body = gzip.compress(body)
+    body, headers = as_sent(body, WRITE, content_type, gzipped)
     resp = httpx.post(f"{base}/v1/events", content=body, headers=headers, timeout=30)
     assert resp.status_code in (200, 400), (body[:200], resp.status_code, resp.text[:300])
     answer = resp.json()

@@ -402,6 +402,17 @@ def test_json_nested_as_deep_as_orjson_reads_is_refused_not_crashed() -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
+def as_sent(body: bytes, key: dict[str, str], content_type: str | None, gzipped: bool) -> tuple[bytes, dict[str, str]]:
+    """A fuzzed body and its headers as a client would send them (gzipped when asked)."""
+    headers = dict(key)
+    if content_type:
+        headers["Content-Type"] = content_type
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+        body = gzip.compress(body)
+    return body, headers
+
+
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
     kind = draw(st.integers(0, 4))
@@ -556,12 +567,7 @@ def test_the_collector_answers_every_body_with_json_and_never_a_5xx(
     http: Any, body: bytes, content_type: str | None, gzipped: bool
 ) -> None:
     client, producer = http
-    headers = dict(WRITE)
-    if content_type:
-        headers["Content-Type"] = content_type
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-        body = gzip.compress(body)
+    body, headers = as_sent(body, WRITE, content_type, gzipped)
     letters_before = len(producer.dead_letters)
     resp = client.post("/v1/events", content=body, headers=headers)
     assert resp.status_code in (200, 400), resp.text
