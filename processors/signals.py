@@ -139,9 +139,6 @@ def _malformed(ev: dict[str, Any]) -> str | None:
         value = (payload or _EMPTY).get(key)
         if isinstance(value, float | int) and not (0 <= value <= _MAX_NUMBER):  # also true for NaN
             return f"payload.{key} out of range (0 to {_MAX_NUMBER:.0e})"
-    dt = _parse_time(ev.get("event_time"))
-    if dt is not None and not (1971 <= dt.year <= 9998):
-        return "event_time out of range (years 1971-9998)"
     return None
 
 
@@ -196,6 +193,9 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
         dt = _parse_time(ev.get("event_time"))
         if dt is None:
             rejected.append((event_id, "event_time missing or without a UTC offset"))
+            continue
+        if not 1971 <= dt.year <= 9998:  # (unvalidated writers) local days and timestamps would overflow
+            rejected.append((event_id, "event_time out of range (years 1971-9998)"))
             continue
         state.remember(digest)
         ts = dt.timestamp()
