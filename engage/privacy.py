@@ -71,7 +71,7 @@ def request_erasure(settings: Settings, user_id: str, requested_by: str) -> Eras
     return request
 
 
-def wait_for_worker(settings: Settings, erasure_id: str, timeout: float) -> ErasureDone:
+def wait_for_confirmation(settings: Settings, erasure_id: str, timeout: float) -> ErasureDone:
     """The owning worker's confirmation (read from the start of the erasures topic)."""
     topic = catalogue(settings.topic_prefix, settings.event_partitions).erasures.name
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"privacy-{uuid.uuid4().hex}",
@@ -88,7 +88,7 @@ def wait_for_worker(settings: Settings, erasure_id: str, timeout: float) -> Eras
     raise TimeoutError(f"no worker confirmed erasure {erasure_id} within {timeout:.0f} s: is a worker running?")
 
 
-def wait_for_sinks(settings: Settings, timeout: float) -> None:
+def wait_for_sinks_to_store_now(settings: Settings, timeout: float) -> None:
     """Until every sink has stored what was on its topic now (later messages do not matter)."""
     marks = {name: {p: high for p, (_, high) in parts.items()} for name, parts in sink_positions(settings).items()}
     deadline = time.monotonic() + timeout
@@ -151,8 +151,8 @@ def complete_erasure(settings: Settings, request: ErasureRequest, timeout: float
     started = time.monotonic()
     user_id = request.user_id
     report = ErasureReport(request.erasure_id)
-    report.worker_had_state = wait_for_worker(settings, request.erasure_id, timeout).found
-    wait_for_sinks(settings, timeout)
+    report.worker_had_state = wait_for_confirmation(settings, request.erasure_id, timeout).found
+    wait_for_sinks_to_store_now(settings, timeout)
     client = connect(settings)
     report.rows_deleted = erase_from_warehouse(client, settings, user_id, timeout)
     report.rows_left = _counts(client, settings.clickhouse_database, user_id)
