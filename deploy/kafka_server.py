@@ -164,7 +164,8 @@ def start(cfg: KafkaConfig, timeout: float = 90.0) -> Started:
 
         cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
         fmt = subprocess.run(
-            _java(cfg, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props)),
+            # "--cluster-id=" form: an id starting with "-" (1 in 64 of them) would be read as an option.
+            _java(cfg, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}", "-c", str(props)),
             capture_output=True,
             text=True,
         )

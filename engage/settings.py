@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     )
     policy_path: Path | None = Field(None, description="intervention policy JSON; default deploy/policy/default.json")
     broker_session_timeout_seconds: float = 10.0
+    worker_api_rate_per_key: float = Field(
+        2_000.0, description="Engagement API requests/s one key may send (2 s of burst); more get 429; 0: none"
+    )
+    worker_api_max_in_progress: int = Field(
+        64, description="Engagement API requests a worker handles at once; more get 503 + Retry-After"
+    )
 
     # --- models --------------------------------------------------------------------------------------
     model_registry_dir: Path | None = Field(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -22,6 +22,8 @@ from schemas.courses import CourseCalendar
 from schemas.interventions import InterventionRequest
 from schemas.risk import RiskUpdate, Trigger
 from schemas.signals import RiskAssessment, SignalSnapshot, Tier
+
+OWED_KEY = "owed"  # the record field a restore looks for in the raw bytes before decoding a record
 
 
 @dataclass(slots=True)
@@ -39,13 +41,17 @@ class UserRecord:
     # Offset of the last events-topic message folded in (a student's messages are all in one partition, in
     # order): a message at or below it is a Kafka re-delivery (after a crash or a rebalance) and is skipped whole.
     source_offset: int = -1
+    # A re-score owed for folded events while the debounce window runs: (as_of, triggered_by_event_time,
+    # received_at) as epoch seconds. Kept in the record, so a crash or a rebalance before the re-score ran does
+    # not lose it: whoever owns the partition next finds it after restoring the table (``owed_request``).
+    owed: tuple[float, float | None, float | None] | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``to_bytes`` encodes)."""
-        return {
+        d: dict[str, Any] = {
             "v": 1,
             "state": self.state.to_dict(),
             "history": self.history.to_dict(),
@@ -55,7 +61,11 @@ class UserRecord:
             "clock_at": self.clock_at,
             "assessment": self.last_assessment,
             "intervention": self.last_intervention,
+            "offset": self.source_offset,
         }
+        if self.owed is not None:
+            d[OWED_KEY] = list(self.owed)
+        return d
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserRecord:
@@ -73,6 +83,7 @@ class UserRecord:
             last_assessment=d.get("assessment"),
             last_intervention=d.get("intervention"),
             source_offset=int(d.get("offset", -1)),
+            owed=tuple(d[OWED_KEY]) if d.get(OWED_KEY) else None,
         )
 
     @classmethod
@@ -96,6 +107,29 @@ class ScoreRequest:
     trigger: Trigger
     triggered_by_event_time: datetime | None = None
     received_at: datetime | None = None
+
+
+def owe_score(record: UserRecord, request: ScoreRequest) -> None:
+    """Note in the record that ``request`` is waiting for the debounce window (see ``UserRecord.owed``)."""
+    record.owed = (
+        request.as_of.timestamp(),
+        request.triggered_by_event_time.timestamp() if request.triggered_by_event_time else None,
+        request.received_at.timestamp() if request.received_at else None,
+    )
+
+
+def owed_request(record: UserRecord, user_id: str) -> ScoreRequest | None:
+    """The re-score the record is owed, or None."""
+    if record.owed is None:
+        return None
+    as_of, event_time, received_at = record.owed
+    return ScoreRequest(
+        user_id,
+        datetime.fromtimestamp(as_of, UTC),
+        "events",
+        datetime.fromtimestamp(event_time, UTC) if event_time is not None else None,
+        datetime.fromtimestamp(received_at, UTC) if received_at is not None else None,
+    )
 
 
 @dataclass(slots=True)
@@ -145,6 +179,7 @@ def _record_score(
     policy_now: datetime,
 ) -> ScoreOutcome:
     record.score_seq += 1
+    record.owed = None  # any score pays what was owed: it sees every event folded so far
     update = RiskUpdate(
         update_id=f"{request.user_id}:{record.score_seq}",
         user_id=request.user_id,

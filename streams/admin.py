@@ -1,10 +1,11 @@
-"""Create the catalogue's topics idempotently (existing topics are left as they are)."""
+"""Kafka administration: create the catalogue's topics idempotently, and read how far a consumer group got."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.topics import TopicSpec
@@ -40,3 +41,38 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise
+
+
+def _committed(consumer: Consumer, parts: list[TopicPartition], timeout: float = 30.0) -> list[TopicPartition]:
+    """Committed offsets, waiting out a coordinator that is still loading (a fresh or restarted broker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return list(consumer.committed(parts, timeout=10))
+        except KafkaException as exc:
+            transient = exc.args[0].retriable() or "coordinator" in str(exc).lower()
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def group_positions(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic``: (offset ``group`` committed, or the log start if none; log end)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = {tp.partition: tp.offset for tp in _committed(consumer, parts)}
+        positions = {}
+        for tp in parts:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            done = committed.get(tp.partition, -1)
+            positions[tp.partition] = (done if done >= 0 else low, high)
+        return positions
+    finally:
+        consumer.close()
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of ``topic`` that ``group`` has not committed yet (0 = it has processed everything)."""
+    return sum(high - done for done, high in group_positions(bootstrap, group, topic).values())

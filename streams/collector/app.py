@@ -35,7 +35,7 @@ from engage.settings import Settings
 from schemas.messages import DeadLetter
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
-from streams.collector.admission import Admission
+from streams.admission import Admission
 from streams.collector.openapi import openapi_document
 from streams.collector.validation import (
     Limits,

@@ -10,30 +10,68 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 from yarl import URL
 
 from engage.keys import KeyRing
 from engage.privacy import complete_erasure, request_erasure
+from engage.settings import Settings
 from processors.pipeline import UserRecord
 from processors.signals import snapshot
 from schemas.interventions import InterventionRequest, InterventionType
+from streams.admission import Admission
 
 if TYPE_CHECKING:
     from streams.worker.app import EngagementWorker
 
 log = logging.getLogger(__name__)
 
+REFUSED = Counter("engage_api_refused_requests_total", "Engagement API requests refused for overload", ["status"])
+
+
+def admission_middleware(settings: Settings, keys: KeyRing) -> Any:
+    """Overload is answered, not suffered: per key over ``worker_api_rate_per_key`` gets 429, more than
+    ``worker_api_max_in_progress`` requests at once get 503, both with ``Retry-After`` (``streams.admission``).
+    Requests without a known key go on to be refused 401 by the view."""
+    admission = Admission(
+        rate_per_key=settings.worker_api_rate_per_key,
+        max_in_progress=settings.worker_api_max_in_progress,
+        service="this worker's API",
+    )
+
+    @web.middleware
+    async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)  # health and metrics are never refused
+        auth = request.headers.get("Authorization", "")
+        principal = keys.lookup(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        refusal = admission.admit(principal.app_id if principal else "", time.monotonic())
+        if refusal is not None:
+            REFUSED.labels(str(refusal.status)).inc()
+            return web.json_response(
+                {"error": refusal.error, "detail": refusal.detail, "retry_after_seconds": refusal.retry_after},
+                status=refusal.status,
+                headers={"Retry-After": str(refusal.retry_after)},
+            )
+        try:
+            return await handler(request)
+        finally:
+            admission.done()
+
+    return admit
+
 
 def register_views(worker: EngagementWorker) -> None:
     app = worker.app
     s = worker.settings
-    keys = KeyRing.from_settings(s)  # settings' keys + the key registry, re-read when it changes
+    keys = worker.keys  # settings' keys + the key registry, re-read when it changes
 
     def refuse(view: View, request: Request, action: str) -> Response | None:
         auth = request.headers.get("Authorization", "")
@@ -49,7 +87,11 @@ def register_views(worker: EngagementWorker) -> None:
         try:
             dest = app.router.key_store(worker.users.name, user_id.encode())
         except (KeyError, TypeError):  # no assignment yet, or no metadata for the changelog topic yet
-            return view.json({"error": "unavailable", "detail": "partitions are being assigned; retry"}, status=503)
+            return view.json(
+                {"error": "unavailable", "detail": "partitions are being assigned; retry", "retry_after_seconds": 1},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         if (dest.host, dest.port) == (URL(app.conf.canonical_url).host, URL(app.conf.canonical_url).port):
             return None
         body = await request.read()

@@ -18,32 +18,55 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT
+from faust.types import TP, EventT
 from pydantic import ValidationError
 
+from engage.keys import KeyRing
 from engage.settings import Settings
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider
 from processors.calendar import is_dormant
 from processors.cohort import CourseCohorts
-from processors.pipeline import ScoreOutcome, ScoreRequest, UserRecord, ingest, rescore
+from processors.pipeline import (
+    OWED_KEY,
+    ScoreOutcome,
+    ScoreRequest,
+    UserRecord,
+    ingest,
+    owe_score,
+    owed_request,
+    rescore,
+)
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
 from schemas.privacy import ErasureDone, ErasureRequest
 from schemas.topics import catalogue
 from streams.producer import EventProducer
 from streams.worker import metrics as m
+from streams.worker.api import admission_middleware, register_views
+from streams.worker.commits import commit_only_when_acknowledged
 from streams.worker.courses import CourseDirectory
 from streams.worker.partitioning import at_partition, key_partition, writing_as
 
 log = logging.getLogger(__name__)
+
+# Table keys of the per-partition positions (``_store_positions``); no student id can start with it
+# (schemas.events.Identifier starts with a letter or digit) and the worker refuses one that does.
+POSITION_KEY_PREFIX = "#position:"
+POSITION_KEY_PREFIX_BYTES = POSITION_KEY_PREFIX.encode()
+
+
+def position_key(partition: int) -> bytes:
+    return f"{POSITION_KEY_PREFIX}{partition}".encode()
+
+
 KNOWN_EVENT_TYPES = frozenset(EVENT_TYPES)
 
 
@@ -99,6 +122,7 @@ class EngagementWorker:
         )
         self.courses.start()
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
+        self.keys = KeyRing.from_settings(settings)  # the API's keys: settings + registry, re-read on change
         self.app = faust.App(
             f"{settings.topic_prefix}-worker",
             broker=f"kafka://{settings.kafka_bootstrap}",
@@ -107,6 +131,7 @@ class EngagementWorker:
             web_host=settings.worker_host,
             web_port=settings.worker_web_port,
             web_bind=settings.worker_host,
+            web_application_options={"middlewares": [admission_middleware(settings, self.keys)]},
             canonical_url=url,
             topic_partitions=settings.event_partitions,
             topic_replication_factor=1,
@@ -117,13 +142,14 @@ class EngagementWorker:
             key_serializer="raw",
             value_serializer="raw",
         )
-        faust_flush = self.app.producer.flush
+        commit_only_when_acknowledged(self.app, self.outputs_acknowledged)  # streams.worker.commits
+        seek_to_committed = self.app.consumer.perform_seek
 
-        async def _flush_outputs() -> None:
-            await faust_flush()
-            await self.outputs_acknowledged()
+        async def _perform_seek() -> None:
+            await seek_to_committed()
+            await self._resume_from_positions()
 
-        self.app.producer.flush = _flush_outputs  # type: ignore[method-assign]
+        self.app.consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
         self.events_topic = self._raw_topic(self.topics.events.name)
         self.users = self.app.Table(
             "user-state", default=None, partitions=settings.event_partitions, key_type=bytes, value_type=bytes
@@ -155,8 +181,7 @@ class EngagementWorker:
         self.app.agent(self.events_topic, name="process-events")(self._process)
         self.app.timer(max(0.05, self.settings.score_debounce_seconds / 3), name="flush-debounced")(self._flush)
         self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
-        from streams.worker.api import register_views
-
+        self.users.on_recover(self._restore_owed)
         register_views(self)
 
     def now(self) -> datetime:
@@ -168,10 +193,7 @@ class EngagementWorker:
 
     def _low_watermark(self) -> datetime | None:
         clocks = self._partition_clock
-        try:
-            assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.topics.events.name}
-        except Exception:  # no consumer yet (startup, web views during a rebalance)
-            assigned = set()
+        assigned = self._owned_partitions()
         if assigned:
             clocks = {p: t for p, t in clocks.items() if p in assigned}
         if not clocks:
@@ -214,6 +236,8 @@ class EngagementWorker:
                 user_id = message["user_id"]
                 if not isinstance(user_id, str) or not user_id:
                     raise TypeError(f"user_id must be a non-empty string, not {type(user_id).__name__}")
+                if user_id.startswith(POSITION_KEY_PREFIX):
+                    raise TypeError(f"user_id must not start with {POSITION_KEY_PREFIX!r} (reserved)")
                 if "erase" in message:  # schemas.privacy: events before the request go with the student
                     per_user.pop(user_id, None)
                     erasures[user_id] = (message["erase"], event)
@@ -275,10 +299,25 @@ class EngagementWorker:
                 to_score.append((record, request, source[user_id]))
             else:
                 self._pending[user_id] = _Pending(last + self.settings.score_debounce_seconds, request)
+                owe_score(record, request)  # stored with the record: a crash before the re-score cannot lose it
                 untouched.append((user_id, record))
         for user_id, record in untouched:
             self.store(user_id, record, source[user_id])
         self._score_and_store(to_score)
+        self._store_positions(batch)
+
+    def _store_positions(self, batch: Sequence[EventT]) -> None:
+        """After the batch's records, write each partition's last processed offset into the same changelog
+        partition. A restore is a prefix of that changelog, so the position it restores never claims more
+        than the records it restores: the worker resumes from there (``_resume_from_positions``)."""
+        last: dict[int, int] = {}
+        for event in batch:
+            partition, offset = event.message.partition, event.message.offset
+            if offset > last.get(partition, -1):
+                last[partition] = offset
+        for partition, offset in last.items():
+            with writing_as(at_partition(self.topics.events.name, partition)):
+                self.users[position_key(partition)] = str(offset).encode()
 
     def _count(self, events: Sequence[dict[str, Any]], duplicates: int) -> None:
         counts: dict[str, int] = {}
@@ -354,6 +393,8 @@ class EngagementWorker:
 
     def record(self, user_id: str) -> UserRecord | None:
         """The student's record from the local table; None if no event of theirs was seen here."""
+        if user_id.startswith(POSITION_KEY_PREFIX):
+            return None
         raw = self.users.get(user_id.encode())
         return UserRecord.from_bytes(raw) if raw is not None else None
 
@@ -414,13 +455,71 @@ class EngagementWorker:
     def _flush_due(self) -> None:
         wall = time.time()
         due = [p for p in self._pending.values() if p.due <= wall]
+        owned = self._owned_partitions() if due else set()
         items = []
         for p in due:
-            record = self.record(p.request.user_id)
+            user_id = p.request.user_id
+            self._pending.pop(user_id, None)
+            if key_partition(user_id.encode(), self.settings.event_partitions) not in owned:
+                continue  # the partition moved away: its new owner finds the re-score owed in the record
+            record = self.record(user_id)
             if record is not None:
                 items.append((record, p.request, None))
-            self._pending.pop(p.request.user_id, None)
         self._score_and_store(items)
+
+    def _student_keys(self) -> list[bytes]:
+        """The local table's keys that are students (not the per-partition position entries)."""
+        return [k for k in list(self.users) if not k.startswith(POSITION_KEY_PREFIX_BYTES)]
+
+    def _owned_partitions(self) -> set[int]:
+        """Partitions of the events topic this worker processes now (its users' records are its to write)."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # no consumer yet (start-up, web views during a rebalance)
+            return set()
+        return {tp.partition for tp in assignment if tp.topic == self.topics.events.name}
+
+    async def _resume_from_positions(self) -> None:
+        """After a restore, resume each owned partition where the restored state says it got to, instead of at
+        the committed offset: if a commit ever got ahead of the state (a changelog write lost in a crash while
+        Kafka was restarting), the events in between are folded again rather than lost; events the records
+        already hold are skipped by their ``source_offset`` and event ids, so nothing counts twice."""
+        moved = 0
+        for partition in sorted(self._owned_partitions()):
+            raw = self.users.get(position_key(partition))
+            if raw is None:
+                continue  # nothing processed in this partition yet: Faust's committed offset (or earliest) it is
+            tp = TP(self.topics.events.name, partition)
+            await self.app.consumer.seek(tp, int(raw) + 1)
+            moved += 1
+        if moved:
+            log.info("resumed %d partitions from the positions in the restored state", moved)
+
+    async def _restore_owed(self) -> None:
+        """After the table is restored (start-up, rebalance): queue the re-scores records say they are owed.
+
+        Their debounce window had not passed when the partition's previous owner stopped or crashed; without
+        this the students' newest events would wait for the silence pass (a day) to show in their risk.
+        """
+        owned = self._owned_partitions()
+        mark = f'"{OWED_KEY}":'.encode()
+        restored = 0
+        async with self.records_lock:
+            for key, raw in list(self.users.items()):
+                # The mark cannot occur inside an encoded string (quotes there are escaped): a cheap pre-filter.
+                if mark not in raw or key_partition(key, self.settings.event_partitions) not in owned:
+                    continue
+                user_id = key.decode()
+                request = owed_request(UserRecord.from_bytes(raw), user_id)
+                if request is None or user_id in self._pending:
+                    continue
+                if self.settings.worker_clock == "wall":
+                    request = replace(request, as_of=self.now())
+                self._pending[user_id] = _Pending(0.0, request)
+                restored += 1
+        if restored:
+            m.OWED_RESTORED.inc(restored)
+            log.info("restored %d owed re-scores", restored)
 
     async def _rescore_silent(self) -> None:
         """Silence is a signal: re-score students whose last score is ``rescore_after_seconds`` old.
@@ -439,7 +538,7 @@ class EngagementWorker:
             self._rescore_due_now()
             return
         if not self._silence_keys:
-            self._silence_keys = list(self.users.keys())
+            self._silence_keys = self._student_keys()
             m.TABLE_USERS.set(len(self._silence_keys))
         share = self.settings.silence_tick_seconds / self.settings.rescore_after_seconds
         per_tick = max(1, int(len(self._silence_keys) * share) + 1)
@@ -457,7 +556,7 @@ class EngagementWorker:
         the in-memory clock index instead of by reading each record."""
         if self._clock_index is None:
             self._clock_index = {}
-            for key in list(self.users.keys()):
+            for key in self._student_keys():
                 record = self.record(key.decode())
                 if record is not None:
                     self._clock_index[key] = (record.clock_at, self._dormant(record))

@@ -11,6 +11,10 @@ REDELIVERED_MESSAGES = Counter(
     "engage_worker_redelivered_messages_total",
     "Messages skipped because the record had folded them already (re-delivered after a crash or rebalance)",
 )
+OWED_RESTORED = Counter(
+    "engage_worker_owed_rescores_restored_total",
+    "Debounced re-scores found owed in restored records (their previous owner stopped before running them)",
+)
 DUPLICATE_EVENTS = Counter("engage_worker_duplicate_events_total", "Events ignored as repeats of a seen event id")
 MESSAGES_PROCESSED = Counter("engage_worker_messages_processed_total", "Kafka messages (per-user batches) processed")
 EVENT_TO_RISK_SECONDS = Histogram(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.collector.admission import Admission, TokenBucket
+from streams.admission import Admission, TokenBucket
 
 
 def test_a_bucket_allows_its_burst_then_its_rate() -> None:

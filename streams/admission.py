@@ -1,9 +1,10 @@
-"""Whether the collector takes a request now: a rate per API key, and a bound on work in progress.
+"""Whether a service (the collector, a worker's engagement API) takes a request now: a rate per API key, and a
+bound on work in progress.
 
 Overload is answered, not suffered: a key sending faster than its rate gets 429 with ``Retry-After`` (the
-seconds until its bucket has a token again), and when too many requests are in progress or Kafka's local queue
-is too long, every key gets 503 with ``Retry-After``. Apps retry the whole batch after that many seconds (the
-collector deduplicates by event id). Plain logic with the clock passed in, so it is tested without a server.
+seconds until its bucket has a token again), and when too many requests are in progress (or, for the collector,
+Kafka's local queue is too long), every key gets 503 with ``Retry-After``. Clients retry after that many seconds
+(the collector deduplicates by event id). Plain logic with the clock passed in, so it is tested without a server.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Admission:
     burst_seconds: float = 2.0
     max_in_progress: int = 256
     max_queued: int = 200_000  # messages waiting in the producer's local queue
+    service: str = "the collector"  # named in the 503's detail
     in_progress: int = 0
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
@@ -56,7 +58,7 @@ class Admission:
         """None if the request may go on (then call ``done()`` when it is finished), else why not."""
         if self.in_progress >= self.max_in_progress or queued >= self.max_queued:
             what = "requests in progress" if self.in_progress >= self.max_in_progress else "messages queued for Kafka"
-            return Refusal(503, "overloaded", f"the collector is at its limit of {what}; retry shortly", 1)
+            return Refusal(503, "overloaded", f"{self.service} is at its limit of {what}; retry shortly", 1)
         if self.rate_per_key > 0:
             bucket = self._buckets.get(app_id)
             if bucket is None:
