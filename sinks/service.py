@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from engage.settings import Settings
@@ -17,6 +15,7 @@ from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.contract_sinks import SPECS, ContractSink
 from sinks.runner import RunnerStats, SinkRunner, sink_group
+from streams.admin import group_positions
 from streams.producer import EventProducer
 
 SINK_NAMES = ("events", *SPECS)
@@ -59,7 +58,12 @@ def _source(topics: TopicCatalogue, name: str) -> tuple[str, str]:
     raise ValueError(f"unknown sink {name!r}; known: {', '.join(SINK_NAMES)}")
 
 
-def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventProducer) -> list[SinkRunner]:
+def build_runners(
+    settings: Settings,
+    names: Sequence[str],
+    dead_letters: EventProducer,
+    runner_class: type[SinkRunner] = SinkRunner,
+) -> list[SinkRunner]:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     runners = []
     for name in names:
@@ -67,7 +71,7 @@ def build_runners(settings: Settings, names: Sequence[str], dead_letters: EventP
         sink: BatchingSink = BehaviorEventsSink(settings) if name == "events" else ContractSink(settings, SPECS[name])
         batching = batching_for(settings, name)
         runners.append(
-            SinkRunner(
+            runner_class(
                 sink,
                 bootstrap=settings.kafka_bootstrap,
                 topic=topic,
@@ -97,10 +101,15 @@ def serve_metrics(settings: Settings) -> WSGIServer | None:
     return server
 
 
-def run_sinks(settings: Settings, names: Sequence[str], idle_exit: float | None = None) -> dict[str, RunnerStats]:
+def run_sinks(
+    settings: Settings,
+    names: Sequence[str],
+    idle_exit: float | None = None,
+    runner_class: type[SinkRunner] = SinkRunner,
+) -> dict[str, RunnerStats]:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     dead = EventProducer(settings.kafka_bootstrap, topics, source="sink")
-    runners = build_runners(settings, names, dead)
+    runners = build_runners(settings, names, dead, runner_class)
     results: dict[str, RunnerStats] = {}
 
     def stop(*_: object) -> None:
@@ -122,42 +131,13 @@ def run_sinks(settings: Settings, names: Sequence[str], idle_exit: float | None 
     return results
 
 
-def _committed(consumer: Any, parts: list[Any], timeout: float = 30.0) -> list[Any]:
-    """Committed offsets, waiting out a coordinator that is still loading (a fresh or restarted broker)."""
-    from confluent_kafka import KafkaException
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return list(consumer.committed(parts, timeout=10))
-        except KafkaException as exc:
-            transient = exc.args[0].retriable() or "coordinator" in str(exc).lower()
-            if not transient or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def sink_positions(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, dict[int, tuple[int, int]]]:
     """Per sink and partition of its topic: (offset committed, i.e. stored, or the log start if none; log end)."""
-    from confluent_kafka import Consumer, TopicPartition
-
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     out: dict[str, dict[int, tuple[int, int]]] = {}
     for name in names:
         sink_name, topic = _source(topics, name)
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": sink_group(sink_name)})
-        try:
-            meta = consumer.list_topics(topic, timeout=10).topics[topic]
-            parts = [TopicPartition(topic, p) for p in meta.partitions]
-            committed = {tp.partition: tp.offset for tp in _committed(consumer, parts)}
-            positions = {}
-            for tp in parts:
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                done = committed.get(tp.partition, -1)
-                positions[tp.partition] = (done if done >= 0 else low, high)
-            out[name] = positions
-        finally:
-            consumer.close()
+        out[name] = group_positions(settings.kafka_bootstrap, sink_group(sink_name), topic)
     return out
 
 

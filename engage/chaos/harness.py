@@ -1,0 +1,345 @@
+"""`engage chaos` / `make chaos`: stream a known set of events while workers, sinks, Kafka and ClickHouse fail,
+then check per student that nothing is missing and nothing is counted twice.
+
+Own servers on free ports under its own run directory, stopped by PID at the end. The steps:
+1. Kafka, ClickHouse, the collector, 2 workers and 2 sink processes (``sink all``) start.
+2. Simulated students' events go through the collector, spread over ``seconds``; meanwhile the fault schedule
+   (``schedule.fault_schedule``) SIGTERMs and SIGKILLs workers and sinks, and restarts Kafka and ClickHouse
+   once each; the supervisor restarts whatever died.
+3. When the stream ended and every fault ran, everything is running again; once the workers and sinks have
+   caught up (consumer groups without lag), ``verify`` compares every student with ``reference``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from deploy import clickhouse_server, kafka_server
+from deploy.infra import Infra
+from deploy.process import free_port
+from engage.chaos.feed import FeedStats, feed
+from engage.chaos.reference import expected_by_user
+from engage.chaos.schedule import Fault, fault_schedule
+from engage.chaos.supervisor import Supervisor
+from engage.chaos.verify import Verdict, verify
+from engage.children import wait_http
+from engage.settings import PROJECT_ROOT, Settings, settings_env
+from engage.simulator import Population, iter_event_days
+from schemas.topics import catalogue
+from sinks.clickhouse.client import connect
+from sinks.clickhouse.migrations import migrate
+from sinks.service import sink_lag
+from streams.admin import ensure_topics, group_lag
+
+VERDICT_OK = "ALL-RECORDS-DELIVERED"
+VERDICT_FAILED = "RECORDS-MISSING-OR-DOUBLED"
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    students: int = 1_000
+    days: int = 21
+    seconds: float = 180.0  # how long the events stream (and the faults run)
+    kills: int = 12  # SIGTERM/SIGKILLs of workers and sinks, besides the one during the ClickHouse outage
+    seed: int = 2026
+    workers: int = 2
+    sinks: int = 2
+    broken_sink: bool = False  # run ``engage.chaos.broken_sink`` (commits before inserting) instead
+    settle_timeout: float = 240.0
+    run_dir: Path | None = None  # default .run/chaos-<tag>
+    cache_dir: Path | None = None
+
+
+@dataclass
+class FaultRun:
+    fault: Fault
+    at: float  # when it actually ran, seconds after the stream started
+    effect: str
+
+
+@dataclass
+class ChaosReport:
+    config: ChaosConfig
+    faults: list[FaultRun] = field(default_factory=list)
+    feed: FeedStats = field(default_factory=FeedStats)
+    restarts: dict[str, int] = field(default_factory=dict)
+    settle_seconds: float = 0.0
+    verdict: Verdict | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.verdict is not None and self.verdict.delivered and self.feed.lost_batches == 0
+
+
+def _settings(config: ChaosConfig) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    base = Settings()
+    return base.model_copy(
+        update={
+            "run_dir": config.run_dir or PROJECT_ROOT / ".run" / f"chaos-{tag}",
+            "cache_dir": config.cache_dir or base.cache_dir,
+            "kafka_port": free_port(),
+            "kafka_controller_port": free_port(),
+            "kafka_heap": "768m",
+            "clickhouse_port": free_port(),
+            "clickhouse_http_port": free_port(),
+            "clickhouse_database": f"chaos_{tag}",
+            "topic_prefix": f"chaos-{tag}",
+            "collector_port": free_port(),
+            "sink_metrics_port": 0,
+            "sink_batch_seconds": 0.5,
+        }
+    )
+
+
+def _events(config: ChaosConfig) -> list[list[dict[str, Any]]]:
+    """The known set: every simulated student-day, ending two days ago (no event can look like the future)."""
+    end = date.today() - timedelta(days=2)
+    population = Population.generate(config.students, seed=config.seed, start=end - timedelta(days=config.days - 1))
+    return [events for _, events in iter_event_days(population, config.days)]
+
+
+class _Chaos:
+    def __init__(self, config: ChaosConfig, console: Console) -> None:
+        self.config = config
+        self.console = console
+        self.settings = _settings(config)
+        self.infra = Infra.from_settings(self.settings)
+        self.supervisor = Supervisor()
+        self.report = ChaosReport(config)
+        self.log_dir = self.settings.run_dir / "logs"
+        self.worker_ports = [free_port() for _ in range(config.workers)]
+        self._starting: list[threading.Thread] = []  # servers starting again after their restart
+        self._kill_sinks_at: float | None = None  # halfway through the ClickHouse outage
+
+    # --- processes ---------------------------------------------------------------------------------------
+    def _start_processes(self) -> None:
+        env = settings_env(self.settings)
+        py = sys.executable
+        self.supervisor.add("collector", [py, "-m", "engage.cli", "collector"], env, self.log_dir / "collector.log")
+        for i, port in enumerate(self.worker_ports, 1):
+            worker_env = settings_env(self.settings.model_copy(update={"worker_web_port": port}))
+            self.supervisor.add(
+                f"worker-{i}", [py, "-m", "engage.cli", "worker"], worker_env, self.log_dir / f"worker-{i}.log"
+            )
+        sink = ["-m", "engage.chaos.broken_sink"] if self.config.broken_sink else ["-m", "engage.cli", "sink", "all"]
+        for i in range(1, self.config.sinks + 1):
+            self.supervisor.add(f"sink-{i}", [py, *sink], env, self.log_dir / f"sink-{i}.log")
+        collector = self.supervisor.procs["collector"]
+        assert collector.proc is not None
+        wait_http(f"{self._collector_url}/readyz", collector.proc, log=collector.log)
+        for i, port in enumerate(self.worker_ports, 1):
+            worker = self.supervisor.procs[f"worker-{i}"]
+            assert worker.proc is not None
+            wait_http(f"http://127.0.0.1:{port}/healthz", worker.proc, timeout=90, log=worker.log)
+
+    @property
+    def _collector_url(self) -> str:
+        return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
+
+    # --- faults ------------------------------------------------------------------------------------------
+    def _server(self, name: str) -> tuple[Any, Any, Any]:
+        if name == "kafka":
+            return kafka_server.stop, kafka_server.start, self.infra.kafka
+        return clickhouse_server.stop, clickhouse_server.start, self.infra.clickhouse
+
+    def _apply(self, fault: Fault, started: float, step: str) -> float | None:
+        """Run one step of a fault; for a server's stop, the time its start is due (seconds after ``started``)."""
+        at = time.monotonic() - started
+        due = None
+        if fault.action in ("SIGTERM", "SIGKILL"):
+            pid = self.supervisor.signal(fault.target, signal.Signals[fault.action])
+            effect = f"pid {pid}" if pid else "already down (restarting)"
+            self.report.faults.append(FaultRun(fault, at, effect))
+        else:
+            stop, start, cfg = self._server(fault.target)
+            t0 = time.monotonic()
+            if step == "stop":
+                if fault.target == "kafka":
+                    self.supervisor.paused = True  # a worker started without Kafka only dies again
+                stop(cfg)
+                effect = f"stopped in {time.monotonic() - t0:.1f} s"
+                due = time.monotonic() - started + fault.down_seconds
+                self.report.faults.append(FaultRun(fault, at, effect))
+                if fault.target == "clickhouse":
+                    self._kill_sinks_at = due - fault.down_seconds / 2
+            else:  # in the background: other faults keep their times while the server starts (Kafka: ~20 s)
+                run = next(r for r in reversed(self.report.faults) if r.fault is fault)
+                run.effect += f"; down {at - run.at:.1f} s"
+                thread = threading.Thread(target=self._start_server, args=(fault, start, cfg, run, started))
+                thread.start()
+                self._starting.append(thread)
+                effect = "starting again"
+        self.console.print(f"  {at:6.1f} s  {fault.describe():<40} {effect}")
+        return due
+
+    def _start_server(self, fault: Fault, start: Any, cfg: Any, run: FaultRun, started: float) -> None:
+        t0 = time.monotonic()
+        start(cfg)
+        if fault.target == "kafka":
+            self.supervisor.paused = False
+        run.effect += f"; ready {time.monotonic() - t0:.1f} s after its start"
+        self.console.print(f"  {time.monotonic() - started:6.1f} s  {fault.target} ready again")
+
+    def _wait(self, seconds: float, started: float) -> None:
+        """Sleep while supervising (restarting what died)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for name in self.supervisor.tick():
+                self.console.print(f"  {time.monotonic() - started:6.1f} s  restarted {name}")
+            time.sleep(0.1)
+
+    def _run_faults(self, schedule: list[Fault], started: float, feeding: threading.Thread) -> None:
+        """Each fault at its time; a server comes back ``down_seconds`` after it stopped, while other faults
+        (the sink killed during the ClickHouse outage) keep their own times."""
+        steps: list[tuple[float, int, str, Fault]] = [(f.at, i, "stop", f) for i, f in enumerate(schedule)]
+        heapq.heapify(steps)
+        while steps or feeding.is_alive() or any(t.is_alive() for t in self._starting):
+            if self._kill_sinks_at is not None and time.monotonic() - started >= self._kill_sinks_at:
+                self._kill_sinks_at = None
+                for name in self.supervisor.procs:
+                    if name.startswith("sink-"):
+                        self._apply(Fault(time.monotonic() - started, "SIGKILL", name), started, "kill")
+                continue
+            if steps and time.monotonic() - started >= steps[0][0]:
+                _, i, step, fault = heapq.heappop(steps)
+                due = self._apply(fault, started, step)
+                if due is not None:
+                    heapq.heappush(steps, (due, i, "start", fault))
+                continue
+            self._wait(0.1, started)
+
+    # --- settle and verify -------------------------------------------------------------------------------
+    def _settle(self) -> float:
+        """Until every process runs and the workers and sinks have committed everything (twice in a row)."""
+        started = time.monotonic()
+        topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
+        group = f"{self.settings.topic_prefix}-worker"
+        calm = 0
+        while time.monotonic() - started < self.config.settle_timeout:
+            self._wait(2.0, started)
+            if not all(m.running for m in self.supervisor.procs.values()):
+                calm = 0
+                continue
+            try:
+                lag = group_lag(self.settings.kafka_bootstrap, group, topics.events.name)
+                lag += sum(sink_lag(self.settings).values())
+            except Exception:
+                calm = 0
+                continue
+            calm = calm + 1 if lag == 0 else 0
+            if calm >= 2:
+                return time.monotonic() - started
+        raise RuntimeError(f"workers and sinks did not catch up in {self.config.settle_timeout:.0f} s")
+
+    def _verify(self, expected: dict[str, Any]) -> Verdict:
+        """Verify; while something differs, look again a few times (debounced re-scores, sink batch windows)."""
+        headers = {"Authorization": f"Bearer {self.settings.server_keys[0].partition(':')[2]}"}
+        url = f"http://127.0.0.1:{self.worker_ports[0]}"
+        client = connect(self.settings)
+        verdict = verify(expected, url, headers, client, self.settings.clickhouse_database)
+        for _ in range(5):
+            if verdict.delivered:
+                break
+            self._wait(3.0, time.monotonic())
+            verdict = verify(expected, url, headers, client, self.settings.clickhouse_database)
+        return verdict
+
+    # --- the run -----------------------------------------------------------------------------------------
+    def run(self) -> ChaosReport:
+        config, console = self.config, self.console
+        console.rule(f"[bold]chaos run{' with a deliberately broken sink' if config.broken_sink else ''}")
+        for started_server in self.infra.up():
+            console.print(f"  {started_server.name:<11} pid {started_server.pid}")
+        ensure_topics(
+            self.settings.kafka_bootstrap, catalogue(self.settings.topic_prefix, self.settings.event_partitions).all()
+        )
+        migrate(connect(self.settings), self.settings.clickhouse_database)
+        try:
+            self._start_processes()
+            days = _events(config)
+            workers = [f"worker-{i}" for i in range(1, config.workers + 1)]
+            sinks = [f"sink-{i}" for i in range(1, config.sinks + 1)]
+            schedule = fault_schedule(config.seed, config.seconds, workers, sinks, config.kills)
+            console.print(
+                f"  streaming {sum(map(len, days)):,} events of {config.students:,} students x {config.days} days "
+                f"over {config.seconds:.0f} s through the collector; {len(schedule)} faults scheduled (seed "
+                f"{config.seed}); logs in {self.log_dir}"
+            )
+            key = self.settings.write_keys[0].partition(":")[2]
+            stats = self.report.feed
+            feeding = threading.Thread(
+                target=lambda: asyncio.run(
+                    feed(f"{self._collector_url}/v1/events", key, days, config.seconds, stats, seed=config.seed)
+                ),
+                name="chaos-feed",
+            )
+            started = time.monotonic()
+            feeding.start()
+            self._run_faults(schedule, started, feeding)
+            feeding.join()
+            console.print(
+                f"  stream done in {stats.seconds:.0f} s: {len(stats.accepted_ids):,} events accepted, "
+                f"{stats.retries:,} requests retried, {stats.sent_twice} batches sent twice on purpose"
+            )
+            self.report.settle_seconds = self._settle()
+            console.print(f"  workers and sinks caught up {self.report.settle_seconds:.0f} s after the stream")
+            accepted = stats.accepted_ids
+            expected = expected_by_user(
+                (e for day in days for e in day if e["event_id"] in accepted), datetime.now(UTC)
+            )
+            self.report.verdict = self._verify(expected)
+        finally:
+            self.report.restarts = {name: m.starts - 1 for name, m in self.supervisor.procs.items()}
+            self.supervisor.stop_all()
+            self.infra.down()
+        return self.report
+
+
+def run_chaos(config: ChaosConfig, console: Console) -> ChaosReport:
+    report = _Chaos(config, console).run()
+    show(report, console)
+    return report
+
+
+def show(report: ChaosReport, console: Console) -> None:
+    """The fault schedule that ran, what survived it, the per-check verdict, and the final line."""
+    faults = Table(title="Faults survived", title_justify="left")
+    for col in ("at", "fault", "target", "effect"):
+        faults.add_column(col)
+    for run in report.faults:
+        faults.add_row(f"{run.at:.1f} s", run.fault.action, run.fault.target, run.effect)
+    console.print(faults)
+    console.print("  restarts by the supervisor: " + ", ".join(f"{k} {v}" for k, v in report.restarts.items()))
+    verdict = report.verdict
+    if verdict is None:
+        console.print(f"[bold red]{VERDICT_FAILED}[/bold red] (no verdict: the run did not finish)")
+        return
+    checks = Table(title=f"Per student checks ({verdict.users:,} students)", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("students wrong", justify="right")
+    for name, wrong in verdict.by_check().items():
+        checks.add_row(name, f"[red]{wrong}[/red]" if wrong else "0")
+    console.print(checks)
+    for name, value in verdict.totals.items():
+        console.print(f"  {name}: {value:,}")
+    for d in verdict.differences[:10]:
+        console.print(f"  [red]{d.user_id}[/red] {d.check}: expected {d.expected}, found {d.observed}")
+    if report.feed.lost_batches:
+        console.print(f"  [red]{report.feed.lost_batches} batches never accepted by the collector[/red]")
+    console.print(
+        f"[bold green]{VERDICT_OK}[/bold green]" if report.delivered else f"[bold red]{VERDICT_FAILED}[/bold red]"
+    )

@@ -1,0 +1,55 @@
+"""The chaos suite's short form: the same harness as `make chaos`, fewer students and seconds.
+
+A correct pipeline must come out with every record delivered once; a sink that commits before inserting must
+be caught (the verifier can fail).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from engage.chaos.harness import VERDICT_FAILED, VERDICT_OK, ChaosConfig, run_chaos
+from engage.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _short(tmp_path: Path, settings: Settings, **kw: object) -> ChaosConfig:
+    return ChaosConfig(
+        students=200,
+        days=14,
+        seconds=40.0,
+        kills=4,
+        seed=7,
+        run_dir=tmp_path / "chaos",
+        cache_dir=settings.cache_dir,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_every_record_is_delivered_once_through_kills_and_server_restarts(tmp_path: Path, settings: Settings) -> None:
+    console = Console(record=True, width=150)
+    report = run_chaos(_short(tmp_path, settings), console)
+    out = console.export_text()
+    actions = {(run.fault.action, run.fault.target.split("-")[0]) for run in report.faults}
+    assert {("SIGKILL", "worker"), ("SIGTERM", "worker"), ("SIGKILL", "sink"), ("SIGTERM", "sink")} <= actions
+    assert {("restart-kafka", "kafka"), ("restart-clickhouse", "clickhouse")} <= actions
+    assert report.verdict is not None
+    assert report.delivered, out[-4000:]
+    assert VERDICT_OK in out
+    assert report.feed.sent_twice > 0  # duplicates were sent, and still counted once
+    assert report.verdict.totals["event rows (FINAL)"] == len(report.feed.accepted_ids)
+
+
+def test_a_sink_that_commits_before_inserting_is_caught(tmp_path: Path, settings: Settings) -> None:
+    console = Console(record=True, width=150)
+    report = run_chaos(_short(tmp_path, settings, broken_sink=True), console)
+    out = console.export_text()
+    assert not report.delivered
+    assert VERDICT_FAILED in out and VERDICT_OK not in out
+    assert report.verdict is not None
+    lost = [d for d in report.verdict.differences if d.check.startswith("clickhouse") and d.observed != d.expected]
+    assert lost, out[-4000:]
