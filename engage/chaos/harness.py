@@ -77,11 +77,13 @@ class ChaosReport:
     feed: FeedStats = field(default_factory=FeedStats)
     restarts: dict[str, int] = field(default_factory=dict)
     settle_seconds: float = 0.0
+    stuck: bool = False  # workers or sinks never caught up (their lag never reached 0)
     verdict: Verdict | None = None
 
     @property
     def delivered(self) -> bool:
-        return self.verdict is not None and self.verdict.delivered and self.feed.lost_batches == 0
+        ok = self.verdict is not None and self.verdict.delivered
+        return ok and self.feed.lost_batches == 0 and not self.stuck
 
 
 def _settings(config: ChaosConfig) -> Settings:
@@ -243,7 +245,8 @@ class _Chaos:
             calm = calm + 1 if lag == 0 else 0
             if calm >= 2:
                 return time.monotonic() - started
-        raise RuntimeError(f"workers and sinks did not catch up in {self.config.settle_timeout:.0f} s")
+        self.report.stuck = True
+        return time.monotonic() - started
 
     def _verify(self, expected: dict[str, Any]) -> Verdict:
         """Verify; while something differs, look again a few times (debounced re-scores, sink batch windows)."""
@@ -296,7 +299,10 @@ class _Chaos:
                 f"{stats.retries:,} requests retried, {stats.sent_twice} batches sent twice on purpose"
             )
             self.report.settle_seconds = self._settle()
-            console.print(f"  workers and sinks caught up {self.report.settle_seconds:.0f} s after the stream")
+            if self.report.stuck:
+                console.print(f"  [red]workers and sinks did not catch up in {config.settle_timeout:.0f} s[/red]")
+            else:
+                console.print(f"  workers and sinks caught up {self.report.settle_seconds:.0f} s after the stream")
             accepted = stats.accepted_ids
             expected = expected_by_user(
                 (e for day in days for e in day if e["event_id"] in accepted), datetime.now(UTC)
@@ -338,6 +344,8 @@ def show(report: ChaosReport, console: Console) -> None:
         console.print(f"  {name}: {value:,}")
     for d in verdict.differences[:10]:
         console.print(f"  [red]{d.user_id}[/red] {d.check}: expected {d.expected}, found {d.observed}")
+    if report.stuck:
+        console.print("  [red]the workers or sinks never caught up with the stream (see the logs)[/red]")
     if report.feed.lost_batches:
         console.print(f"  [red]{report.feed.lost_batches} batches never accepted by the collector[/red]")
     console.print(

@@ -490,7 +490,11 @@ class EngagementWorker:
             if raw is None:
                 continue  # nothing processed in this partition yet: Faust's committed offset (or earliest) it is
             tp = TP(self.topics.events.name, partition)
-            await self.app.consumer.seek(tp, int(raw) + 1)
+            position = int(raw)
+            await self.app.consumer.seek(tp, position + 1)
+            # Moving past the committed offset: tell Faust the offsets in between are done, or it never commits
+            # this partition again (it commits only up to the first offset it has not seen acknowledged).
+            await self.app.consumer._add_gap(tp, 0, position)  # type: ignore[attr-defined]
             moved += 1
         if moved:
             log.info("resumed %d partitions from the positions in the restored state", moved)

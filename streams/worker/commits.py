@@ -6,22 +6,40 @@ gives up waiting after 0.1 s without progress (Kafka slow or restarting), and a 
 at that moment is in neither the buffer nor aiokafka's queue. A crash after such a commit lost those students'
 newest state (the chaos suite caught it). So every changelog write is tracked from the moment Faust queues it
 until Kafka acknowledges it, and the flush before a commit waits for all of them.
+
+A write Kafka never acknowledges (Faust's buffer task can die on a send error while Kafka restarts, and then
+nothing it holds is ever sent) must not stall the worker forever, nor be committed past: after
+``timeout_seconds`` the worker exits (code 75), and its supervisor starts it again from the state Kafka holds,
+which resumes at its own position (``EngagementWorker._resume_from_positions``). It exits rather than raises:
+Faust swallows an error in its commit timer and would retry the same stuck commit forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
-
-class ChangelogWriteFailed(RuntimeError):
-    """A table changelog write was refused by Kafka: committing now would lose state, so the worker stops."""
+log = logging.getLogger(__name__)
 
 
-def commit_only_when_acknowledged(app: faust.App, outputs_acknowledged: Callable[[], Awaitable[None]]) -> None:
+EXIT_STATE_NOT_DURABLE = 75  # EX_TEMPFAIL: start me again
+
+
+def _give_up(reason: str) -> NoReturn:
+    """Committing now would lose state and waiting longer would stall: stop, to be restarted from Kafka."""
+    log.critical("%s; exiting so that the worker restarts from the state Kafka holds", reason)
+    logging.shutdown()
+    os._exit(EXIT_STATE_NOT_DURABLE)
+
+
+def commit_only_when_acknowledged(
+    app: faust.App, outputs_acknowledged: Callable[[], Awaitable[None]], timeout_seconds: float = 60.0
+) -> None:
     """Make ``app``'s pre-commit flush wait for every changelog write, then for ``outputs_acknowledged``."""
     producer = app.producer
     unacknowledged: set[asyncio.Future[Any]] = set()
@@ -41,13 +59,21 @@ def commit_only_when_acknowledged(app: faust.App, outputs_acknowledged: Callable
 
     faust_flush = producer.flush
 
-    async def flush() -> None:
+    async def everything_acknowledged() -> None:
         await faust_flush()
         while unacknowledged:
             await asyncio.wait(list(unacknowledged))
-        if failures:
-            raise ChangelogWriteFailed(f"{len(failures)} changelog writes failed, the first: {failures[0]!r}")
         await outputs_acknowledged()
+
+    async def flush() -> None:
+        try:
+            await asyncio.wait_for(everything_acknowledged(), timeout_seconds)
+        except TimeoutError:
+            _give_up(f"changelog writes or outputs not acknowledged by Kafka in {timeout_seconds:.0f} s")
+        except Exception as exc:  # outputs refused
+            _give_up(f"outputs not acknowledged: {exc!r}")
+        if failures:
+            _give_up(f"{len(failures)} changelog writes failed, the first: {failures[0]!r}")
 
     producer.send_soon = send_soon  # type: ignore[method-assign]
     producer.flush = flush  # type: ignore[method-assign]
