@@ -14,7 +14,8 @@ from rich.console import Console
 from engage.chaos.harness import VERDICT_FAILED, VERDICT_OK, ChaosConfig, run_chaos
 from engage.settings import Settings
 
-pytestmark = pytest.mark.integration
+# A run streams for 40 s, waits for everything to catch up and checks every student: minutes, not seconds.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def _short(tmp_path: Path, settings: Settings, **kw: object) -> ChaosConfig:
