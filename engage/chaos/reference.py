@@ -35,7 +35,7 @@ class Expected:
     active_days_30d: int = 0  # local days
     current_streak: int = 0
     longest_streak: int = 0
-    milestones: frozenset[int] = frozenset()  # streak milestones (active days) reached, once per run
+    milestones: tuple[int, ...] = ()  # streak milestones reached, sorted: once per run, so 7 may appear twice
     utc_active_days: int = 0  # UTC days with an active event (what the daily activity table groups by)
     local_active: set[int] = field(default_factory=set, repr=False)  # local day ordinals
 
@@ -44,7 +44,7 @@ class Expected:
 class StreakWalk:
     current: int
     longest: int
-    milestones: frozenset[int]
+    milestones: tuple[int, ...]  # every milestone every run reached, sorted
 
 
 def walk_streak(active: set[int], today: int) -> StreakWalk:
@@ -56,7 +56,7 @@ def walk_streak(active: set[int], today: int) -> StreakWalk:
     """
     run = consecutive = freezes = longest = 0
     alive = False
-    reached: set[int] = set()
+    reached: list[int] = []
     for day in range(min(active), today + 1) if active else ():
         if day in active:
             if not alive:
@@ -67,7 +67,7 @@ def walk_streak(active: set[int], today: int) -> StreakWalk:
             if consecutive % FREEZE_EVERY == 0:
                 freezes = min(MAX_FREEZES, freezes + 1)
             if run in MILESTONES:
-                reached.add(run)
+                reached.append(run)
             longest = max(longest, run)
         elif day < today and alive:
             if freezes:
@@ -75,7 +75,7 @@ def walk_streak(active: set[int], today: int) -> StreakWalk:
                 consecutive = 0
             else:
                 alive = False
-    return StreakWalk(run if alive else 0, longest, frozenset(reached))
+    return StreakWalk(run if alive else 0, longest, tuple(sorted(reached)))
 
 
 def expected_by_user(events: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Expected]:

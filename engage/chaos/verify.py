@@ -107,7 +107,7 @@ def clickhouse_differences(
             ("clickhouse: event rows", exp.events, rows.get(user_id, 0)),
             ("clickhouse: daily activity events", exp.events, daily.get(user_id, (0, 0))[0]),
             ("clickhouse: daily activity active days", exp.utc_active_days, daily.get(user_id, (0, 0))[1]),
-            ("clickhouse: streak milestones", sorted(exp.milestones), milestones.get(user_id, [])),
+            ("clickhouse: streak milestones", list(exp.milestones), milestones.get(user_id, [])),
             ("clickhouse: newest risk update saw every event", exp.events, newest.get(user_id, 0)),
         ]
         out += [Difference(user_id, name, want, got) for name, want, got in checks if want != got]
