@@ -256,12 +256,30 @@ class _Chaos:
         headers = {"Authorization": f"Bearer {self.settings.server_keys[0].partition(':')[2]}"}
         url = f"http://127.0.0.1:{self.worker_ports[0]}"
         client = connect(self.settings)
-        verdict = verify(expected, url, headers, client, self.settings.clickhouse_database)
+        topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
+        outputs = {
+            "risk_updates": topics.risk_updates.name,
+            "intervention_requests": topics.interventions.name,
+            "streak_milestones": topics.streak_milestones.name,
+        }
+
+        def check() -> Verdict:
+            return verify(
+                expected,
+                url,
+                headers,
+                client,
+                self.settings.clickhouse_database,
+                bootstrap=self.settings.kafka_bootstrap,
+                output_topics=outputs,
+            )
+
+        verdict = check()
         for _ in range(5):
             if verdict.delivered:
                 break
             self._wait(3.0, time.monotonic())
-            verdict = verify(expected, url, headers, client, self.settings.clickhouse_database)
+            verdict = check()
         return verdict
 
     # --- the run -----------------------------------------------------------------------------------------

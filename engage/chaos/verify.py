@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
+from confluent_kafka import Consumer, TopicPartition
 
 from engage.chaos.reference import Expected
 
@@ -33,7 +35,16 @@ CLICKHOUSE_CHECKS = (
     "clickhouse: streak milestones",
     "clickhouse: newest risk update saw every event",
     "clickhouse: dead letters (whole run)",
+    "clickhouse: every risk update on Kafka stored (whole run)",
+    "clickhouse: every intervention on Kafka stored (whole run)",
+    "clickhouse: every milestone on Kafka stored (whole run)",
 )
+# The engine's own outputs: what the sinks must have stored is exactly what is on their topics (by natural id).
+OUTPUT_TABLES = {
+    "clickhouse: every risk update on Kafka stored (whole run)": ("risk_updates", "update_id"),
+    "clickhouse: every intervention on Kafka stored (whole run)": ("intervention_requests", "intervention_id"),
+    "clickhouse: every milestone on Kafka stored (whole run)": ("streak_milestones", "milestone_id"),
+}
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,39 @@ def clickhouse_differences(
     return out, totals
 
 
+def topic_ids(bootstrap: str, topic: str, field_name: str) -> set[str]:
+    """Every ``field_name`` in the messages on ``topic``, read from the start to the current end."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-verifier", "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+        left, ids = sum(ends.values()), set()
+        while left > 0:
+            msg = consumer.poll(5.0)
+            if msg is None:
+                raise RuntimeError(f"{topic}: {left} messages could not be read back")
+            if msg.error() is not None:
+                continue
+            left -= 1
+            ids.add(str(orjson.loads(msg.value() or b"{}").get(field_name)))
+        return ids
+    finally:
+        consumer.close()
+
+
+def output_differences(client: Any, database: str, bootstrap: str, topics: Mapping[str, str]) -> list[Difference]:
+    """Per output table: ids on its Kafka topic that ClickHouse does not hold (``topics``: table -> topic)."""
+    out = []
+    for check, (table, id_field) in OUTPUT_TABLES.items():
+        on_kafka = topic_ids(bootstrap, topics[table], id_field)
+        stored = {str(r[0]) for r in client.execute(f"SELECT DISTINCT {id_field} FROM {database}.{table}")}
+        missing = on_kafka - stored
+        if missing:
+            out.append(Difference("(all)", check, len(on_kafka), len(on_kafka) - len(missing)))
+    return out
+
+
 def verify(
     expected: Mapping[str, Expected],
     worker_url: str,
@@ -130,9 +174,14 @@ def verify(
     client: Any,
     database: str,
     dead_letters_expected: int = 0,
+    bootstrap: str | None = None,
+    output_topics: Mapping[str, str] | None = None,
 ) -> Verdict:
-    """Every check for every student; the dead letters must be exactly the events the collector refused."""
+    """Every check for every student; the dead letters must be exactly the events the collector refused; and
+    with ``bootstrap`` and ``output_topics`` (table -> topic), every output on Kafka must be in ClickHouse."""
     differences, totals = clickhouse_differences(expected, client, database)
+    if bootstrap is not None and output_topics is not None:
+        differences += output_differences(client, database, bootstrap, output_topics)
     if totals["dead letters"] != dead_letters_expected:
         differences.append(
             Difference("(all)", "clickhouse: dead letters (whole run)", dead_letters_expected, totals["dead letters"])

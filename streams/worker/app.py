@@ -182,6 +182,7 @@ class EngagementWorker:
         self.app.timer(max(0.05, self.settings.score_debounce_seconds / 3), name="flush-debounced")(self._flush)
         self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
         self.users.on_recover(self._restore_owed)
+        self.app.timer(5.0, name="unstick-commits")(self._unstick_commits)
         register_views(self)
 
     def now(self) -> datetime:
@@ -509,6 +510,25 @@ class EngagementWorker:
             moved += 1
         if moved:
             log.info("resumed %d partitions from the positions in the restored state", moved)
+
+    async def _unstick_commits(self) -> None:
+        """Let Faust commit again when the head of its acknowledged offsets lost touch with the committed one.
+
+        Faust removes the offsets it is about to commit from its list before the commit succeeds; when the commit
+        then fails (Kafka restarting, a rebalance) the list starts above the committed offset and Faust never
+        commits that partition again (chaos runs: all events stored, consumer lag stuck). The offsets in
+        between were processed (the partition's stored position is at or past them), so they are marked done.
+        """
+        consumer: Any = self.app.consumer
+        for partition in self._owned_partitions():
+            tp = TP(self.topics.events.name, partition)
+            acked, committed = consumer._acked.get(tp), consumer._committed_offset.get(tp)
+            if not acked or committed is None or min(acked) - committed <= 1:
+                continue
+            raw = self.users.get(position_key(partition))
+            if raw is not None and int(raw) >= min(acked) - 1:
+                await consumer._add_gap(tp, committed, min(acked) - 1)
+                m.COMMITS_UNSTUCK.inc()
 
     async def _restore_owed(self) -> None:
         """After the table is restored (start-up, rebalance): queue the re-scores records say they are owed.

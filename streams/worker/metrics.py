@@ -15,6 +15,10 @@ OWED_RESTORED = Counter(
     "engage_worker_owed_rescores_restored_total",
     "Debounced re-scores found owed in restored records (their previous owner stopped before running them)",
 )
+COMMITS_UNSTUCK = Counter(
+    "engage_worker_commits_unstuck_total",
+    "Partitions whose offsets Faust had stopped committing after a failed commit, marked done again",
+)
 DUPLICATE_EVENTS = Counter("engage_worker_duplicate_events_total", "Events ignored as repeats of a seen event id")
 MESSAGES_PROCESSED = Counter("engage_worker_messages_processed_total", "Kafka messages (per-user batches) processed")
 EVENT_TO_RISK_SECONDS = Histogram(
