@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import shutil
 import signal
 import sys
 import threading
@@ -337,8 +338,15 @@ class _Chaos:
 
 
 def run_chaos(config: ChaosConfig, console: Console) -> ChaosReport:
-    report = _Chaos(config, console).run()
+    chaos = _Chaos(config, console)
+    report = chaos.run()
     show(report, console)
+    if report.delivered:  # keep the logs; the servers' data (~0.5 GB a full run) only matters when a run failed
+        for path in chaos.settings.run_dir.iterdir():
+            if path.is_dir() and path.name != "logs":
+                shutil.rmtree(path, ignore_errors=True)
+    else:
+        console.print(f"  everything of the run is kept for inspection in {chaos.settings.run_dir}")
     return report
 
 
