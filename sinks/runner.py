@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 from schemas.messages import DeadLetter
@@ -221,15 +221,32 @@ class SinkRunner:
             if self.dead_letters.flush(30.0):
                 raise RuntimeError(f"{self.sink.name}: dead letters not acknowledged; not committing")
             self._batch_dead_letters = 0
-        self._consumer.commit(
-            offsets=[TopicPartition(self.topic, p, o + 1) for p, o in batch.last_offsets.items()],
-            asynchronous=False,
-        )
+        self._commit([TopicPartition(self.topic, p, o + 1) for p, o in batch.last_offsets.items()])
         self.stats.rows_written += len(batch)
         self.stats.writes += 1
         ROWS_WRITTEN.labels(self.sink.name).inc(len(batch))
         if paused:
             self._consumer.resume(self._consumer.assignment())
+
+    def _commit(self, offsets: list[TopicPartition], give_up_seconds: float = 30.0) -> None:
+        """Commit after a stored batch, retrying while the group coordinator is away (Kafka restarting).
+
+        Giving up loses nothing: the rows are stored, and the offsets are either covered by a later commit or
+        re-delivered after a restart into tables that collapse duplicates. (A commit error used to end the
+        sink's thread while its process lived on: the chaos suite caught an events table no longer filled.)"""
+        deadline = time.monotonic() + give_up_seconds
+        delay = 0.2
+        while True:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    log.warning("%s: offsets not committed (%s); they will be re-delivered", self.sink.name, exc)
+                    return
+                log.warning("%s: commit failed (%s); retrying in %.1fs", self.sink.name, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_seconds)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.set()

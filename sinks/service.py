@@ -119,15 +119,25 @@ def run_sinks(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-    threads = [
-        threading.Thread(target=lambda r=r: results.__setitem__(r.sink.name, r.run(idle_exit_seconds=idle_exit)))
-        for r in runners
-    ]
+    failed: list[str] = []
+
+    def run_one(r: SinkRunner) -> None:
+        # A sink whose thread dies must take the process down (to be restarted), not leave it half alive.
+        try:
+            results[r.sink.name] = r.run(idle_exit_seconds=idle_exit)
+        except Exception:
+            log.exception("sink %s stopped on an error; stopping every sink of this process", r.sink.name)
+            failed.append(r.sink.name)
+            stop()
+
+    threads = [threading.Thread(target=run_one, args=(r,), name=f"sink-{r.sink.name}") for r in runners]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     dead.close()
+    if failed:
+        raise RuntimeError(f"sinks failed: {', '.join(failed)} (see the log)")
     return results
 
 
