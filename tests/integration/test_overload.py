@@ -80,25 +80,16 @@ def test_too_many_requests_at_once_get_503_not_a_crash(infra: Infra, settings: S
         assert httpx.post(f"{url}/v1/events", json=_batch(3), headers={"Authorization": f"Bearer {key}"}).is_success
 
 
-async def _reads(url: str, users: list[str], requests: int, concurrency: int) -> list[httpx.Response]:
+async def _api_calls(
+    url: str, method: str, action: str, users: list[str], requests: int, concurrency: int
+) -> list[httpx.Response]:
+    """``requests`` calls of ``/v1/users/{user}/{action}`` round the users, ``concurrency`` at a time."""
     async with httpx.AsyncClient(headers=SERVER_KEY, timeout=30) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(n: int) -> httpx.Response:
             async with gate:
-                return await client.get(f"{url}/v1/users/{users[n % len(users)]}/engagement")
-
-        return list(await asyncio.gather(*(one(n) for n in range(requests))))
-
-
-async def _recalculations(url: str, users: list[str], requests: int, concurrency: int) -> list[httpx.Response]:
-    """Re-score requests: each waits for Kafka to acknowledge its risk update, so they pile up in the worker."""
-    async with httpx.AsyncClient(headers=SERVER_KEY, timeout=30) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(n: int) -> httpx.Response:
-            async with gate:
-                return await client.post(f"{url}/v1/users/{users[n % len(users)]}/recalculate")
+                return await client.request(method, f"{url}/v1/users/{users[n % len(users)]}/{action}")
 
         return list(await asyncio.gather(*(one(n) for n in range(requests))))
 
@@ -126,10 +117,10 @@ def test_the_engagement_api_answers_overload_with_429_and_503_and_recovers(
         assert wait_for(lambda: all(worker.engagement(u).status_code == 200 for u in users), timeout=60)
         time.sleep(2.5)  # the key's bucket refills
         # Faster than the key's rate: 429s. Reads finish at once, so they never pile up.
-        reads = asyncio.run(_reads(worker.url, users, requests=100, concurrency=8))
+        reads = asyncio.run(_api_calls(worker.url, "GET", "engagement", users, requests=100, concurrency=8))
         # More at once than it handles: re-scores wait for Kafka, so they pile up and the rest get 503.
         time.sleep(2.5)
-        writes = asyncio.run(_recalculations(worker.url, users, requests=60, concurrency=48))
+        writes = asyncio.run(_api_calls(worker.url, "POST", "recalculate", users, requests=60, concurrency=48))
         for answers, status, error in ((reads, 429, "rate_limited"), (writes, 503, "overloaded")):
             statuses = {a.status_code for a in answers}
             assert statuses <= {200, status}, statuses  # never a 5xx crash
