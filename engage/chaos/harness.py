@@ -136,7 +136,10 @@ class _Chaos:
         for i, port in enumerate(self.worker_ports, 1):
             worker_env = settings_env(self.settings.model_copy(update={"worker_web_port": port}))
             self.supervisor.add(
-                f"worker-{i}", [py, "-m", "engage.cli", "worker"], worker_env, self.log_dir / f"worker-{i}.log"
+                f"worker-{i}",
+                [py, "-m", "engage.cli", "worker", "--loglevel", "info"],
+                worker_env,
+                self.log_dir / f"worker-{i}.log",
             )
         sink = ["-m", "engage.chaos.broken_sink"] if self.config.broken_sink else ["-m", "engage.cli", "sink", "all"]
         for i in range(1, self.config.sinks + 1):

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -53,6 +54,7 @@ from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.commits import commit_only_when_acknowledged
 from streams.worker.courses import CourseDirectory
+from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.partitioning import at_partition, key_partition, writing_as
 
 log = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ class EngagementWorker:
             f"{settings.topic_prefix}-worker",
             broker=f"kafka://{settings.kafka_bootstrap}",
             store=settings.worker_store,
-            datadir=str(settings.run_dir / f"worker-{settings.worker_web_port}"),
+            datadir=str(worker_datadir(settings)),
             web_host=settings.worker_host,
             web_port=settings.worker_web_port,
             web_bind=settings.worker_host,
@@ -142,7 +144,7 @@ class EngagementWorker:
             key_serializer="raw",
             value_serializer="raw",
         )
-        commit_only_when_acknowledged(self.app, self.outputs_acknowledged)  # streams.worker.commits
+        self.changelog_writes = commit_only_when_acknowledged(self.app, self.outputs_acknowledged)  # .commits
         seek_to_committed = self.app.consumer.perform_seek
 
         async def _perform_seek() -> None:
@@ -166,6 +168,7 @@ class EngagementWorker:
         self._tier_counts: dict[str, int] = {}
         self.cohorts = CourseCohorts()  # the local students' standing in their courses (processors.cohort)
         self._silence_keys: list[bytes] = []
+        self._idle_uncommitted: dict[int, tuple[int, int]] = {}  # partition -> (committed, position), see unstick
         # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
         # students) finds who is due without reading every record. Built from the table on first use.
         self._clock_index: dict[bytes, tuple[float, bool]] | None = None  # key -> (clock_at, dormant)
@@ -518,17 +521,35 @@ class EngagementWorker:
         then fails (Kafka restarting, a rebalance) the list starts above the committed offset and Faust never
         commits that partition again (chaos runs: all events stored, consumer lag stuck). The offsets in
         between were processed (the partition's stored position is at or past them), so they are marked done.
+        When no new message came after the failed commit the list is empty and Faust has nothing to commit
+        with: if that lasts a whole tick, the stored position is put back in the list (the last chaos case).
+        The commit itself still goes through the flush that waits for every changelog write and output.
         """
         consumer: Any = self.app.consumer
+        idle = self._idle_uncommitted
+        self._idle_uncommitted = {}
         for partition in self._owned_partitions():
             tp = TP(self.topics.events.name, partition)
             acked, committed = consumer._acked.get(tp), consumer._committed_offset.get(tp)
-            if not acked or committed is None or min(acked) - committed <= 1:
-                continue
             raw = self.users.get(position_key(partition))
-            if raw is not None and int(raw) >= min(acked) - 1:
-                await consumer._add_gap(tp, committed, min(acked) - 1)
-                m.COMMITS_UNSTUCK.inc()
+            if committed is None or raw is None:
+                continue
+            position = int(raw)  # the last offset processed
+            log.info("partition %d: committed %s, processed to %d, acked %s..%s (%d), read to %s, paused %s",
+                     partition, committed, position, min(acked) if acked else "-", max(acked) if acked else "-",
+                     len(acked or ()), consumer._read_offset.get(tp), tp in consumer._paused_partitions)  # fmt: skip
+            if acked:
+                if min(acked) - committed > 1 and position >= min(acked) - 1:
+                    await consumer._add_gap(tp, committed, min(acked) - 1)
+                    m.COMMITS_UNSTUCK.inc()
+            elif position >= committed:  # processed, not committed, and nothing left in Faust's list to do it
+                if idle.get(partition) == (committed, position):
+                    await consumer._add_gap(tp, committed, position - 1)
+                    consumer._acked[tp].append(position)
+                    consumer._acked_index[tp].add(position)
+                    m.COMMITS_UNSTUCK.inc()
+                else:
+                    self._idle_uncommitted[partition] = (committed, position)  # one tick's grace: a commit running
 
     async def _restore_owed(self) -> None:
         """After the table is restored (start-up, rebalance): queue the re-scores records say they are owed.
@@ -628,9 +649,20 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from streams.admin import ensure_topics
 
     ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
+    datadir = worker_datadir(settings)
+    discard_unless_stopped_cleanly(datadir)  # streams.worker.local_state: why
     worker = EngagementWorker(settings)
     runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that every record spins it: every debug() call
     # in aiokafka and Faust then builds a LogRecord, ~10% of the worker's CPU (profiled). No spinner, no cost.
     runner.spinner = None
-    runner.execute_from_commandline()
+    try:
+        runner.execute_from_commandline()
+    finally:
+        if worker.changelog_writes.all_acknowledged:
+            mark_stopped_cleanly(datadir)
+
+
+def worker_datadir(settings: Settings) -> Path:
+    """Where a worker keeps its table files: one directory per worker (its web port names it)."""
+    return settings.run_dir / f"worker-{settings.worker_web_port}"

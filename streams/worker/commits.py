@@ -37,13 +37,25 @@ def _give_up(reason: str) -> NoReturn:
     os._exit(EXIT_STATE_NOT_DURABLE)
 
 
+class ChangelogWrites:
+    """The changelog writes Kafka has not acknowledged yet, and the ones that failed."""
+
+    def __init__(self) -> None:
+        self.unacknowledged: set[asyncio.Future[Any]] = set()
+        self.failures: list[BaseException] = []
+
+    @property
+    def all_acknowledged(self) -> bool:
+        return not self.unacknowledged and not self.failures
+
+
 def commit_only_when_acknowledged(
     app: faust.App, outputs_acknowledged: Callable[[], Awaitable[None]], timeout_seconds: float = 60.0
-) -> None:
+) -> ChangelogWrites:
     """Make ``app``'s pre-commit flush wait for every changelog write, then for ``outputs_acknowledged``."""
     producer = app.producer
-    unacknowledged: set[asyncio.Future[Any]] = set()
-    failures: list[BaseException] = []
+    writes = ChangelogWrites()
+    unacknowledged, failures = writes.unacknowledged, writes.failures
 
     def settled(fut: asyncio.Future[Any]) -> None:
         unacknowledged.discard(fut)
@@ -77,3 +89,4 @@ def commit_only_when_acknowledged(
 
     producer.send_soon = send_soon  # type: ignore[method-assign]
     producer.flush = flush  # type: ignore[method-assign]
+    return writes
