@@ -19,6 +19,7 @@ test: install system-deps
 
 bench: install system-deps
 	$(BIN)/engage bench ingest
+	$(BIN)/engage bench load
 	$(BIN)/engage bench processors
 	$(BIN)/engage bench queries
 	$(BIN)/engage bench scoring

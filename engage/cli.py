@@ -513,6 +513,22 @@ def bench_ingest(
     )
 
 
+@bench_app.command("load")
+def bench_load(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/load.json"),
+    seconds: Annotated[float, typer.Option(help="Seconds of each sustained phase")] = 20.0,
+    events_per_second: Annotated[int, typer.Option(help="Events/s offered to the collector")] = 10_000,
+    api_requests_per_second: Annotated[float, typer.Option(help="Engagement API reads/s offered")] = 500.0,
+) -> None:
+    """Collector and engagement API under sustained load (p50/p95/p99, errors) and overload (429/503, recovery)."""
+    from engage.bench.load import LoadBenchConfig, run_load_bench
+
+    _ensure_infra()
+    config = LoadBenchConfig(seconds=seconds, collector_events_per_second=events_per_second,
+                             api_requests_per_second=api_requests_per_second)  # fmt: skip
+    run_load_bench(get_settings(), console, out, config)
+
+
 @bench_app.command("processors")
 def bench_processors(
     out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/processors.json"),

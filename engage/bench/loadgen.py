@@ -13,17 +13,39 @@ from dataclasses import dataclass, field
 
 from engage.bench.report import percentile
 
+REFUSALS = (429, 503)  # overload answered as designed, when they carry Retry-After
+
 
 @dataclass
 class LoadResult:
     requests: int = 0
-    errors: int = 0
+    errors: int = 0  # connections that failed or broke mid-answer (the generator reconnects)
     statuses: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    refusals_without_retry_after: int = 0
 
     def percentile(self, q: float) -> float:
         return percentile(self.latencies, q)
+
+    @property
+    def refused(self) -> int:
+        """429s and 503s that said when to retry: the service protecting itself, not failing."""
+        return sum(n for status, n in self.statuses.items() if status in REFUSALS) - self.refusals_without_retry_after
+
+    @property
+    def failed(self) -> int:
+        """Broken connections, 5xx other than a 503 with Retry-After, and refusals that gave no Retry-After."""
+        bad = sum(n for status, n in self.statuses.items() if status >= 500 and status not in REFUSALS)
+        return self.errors + bad + self.refusals_without_retry_after
+
+    @property
+    def error_share(self) -> float:
+        return self.failed / max(1, self.requests + self.errors)
+
+    @property
+    def refused_share(self) -> float:
+        return self.refused / max(1, self.requests + self.errors)
 
 
 def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str], method: str = "POST") -> bytes:
@@ -37,30 +59,42 @@ def build_request(host: str, port: int, path: str, body: bytes, headers: dict[st
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """The status and whether a Retry-After header came with it."""
     status_line = await reader.readline()
     status = int(status_line.split()[1])
     length = 0
+    retry_after = False
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b""):
             break
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value.strip())
+        elif name == b"retry-after":
+            retry_after = int(value.strip()) >= 1
     if length:
         await reader.readexactly(length)
-    return status
+    return status, retry_after
 
 
 async def _worker(
     host: str, port: int, requests: list[bytes], offset: int, deadline: float, interval: float, result: LoadResult
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
     i = offset
     next_send = time.perf_counter() + interval * (offset % 97) / 97  # spread the connections' schedules
+    writer: asyncio.StreamWriter | None = None
     try:
         while time.perf_counter() < deadline:
+            if writer is None:
+                try:
+                    reader, writer = await asyncio.open_connection(host, port)
+                except OSError:
+                    result.errors += 1
+                    await asyncio.sleep(0.1)
+                    continue
             if interval:
                 # Paced: latency counts from the scheduled send time, so server queueing cannot hide.
                 await asyncio.sleep(max(0.0, next_send - time.perf_counter()))
@@ -70,17 +104,22 @@ async def _worker(
                 start = time.perf_counter()
             request = requests[i % len(requests)]
             i += 1
-            writer.write(request)
             try:
-                status = await _read_response(reader)
+                writer.write(request)
+                status, retry_after = await _read_response(reader)
             except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
-                result.errors += 1
-                break
+                result.errors += 1  # counted, then a new connection: a broken server shows as errors, not a stop
+                writer.close()
+                writer = None
+                continue
             result.latencies.append(time.perf_counter() - start)
             result.requests += 1
             result.statuses[status] = result.statuses.get(status, 0) + 1
+            if status in REFUSALS and not retry_after:
+                result.refusals_without_retry_after += 1
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 async def run_load(
