@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,15 +31,30 @@ def _batch(n: int) -> dict[str, Any]:
                         "event_time": now, "platform": "web"}]}  # fmt: skip
 
 
-async def _burst(url: str, key: str, requests: int, concurrency: int) -> list[httpx.Response]:
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+async def _calls(
+    url: str,
+    headers: dict[str, str],
+    method: str,
+    path: Callable[[int], str],
+    requests: int,
+    concurrency: int,
+    body: Callable[[int], dict[str, Any]] | None = None,
+) -> list[httpx.Response]:
+    """``requests`` calls (the n-th to ``path(n)``, with ``body(n)`` as JSON), ``concurrency`` at a time."""
+    async with httpx.AsyncClient(headers=headers, timeout=30) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(n: int) -> httpx.Response:
             async with gate:
-                return await client.post(f"{url}/v1/events", json=_batch(n))
+                return await client.request(method, f"{url}{path(n)}", json=body(n) if body else None)
 
         return list(await asyncio.gather(*(one(n) for n in range(requests))))
+
+
+def _burst(url: str, key: str, requests: int, concurrency: int) -> list[httpx.Response]:
+    """Event batches to the collector."""
+    auth = {"Authorization": f"Bearer {key}"}
+    return asyncio.run(_calls(url, auth, "POST", lambda n: "/v1/events", requests, concurrency, _batch))
 
 
 def _check_refusals(answers: list[httpx.Response], status: int, error: str) -> int:
@@ -55,7 +71,7 @@ def test_a_key_over_its_rate_gets_429_and_the_collector_recovers(infra: Infra, s
     key = s.write_keys[0].partition(":")[2]
     with running_collector(s) as url:
         started = time.monotonic()
-        answers = asyncio.run(_burst(url, key, requests=150, concurrency=16))
+        answers = _burst(url, key, requests=150, concurrency=16)
         elapsed = time.monotonic() - started
         refused = _check_refusals(answers, 429, "rate_limited")
         assert refused > 0
@@ -72,7 +88,7 @@ def test_too_many_requests_at_once_get_503_not_a_crash(infra: Infra, settings: S
     s = settings.model_copy(update={"collector_port": free_port(), "collector_max_in_progress": 2})
     key = s.write_keys[0].partition(":")[2]
     with running_collector(s) as url:
-        answers = asyncio.run(_burst(url, key, requests=200, concurrency=64))
+        answers = _burst(url, key, requests=200, concurrency=64)
         refused = _check_refusals(answers, 503, "overloaded")
         assert refused > 0, "64 requests at once against a limit of 2 in progress: some must be refused"
         assert len(answers) - refused > 0
@@ -80,18 +96,13 @@ def test_too_many_requests_at_once_get_503_not_a_crash(infra: Infra, settings: S
         assert httpx.post(f"{url}/v1/events", json=_batch(3), headers={"Authorization": f"Bearer {key}"}).is_success
 
 
-async def _api_calls(
+def _api_calls(
     url: str, method: str, action: str, users: list[str], requests: int, concurrency: int
 ) -> list[httpx.Response]:
-    """``requests`` calls of ``/v1/users/{user}/{action}`` round the users, ``concurrency`` at a time."""
-    async with httpx.AsyncClient(headers=SERVER_KEY, timeout=30) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(n: int) -> httpx.Response:
-            async with gate:
-                return await client.request(method, f"{url}/v1/users/{users[n % len(users)]}/{action}")
-
-        return list(await asyncio.gather(*(one(n) for n in range(requests))))
+    """``/v1/users/{user}/{action}`` round the users."""
+    return asyncio.run(
+        _calls(url, SERVER_KEY, method, lambda n: f"/v1/users/{users[n % len(users)]}/{action}", requests, concurrency)
+    )
 
 
 def test_the_engagement_api_answers_overload_with_429_and_503_and_recovers(
@@ -117,10 +128,10 @@ def test_the_engagement_api_answers_overload_with_429_and_503_and_recovers(
         assert wait_for(lambda: all(worker.engagement(u).status_code == 200 for u in users), timeout=60)
         time.sleep(2.5)  # the key's bucket refills
         # Faster than the key's rate: 429s. Reads finish at once, so they never pile up.
-        reads = asyncio.run(_api_calls(worker.url, "GET", "engagement", users, requests=100, concurrency=8))
+        reads = _api_calls(worker.url, "GET", "engagement", users, requests=100, concurrency=8)
         # More at once than it handles: re-scores wait for Kafka, so they pile up and the rest get 503.
         time.sleep(2.5)
-        writes = asyncio.run(_api_calls(worker.url, "POST", "recalculate", users, requests=60, concurrency=48))
+        writes = _api_calls(worker.url, "POST", "recalculate", users, requests=60, concurrency=48)
         for answers, status, error in ((reads, 429, "rate_limited"), (writes, 503, "overloaded")):
             statuses = {a.status_code for a in answers}
             assert statuses <= {200, status}, statuses  # never a 5xx crash
