@@ -517,7 +517,7 @@ def bench_ingest(
 def bench_load(
     out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/load.json"),
     seconds: Annotated[float, typer.Option(help="Seconds of each sustained phase")] = 20.0,
-    events_per_second: Annotated[int, typer.Option(help="Events/s offered to the collector")] = 10_000,
+    events_per_second: Annotated[int, typer.Option(help="Events/s offered to the collector")] = 5_000,
     api_requests_per_second: Annotated[float, typer.Option(help="Engagement API reads/s offered")] = 500.0,
 ) -> None:
     """Collector and engagement API under sustained load (p50/p95/p99, errors) and overload (429/503, recovery)."""

@@ -81,10 +81,17 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _worker(
-    host: str, port: int, requests: list[bytes], offset: int, deadline: float, interval: float, result: LoadResult
+    host: str,
+    port: int,
+    requests: list[bytes],
+    offset: int,
+    step: int,
+    deadline: float,
+    interval: float,
+    result: LoadResult,
 ) -> None:
-    i = offset
-    next_send = time.perf_counter() + interval * (offset % 97) / 97  # spread the connections' schedules
+    i = offset  # this connection sends requests offset, offset + step, ...: together they send each in turn
+    next_send = time.perf_counter() + interval * offset / step  # spread the connections' schedules
     writer: asyncio.StreamWriter | None = None
     try:
         while time.perf_counter() < deadline:
@@ -103,7 +110,7 @@ async def _worker(
             else:
                 start = time.perf_counter()
             request = requests[i % len(requests)]
-            i += 1
+            i += step
             try:
                 writer.write(request)
                 status, retry_after = await _read_response(reader)
@@ -133,7 +140,7 @@ async def run_load(
     deadline = start + seconds
     interval = connections / rate if rate > 0 else 0.0
     await asyncio.gather(
-        *(_worker(host, port, requests, k * 7, deadline, interval, result) for k in range(connections))
+        *(_worker(host, port, requests, k, connections, deadline, interval, result) for k in range(connections))
     )
     result.seconds = time.perf_counter() - start
     return result
