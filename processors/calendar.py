@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from schemas.courses import CourseCalendar
@@ -28,6 +28,9 @@ class CalendarSignals:
     assessment_weight_missed_pct: float | None = None
     days_since_missed_due: float | None = None
     days_to_next_due: float | None = None
+    # Days between enrolling in that course and its start (negative: enrolled after it started). Late enrolment
+    # is one of the earliest signs of dropping out, known before any behaviour is.
+    enrolled_days_before_start: float | None = None
 
 
 def submitted_ids(entry: list[Any]) -> list[str]:
@@ -89,6 +92,7 @@ def calendar_signals(
     if not starts:
         return CalendarSignals()
     first_start, first_course = min(starts)
+    enrolled_at = _enrolled_at(enrolled[first_course])
     return CalendarSignals(
         course_id=first_course,
         course_day=float((today - first_start).days),
@@ -97,7 +101,17 @@ def calendar_signals(
         assessment_weight_missed_pct=100 * weight_missed / weight_due if weight_due else None,
         days_since_missed_due=float((today - last_missed).days) if last_missed else None,
         days_to_next_due=float((next_due - today).days) if next_due else None,
+        enrolled_days_before_start=float((first_start - enrolled_at).days) if enrolled_at else None,
     )
+
+
+def _enrolled_at(entry: list[Any]) -> date | None:
+    """The day of the enrolment event, if the entry is an enrolment (status, status time, ...)."""
+    from processors.state import COURSE_ENROLLED
+
+    if entry[0] != COURSE_ENROLLED or not entry[1]:
+        return None
+    return datetime.fromtimestamp(entry[1], UTC).date()
 
 
 DORMANT_AFTER_COURSE_END_DAYS = 30

@@ -422,6 +422,7 @@ def snapshot(
         assessment_weight_missed_pct=cal.assessment_weight_missed_pct,
         days_since_missed_due=cal.days_since_missed_due,
         days_to_next_due=cal.days_to_next_due,
+        enrolled_days_before_start=cal.enrolled_days_before_start,
         course_submissions=submissions,
         course_avg_score_pct=course_score,
         course_peers=ranks.peers,

@@ -84,6 +84,9 @@ class SignalSnapshot(BaseModel):
     assessment_weight_missed_pct: float | None = Field(None, description="weight missed / weight due, percent")
     days_since_missed_due: float | None = None
     days_to_next_due: float | None = None
+    enrolled_days_before_start: float | None = Field(
+        None, description="days from enrolling in that course to its start; negative: enrolled after the start"
+    )
 
     course_submissions: int = Field(0, description="assessments submitted in current courses, all time")
     course_avg_score_pct: float | None = Field(None, description="their average score, percent, all time")

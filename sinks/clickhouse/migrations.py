@@ -164,6 +164,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             RecreateView(USER_DAILY_SIGNALS_VIEW),
         ),
     ),
+    Migration(
+        6,
+        "how long before its start a student enrolled in their course, in risk updates and daily signals",
+        (
+            AddColumns("risk_updates", ("signals_enrolled_days_before_start",)),
+            AddColumns("user_daily_signals", ("signals_enrolled_days_before_start",)),
+            RecreateView(USER_DAILY_SIGNALS_VIEW),
+        ),
+    ),
 )
 
 

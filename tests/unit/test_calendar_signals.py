@@ -98,3 +98,15 @@ def test_the_course_directory_keeps_the_latest_calendar_and_dead_letters_invalid
     assert letters[0].original_topic == "courses" and '"c2"' in letters[0].raw
     directory.apply(b"c1", None)  # tombstone
     assert directory.calendars() == {}
+
+
+def test_how_long_before_the_course_start_the_student_enrolled() -> None:
+    now = datetime(2026, 10, 15, 12, tzinfo=UTC)
+    early = apply_events(None, "u1", [_event(1, "enrolled", "2026-09-20")]).state
+    assert snapshot(early, now, {"c1": CAL}).enrolled_days_before_start == 11.0
+    late = apply_events(None, "u1", [_event(1, "enrolled", "2026-10-04")]).state
+    assert snapshot(late, now, {"c1": CAL}).enrolled_days_before_start == -3.0  # after the start
+    # Activity in the course without an enrolment event: the enrolment day is not known.
+    unknown = apply_events(None, "u1", [_event(1, "course_progress", "2026-10-04", progress_pct=5.0)]).state
+    assert snapshot(unknown, now, {"c1": CAL}).enrolled_days_before_start is None
+    assert snapshot(early, now, {}).enrolled_days_before_start is None  # no calendar: no start to count to
