@@ -33,6 +33,7 @@ from schemas.messages import DeadLetter
 from schemas.topics import TopicCatalogue
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+RENEW_AT_MOST_EVERY_SECONDS = 10.0
 
 
 @dataclass
@@ -82,6 +83,7 @@ class EventProducer:
         source: str = "producer",
         linger_ms: int = 5,
         config: Mapping[str, Any] | None = None,
+        renew_when_timing_out: bool = False,
         on_delivery: DeliveryCallback | None = None,
         poll_thread: bool = True,
         report_successes: bool = False,
@@ -109,7 +111,17 @@ class EventProducer:
             "on_delivery": self._delivered,
         }
         conf.update(config or {})
+        self._conf = conf
         self._producer = Producer(conf)
+        # After a broker restart librdkafka can keep producing to a connection or leader it no longer gets answers
+        # from, until every message times out (seen in chaos runs: the collector answered 503 for minutes while
+        # Kafka was back). A fresh producer recovers at once. Only where every send awaits its own delivery
+        # reports (the collector): the old producer's messages are purged and their senders told they failed.
+        self._renew_when_timing_out = renew_when_timing_out
+        self._renew_requested = False
+        self._renewed_at = 0.0
+        self.renewals = 0
+        self._retired: list[Producer] = []  # renewed-away producers, polled until their last report is out
         self._closed = threading.Event()
         self._poller: threading.Thread | None = None
         if poll_thread:
@@ -120,8 +132,24 @@ class EventProducer:
     def _poll_loop(self) -> None:
         while not self._closed.is_set():
             self._producer.poll(0.05)
+            if self._renew_requested and time.monotonic() - self._renewed_at > RENEW_AT_MOST_EVERY_SECONDS:
+                self._renew()
+            for old in list(self._retired):
+                old.poll(0)
+                if not len(old):
+                    self._retired.remove(old)
+
+    def _renew(self) -> None:
+        """Swap in a new librdkafka producer; purge the old one, whose pending messages then fail."""
+        old, self._producer = self._producer, Producer(self._conf)
+        self._renew_requested, self._renewed_at = False, time.monotonic()
+        self.renewals += 1
+        old.purge()  # its messages fail; their reports are served by polling it (below) until none is left
+        self._retired.append(old)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None and err.code() == KafkaError._MSG_TIMED_OUT and self._renew_when_timing_out:
+            self._renew_requested = True
         self.stats.record(err)
         if self._user_callback is not None:
             self._user_callback(err, msg)

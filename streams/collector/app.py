@@ -154,6 +154,10 @@ class Collector:
                 source="collector",
                 linger_ms=2,
                 report_successes=True,
+                # A request waits for its events to be stored: answer 503 within 30 s rather than librdkafka's
+                # default of 5 minutes, and start a fresh producer if Kafka keeps not answering this one.
+                config={"message.timeout.ms": 30_000},
+                renew_when_timing_out=True,
             )
         self.ready = True
 

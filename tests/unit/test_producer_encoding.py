@@ -188,3 +188,47 @@ def test_a_non_utc_received_at_keeps_its_offset(producer, make_event):
 
 def test_no_events_no_messages(producer):
     assert producer.encode_batches([], RECEIVED) == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# a producer that keeps timing out is replaced (the collector's, after a broker restart)
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_a_producer_whose_messages_time_out_is_renewed_and_senders_are_told(make_event):
+    import asyncio
+    import time
+
+    from streams.producer import DeliveryFailed
+
+    # Nothing listens on port 1 of loopback: every message times out after 300 ms.
+    p = EventProducer("127.0.0.1:1", catalogue("unit-test", 1), source="collector", report_successes=True,
+                      config={"log_level": 0, "message.timeout.ms": 300}, renew_when_timing_out=True)  # fmt: skip
+    try:
+        first = p._producer
+        with pytest.raises(DeliveryFailed, match="timed out"):
+            asyncio.run(asyncio.wait_for(p.send_async([make_event("login")]), timeout=10))
+        deadline = time.monotonic() + 5
+        while p.renewals == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.renewals == 1 and p._producer is not first
+        # Sends go on through the new producer, and still answer (here: with a failure, nothing listens).
+        with pytest.raises(DeliveryFailed):
+            asyncio.run(asyncio.wait_for(p.send_async([make_event("login")]), timeout=10))
+    finally:
+        p.close(timeout=0.1)
+
+
+def test_producers_that_do_not_await_their_reports_are_never_renewed(make_event):
+    import time
+
+    p = EventProducer("127.0.0.1:1", catalogue("unit-test", 1), source="processor",
+                      config={"log_level": 0, "message.timeout.ms": 300})  # fmt: skip
+    try:
+        p.send([make_event("login")])
+        deadline = time.monotonic() + 3
+        while p.stats.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.stats.failed == 1 and p.renewals == 0
+    finally:
+        p.close(timeout=0.1)
