@@ -24,6 +24,7 @@ from schemas.risk import RiskUpdate, Trigger
 from schemas.signals import RiskAssessment, SignalSnapshot, Tier
 
 OWED_KEY = "owed"  # the record field a restore looks for in the raw bytes before decoding a record
+_OFFSET_MARK = b'"offset":'
 
 
 @dataclass(slots=True)
@@ -45,6 +46,10 @@ class UserRecord:
     # received_at) as epoch seconds. Kept in the record, so a crash or a rebalance before the re-score ran does
     # not lose it: whoever owns the partition next finds it after restoring the table (``owed_request``).
     owed: tuple[float, float | None, float | None] | None = None
+    # Outputs of the batches not yet committed, [topic, key, value] (milestones, interventions, dead letters):
+    # a record can reach Kafka before the outputs sent beside it, so whoever restores the record while its
+    # batch is still uncommitted sends them again (ids make that idempotent). Cleared once the batch is committed.
+    outbox: list[list[str]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -65,6 +70,8 @@ class UserRecord:
         }
         if self.owed is not None:
             d[OWED_KEY] = list(self.owed)
+        if self.outbox:
+            d["outbox"] = self.outbox
         return d
 
     @classmethod
@@ -84,7 +91,21 @@ class UserRecord:
             last_intervention=d.get("intervention"),
             source_offset=int(d.get("offset", -1)),
             owed=tuple(d[OWED_KEY]) if d.get(OWED_KEY) else None,
+            outbox=d.get("outbox") or [],
         )
+
+    @staticmethod
+    def offset_in(raw: bytes) -> int:
+        """``source_offset`` read from the encoded record without decoding it (a restore scans every record).
+
+        The record's own key is the last ``"offset":`` in the bytes: it comes after every nested part, and the
+        same text inside a string (an outbox entry) has its quotes escaped."""
+        at = raw.rfind(_OFFSET_MARK)
+        if at < 0:
+            return -1
+        start = at + len(_OFFSET_MARK)
+        end = raw.find(b",", start)
+        return int(raw[start : end if end >= 0 else len(raw)].rstrip(b"}"))
 
     @classmethod
     def load(cls, raw: bytes | None, user_id: str) -> UserRecord:

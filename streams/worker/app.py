@@ -79,6 +79,16 @@ SILENCE_CHUNK = 256  # records decoded, scored (one model call) and stored at a 
 GC_YOUNG_THRESHOLD = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A record ready to be written: its bytes and what the event-clock index keeps of it."""
+
+    key: bytes
+    raw: bytes
+    clock_at: float
+    dormant: bool
+
+
 @dataclass(slots=True)
 class _Pending:
     """A student whose re-score waits for the debounce window, with what triggered it."""
@@ -157,6 +167,7 @@ class EngagementWorker:
         async def _perform_seek() -> None:
             await seek_to_committed()
             await self._resume_from_positions()
+            await self._restore_owed()  # after the seek: the committed offsets are known
 
         self.app.consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
         self.events_topic = self._raw_topic(self.topics.events.name)
@@ -191,7 +202,6 @@ class EngagementWorker:
         self.app.agent(self.events_topic, name="process-events")(self._process)
         self.app.timer(max(0.05, self.settings.score_debounce_seconds / 3), name="flush-debounced")(self._flush)
         self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
-        self.users.on_recover(self._restore_owed)
         self.app.timer(5.0, name="unstick-commits")(self._unstick_commits)
         register_views(self)
 
@@ -279,6 +289,7 @@ class EngagementWorker:
         untouched: list[tuple[str, UserRecord]] = []
         for user_id, messages in per_user.items():
             record = UserRecord.load(self.users.get(user_id.encode()), user_id)
+            self._settle_outbox(record, source[user_id].message.partition)
             events = [e for offset, evs in messages if offset > record.source_offset for e in evs]
             redelivered = sum(1 for offset, _ in messages if offset <= record.source_offset)
             if redelivered:
@@ -290,12 +301,10 @@ class EngagementWorker:
             self._count(events, result.duplicates)
             for milestone in result.milestones:
                 m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
-                self.outputs.send_encoded(
-                    user_id.encode(), milestone.model_dump_json().encode(), topic=self.topics.streak_milestones.name
-                )
+                self._send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
             for event_id, reason in result.rejected:
                 m.REJECTED_EVENTS.inc()
-                self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason)
+                self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason, record)
             newest = _newest(events, "event_time")
             if newest is not None:
                 if self._watermark is None or newest > self._watermark:
@@ -350,12 +359,19 @@ class EngagementWorker:
 
     # --- scoring ------------------------------------------------------------------------------------------------
     def _score_and_store(
-        self, items: Sequence[tuple[UserRecord, ScoreRequest, Any | None]], clock: datetime | None = None
+        self,
+        items: Sequence[tuple[UserRecord, ScoreRequest, Any | None]],
+        clock: datetime | None = None,
+        deferred: list[_Encoded] | None = None,
     ) -> list[ScoreOutcome]:
-        """Score in one model call, store each record, send the updates and interventions.
+        """Score in one model call, send the updates and interventions, store each record.
 
         Each item's third element is the Faust event the user's batch came from, or None outside the stream.
         ``clock``: the engine's 'now' for the policy, when the caller has it (else read here).
+        ``deferred``: timers and the API pass a list; records go there instead of the table, to be stored once
+        Kafka acknowledged the outputs (``_store_acknowledged``). A record stored before its outputs were
+        acknowledged would, after a crash, say they were sent. The events path stores at once and keeps the
+        outputs in the record's outbox until the batch is committed.
         """
         if not items:
             return []
@@ -375,13 +391,38 @@ class EngagementWorker:
         sent_at = time.time()
         today = clock.date()
         for (record, request, event), outcome in zip(items, outcomes, strict=True):
-            self.store(request.user_id, record, event, today)
+            self._emit(outcome, request.user_id, sent_at, record if event is not None else None)
+            if deferred is None:
+                self.store(request.user_id, record, event, today)
+            else:
+                deferred.append(self._encoded(request.user_id, record, today))  # bytes: records die young
             self._last_scored[request.user_id] = sent_at
             self._pending.pop(request.user_id, None)
-            self._emit(outcome, request.user_id.encode(), sent_at)
         return outcomes
 
-    def _emit(self, outcome: ScoreOutcome, key: bytes, sent_at: float) -> None:
+    def _store_acknowledged(self, deferred: list[_Encoded]) -> None:
+        """Store what ``_score_and_store`` deferred, now that its outputs are acknowledged; not the records of
+        partitions that moved to another worker meanwhile (their new owner has its own state to write)."""
+        owned = self._owned_partitions() if deferred else set()
+        for encoded in deferred:
+            if key_partition(encoded.key, self.settings.event_partitions) in owned:
+                self._write(encoded)
+
+    def _send_kept(self, record: UserRecord | None, topic: str, key: str, value: str) -> None:
+        """Send an output; on the events path (``record`` given) also keep it in the record's outbox."""
+        self.outputs.send_encoded(key.encode(), value.encode(), topic=topic)
+        if record is not None:
+            record.outbox.append([topic, key, value])
+
+    def _settle_outbox(self, record: UserRecord, partition: int) -> None:
+        """Empty the outbox once the batch it belongs to is committed (its outputs were acknowledged first)."""
+        if record.outbox:
+            committed = self.app.consumer._committed_offset.get(TP(self.topics.events.name, partition))  # type: ignore[attr-defined]
+            if committed is not None and record.source_offset < committed:
+                record.outbox = []
+
+    def _emit(self, outcome: ScoreOutcome, user_id: str, sent_at: float, keep: UserRecord | None = None) -> None:
+        key = user_id.encode()
         update = outcome.update
         self.outputs.send_encoded(key, update.model_dump_json().encode(), topic=self.topics.risk_updates.name)
         m.RISK_UPDATES.labels(update.trigger, update.tier).inc()
@@ -399,9 +440,7 @@ class EngagementWorker:
         kind = decision.request.intervention_type.value if decision.request is not None else "none"
         m.INTERVENTIONS.labels(kind, decision.outcome).inc()
         if decision.request is not None:
-            self.outputs.send_encoded(
-                key, decision.request.model_dump_json().encode(), topic=self.topics.interventions.name
-            )
+            self._send_kept(keep, self.topics.interventions.name, user_id, decision.request.model_dump_json())
 
     async def score_now(self, user_id: str, trigger: str = "manual") -> ScoreOutcome | None:
         """Re-score one student immediately (the API's 'recalculate'); None if the student is unknown."""
@@ -410,8 +449,10 @@ class EngagementWorker:
             if record is None:
                 return None
             request = ScoreRequest(user_id, self.now(), trigger)  # type: ignore[arg-type]
-            outcomes = self._score_and_store([(record, request, None)])
+            deferred: list[_Encoded] = []
+            outcomes = self._score_and_store([(record, request, None)], deferred=deferred)
             await self.outputs_acknowledged()
+            self._store_acknowledged(deferred)
         return outcomes[0]
 
     def record(self, user_id: str) -> UserRecord | None:
@@ -428,12 +469,18 @@ class EngagementWorker:
         """Write a record in the partition of ``event`` (the message the user's batch came from), or outside the
         stream (timers, web views) in the partition that owns the user's key (``streams.worker.partitioning``).
         ``today``: the engine's date, when the caller has it (else read from the clock)."""
-        key = user_id.encode()
-        raw = record.to_bytes()
+        self._write(self._encoded(user_id, record, today), event)
+
+    def _encoded(self, user_id: str, record: UserRecord, today: date | None) -> _Encoded:
+        dormant = self._dormant(record, today) if self._clock_index is not None else False
+        return _Encoded(user_id.encode(), record.to_bytes(), record.clock_at, dormant)
+
+    def _write(self, encoded: _Encoded, event: Any | None = None) -> None:
+        key = encoded.key
         with writing_as(event if event is not None else self._key_context(key)):
-            self.users[key] = raw
+            self.users[key] = encoded.raw
         if self._clock_index is not None:
-            self._clock_index[key] = (record.clock_at, self._dormant(record, today))
+            self._clock_index[key] = (encoded.clock_at, encoded.dormant)
 
     def erase(self, user_id: str, request: Any, event: Any | None = None) -> None:
         """Remove the student from this worker: the record (a tombstone in the changelog), and what memory holds
@@ -477,10 +524,12 @@ class EngagementWorker:
     async def _flush(self) -> None:
         """Re-score students whose debounce window has passed."""
         async with self.records_lock:
-            self._flush_due()
+            deferred: list[_Encoded] = []
+            self._flush_due(deferred)
             await self.outputs_acknowledged()
+            self._store_acknowledged(deferred)
 
-    def _flush_due(self) -> None:
+    def _flush_due(self, deferred: list[_Encoded]) -> None:
         wall = time.time()
         due = [p for p in self._pending.values() if p.due <= wall]
         owned = self._owned_partitions() if due else set()
@@ -493,7 +542,7 @@ class EngagementWorker:
             record = self.record(user_id)
             if record is not None:
                 items.append((record, p.request, None))
-        self._score_and_store(items)
+        self._score_and_store(items, deferred=deferred)
 
     def _student_keys(self) -> list[bytes]:
         """The local table's keys that are students (not the per-partition position entries)."""
@@ -572,30 +621,52 @@ class EngagementWorker:
                     self._idle_uncommitted[partition] = (committed, position)  # one tick's grace: a commit running
 
     async def _restore_owed(self) -> None:
-        """After the table is restored (start-up, rebalance): queue the re-scores records say they are owed.
+        """After the table is restored (start-up, rebalance): what records say is still owed.
 
-        Their debounce window had not passed when the partition's previous owner stopped or crashed; without
-        this the students' newest events would wait for the silence pass (a day) to show in their risk.
+        - Re-scores waiting for their debounce window when the partition's previous owner stopped or crashed;
+          without this the students' newest events would wait for the silence pass (a day) to show in their risk.
+        - For records whose batch is not committed yet (at or past the committed offset), the outputs in their
+          outbox are sent again and the student is re-scored: the previous owner may have crashed after Kafka
+          acknowledged the record but before it acknowledged the outputs sent beside it, and the re-delivered
+          message will be skipped as folded. Outputs carry their ids, so a second copy replaces the first.
         """
         owned = self._owned_partitions()
-        mark = f'"{OWED_KEY}":'.encode()
-        restored = 0
+        consumer: Any = self.app.consumer
+        committed = {p: consumer._committed_offset.get(TP(self.topics.events.name, p)) for p in owned}
+        owed_mark = f'"{OWED_KEY}":'.encode()
+        restored = resent = 0
         async with self.records_lock:
             for key, raw in list(self.users.items()):
-                # The mark cannot occur inside an encoded string (quotes there are escaped): a cheap pre-filter.
-                if mark not in raw or key_partition(key, self.settings.event_partitions) not in owned:
+                partition = key_partition(key, self.settings.event_partitions)
+                if partition not in owned or key.startswith(POSITION_KEY_PREFIX_BYTES):
+                    continue
+                # Cheap pre-filters on the bytes (the mark cannot occur inside an encoded string: quotes there
+                # are escaped), so that only the records concerned are decoded.
+                start = committed.get(partition)
+                uncommitted = start is None or UserRecord.offset_in(raw) >= start
+                if not uncommitted and owed_mark not in raw:
                     continue
                 user_id = key.decode()
-                request = owed_request(UserRecord.from_bytes(raw), user_id)
+                record = UserRecord.from_bytes(raw)
+                request = owed_request(record, user_id)
+                if uncommitted:
+                    for topic, out_key, value in record.outbox:
+                        self.outputs.send_encoded(out_key.encode(), value.encode(), topic=topic)
+                        resent += 1
+                    if request is None:  # replays: as of the record's own clock, not the wall clock
+                        event_clock = self.settings.worker_clock == "event" and record.clock_at
+                        as_of = datetime.fromtimestamp(record.clock_at, UTC) if event_clock else self.now()
+                        request = ScoreRequest(user_id, as_of, "events")
                 if request is None or user_id in self._pending:
                     continue
                 if self.settings.worker_clock == "wall":
                     request = replace(request, as_of=self.now())
                 self._pending[user_id] = _Pending(0.0, request)
                 restored += 1
-        if restored:
+        if restored or resent:
             m.OWED_RESTORED.inc(restored)
-            log.info("restored %d owed re-scores", restored)
+            m.OUTPUTS_RESENT.inc(resent)
+            log.info("restored %d re-scores owed, sent %d outputs of uncommitted batches again", restored, resent)
 
     async def _rescore_silent(self) -> None:
         """Silence is a signal: re-score students whose last score is ``rescore_after_seconds`` old.
@@ -606,12 +677,14 @@ class EngagementWorker:
         second, so each tick checks every local key.
         """
         async with self.records_lock:
-            self._rescore_slice()
+            deferred: list[_Encoded] = []
+            self._rescore_slice(deferred)
             await self.outputs_acknowledged()
+            self._store_acknowledged(deferred)
 
-    def _rescore_slice(self) -> None:
+    def _rescore_slice(self, deferred: list[_Encoded]) -> None:
         if self.settings.worker_clock == "event":
-            self._rescore_due_now()
+            self._rescore_due_now(deferred)
             return
         if not self._silence_keys:
             self._silence_keys = self._student_keys()
@@ -625,9 +698,9 @@ class EngagementWorker:
             record = self.record(key.decode())
             if record is not None and record.clock_at <= self._silence_cutoff(now, self._dormant(record, now.date())):
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
-        self._score_and_store(items)
+        self._score_and_store(items, deferred=deferred)
 
-    def _rescore_due_now(self, max_per_tick: int = 5_000) -> None:
+    def _rescore_due_now(self, deferred: list[_Encoded], max_per_tick: int = 5_000) -> None:
         """Event clock: re-score every local student whose last score is a day (of event time) old, found in
         the in-memory clock index instead of by reading each record."""
         now = self.now()
@@ -652,9 +725,9 @@ class EngagementWorker:
                     self._clock_index.pop(key, None)
                     continue
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
-            self._score_and_store(items, now)
+            self._score_and_store(items, now, deferred)
 
-    def _dead_letter(self, raw: bytes, reason: str) -> None:
+    def _dead_letter(self, raw: bytes, reason: str, keep: UserRecord | None = None) -> None:
         from schemas.messages import DeadLetter
 
         letter = DeadLetter(
@@ -664,7 +737,7 @@ class EngagementWorker:
             reason=reason,
             raw=raw.decode("utf-8", errors="replace"),
         )
-        self.outputs.send_dead_letter(letter)
+        self._send_kept(keep, self.topics.dead_letters.name, letter.source, letter.model_dump_json())
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:

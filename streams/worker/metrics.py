@@ -15,6 +15,10 @@ OWED_RESTORED = Counter(
     "engage_worker_owed_rescores_restored_total",
     "Debounced re-scores found owed in restored records (their previous owner stopped before running them)",
 )
+OUTPUTS_RESENT = Counter(
+    "engage_worker_outputs_resent_total",
+    "Outputs of not yet committed batches sent again after a restore (their first send may not have reached Kafka)",
+)
 COMMITS_UNSTUCK = Counter(
     "engage_worker_commits_unstuck_total",
     "Partitions whose offsets Faust had stopped committing after a failed commit, marked done again",

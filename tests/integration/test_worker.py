@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import uuid
@@ -12,15 +13,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from confluent_kafka import Producer
 
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
-from schemas.topics import catalogue
+from processors.pipeline import UserRecord, ingest
+from schemas.topics import TopicSpec, catalogue
 from streams.admin import ensure_topics
 from streams.producer import EventProducer
+from streams.worker.partitioning import key_partition
 from tests.integration.helpers import read_topic
 from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for, workers
 
@@ -202,3 +206,34 @@ def test_silent_student_risk_rises_without_new_events(infra: Infra, settings: Se
         assert wait_for(risen, timeout=60), "the silent student's risk did not rise"
     updates = read_topic(s.kafka_bootstrap, catalogue(s.topic_prefix, 4).risk_updates.name, expect=10_000, timeout=5)
     assert any(u["user_id"] == "quiet-1" and u["trigger"] == "silence" for u in updates)
+
+
+def test_outputs_of_an_uncommitted_batch_are_sent_again_when_its_record_is_restored(
+    infra: Infra, settings: Settings, tmp_path: Path
+) -> None:
+    """A worker can crash after Kafka acknowledged a student's record but before it acknowledged the milestone
+    sent beside it; the re-delivered message is then skipped as folded. The record's outbox carries the
+    milestone, and whoever restores the record while its batch is uncommitted sends it again and re-scores."""
+    s = _settings(settings, tmp_path)
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    user = "outbox-u1"
+    record = UserRecord.load(None, user)
+    login = {"event_id": "ob-1", "user_id": user, "event_type": "login", "platform": "web",
+             "event_time": datetime.now().astimezone().isoformat()}  # fmt: skip
+    ingest(record, user, [login])
+    record.source_offset = 0  # folded from offset 0 of its partition; the group has committed nothing
+    milestone = {"milestone_id": f"{user}:streak:7", "user_id": user, "milestone_days": 7}
+    record.outbox.append([topics.streak_milestones.name, user, json.dumps(milestone)])
+    # What the crashed worker's changelog write left behind (the worker would create this topic itself).
+    changelog = TopicSpec(f"{s.topic_prefix}-worker-user-state-changelog", s.event_partitions)
+    ensure_topics(s.kafka_bootstrap, [changelog])
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    producer.produce(changelog.name, record.to_bytes(), user.encode(), key_partition(user.encode(), s.event_partitions))
+    assert producer.flush(30) == 0
+
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        assert wait_for(lambda: worker.engagement(user).status_code == 200, timeout=60)
+        resent = read_topic(s.kafka_bootstrap, topics.streak_milestones.name, expect=1, timeout=30)
+        assert resent == [milestone]
+        rescored = read_topic(s.kafka_bootstrap, topics.risk_updates.name, expect=1, timeout=30)
+        assert [u["user_id"] for u in rescored] == [user]

@@ -63,3 +63,16 @@ def test_the_workers_position_keys_can_never_be_a_student_id() -> None:
 
     with pytest.raises(ValidationError):
         TypeAdapter(Identifier).validate_python(position_key(3).decode())
+
+
+def test_the_outbox_survives_a_round_trip_and_the_offset_is_read_from_the_bytes() -> None:
+    record = _record()
+    record.source_offset = 2103
+    assert UserRecord.offset_in(record.to_bytes()) == 2103  # the offset last: no comma after it
+    record.outbox.append(["t.milestones", "u1", '{"milestone_id": "m1", "offset": 7, "note": "\\"offset\\":9"}'])
+    owe_score(record, ScoreRequest("u1", NOW, "events"))
+    raw = record.to_bytes()
+    assert UserRecord.from_bytes(raw).outbox == record.outbox
+    assert UserRecord.offset_in(raw) == 2103  # not an "offset" inside an outbox entry
+    assert b'"outbox"' not in _record().to_bytes()  # an empty outbox costs nothing
+    assert UserRecord.offset_in(b"{}") == -1
