@@ -314,6 +314,7 @@ class _Chaos:
                     feed(f"{self._collector_url}/v1/events", key, days, config.seconds, stats, seed=config.seed)
                 ),
                 name="chaos-feed",
+                daemon=True,  # a run that times out or is interrupted must not be kept alive by its feed
             )
             started = time.monotonic()
             feeding.start()
