@@ -76,3 +76,15 @@ def group_positions(bootstrap: str, group: str, topic: str) -> dict[int, tuple[i
 def group_lag(bootstrap: str, group: str, topic: str) -> int:
     """Messages of ``topic`` that ``group`` has not committed yet (0 = it has processed everything)."""
     return sum(high - done for done, high in group_positions(bootstrap, group, topic).values())
+
+
+def group_assigned_partitions(bootstrap: str, group: str, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions of ``topic`` the members of ``group`` hold between them right now."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
+    return sum(
+        1
+        for member in description.members
+        for tp in (member.assignment.topic_partitions if member.assignment else [])
+        if tp.topic == topic
+    )

@@ -50,10 +50,11 @@ from processors.policy import PolicyConfig, policy_from_file
 from schemas.events import EVENT_TYPES
 from schemas.privacy import ErasureDone, ErasureRequest
 from schemas.topics import catalogue
+from streams.admin import group_assigned_partitions
 from streams.producer import EventProducer
 from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
-from streams.worker.commits import commit_only_when_acknowledged
+from streams.worker.commits import commit_only_when_acknowledged, exit_to_be_restarted
 from streams.worker.courses import CourseDirectory
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.partitioning import at_partition, key_partition, writing_as
@@ -77,6 +78,7 @@ SILENCE_CHUNK = 256  # records decoded, scored (one model call) and stored at a 
 # ran inside every decode and promoted live records to older generations, and full collections took ~40% of
 # a silence pass (profiled on OULAD). Memory held is the same: nothing lives longer, it is only looked at less.
 GC_YOUNG_THRESHOLD = 10_000
+ASSIGNMENT_CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,7 @@ class EngagementWorker:
         self.cohorts = CourseCohorts()  # the local students' standing in their courses (processors.cohort)
         self._silence_keys: list[bytes] = []
         self._idle_uncommitted: dict[int, tuple[int, int]] = {}  # partition -> (committed, position), see unstick
+        self._unassigned_checks = 0  # consecutive assignment checks that found no partition here
         # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
         # students) finds who is due without reading every record. Built from the table on first use.
         self._clock_index: dict[bytes, tuple[float, bool]] | None = None  # key -> (clock_at, dormant)
@@ -203,6 +206,7 @@ class EngagementWorker:
         self.app.timer(max(0.05, self.settings.score_debounce_seconds / 3), name="flush-debounced")(self._flush)
         self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
         self.app.timer(5.0, name="unstick-commits")(self._unstick_commits)
+        self.app.timer(ASSIGNMENT_CHECK_SECONDS, name="watch-assignment")(self._watch_assignment)
         register_views(self)
 
     def now(self) -> datetime:
@@ -620,6 +624,38 @@ class EngagementWorker:
                 else:
                     self._idle_uncommitted[partition] = (committed, position)  # one tick's grace: a commit running
 
+    async def _watch_assignment(self) -> None:
+        """Make sure the group did not settle on assigning nothing to anyone.
+
+        Faust's assignor skips topics its cluster metadata does not show: a worker elected group leader just
+        after Kafka restarted assigned no partition to any member, and the group stayed like that (a chaos
+        run in the test suite). When this worker has held nothing for a while and the group holds nothing of
+        the events topic either, it asks for a new rebalance; if that does not help, it exits to be restarted.
+        """
+        if self._owned_partitions():
+            self._unassigned_checks = 0
+            return
+        self._unassigned_checks += 1
+        if self._unassigned_checks < 3:
+            return
+        group, topic = f"{self.settings.topic_prefix}-worker", self.topics.events.name
+        try:
+            held = await asyncio.get_running_loop().run_in_executor(
+                None, group_assigned_partitions, self.settings.kafka_bootstrap, group, topic
+            )
+        except Exception:  # Kafka unreachable or the group rebalancing: nothing to conclude yet
+            return
+        if held:
+            self._unassigned_checks = 0  # more workers than partitions: this one waits, as it should
+            return
+        if self._unassigned_checks >= 6:
+            exit_to_be_restarted("the consumer group holds no partition of the events topic after a rebalance")
+        log.warning("the consumer group holds no partition of %s: asking for a new rebalance", topic)
+        m.REBALANCES_REQUESTED.inc()
+        thread: Any = self.app.consumer._thread  # type: ignore[attr-defined]
+        coordinator = thread._ensure_consumer()._coordinator
+        thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
     async def _restore_owed(self) -> None:
         """After the table is restored (start-up, rebalance): what records say is still owed.
 
@@ -747,6 +783,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
     datadir = worker_datadir(settings)
     discard_unless_stopped_cleanly(datadir)  # streams.worker.local_state: why
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     worker = EngagementWorker(settings)
     # What exists now (modules, schemas, the app) lives as long as the process: out of every collection's way.
     gc.collect()

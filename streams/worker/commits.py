@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 EXIT_STATE_NOT_DURABLE = 75  # EX_TEMPFAIL: start me again
 
 
-def _give_up(reason: str) -> NoReturn:
-    """Committing now would lose state and waiting longer would stall: stop, to be restarted from Kafka."""
+def exit_to_be_restarted(reason: str) -> NoReturn:
+    """Going on would lose state or stall for good: stop (code 75), to be restarted from what Kafka holds."""
     log.critical("%s; exiting so that the worker restarts from the state Kafka holds", reason)
     logging.shutdown()
     os._exit(EXIT_STATE_NOT_DURABLE)
@@ -81,11 +81,11 @@ def commit_only_when_acknowledged(
         try:
             await asyncio.wait_for(everything_acknowledged(), timeout_seconds)
         except TimeoutError:
-            _give_up(f"changelog writes or outputs not acknowledged by Kafka in {timeout_seconds:.0f} s")
+            exit_to_be_restarted(f"changelog writes or outputs not acknowledged by Kafka in {timeout_seconds:.0f} s")
         except Exception as exc:  # outputs refused
-            _give_up(f"outputs not acknowledged: {exc!r}")
+            exit_to_be_restarted(f"outputs not acknowledged: {exc!r}")
         if failures:
-            _give_up(f"{len(failures)} changelog writes failed, the first: {failures[0]!r}")
+            exit_to_be_restarted(f"{len(failures)} changelog writes failed, the first: {failures[0]!r}")
 
     producer.send_soon = send_soon  # type: ignore[method-assign]
     producer.flush = flush  # type: ignore[method-assign]

@@ -19,6 +19,10 @@ OUTPUTS_RESENT = Counter(
     "engage_worker_outputs_resent_total",
     "Outputs of not yet committed batches sent again after a restore (their first send may not have reached Kafka)",
 )
+REBALANCES_REQUESTED = Counter(
+    "engage_worker_rebalances_requested_total",
+    "Rebalances this worker asked for because the group held no partition of the events topic",
+)
 COMMITS_UNSTUCK = Counter(
     "engage_worker_commits_unstuck_total",
     "Partitions whose offsets Faust had stopped committing after a failed commit, marked done again",
