@@ -19,7 +19,7 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +98,13 @@ def _api_requests(url: str, key: str, users: list[str], method: str = "GET", act
     return [build_request("127.0.0.1", _port(url), f"/v1/users/{u}/{action}", b"", headers, method) for u in users]
 
 
+def _load(
+    url: str, requests: list[bytes], connections: int, seconds: float, rate: float = 0.0
+) -> Coroutine[Any, Any, LoadResult]:
+    """``run_load`` against a service on loopback, by its URL (paced at ``rate`` requests/s, or closed loop)."""
+    return run_load("127.0.0.1", _port(url), requests, connections=connections, seconds=seconds, rate=rate)
+
+
 def _wait_caught_up(services: Services, accepted_events: int, timeout: float = 300.0) -> None:
     """Until the worker folded what the collector accepted: reads of students it does not know yet are 404s."""
     wait_for_worker(services.worker, accepted_events, timeout)
@@ -108,7 +115,7 @@ def _recovered(services: Services, requests: list[bytes], url: str) -> bool:
     time.sleep(1.5)  # one Retry-After
     if not services.alive():
         return False
-    after = asyncio.run(run_load("127.0.0.1", _port(url), requests, connections=2, seconds=3.0, rate=20.0))
+    after = asyncio.run(_load(url, requests, connections=2, seconds=3.0, rate=20.0))
     return after.requests > 0 and after.refused == 0 and after.failed == 0 and 200 in after.statuses
 
 
@@ -177,14 +184,7 @@ def run_load_bench(settings: Settings, console: Console, out: Path, cfg: LoadBen
                 f"collector: {offered} ({collector_rate:.0f} requests/s of {cfg.batch_events}), {cfg.seconds:.0f} s ..."
             )
             collector = asyncio.run(
-                run_load(
-                    "127.0.0.1",
-                    _port(services.collector),
-                    c_requests,
-                    connections=cfg.connections,
-                    seconds=cfg.seconds,
-                    rate=collector_rate,
-                )
+                _load(services.collector, c_requests, cfg.connections, cfg.seconds, rate=collector_rate)
             )
             for f in _sustained("collector", collector, offered):
                 report.add(f)
@@ -198,23 +198,10 @@ def run_load_bench(settings: Settings, console: Console, out: Path, cfg: LoadBen
 
             async def api_phase() -> LoadResult:
                 results = await asyncio.gather(
-                    run_load(
-                        "127.0.0.1",
-                        _port(services.worker),
-                        reads,
-                        connections=cfg.connections,
-                        seconds=cfg.seconds,
-                        rate=cfg.api_requests_per_second,
-                    ),
-                    run_load(
-                        "127.0.0.1",
-                        _port(services.collector),
-                        background,
-                        connections=4,
-                        seconds=cfg.seconds,
-                        rate=cfg.background_events_per_second / cfg.batch_events,
-                    ),
-                )
+                    _load(services.worker, reads, cfg.connections, cfg.seconds, rate=cfg.api_requests_per_second),
+                    _load(services.collector, background, 4, cfg.seconds,
+                          rate=cfg.background_events_per_second / cfg.batch_events),
+                )  # fmt: skip
                 return results[0]
 
             for f in _sustained("engagement API", asyncio.run(api_phase()), api_offered):
@@ -223,15 +210,7 @@ def run_load_bench(settings: Settings, console: Console, out: Path, cfg: LoadBen
             console.print(
                 f"collector overload: {cfg.overload_connections} connections for {cfg.overload_seconds:.0f} s ..."
             )
-            flood = asyncio.run(
-                run_load(
-                    "127.0.0.1",
-                    _port(services.collector),
-                    c_requests,
-                    connections=cfg.overload_connections,
-                    seconds=cfg.overload_seconds,
-                )
-            )
+            flood = asyncio.run(_load(services.collector, c_requests, cfg.overload_connections, cfg.overload_seconds))
             ok = _recovered(services, background, services.collector)
             for f in _overload("collector", flood, cfg.overload_connections, ok):
                 report.add(f)
@@ -244,12 +223,10 @@ def run_load_bench(settings: Settings, console: Console, out: Path, cfg: LoadBen
             )
 
             async def api_flood() -> LoadResult:
-                port = _port(services.worker)
+                half = api_connections // 2
                 a, b = await asyncio.gather(
-                    run_load("127.0.0.1", port, reads, connections=api_connections // 2, seconds=cfg.overload_seconds),
-                    run_load(
-                        "127.0.0.1", port, rescores, connections=api_connections // 2, seconds=cfg.overload_seconds
-                    ),
+                    _load(services.worker, reads, half, cfg.overload_seconds),
+                    _load(services.worker, rescores, half, cfg.overload_seconds),
                 )
                 return _merged(a, b)
 
