@@ -421,7 +421,7 @@ class EngagementWorker:
     def _settle_outbox(self, record: UserRecord, partition: int) -> None:
         """Empty the outbox once the batch it belongs to is committed (its outputs were acknowledged first)."""
         if record.outbox:
-            committed = self.app.consumer._committed_offset.get(TP(self.topics.events.name, partition))  # type: ignore[attr-defined]
+            committed = self._committed(partition)
             if committed is not None and record.source_offset < committed:
                 record.outbox = []
 
@@ -560,6 +560,11 @@ class EngagementWorker:
             return set()
         return {tp.partition for tp in assignment if tp.topic == self.topics.events.name}
 
+    def _committed(self, partition: int) -> int | None:
+        """The events partition's committed offset as Faust last saw it (the next offset to read), or None."""
+        offsets: Any = self.app.consumer._committed_offset  # type: ignore[attr-defined]
+        return offsets.get(TP(self.topics.events.name, partition))
+
     async def _resume_from_positions(self) -> None:
         """After a restore, resume each owned partition where the restored state says it got to, instead of at
         the committed offset: if a commit ever got ahead of the state (a changelog write lost in a crash while
@@ -572,7 +577,7 @@ class EngagementWorker:
                 continue  # nothing processed in this partition yet: Faust's committed offset (or earliest) it is
             tp = TP(self.topics.events.name, partition)
             position = int(raw)
-            committed = self.app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+            committed = self._committed(partition)
             if committed is not None and position + 1 < committed:
                 # Should not happen (offsets are acknowledged once folded and committed once durable); if it
                 # does, the messages in between are folded again rather than lost. Said loudly: seeking back
@@ -603,7 +608,7 @@ class EngagementWorker:
         self._idle_uncommitted = {}
         for partition in self._owned_partitions():
             tp = TP(self.topics.events.name, partition)
-            acked, committed = consumer._acked.get(tp), consumer._committed_offset.get(tp)
+            acked, committed = consumer._acked.get(tp), self._committed(partition)
             raw = self.users.get(position_key(partition))
             if committed is None or raw is None:
                 continue
@@ -667,8 +672,7 @@ class EngagementWorker:
           message will be skipped as folded. Outputs carry their ids, so a second copy replaces the first.
         """
         owned = self._owned_partitions()
-        consumer: Any = self.app.consumer
-        committed = {p: consumer._committed_offset.get(TP(self.topics.events.name, p)) for p in owned}
+        committed = {p: self._committed(p) for p in owned}
         owed_mark = f'"{OWED_KEY}":'.encode()
         restored = resent = 0
         async with self.records_lock:
