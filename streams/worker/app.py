@@ -56,6 +56,7 @@ from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.commits import commit_only_when_acknowledged, exit_to_be_restarted
 from streams.worker.courses import CourseDirectory
+from streams.worker.gaps import Refetched, missing_offsets, read_offsets
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.partitioning import at_partition, key_partition, writing_as
 
@@ -245,7 +246,50 @@ class EngagementWorker:
         # view could interleave and one of the two writes would lose the other's update (e.g. an intervention
         # recorded in the history, so caps and cooldowns would not see it).
         async with self.records_lock:
+            skipped = await self._read_skipped(batch)
+            if skipped:  # folded in offset order with the batch, then marked done for Faust's commits
+                together: list[Any] = [*skipped, *batch]
+                batch = sorted(together, key=lambda e: (e.message.partition, e.message.offset))
             self._handle_batch(batch)
+            for event in skipped:
+                tp = TP(self.topics.events.name, event.message.partition)
+                await self.app.consumer._add_gap(tp, event.message.offset, event.message.offset)  # type: ignore[attr-defined]
+
+    async def _read_skipped(self, batch: Sequence[EventT]) -> list[Refetched]:
+        """The messages the consumer skipped before this batch (``streams.worker.gaps``), read directly."""
+        offsets: dict[int, list[int]] = {}
+        for event in batch:
+            offsets.setdefault(event.message.partition, []).append(event.message.offset)
+        found: list[Refetched] = []
+        for partition, seen in offsets.items():
+            last = self._last_folded(partition)
+            if last is None:  # nothing folded or committed yet: the batch starts the partition, holes in it count
+                last = min(seen) - 1
+            missing = missing_offsets(seen, last)
+            if not missing:
+                continue
+            log.warning("partition %d: the consumer skipped offsets %s (last folded %d); reading them directly",
+                        partition, missing, last)  # fmt: skip
+            try:
+                read, gone = await asyncio.get_running_loop().run_in_executor(
+                    None, read_offsets, self.settings.kafka_bootstrap, self.topics.events.name, partition, missing
+                )
+            except Exception as exc:  # Kafka unreachable: folding on past them would lose them
+                exit_to_be_restarted(f"messages the consumer skipped could not be read: {exc!r}")
+            if gone:
+                log.warning("partition %d: offsets %s are no longer on the topic (retention)", partition, gone)
+            m.MESSAGES_REFETCHED.inc(len(read))
+            found.extend(read)
+        return found
+
+    def _last_folded(self, partition: int) -> int | None:
+        """The last offset of ``partition`` folded into the table: its stored position, else the one before the
+        committed offset; None when neither is known (nothing folded or committed yet)."""
+        raw = self.users.get(position_key(partition))
+        if raw is not None:
+            return int(raw)
+        committed = self._committed(partition)
+        return committed - 1 if committed is not None else None
 
     async def outputs_acknowledged(self, timeout: float = 60.0) -> None:
         """Wait until Kafka has acknowledged everything emitted so far; raise if it has not, so the offsets of

@@ -11,6 +11,10 @@ REDELIVERED_MESSAGES = Counter(
     "engage_worker_redelivered_messages_total",
     "Messages skipped because the record had folded them already (re-delivered after a crash or rebalance)",
 )
+MESSAGES_REFETCHED = Counter(
+    "engage_worker_messages_refetched_total",
+    "Messages the consumer skipped (their offsets missing before a batch), read directly and folded",
+)
 OWED_RESTORED = Counter(
     "engage_worker_owed_rescores_restored_total",
     "Debounced re-scores found owed in restored records (their previous owner stopped before running them)",

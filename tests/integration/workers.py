@@ -20,11 +20,16 @@ SERVER_KEY = {"Authorization": "Bearer sk_demo_backend"}
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, port: int, log: Path, loglevel: str = "warn") -> None:
+    def __init__(
+        self, settings: Settings, port: int, log: Path, loglevel: str = "warn", python: list[str] | None = None
+    ) -> None:
+        """``python``: arguments for the interpreter instead of ``-m engage.cli`` (a script that changes the worker
+        before running ``engage worker``, e.g. a consumer that skips messages)."""
         self.settings = settings.model_copy(update={"worker_web_port": port})
         self.port = port
         self.log = log
         self.loglevel = loglevel
+        self.python = python or ["-m", "engage.cli"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -35,7 +40,7 @@ class WorkerProcess:
         env = {**os.environ, **settings_env(self.settings)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engage.cli", "worker", "--loglevel", self.loglevel],
+                [sys.executable, *self.python, "worker", "--loglevel", self.loglevel],
                 env=env,
                 cwd=PROJECT_ROOT,
                 stdout=out,

@@ -1,0 +1,83 @@
+"""Messages the consumer skipped, found and read directly, so that no offset is committed past an unfolded one.
+
+Offsets of the events topic are contiguous (no transactions, no compaction), and the worker stores, after each
+batch, the last offset it folded per partition. A batch whose offsets for a partition do not continue from
+there means the consumer skipped messages. It happened: after a SIGKILL, the restarted worker's first batch
+began one past the committed offset (Faust resumes the stream partitions and runs its fetcher before it seeks
+them to the committed offsets, and a message fetched in between can be lost in that race), and Faust then
+committed past the skipped message, because it treats an acknowledged offset one above the committed one as
+contiguous. The skipped messages are read with a plain consumer of their own and folded before the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+
+def missing_offsets(offsets: Iterable[int], last_folded: int) -> list[int]:
+    """Offsets after ``last_folded`` and up to the highest of ``offsets`` that are not among them."""
+    seen = {o for o in offsets if o > last_folded}
+    if not seen:
+        return []
+    return [o for o in range(last_folded + 1, max(seen)) if o not in seen]
+
+
+@dataclass(slots=True, weakref_slot=True)  # table writes refer to the event they are made for by weakref
+class Refetched:
+    """A message read directly, shaped like the Faust events the worker folds (``value``, ``message``)."""
+
+    value: bytes
+    message: SimpleNamespace
+
+
+def read_offsets(
+    bootstrap: str, topic: str, partition: int, offsets: list[int], timeout: float = 30.0
+) -> tuple[list[Refetched], list[int]]:
+    """Read the messages at ``offsets`` of one partition: (the ones found, the offsets no longer on the topic).
+
+    Raises TimeoutError when Kafka does not deliver them in ``timeout`` seconds (then the worker must not go on
+    folding that partition: a later offset folded and committed would lose them).
+    """
+    wanted = set(offsets)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-refetch",  # assign() only: nothing is ever committed for this group
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    found: dict[int, Refetched] = {}
+    try:
+        consumer.assign([TopicPartition(topic, partition, min(wanted))])
+        deadline = time.monotonic() + timeout
+        position = min(wanted)
+        while position <= max(wanted):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}[{partition}]: offsets {sorted(wanted - set(found))} not read in time")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error, offset = msg.error(), msg.offset()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    break  # the partition ends before them: nothing more to read
+                continue  # transient (the client retries); the deadline bounds it
+            if offset is None:
+                continue
+            position = offset + 1
+            if offset in wanted:
+                ts = msg.timestamp()[1]
+                meta = SimpleNamespace(
+                    topic=topic, partition=partition, offset=offset, timestamp=ts / 1000 if ts > 0 else None
+                )
+                found[offset] = Refetched(msg.value() or b"", meta)
+    finally:
+        consumer.close()
+    return [found[o] for o in sorted(found)], sorted(wanted - set(found))
