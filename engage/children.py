@@ -49,11 +49,18 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0, lo
     raise RuntimeError(f"{url} did not answer in {timeout:.0f} s" + (f"; see {log}" if log else ""))
 
 
-def wait_for_worker(url: str, expected_events: int, timeout: float) -> int:
-    """Wait until the worker folded at least ``expected_events`` events and its debounced re-scores ran."""
+def wait_for_worker(url: str, expected_events: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> int:
+    """Wait until the worker folded at least ``expected_events`` events and its debounced re-scores ran.
+
+    ``proc``: the worker's process; if it exits (e.g. code 75, Kafka not acknowledging its state), fail at
+    once instead of waiting out ``timeout`` (an OULAD replay's is hours)."""
     deadline = time.monotonic() + timeout
     processed = 0
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"the worker exited with {proc.returncode} after {processed:,} of {expected_events:,} events"
+            )
         try:
             text = httpx.get(f"{url}/metrics", timeout=2).text
             processed = int(

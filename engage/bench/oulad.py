@@ -113,7 +113,7 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
                 time.sleep(max(0.0, config.day_seconds - (time.monotonic() - day_started)))
             if producer.flush(120):
                 raise RuntimeError("Kafka did not acknowledge every replayed event")
-        wait_for_worker(url, sent, timeout=max(1800.0, sent / 200))  # the full nine take over an hour here
+        wait_for_worker(url, sent, timeout=max(1800.0, sent / 200), proc=worker)  # the full nine take over an hour here
         time.sleep(3 * settings.silence_tick_seconds + 2)  # the last day's silence pass and debounced scores
         console.print(f"  replayed {sent:,} events over {days} days in {time.monotonic() - started:.0f} s")
         wait_for_sinks(settings, timeout=600)

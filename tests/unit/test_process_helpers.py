@@ -148,3 +148,13 @@ def test_read_pid_refuses_pid_zero(tmp_path: Path):
     pid_file = tmp_path / "pid"
     pid_file.write_text("0")
     assert read_pid(pid_file) is None  # never call stop_pid_file on this file: it would signal pytest
+
+
+def test_waiting_for_a_worker_that_exited_fails_at_once_with_its_exit_code() -> None:
+    from engage.children import wait_for_worker
+
+    proc = subprocess.Popen(["python3", "-c", "import sys; sys.exit(75)"])
+    proc.wait()
+    # The timeout's own error would say "processed ... in 600 s": this one comes from the first look.
+    with pytest.raises(RuntimeError, match="exited with 75 after 0 of 1,000 events"):
+        wait_for_worker(f"http://127.0.0.1:{free_port()}", 1_000, timeout=600, proc=proc)
