@@ -285,11 +285,16 @@ class EngagementWorker:
     def _last_folded(self, partition: int) -> int | None:
         """The last offset of ``partition`` folded into the table: its stored position, else the one before the
         committed offset; None when neither is known (nothing folded or committed yet)."""
-        raw = self.users.get(position_key(partition))
-        if raw is not None:
-            return int(raw)
+        position = self._position(partition)
+        if position is not None:
+            return position
         committed = self._committed(partition)
         return committed - 1 if committed is not None else None
+
+    def _position(self, partition: int) -> int | None:
+        """The last offset of ``partition`` processed, as stored in the table (``_store_positions``), or None."""
+        raw = self.users.get(position_key(partition))
+        return int(raw) if raw is not None else None
 
     async def outputs_acknowledged(self, timeout: float = 60.0) -> None:
         """Wait until Kafka has acknowledged everything emitted so far; raise if it has not, so the offsets of
@@ -616,11 +621,10 @@ class EngagementWorker:
         already hold are skipped by their ``source_offset`` and event ids, so nothing counts twice."""
         moved = 0
         for partition in sorted(self._owned_partitions()):
-            raw = self.users.get(position_key(partition))
-            if raw is None:
+            position = self._position(partition)
+            if position is None:
                 continue  # nothing processed in this partition yet: Faust's committed offset (or earliest) it is
             tp = TP(self.topics.events.name, partition)
-            position = int(raw)
             committed = self._committed(partition)
             if committed is not None and position + 1 < committed:
                 # Should not happen (offsets are acknowledged once folded and committed once durable); if it
@@ -653,10 +657,9 @@ class EngagementWorker:
         for partition in self._owned_partitions():
             tp = TP(self.topics.events.name, partition)
             acked, committed = consumer._acked.get(tp), self._committed(partition)
-            raw = self.users.get(position_key(partition))
-            if committed is None or raw is None:
+            position = self._position(partition)  # the last offset processed
+            if committed is None or position is None:
                 continue
-            position = int(raw)  # the last offset processed
             log.info("partition %d: committed %s, processed to %d, acked %s..%s (%d), read to %s, paused %s",
                      partition, committed, position, min(acked) if acked else "-", max(acked) if acked else "-",
                      len(acked or ()), consumer._read_offset.get(tp), tp in consumer._paused_partitions)  # fmt: skip
