@@ -1,7 +1,9 @@
 -- name: prediction_accuracy
 -- answers: How well did the 7-day risk score separate students who dropped off from those who stayed, week
 --   by week? For every student-day snapshot whose 7-day horizon is over by as_of: the prediction is the
---   day's last 7-day risk, the outcome "dropped off" is no active day in the 7 days after. Per week: ROC
+--   day's last 7-day risk, the outcome "dropped off" is the model's label (models/labels.py): unenrolled in
+--   the 7 days after, or no active day after it up to as_of (a pause the student came back from is not a
+--   drop-out). Per week: ROC
 --   AUC (ties count half; scores compared at 0.1 resolution), Brier score, and mean predicted risk against
 --   the observed drop-off rate (calibration in the large; see prediction_calibration for the curve).
 -- param: from Date = today() - 84 | first prediction day included
@@ -43,7 +45,9 @@ FROM
             SELECT
                 snap.predicted_on AS predicted_on,
                 snap.score AS score,
-                NOT arrayExists(x -> x > snap.predicted_on AND x <= snap.predicted_on + 7, act.active_days) AS dropped
+                arrayExists(x -> x > snap.predicted_on AND x <= snap.predicted_on + 7, act.unenrol_days)
+                    OR NOT arrayExists(x -> x > snap.predicted_on AND x <= toUInt32({as_of:Date}), act.active_days)
+                    AS dropped
             FROM
             (
                 SELECT user_id, toUInt32(day) AS predicted_on, round(risk_7d, 1) AS score
@@ -52,15 +56,26 @@ FROM
             ) AS snap
             ANY LEFT JOIN
             (
-                SELECT user_id, groupArray(toUInt32(day)) AS active_days
+                SELECT
+                    user_id,
+                    groupArrayIf(d, kind = 'active') AS active_days,
+                    groupArrayIf(d, kind = 'unenrolled') AS unenrol_days
                 FROM
                 (
-                    SELECT user_id, day
-                    FROM user_daily_activity
-                    WHERE day > {from:Date}
-                    GROUP BY user_id, day
-                    HAVING maxMerge(active) = 1
-                ) AS days
+                    SELECT user_id, toUInt32(day) AS d, 'active' AS kind
+                    FROM
+                    (
+                        SELECT user_id, day
+                        FROM user_daily_activity
+                        WHERE day > {from:Date}
+                        GROUP BY user_id, day
+                        HAVING maxMerge(active) = 1
+                    ) AS days
+                    UNION ALL
+                    SELECT user_id, toUInt32(toDate(event_time)) AS d, 'unenrolled' AS kind
+                    FROM behavior_events FINAL
+                    WHERE event_type = 'unenrolled' AND toDate(event_time) > {from:Date}
+                ) AS outcomes
                 GROUP BY user_id
             ) AS act USING user_id
         ) AS labelled

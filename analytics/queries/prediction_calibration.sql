@@ -16,7 +16,9 @@ FROM
         snap.predicted_on AS predicted_on,
         snap.score AS score,
         least(toUInt32(floor(snap.score / 10)), 9) AS band,
-        NOT arrayExists(x -> x > snap.predicted_on AND x <= snap.predicted_on + 7, act.active_days) AS dropped
+        arrayExists(x -> x > snap.predicted_on AND x <= snap.predicted_on + 7, act.unenrol_days)
+            OR NOT arrayExists(x -> x > snap.predicted_on AND x <= toUInt32({as_of:Date}), act.active_days)
+            AS dropped
     FROM
     (
         SELECT user_id, toUInt32(day) AS predicted_on, risk_7d AS score
@@ -25,15 +27,26 @@ FROM
     ) AS snap
     ANY LEFT JOIN
     (
-        SELECT user_id, groupArray(toUInt32(day)) AS active_days
+        SELECT
+            user_id,
+            groupArrayIf(d, kind = 'active') AS active_days,
+            groupArrayIf(d, kind = 'unenrolled') AS unenrol_days
         FROM
         (
-            SELECT user_id, day
-            FROM user_daily_activity
-            WHERE day > {from:Date}
-            GROUP BY user_id, day
-            HAVING maxMerge(active) = 1
-        ) AS days
+            SELECT user_id, toUInt32(day) AS d, 'active' AS kind
+            FROM
+            (
+                SELECT user_id, day
+                FROM user_daily_activity
+                WHERE day > {from:Date}
+                GROUP BY user_id, day
+                HAVING maxMerge(active) = 1
+            ) AS days
+            UNION ALL
+            SELECT user_id, toUInt32(toDate(event_time)) AS d, 'unenrolled' AS kind
+            FROM behavior_events FINAL
+            WHERE event_type = 'unenrolled' AND toDate(event_time) > {from:Date}
+        ) AS outcomes
         GROUP BY user_id
     ) AS act USING user_id
 ) AS labelled

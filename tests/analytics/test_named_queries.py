@@ -225,6 +225,7 @@ def _prediction_data(warehouse: Warehouse) -> None:
         risk("p4", "2026-11-02", 20.0),
         risk("p2", "2026-11-09", 10.0),
         risk("p4", "2026-11-09", 90.0),
+        risk("p5", "2026-11-09", 30.0),
         risk("p2", "2026-11-20", 50.0),  # horizon not over by as_of
     )
     warehouse.events(
@@ -232,6 +233,9 @@ def _prediction_data(warehouse: Warehouse) -> None:
         event("p2", "2026-11-05"),
         event("p2", "2026-11-12"),
         event("p4", "2026-11-04"),
+        event("p3", "2026-11-16"),  # silent through its 7-day horizon, then back: a pause, not a drop-out
+        event("p5", "2026-11-10"),
+        event("p5", "2026-11-12", "unenrolled"),  # active in the horizon, but unenrolled in it: dropped off
     )
 
 
@@ -248,12 +252,13 @@ def test_prediction_accuracy_auc_brier_and_calibration_in_the_large(warehouse: W
         "mean_predicted_pct",
         "observed_pct",
     ]
-    # Week of Nov 2: p1 (80) and p3 (60) dropped off, p2 (60) and p4 (20) came back.
-    # AUC: p1 beats p2 and p4, p3 ties p2 (half) and beats p4 -> 3.5 / 4. Brier (.04 + .36 + .16 + .04) / 4.
-    # Week of Nov 9: p4 (90) dropped off, p2 (10) came back -> AUC 1, Brier (.01 + .01) / 2.
+    # Week of Nov 2: p1 (80) dropped off; p2 (60), p3 (60, back on Nov 16) and p4 (20) stayed.
+    # AUC: p1 beats all three -> 1. Brier (.04 + .36 + .36 + .04) / 4.
+    # Week of Nov 9: p4 (90) and p5 (30, unenrolled) dropped off, p2 (10) came back -> AUC 1,
+    # Brier (.01 + .01 + .49) / 3.
     assert rows(result) == [
-        ("2026-11-02", 4, 2, 0.5, 0.875, 0.15, 55.0, 50.0),
-        ("2026-11-09", 2, 1, 0.5, 1.0, 0.01, 50.0, 50.0),
+        ("2026-11-02", 4, 1, 0.25, 1.0, 0.2, 55.0, 25.0),
+        ("2026-11-09", 3, 2, 0.667, 1.0, 0.17, 43.3, 66.7),
     ]
 
 
@@ -262,9 +267,10 @@ def test_prediction_calibration_per_band(warehouse: Warehouse) -> None:
     result = warehouse.query("prediction_calibration", **{"from": "2026-11-02", "as_of": "2026-11-22"})
     assert rows(result) == [
         ("2026-11-02", "20-30", 1, 20.0, 0.0),
-        ("2026-11-02", "60-70", 2, 60.0, 50.0),
+        ("2026-11-02", "60-70", 2, 60.0, 0.0),
         ("2026-11-02", "80-90", 1, 80.0, 100.0),
         ("2026-11-09", "10-20", 1, 10.0, 0.0),
+        ("2026-11-09", "30-40", 1, 30.0, 100.0),
         ("2026-11-09", "90-100", 1, 90.0, 100.0),
     ]
 
