@@ -127,35 +127,58 @@ def audit_point_in_time(
 
 
 def load_warehouse(
-    client: Any, data_end: date | None = None, user_prefix: str = "", since: date | None = None
+    client: Any,
+    data_end: date | None = None,
+    user_prefix: str | tuple[str, ...] = "",
+    since: date | None = None,
+    days: Iterable[date] | None = None,
 ) -> Warehouse:
-    """Read the snapshots (from ``since`` on) and outcomes from ClickHouse (``client`` has the database selected)."""
-    where = f"WHERE startsWith(user_id, '{_quote(user_prefix)}')" if user_prefix else ""
-    rows_where = where
+    """Read the snapshots and outcomes from ClickHouse (``client`` has the database selected).
+
+    ``user_prefix``: only students whose id starts with it (or with one of them); ``since``: only snapshots
+    from that day on; ``days``: only snapshots of those days (outcomes are always read whole: labels need
+    everything after a row's day). Snapshots are read one month (one partition) at a time: deduplicating a
+    large table (``FINAL``) in one query needs more memory than a server may give a query.
+    """
+    prefixes = (user_prefix,) if isinstance(user_prefix, str) else user_prefix
+    prefixes = tuple(p for p in prefixes if p)
+    users = " OR ".join(f"startsWith(user_id, '{_quote(p)}')" for p in prefixes)
+    conditions = [f"({users})"] if users else []
+    where = f"WHERE {conditions[0]}" if conditions else ""
     if since is not None:
-        rows_where += (" AND " if where else "WHERE ") + f"day >= toDate('{since.isoformat()}')"
+        conditions.append(f"day >= toDate('{since.isoformat()}')")
+    if days is not None:
+        wanted = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(set(days)))
+        conditions.append(f"day IN ({wanted})" if wanted else "0")
     columns = ["user_id", "day", "as_of", "risk_7d", "risk_30d", "model_version", *(
         f"signals_{n}" for n in ("user_id", "as_of", "timezone", "first_seen", "last_event_time", "schema_version")
     ), *SIGNAL_COLUMNS]  # fmt: skip
-    data, types = client.execute(
-        f"SELECT {', '.join(columns)} FROM user_daily_signals FINAL {rows_where}", with_column_types=True
+    rows: list[dict[str, Any]] = []
+    months = client.execute(
+        "SELECT DISTINCT toYYYYMM(day) AS month FROM user_daily_signals "
+        f"{'WHERE ' + ' AND '.join(conditions) if conditions else ''} ORDER BY month"
     )
-    names = [n for n, _ in types]
-    rows = [dict(zip(names, r, strict=True)) for r in data]
+    for (month,) in months:
+        in_month = " AND ".join([*conditions, f"toYYYYMM(day) = {int(month)}"])
+        data, types = client.execute(
+            f"SELECT {', '.join(columns)} FROM user_daily_signals FINAL WHERE {in_month}", with_column_types=True
+        )
+        names = [n for n, _ in types]
+        rows.extend(dict(zip(names, r, strict=True)) for r in data)
     outcomes: dict[str, StudentOutcome] = {}
     active = client.execute(
         "SELECT user_id, arraySort(groupArray(toUInt32(day))) FROM (SELECT user_id, day FROM user_daily_activity "
         f"{where} GROUP BY user_id, day HAVING maxMerge(active) = 1) GROUP BY user_id"
     )
-    for user, days in active:
-        outcomes.setdefault(user, StudentOutcome()).active_days = [int(d) for d in days]
-    condition = f"AND startsWith(user_id, '{_quote(user_prefix)}')" if user_prefix else ""
+    for user, active_days in active:
+        outcomes.setdefault(user, StudentOutcome()).active_days = [int(d) for d in active_days]
+    condition = f"AND {conditions[0]}" if users else ""
     unenrolled = client.execute(
         "SELECT user_id, arraySort(groupArray(toUInt32(toDate(event_time)))) FROM behavior_events FINAL "
         f"WHERE event_type = 'unenrolled' {condition} GROUP BY user_id"
     )
-    for user, days in unenrolled:
-        outcomes.setdefault(user, StudentOutcome()).unenrol_days = [int(d) for d in days]
+    for user, unenrol_days in unenrolled:
+        outcomes.setdefault(user, StudentOutcome()).unenrol_days = [int(d) for d in unenrol_days]
     if data_end is None:
         last = client.execute("SELECT max(day) FROM user_daily_activity")[0][0]
         end = day_number(last) if last else 0

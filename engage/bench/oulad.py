@@ -39,7 +39,7 @@ from models.lightgbm_model import LightGBMRiskModel
 from models.metrics import pr_auc, roc_auc
 from models.registry import ModelRegistry
 from models.training import TrainConfig, train
-from models.training_data import build, load_warehouse
+from models.training_data import Warehouse, build, load_warehouse
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
@@ -47,6 +47,7 @@ from streams.admin import ensure_topics
 from streams.producer import EventProducer
 
 CUTOFFS = (14, 28, 56, 84, 126)
+LOOK_BACK_DAYS = 8  # a cut-off takes the student's newest snapshot of that day or the 7 before
 TRAIN = ("BBB-2013B", "DDD-2013B", "FFF-2013B")
 TEST = ("AAA-2013J", "BBB-2013J", "DDD-2013J", "EEE-2013J", "FFF-2013J", "GGG-2013J")
 
@@ -136,6 +137,16 @@ def _user_prefixes(presentations: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"oulad-{key}-" for key in presentations)
 
 
+def _cutoff_days(test: OuladDataset, cutoffs: tuple[int, ...]) -> set[date]:
+    """The days whose snapshots ``evaluate`` may read: each cut-off of each presentation and the week before."""
+    return {
+        p.start + timedelta(days=d - back)
+        for p in test.presentations.values()
+        for d in cutoffs
+        for back in range(LOOK_BACK_DAYS)
+    }
+
+
 def _registered_at(e: Enrolment, d: int) -> bool:
     return (
         e.registered_day is not None
@@ -147,7 +158,7 @@ def _registered_at(e: Enrolment, d: int) -> bool:
 def _as_of(rows: dict[tuple[str, date], dict[str, Any]], user: str, day: date) -> dict[str, Any] | None:
     """The snapshot stored for ``day``, else the latest of the 7 days before (a replay running behind can skip
     a day's silence re-score; what was known then is still what was known on ``day``)."""
-    for back in range(8):
+    for back in range(LOOK_BACK_DAYS):
         row = rows.get((user, day - timedelta(days=back)))
         if row is not None:
             return row
@@ -218,7 +229,13 @@ def run_oulad_bench(
     else:
         console.print(f"evaluating the replay stored in {s.clickhouse_database} again")
     client = connect(s, s.clickhouse_database)
-    warehouse = load_warehouse(client, user_prefix="oulad-")
+    # Every snapshot of the training presentations, but of the test ones only the days the cut-offs read: all
+    # nine presentations' rows at once (3.4 million) would not fit in this machine's memory as Python rows.
+    warehouse = load_warehouse(client, user_prefix=_user_prefixes(config.train_presentations))
+    tested = load_warehouse(
+        client, user_prefix=_user_prefixes(config.test_presentations), days=_cutoff_days(test_data, config.cutoffs)
+    )
+    warehouse = Warehouse(warehouse.rows + tested.rows, warehouse.outcomes | tested.outcomes, warehouse.data_end)
     training = build(warehouse)
     registry = ModelRegistry(s.model_registry)
     log_dir.mkdir(parents=True, exist_ok=True)
