@@ -453,10 +453,17 @@ class EngagementWorker:
             self._pending.pop(request.user_id, None)
         return outcomes
 
-    def _store_acknowledged(self, deferred: list[_Encoded]) -> None:
-        """Store what ``_score_and_store`` deferred, now that its outputs are acknowledged; not the records of
-        partitions that moved to another worker meanwhile (their new owner has its own state to write)."""
-        owned = self._owned_partitions() if deferred else set()
+    async def _store_acknowledged(self, deferred: list[_Encoded]) -> None:
+        """Store what ``_score_and_store`` deferred once Kafka has acknowledged its outputs; not the records of
+        partitions that moved to another worker meanwhile (their new owner has its own state to write).
+
+        With nothing deferred there is nothing to wait for: the events path's outputs are waited for where
+        offsets are committed, and waiting here, under the records lock, would stall the events path (a
+        debounce tick runs ten times a second)."""
+        if not deferred:
+            return
+        await self.outputs_acknowledged()
+        owned = self._owned_partitions()
         for encoded in deferred:
             if key_partition(encoded.key, self.settings.event_partitions) in owned:
                 self._write(encoded)
@@ -504,8 +511,7 @@ class EngagementWorker:
             request = ScoreRequest(user_id, self.now(), trigger)  # type: ignore[arg-type]
             deferred: list[_Encoded] = []
             outcomes = self._score_and_store([(record, request, None)], deferred=deferred)
-            await self.outputs_acknowledged()
-            self._store_acknowledged(deferred)
+            await self._store_acknowledged(deferred)
         return outcomes[0]
 
     def record(self, user_id: str) -> UserRecord | None:
@@ -579,8 +585,7 @@ class EngagementWorker:
         async with self.records_lock:
             deferred: list[_Encoded] = []
             self._flush_due(deferred)
-            await self.outputs_acknowledged()
-            self._store_acknowledged(deferred)
+            await self._store_acknowledged(deferred)
 
     def _flush_due(self, deferred: list[_Encoded]) -> None:
         wall = time.time()
@@ -766,8 +771,7 @@ class EngagementWorker:
         async with self.records_lock:
             deferred: list[_Encoded] = []
             self._rescore_slice(deferred)
-            await self.outputs_acknowledged()
-            self._store_acknowledged(deferred)
+            await self._store_acknowledged(deferred)
 
     def _rescore_slice(self, deferred: list[_Encoded]) -> None:
         if self.settings.worker_clock == "event":
