@@ -42,6 +42,18 @@ class FieldError(BaseModel):
     message: str
 
 
+# A dead letter must fit in one Kafka message (4 MiB): JSON writes a control character in 6 bytes.
+MAX_RAW_CHARS = 512 * 1024
+
+
+def kept_raw(text: str) -> str:
+    """What a dead letter keeps of a refused input: all of it, unless it could not fit in one Kafka message
+    (then the start, and where the whole input is: a message's topic, partition and offset)."""
+    if len(text) <= MAX_RAW_CHARS:
+        return text
+    return f"{text[:MAX_RAW_CHARS]}...[{len(text) - MAX_RAW_CHARS} more characters not kept]"
+
+
 class DeadLetter(BaseModel):
     """An input the engine refused, kept with the reason and the raw bytes so nothing is silently lost."""
 

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from engage.auth import Principal
 from engage.keys import KeyRing
 from engage.settings import Settings
-from schemas.messages import DeadLetter
+from schemas.messages import DeadLetter, kept_raw
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
 from streams.admission import Admission
@@ -43,7 +43,6 @@ from streams.collector.validation import (
     extract_outcomes,
     judge,
     judge_outcomes,
-    kept_raw,
 )
 from streams.producer import DeliveryFailed, EventProducer
 

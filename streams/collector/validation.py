@@ -17,18 +17,9 @@ from pydantic import ValidationError
 from schemas.errors import describe, summary
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, BehaviorEvent
 from schemas.interventions import InterventionOutcome
-from schemas.messages import DeadLetter, FieldError
+from schemas.messages import DeadLetter, FieldError, kept_raw
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
-# A dead letter must fit in one Kafka message (4 MiB): JSON writes a control character in 6 bytes.
-MAX_RAW_CHARS = 512 * 1024
-
-
-def kept_raw(text: str) -> str:
-    """What a dead letter keeps of a refused input: all of it, unless it could not fit in one Kafka message."""
-    if len(text) <= MAX_RAW_CHARS:
-        return text
-    return f"{text[:MAX_RAW_CHARS]}...[{len(text) - MAX_RAW_CHARS} more characters not kept]"
 
 
 @dataclass(frozen=True)

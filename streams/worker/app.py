@@ -328,7 +328,7 @@ class EngagementWorker:
                     per_user.setdefault(user_id, []).append((event.message.offset, events))
                 source[user_id] = event
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                self._dead_letter(event.value, f"not an EventBatch: {exc!r}")
+                self._dead_letter(event.value, f"not an EventBatch: {exc!r}", source=event)
             newest_message = max(newest_message, event.message.timestamp or 0.0)
         m.MESSAGES_PROCESSED.inc(len(batch))
         if newest_message:
@@ -818,15 +818,23 @@ class EngagementWorker:
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
             self._score_and_store(items, now, deferred)
 
-    def _dead_letter(self, raw: bytes, reason: str, keep: UserRecord | None = None) -> None:
-        from schemas.messages import DeadLetter
+    def _dead_letter(
+        self, raw: bytes, reason: str, keep: UserRecord | None = None, source: EventT | None = None
+    ) -> None:
+        """Refused input to the dead-letter topic, with where it came from (``source``: the events message). A
+        large input keeps only its start: a letter bigger than Kafka takes would fail to send, and the worker
+        would stop on the same message after every restart; the whole message stays on its topic."""
+        from schemas.messages import DeadLetter, kept_raw
 
         letter = DeadLetter(
             dead_letter_id=f"processor:{time.time_ns()}",
             received_at=datetime.now(UTC),
             source="processor:signals",
             reason=reason,
-            raw=raw.decode("utf-8", errors="replace"),
+            raw=kept_raw(raw.decode("utf-8", errors="replace")),
+            original_topic=self.topics.events.name if source is not None else None,
+            original_partition=source.message.partition if source is not None else None,
+            original_offset=source.message.offset if source is not None else None,
         )
         self._send_kept(keep, self.topics.dead_letters.name, letter.source, letter.model_dump_json())
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from schemas.courses import CourseCalendar
 from schemas.errors import describe, summary
-from schemas.messages import DeadLetter
+from schemas.messages import DeadLetter, kept_raw
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class CourseDirectory:
                         source="processor:courses",
                         reason=reason,
                         errors=errors,
-                        raw=value.decode("utf-8", errors="replace"),
+                        raw=kept_raw(value.decode("utf-8", errors="replace")),
                         original_topic=self.topic,
                     )
                 )

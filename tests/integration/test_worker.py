@@ -293,3 +293,31 @@ def test_messages_the_consumer_skipped_are_read_directly_and_folded(
         assert refetched and float(refetched.group(1)) == s.event_partitions, "one message per partition read again"
     finally:
         worker.stop()
+
+
+def test_a_huge_message_that_is_not_an_event_batch_is_dead_lettered_and_the_worker_goes_on(
+    infra: Infra, settings: Settings, tmp_path: Path
+) -> None:
+    """A 3.6 MB message the worker cannot read (Kafka takes up to 4 MiB) used to make a dead letter bigger than
+    Kafka takes: the send failed, the worker stopped, and stopped again on the same message after every restart.
+    Its letter now keeps the start and says where the whole message is; the events behind it are folded."""
+    s = _settings(settings, tmp_path)
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    huge = json.dumps({"user_id": "huge-1", "batches": ["ab"] * 600_000}).encode()  # 3.6 MB, 1.2 M quotes
+    assert len(huge) < 4_194_304 < len(json.dumps({"raw": huge.decode()}))  # Kafka takes it, not its letter
+    producer = Producer(
+        {"bootstrap.servers": s.kafka_bootstrap, "message.max.bytes": 4_194_304, "partitioner": "murmur2_random"}
+    )
+    producer.produce(topics.events.name, huge, b"huge-1")
+    assert producer.flush(30) == 0
+    events = _simulated(students=5, days=3, seed=5)
+    _send(s, events)
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        assert wait_for(lambda: _totals_match(worker, _unique_counts(events)), timeout=90), (
+            "the events behind the unreadable message were not folded"
+        )
+    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=20)
+    (letter,) = [dl for dl in letters if dl["original_topic"] == topics.events.name]
+    assert letter["reason"].startswith("not an EventBatch") and letter["original_offset"] == 0
+    assert letter["original_partition"] == key_partition(b"huge-1", s.event_partitions)
+    assert letter["raw"].startswith('{"user_id": "huge-1"') and letter["raw"].endswith("more characters not kept]")

@@ -26,11 +26,10 @@ from processors.pipeline import UserRecord, ingest
 from processors.state import UserState
 from schemas.errors import MAX_ERRORS, describe
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, PAYLOAD_MODELS, EventEnvelope, parse_event
-from schemas.messages import EVENT_BATCH_ADAPTER, DeadLetter
+from schemas.messages import EVENT_BATCH_ADAPTER, MAX_RAW_CHARS, DeadLetter
 from schemas.topics import MAX_MESSAGE_BYTES
 from streams.collector.app import create_app
 from streams.collector.validation import (
-    MAX_RAW_CHARS,
     BatchShapeError,
     Limits,
     Rejection,
