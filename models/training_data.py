@@ -142,9 +142,8 @@ def load_warehouse(
     """
     prefixes = (user_prefix,) if isinstance(user_prefix, str) else user_prefix
     prefixes = tuple(p for p in prefixes if p)
-    users = " OR ".join(f"startsWith(user_id, '{_quote(p)}')" for p in prefixes)
-    conditions = [f"({users})"] if users else []
-    where = f"WHERE {conditions[0]}" if conditions else ""
+    by_user = "(" + " OR ".join(f"startsWith(user_id, '{_quote(p)}')" for p in prefixes) + ")" if prefixes else ""
+    conditions = [by_user] if by_user else []
     if since is not None:
         conditions.append(f"day >= toDate('{since.isoformat()}')")
     if days is not None:
@@ -168,14 +167,13 @@ def load_warehouse(
     outcomes: dict[str, StudentOutcome] = {}
     active = client.execute(
         "SELECT user_id, arraySort(groupArray(toUInt32(day))) FROM (SELECT user_id, day FROM user_daily_activity "
-        f"{where} GROUP BY user_id, day HAVING maxMerge(active) = 1) GROUP BY user_id"
+        f"{'WHERE ' + by_user if by_user else ''} GROUP BY user_id, day HAVING maxMerge(active) = 1) GROUP BY user_id"
     )
     for user, active_days in active:
         outcomes.setdefault(user, StudentOutcome()).active_days = [int(d) for d in active_days]
-    condition = f"AND {conditions[0]}" if users else ""
     unenrolled = client.execute(
         "SELECT user_id, arraySort(groupArray(toUInt32(toDate(event_time)))) FROM behavior_events FINAL "
-        f"WHERE event_type = 'unenrolled' {condition} GROUP BY user_id"
+        f"WHERE event_type = 'unenrolled' {'AND ' + by_user if by_user else ''} GROUP BY user_id"
     )
     for user, unenrol_days in unenrolled:
         outcomes.setdefault(user, StudentOutcome()).unenrol_days = [int(d) for d in unenrol_days]
