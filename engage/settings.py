@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     )
     worker_take_max: int = 500
     worker_take_within_seconds: float = 0.05
+    worker_record_cache_size: int = Field(
+        10_000, description="student records a worker keeps decoded in memory between commits (beyond the changed)"
+    )
     score_debounce_seconds: float = Field(0.3, description="re-score one student at most this often on events")
     rescore_after_seconds: float = Field(86_400.0, description="silent students are re-scored at least this often")
     silence_tick_seconds: float = 30.0

@@ -59,6 +59,7 @@ from streams.worker.courses import CourseDirectory
 from streams.worker.gaps import Refetched, missing_offsets, read_offsets
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.partitioning import at_partition, key_partition, writing_as
+from streams.worker.record_cache import RecordCache
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,17 @@ class EngagementWorker:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self.changelog_writes = commit_only_when_acknowledged(self.app, self.outputs_acknowledged)  # .commits
+        # Records the events path changed reach the table once per commit (streams.worker.record_cache).
+        self.records = RecordCache(settings.worker_record_cache_size)
+        self.changelog_writes = commit_only_when_acknowledged(  # streams.worker.commits
+            self.app, self.outputs_acknowledged, write_back=self._write_back
+        )
         seek_to_committed = self.app.consumer.perform_seek
 
         async def _perform_seek() -> None:
+            dropped = self.records.keep_partitions(self._owned_partitions())  # after a rebalance: see there
+            if dropped:
+                log.info("rebalance: dropped %d cached records of partitions now elsewhere", dropped)
             await seek_to_committed()
             await self._resume_from_positions()
             await self._restore_owed()  # after the seek: the committed offsets are known
@@ -292,7 +300,10 @@ class EngagementWorker:
         return committed - 1 if committed is not None else None
 
     def _position(self, partition: int) -> int | None:
-        """The last offset of ``partition`` processed, as stored in the table (``_store_positions``), or None."""
+        """The last offset of ``partition`` processed (``_store_positions``), or None."""
+        cached = self.records.position(partition)
+        if cached is not None:
+            return cached
         raw = self.users.get(position_key(partition))
         return int(raw) if raw is not None else None
 
@@ -341,7 +352,7 @@ class EngagementWorker:
         to_score: list[tuple[UserRecord, ScoreRequest, Any]] = []
         untouched: list[tuple[str, UserRecord]] = []
         for user_id, messages in per_user.items():
-            record = UserRecord.load(self.users.get(user_id.encode()), user_id)
+            record = self._load(user_id.encode()) or UserRecord.load(None, user_id)
             self._settle_outbox(record, source[user_id].message.partition)
             events = [e for offset, evs in messages if offset > record.source_offset for e in evs]
             redelivered = sum(1 for offset, _ in messages if offset <= record.source_offset)
@@ -387,17 +398,37 @@ class EngagementWorker:
         self._store_positions(batch)
 
     def _store_positions(self, batch: Sequence[EventT]) -> None:
-        """After the batch's records, write each partition's last processed offset into the same changelog
-        partition. A restore is a prefix of that changelog, so the position it restores never claims more
-        than the records it restores: the worker resumes from there (``_resume_from_positions``)."""
-        last: dict[int, int] = {}
+        """Note each partition's last processed offset; ``_flush_records`` writes it into the same changelog
+        partition after the records. A restore is a prefix of that changelog, so the position it restores never
+        claims more than the records it restores: the worker resumes from there (``_resume_from_positions``)."""
         for event in batch:
-            partition, offset = event.message.partition, event.message.offset
-            if offset > last.get(partition, -1):
-                last[partition] = offset
-        for partition, offset in last.items():
-            with writing_as(at_partition(self.topics.events.name, partition)):
-                self.users[position_key(partition)] = str(offset).encode()
+            self.records.advance(event.message.partition, event.message.offset)
+
+    async def _write_back(self) -> None:
+        """Before Faust commits: the records changed since the last commit into the table (not while a timer
+        holds the records between changing them and Kafka acknowledging their outputs)."""
+        async with self.records_lock:
+            self._flush_records()
+
+    def _flush_records(self) -> None:
+        """Write the changed records, then each partition's position; records of partitions this worker no
+        longer owns are dropped instead (their new owner is re-delivered the messages behind them)."""
+        pending = self.records.take_pending()
+        if pending.records or pending.positions:
+            owned = self._owned_partitions()
+            topic = self.topics.events.name
+            for key, record, partition in pending.records:
+                if partition in owned:
+                    with writing_as(at_partition(topic, partition)):
+                        self.users[key] = record.to_bytes()
+                else:
+                    self.records.forget(key)
+            for partition, offset in pending.positions.items():
+                if partition in owned:
+                    with writing_as(at_partition(topic, partition)):
+                        self.users[position_key(partition)] = str(offset).encode()
+        self.records.trim()
+        m.CACHED_RECORDS.set(len(self.records))
 
     def _count(self, events: Sequence[dict[str, Any]], duplicates: int) -> None:
         counts: dict[str, int] = {}
@@ -521,23 +552,43 @@ class EngagementWorker:
         return self._load(user_id.encode())
 
     def _load(self, key: bytes) -> UserRecord | None:
+        """The record from the cache, else from the table (then cached if its partition is this worker's: a
+        standby copy of another worker's partition must not outlive a rebalance in the cache)."""
+        record = self.records.get(key)
+        if record is not None:
+            return record
         raw = self.users.get(key)
-        return UserRecord.from_bytes(raw) if raw is not None else None
+        if raw is None:
+            return None
+        record = UserRecord.from_bytes(raw)
+        partition = key_partition(key, self.settings.event_partitions)
+        if partition in self._owned_partitions():
+            self.records.keep(key, record, partition)
+        return record
 
     def store(self, user_id: str, record: UserRecord, event: Any | None = None, today: date | None = None) -> None:
-        """Write a record in the partition of ``event`` (the message the user's batch came from), or outside the
-        stream (timers, web views) in the partition that owns the user's key (``streams.worker.partitioning``).
+        """On the events path (``event``: the message the user's batch came from) the record is changed in the
+        cache and reaches the table at the next commit; outside the stream (timers, web views) it is written at
+        once, in the partition that owns the user's key (``streams.worker.partitioning``).
         ``today``: the engine's date, when the caller has it (else read from the clock)."""
-        self._write(self._encoded(user_id, record, today), event)
+        if event is None:
+            self._write(self._encoded(user_id, record, today))
+            return
+        key = user_id.encode()
+        self.records.change(key, record, event.message.partition)
+        if self._clock_index is not None:
+            self._clock_index[key] = (record.clock_at, self._dormant(record, today))
 
     def _encoded(self, user_id: str, record: UserRecord, today: date | None) -> _Encoded:
         dormant = self._dormant(record, today) if self._clock_index is not None else False
         return _Encoded(user_id.encode(), record.to_bytes(), record.clock_at, dormant)
 
-    def _write(self, encoded: _Encoded, event: Any | None = None) -> None:
+    def _write(self, encoded: _Encoded) -> None:
+        """Write through: the table has the record now (a cached copy of it is no longer pending)."""
         key = encoded.key
-        with writing_as(event if event is not None else self._key_context(key)):
+        with writing_as(self._key_context(key)):
             self.users[key] = encoded.raw
+        self.records.written(key)
         if self._clock_index is not None:
             self._clock_index[key] = (encoded.clock_at, encoded.dormant)
 
@@ -550,12 +601,14 @@ class EngagementWorker:
             self._dead_letter(orjson.dumps({"erase": request}), f"not an ErasureRequest: {exc.errors()[:3]}")
             return
         key = user_id.encode()
+        cached = self.records.get(key)
+        self.records.forget(key)  # a record never written to the table yet exists only there
         raw = self.users.get(key)
+        record = cached or (UserRecord.from_bytes(raw) if raw is not None else None)
+        if record is not None and record.tier is not None and self._tier_counts.get(record.tier, 0) > 0:
+            self._tier_counts[record.tier] -= 1
+            m.USERS_BY_TIER.labels(record.tier).set(self._tier_counts[record.tier])
         if raw is not None:
-            tier = UserRecord.from_bytes(raw).tier
-            if tier is not None and self._tier_counts.get(tier, 0) > 0:
-                self._tier_counts[tier] -= 1
-                m.USERS_BY_TIER.labels(tier).set(self._tier_counts[tier])
             with writing_as(event if event is not None else self._key_context(key)):
                 del self.users[key]
         self._pending.pop(user_id, None)
@@ -563,10 +616,10 @@ class EngagementWorker:
         self.cohorts.forget(user_id)
         if self._clock_index is not None:
             self._clock_index.pop(key, None)
-        done = ErasureDone(erasure_id=erasure.erasure_id, erased_at=datetime.now(UTC), found=raw is not None)
+        done = ErasureDone(erasure_id=erasure.erasure_id, erased_at=datetime.now(UTC), found=record is not None)
         self.outputs.send_encoded(erasure.erasure_id.encode(), done.model_dump_json().encode(),
                                   topic=self.topics.erasures.name)  # fmt: skip
-        m.ERASURES.labels("found" if raw is not None else "unknown").inc()
+        m.ERASURES.labels("found" if record is not None else "unknown").inc()
 
     def _dormant(self, record: UserRecord, today: date | None = None) -> bool:
         return is_dormant(record.state.courses, self.courses.calendars(), today or self.now().date())
@@ -604,6 +657,7 @@ class EngagementWorker:
 
     def _student_keys(self) -> list[bytes]:
         """The local table's keys that are students (not the per-partition position entries)."""
+        self._flush_records()  # students seen since the last commit are in the table too
         return [k for k in list(self.users) if not k.startswith(POSITION_KEY_PREFIX_BYTES)]
 
     def _owned_partitions(self) -> set[int]:
@@ -728,6 +782,7 @@ class EngagementWorker:
         owed_mark = f'"{OWED_KEY}":'.encode()
         restored = resent = 0
         async with self.records_lock:
+            self._flush_records()
             for key, raw in list(self.users.items()):
                 partition = key_partition(key, self.settings.event_partitions)
                 if partition not in owned or key.startswith(POSITION_KEY_PREFIX_BYTES):

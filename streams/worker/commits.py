@@ -50,9 +50,13 @@ class ChangelogWrites:
 
 
 def commit_only_when_acknowledged(
-    app: faust.App, outputs_acknowledged: Callable[[], Awaitable[None]], timeout_seconds: float = 60.0
+    app: faust.App,
+    outputs_acknowledged: Callable[[], Awaitable[None]],
+    write_back: Callable[[], Awaitable[None]] | None = None,
+    timeout_seconds: float = 60.0,
 ) -> ChangelogWrites:
-    """Make ``app``'s pre-commit flush wait for every changelog write, then for ``outputs_acknowledged``."""
+    """Make ``app``'s pre-commit flush first ``write_back`` (records held in memory into the table), then wait
+    for every changelog write, then for ``outputs_acknowledged``."""
     producer = app.producer
     writes = ChangelogWrites()
     unacknowledged, failures = writes.unacknowledged, writes.failures
@@ -72,6 +76,8 @@ def commit_only_when_acknowledged(
     faust_flush = producer.flush
 
     async def everything_acknowledged() -> None:
+        if write_back is not None:
+            await write_back()
         await faust_flush()
         while unacknowledged:
             await asyncio.wait(list(unacknowledged))

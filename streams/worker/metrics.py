@@ -53,6 +53,9 @@ INTERVENTIONS = Counter(
     ["intervention_type", "outcome"],
 )
 STREAK_MILESTONES = Counter("engage_streak_milestones_total", "Streak milestones reached", ["milestone_days"])
+CACHED_RECORDS = Gauge(
+    "engage_worker_cached_records", "Student records held decoded in memory (worker_record_cache_size bounds them)"
+)
 TABLE_USERS = Gauge("engage_worker_table_users", "Students in this worker's local state (counted by the silence pass)")
 REJECTED_EVENTS = Counter(
     "engage_worker_rejected_events_total", "Events the processors could not place (dead-lettered)"
