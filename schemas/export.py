@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from schemas.events import EVENT_ADAPTER
 from schemas.interventions import InterventionOutcome, InterventionRequest
-from schemas.messages import DeadLetter, EventBatch
+from schemas.messages import DeadLetter, EventBatch, PartitionBatch
 from schemas.risk import RiskUpdate
 from schemas.streaks import StreakMilestone
 
@@ -25,6 +25,7 @@ def event_json_schema() -> dict[str, Any]:
 def all_schemas() -> dict[str, dict[str, Any]]:
     models: dict[str, type[BaseModel]] = {
         "EventBatch": EventBatch,
+        "PartitionBatch": PartitionBatch,
         "DeadLetter": DeadLetter,
         "RiskUpdate": RiskUpdate,
         "InterventionRequest": InterventionRequest,

@@ -1,10 +1,15 @@
 """What one Kafka message carries on the events and dead-letter topics.
 
-Design choice (see README, "What one Kafka message carries"): a message on the events topic is an
-``EventBatch`` of *one user's* events, keyed by that user id. Faust pays ~150-250 µs of framework time per
-message whatever it does, so carrying a client's batch per user in one message lets the processors update a
-user's table entry and changelog once per batch instead of once per event, while the per-user key keeps each
-student's events ordered within one partition.
+Design choice (see README, "What one Kafka message carries"): a message on the events topic carries whole
+batches of events, never one event. Faust pays ~150-250 µs of framework time per message whatever it does:
+
+- ``EventBatch``: *one user's* events, keyed by that user id (the collector: one per student per request).
+- ``PartitionBatch``: the ``EventBatch`` of every student of one ``send`` who hashes to the same partition,
+  written to that partition (the producer library). One message then carries hundreds of students, and the
+  framework's cost per message is paid per partition per flush instead of per student.
+
+Either way a student's events all land in the partition Kafka's default partitioner (murmur2 of the user id)
+gives them, in order: the processors keep a student's state on the worker that owns that partition.
 """
 
 from __future__ import annotations
@@ -33,6 +38,18 @@ class EventBatch(BaseModel):
         if others:
             raise ValueError(f"an EventBatch carries one user's events; found also {sorted(others)[:3]}")
         return self
+
+
+class PartitionBatch(BaseModel):
+    """Several students' batches in one message, on the partition each of their user ids hashes to (a batch
+    found on another partition is refused to the dead-letter topic: its state lives elsewhere)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source: Annotated[str, Field(max_length=64)] = ""
+    partition: Annotated[int, Field(ge=0)]
+    batches: Annotated[list[EventBatch], Field(min_length=1)]
 
 
 class FieldError(BaseModel):

@@ -20,13 +20,15 @@ LandingRow = tuple[int, int, int, int, str]  # event_time, tz_offset_minutes, pa
 
 
 def landing_rows(value: bytes, partition: int, offset: int) -> list[LandingRow]:
-    """Rows for the landing table from one ``EventBatch`` message (the sink's hot loop: locals bound)."""
+    """Rows for the landing table from one ``EventBatch`` or ``PartitionBatch`` message (the sink's hot loop:
+    locals bound)."""
     rows: list[LandingRow] = []
     append, parse, dumps = rows.append, datetime.fromisoformat, orjson.dumps
     message = orjson.loads(value)
     if "erase" in message:
         return rows  # an erasure request (schemas.privacy), not events: nothing to store
-    for event in message["events"]:
+    batches = message.get("batches", (message,))
+    for event in (e for batch in batches for e in batch["events"]):
         when = parse(event["event_time"])
         utc_offset = when.utcoffset()
         if utc_offset is None:
@@ -58,7 +60,9 @@ class BehaviorEventsSink(BatchingSink):
         try:
             return landing_rows(value, partition, offset)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UndecodableMessage(f"not an EventBatch the behavior_events sink can store: {exc!r}") from exc
+            raise UndecodableMessage(
+                f"not an EventBatch or PartitionBatch the behavior_events sink can store: {exc!r}"
+            ) from exc
 
     def write(self, batch: SinkBatch) -> None:
         columns = [list(c) for c in zip(*batch.rows, strict=True)]

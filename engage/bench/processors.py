@@ -1,9 +1,10 @@
 """`engage bench processors`: the stream processors beside a peer, at fixed loads, scaled out and end to end.
 
 The peer is the same per-user job written with Quix Streams (``engage.bench.peer.quix_app``): for every
-message it folds the student's events into the same record, re-scores with the same model and policy and
-emits the risk update. Both read the same simulator events, as apps send them (one student's batch per
-message), from the same Kafka, one after the other so they never share the two cores. Measured:
+student in a message it folds the events into the same record, re-scores with the same model and policy and
+emits the risk update. Both read the same simulator events from the same Kafka, one after the other so they
+never share the two cores: the apps' batches (up to 50 events per student) as the producer library writes
+them, packed per partition (``PartitionBatch``, ``engage.bench.streams_io.encode``). Measured:
 
 - throughput draining a pre-filled topic (events/s from the first message processed to the last), CPU seconds
   and peak memory per million events, and whether both produced the same per-user counts;
@@ -51,6 +52,7 @@ from engage.bench.streams_io import (
     peak_memory_mb,
     read_all,
     send,
+    student_batches,
     wait_for_group,
 )
 from engage.children import child, wait_for_sinks, wait_http
@@ -188,7 +190,8 @@ def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[
     """Ours, then the peer, draining the same pre-filled topic; the per-user results of both."""
     s = b.fresh("tp")
     events_topic = catalogue(s.topic_prefix).events.name
-    messages = fill(s, events_topic, events, b.cfg.client_batch)
+    encoded = encode(s, events, b.cfg.client_batch)
+    messages, outputs = send(s, events_topic, encoded), student_batches(encoded)
     b.console.print(f"throughput: {len(events):,} events in {messages:,} messages, our worker ...")
     ours = Run()
     with b.worker(s, "ours") as (proc, url):
@@ -204,9 +207,9 @@ def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[
     peer = Run()
     with b.peer(s, events_topic, peer_out, "tp") as proc:
         cpu0 = cpu_seconds(proc.pid)
-        peer.seconds = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), messages, timeout=1800)
+        peer.seconds = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800)
         peer.cpu, peer.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
-    peer_updates = read_all(s.kafka_bootstrap, peer_out, messages, timeout=120)
+    peer_updates = read_all(s.kafka_bootstrap, peer_out, outputs, timeout=120)
 
     ours_final, peer_final = final_signals(risk), final_signals(peer_updates)
     expected = expected_counts(events)
@@ -246,9 +249,9 @@ def _latency(b: Bench, events: list[dict[str, Any]], rate: int, api: bool) -> tu
     peer_out = b.topic(s2, peer_in + ".peer")
     with b.peer(s2, peer_in, peer_out, f"lat{rate}"), LiveReader(s2.kafka_bootstrap, peer_out) as reader:
         wait_for_group(s2.kafka_bootstrap, f"peer-{b.run_id}-lat{rate}")  # its start-up is not latency
-        offered = paced(s2, peer_in, events, rate, seconds, b.cfg.client_batch)
+        _, offered = paced(s2, peer_in, events, rate, seconds, b.cfg.client_batch)
         deadline = time.monotonic() + 120
-        while len(reader.arrivals) < offered / b.cfg.client_batch * 0.9 and time.monotonic() < deadline:
+        while len(reader.arrivals) < offered * 0.9 and time.monotonic() < deadline:
             time.sleep(0.5)  # a peer that falls behind is measured when it catches up
         time.sleep(2)
     peer.latencies = _latencies(reader.arrivals)

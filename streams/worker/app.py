@@ -81,6 +81,8 @@ SILENCE_CHUNK = 256  # records decoded, scored (one model call) and stored at a 
 # a silence pass (profiled on OULAD). Memory held is the same: nothing lives longer, it is only looked at less.
 GC_YOUNG_THRESHOLD = 10_000
 ASSIGNMENT_CHECK_SECONDS = 10.0
+# A PartitionBatch with more refused batches than this is refused whole, in one dead letter (not one per item).
+MAX_LETTERS_PER_MESSAGE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,25 +324,39 @@ class EngagementWorker:
         erasures: dict[str, tuple[Any, EventT]] = {}
         newest_message = 0.0
         for event in batch:
+            newest_message = max(newest_message, event.message.timestamp or 0.0)
             try:
                 message = orjson.loads(event.value)
-                user_id = message["user_id"]
-                if not isinstance(user_id, str) or not user_id:
-                    raise TypeError(f"user_id must be a non-empty string, not {type(user_id).__name__}")
-                if user_id.startswith(POSITION_KEY_PREFIX):
-                    raise TypeError(f"user_id must not start with {POSITION_KEY_PREFIX!r} (reserved)")
-                if "erase" in message:  # schemas.privacy: events before the request go with the student
+                packed = isinstance(message, dict) and "batches" in message  # a PartitionBatch (schemas.messages)
+                batches = message["batches"] if packed else [message]
+                if not isinstance(batches, list):
+                    raise TypeError(f"batches must be a list, not {type(batches).__name__}")
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                self._dead_letter(event.value, f"not an EventBatch or PartitionBatch: {exc!r}", source=event)
+                continue
+            accepted, refused = [], []
+            for one in batches:
+                try:
+                    accepted.append((self._batch_user(one, packed, event.message.partition), one))
+                except (KeyError, TypeError, ValueError) as exc:
+                    refused.append((one, exc))
+            if refused and (not packed or len(refused) > MAX_LETTERS_PER_MESSAGE):
+                # Not an event batch at all (or not one in many): one letter for the whole message, nothing of it
+                # folded, rather than a letter per item of a message that is garbage throughout.
+                what = f"{len(refused)} of {len(batches)} batches refused, the first: " if packed else ""
+                reason = f"not an EventBatch or PartitionBatch: {what}{refused[0][1]!r}"
+                self._dead_letter(event.value, reason, source=event)
+                continue
+            for one, problem in refused:  # a few bad students in a good message: a letter each, the rest folded
+                reason = f"not an EventBatch of a PartitionBatch: {problem!r}"
+                self._dead_letter(orjson.dumps(one), reason, source=event)
+            for user_id, one in accepted:
+                if "erase" in one:  # schemas.privacy: events before the request go with the student
                     per_user.pop(user_id, None)
-                    erasures[user_id] = (message["erase"], event)
+                    erasures[user_id] = (one["erase"], event)
                 else:
-                    events = message["events"]
-                    if not isinstance(events, list):
-                        raise TypeError(f"events must be a list, not {type(events).__name__}")
-                    per_user.setdefault(user_id, []).append((event.message.offset, events))
+                    per_user.setdefault(user_id, []).append((event.message.offset, one["events"]))
                 source[user_id] = event
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                self._dead_letter(event.value, f"not an EventBatch: {exc!r}", source=event)
-            newest_message = max(newest_message, event.message.timestamp or 0.0)
         m.MESSAGES_PROCESSED.inc(len(batch))
         if newest_message:
             m.LAG_SECONDS.set(max(0.0, time.time() - newest_message))  # Faust gives message timestamps in seconds
@@ -396,6 +412,21 @@ class EngagementWorker:
             self.store(user_id, record, source[user_id], today)
         self._score_and_store(to_score)
         self._store_positions(batch)
+
+    def _batch_user(self, one: Any, packed: bool, partition: int) -> str:
+        """The user id of one student's batch (an ``EventBatch``, or an erasure request), checked; raises
+        KeyError, TypeError or ValueError naming the problem. In a ``PartitionBatch`` the student must belong
+        in the message's partition: their state lives with its owner."""
+        user_id = one["user_id"]
+        if not isinstance(user_id, str) or not user_id:
+            raise TypeError(f"user_id must be a non-empty string, not {type(user_id).__name__}")
+        if user_id.startswith(POSITION_KEY_PREFIX):
+            raise TypeError(f"user_id must not start with {POSITION_KEY_PREFIX!r} (reserved)")
+        if packed and (home := key_partition(user_id.encode(), self.settings.event_partitions)) != partition:
+            raise ValueError(f"user {user_id!r} belongs in partition {home} (by key), not {partition}")
+        if "erase" not in one and not isinstance(one["events"], list):
+            raise TypeError(f"events must be a list, not {type(one['events']).__name__}")
+        return user_id
 
     def _store_positions(self, batch: Sequence[EventT]) -> None:
         """Note each partition's last processed offset; ``_flush_records`` writes it into the same changelog

@@ -15,13 +15,11 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
+from streams.producer import key_partition
 
-def key_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default (Java) partitioner: the partition producers and Faust pick for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+__all__ = ["at_partition", "key_partition", "writing_as"]
 
 
 class _PartitionOnly:

@@ -321,3 +321,31 @@ def test_a_huge_message_that_is_not_an_event_batch_is_dead_lettered_and_the_work
     assert letter["reason"].startswith("not an EventBatch") and letter["original_offset"] == 0
     assert letter["original_partition"] == key_partition(b"huge-1", s.event_partitions)
     assert letter["raw"].startswith('{"user_id": "huge-1"') and letter["raw"].endswith("more characters not kept]")
+
+
+def test_a_partition_batch_is_folded_per_student_and_one_in_the_wrong_partition_is_dead_lettered(
+    infra: Infra, settings: Settings, tmp_path: Path
+) -> None:
+    """The producer library packs students per partition (``PartitionBatch``); a student found in a partition
+    their id does not hash to would have their state on the wrong worker: that batch is refused, the rest kept."""
+    s = _settings(settings, tmp_path)
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    events = _simulated(students=12, days=3, seed=8)
+    with EventProducer(s.kafka_bootstrap, topics) as p:
+        assert p.send(events) <= s.event_partitions  # all twelve students in one message per partition
+        assert p.flush(60) == 0
+    home = next(u for u in (f"home-{n}" for n in range(100)) if key_partition(u.encode(), s.event_partitions) == 0)
+    stray = next(u for u in (f"stray-{n}" for n in range(100)) if key_partition(u.encode(), s.event_partitions) != 0)
+    batches = [{"user_id": u, "events": [dict(events[0], event_id=f"{u}-e1", user_id=u)]} for u in (stray, home)]
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    value = json.dumps({"schema_version": 1, "source": "test", "partition": 0, "batches": batches}).encode()
+    producer.produce(topics.events.name, value, b"partition:0", partition=0)
+    assert producer.flush(30) == 0
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        expected = _unique_counts(events) | {home: 1}
+        assert wait_for(lambda: _totals_match(worker, expected), timeout=90), _total_differences(worker, expected)
+        assert worker.engagement(stray).status_code == 404
+    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=20)
+    (letter,) = [dl for dl in letters if stray in dl["raw"]]
+    assert f"belongs in partition {key_partition(stray.encode(), s.event_partitions)}" in letter["reason"]
+    assert letter["original_partition"] == 0 and home not in letter["raw"]

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from schemas.events import parse_event
-from schemas.messages import EventBatch
+from schemas.messages import EventBatch, PartitionBatch
 from schemas.topics import catalogue
-from streams.producer import EventProducer, group_by_user
+from streams.producer import EventProducer, group_by_user, key_partition
 
 RECEIVED = datetime(2024, 5, 1, 8, 30, 15, 250000, tzinfo=UTC)
 CLIENT_RECEIVED = "2024-05-01T08:00:30+00:00"
@@ -232,3 +232,42 @@ def test_producers_that_do_not_await_their_reports_are_never_renewed(make_event)
         assert p.stats.failed == 1 and p.renewals == 0
     finally:
         p.close(timeout=0.1)
+
+
+# ------------------------------------------------------------------------------------------------------
+# encode_partition_batches (what ``send`` writes)
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_each_students_batch_is_packed_into_the_partition_their_id_hashes_to(producer, make_event):
+    users = [f"student-{n}" for n in range(40)]
+    events = [make_event("login", event_id=f"e{n}-{u}", user_id=u) for n in range(3) for u in users]
+    packed = producer.encode_partition_batches(events, 4, RECEIVED)
+    assert sorted(p for p, _, _, _ in packed) == sorted({key_partition(u.encode(), 4) for u in users})
+    seen: dict[str, int] = {}
+    for partition, key, value, n in packed:
+        message = PartitionBatch.model_validate_json(value)  # the contract, validated whole
+        assert key == f"partition:{partition}".encode() and message.partition == partition
+        assert message.source == "unit-src" and n == sum(len(b.events) for b in message.batches)
+        for batch in message.batches:
+            assert key_partition(batch.user_id.encode(), 4) == partition
+            assert [e.event_id for e in batch.events] == [f"e{k}-{batch.user_id}" for k in range(3)]  # in order
+            seen[batch.user_id] = seen.get(batch.user_id, 0) + 1
+    assert seen == dict.fromkeys(users, 1)  # one batch per student, none lost
+
+
+def test_a_partition_gets_a_new_message_past_max_events_and_a_students_batch_is_never_split(producer, make_event):
+    events = [make_event("login", event_id=f"e{n}", user_id="same-student") for n in range(7)]
+    events += [make_event("login", event_id=f"o{n}", user_id=f"other-{n}") for n in range(30)]
+    packed = producer.encode_partition_batches(events, 1, RECEIVED, max_events=5)
+    sizes = [n for _, _, _, n in packed]
+    assert sizes[0] == 7  # larger than max_events alone: kept whole
+    assert all(n <= 5 for n in sizes[1:]) and sum(sizes) == 37
+    assert {p for p, _, _, _ in packed} == {0}
+
+
+def test_packed_events_are_stamped_like_per_student_batches(producer, make_event):
+    [(_, _, value, _)] = producer.encode_partition_batches(
+        [make_event("login", received_at=CLIENT_RECEIVED)], 1, RECEIVED
+    )
+    assert decode(value)["batches"][0]["events"][0]["received_at"] == RECEIVED.isoformat()

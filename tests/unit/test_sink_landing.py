@@ -74,6 +74,18 @@ def test_one_row_per_event_in_order_with_lineage_and_json(make_event):
     assert all(isinstance(r[4], str) for r in rows)
 
 
+def test_a_partition_batch_gives_a_row_per_event_of_every_student_in_it(make_event):
+    a = [make_event("login", event_id="a1", user_id="a"), make_event("login", event_id="a2", user_id="a")]
+    b = [make_event("quiz_submitted", event_id="b1", user_id="b")]
+    packed = orjson.dumps(
+        {"schema_version": 1, "source": "t", "partition": 2, "batches": [{"user_id": "a", "events": a},
+                                                                          {"user_id": "b", "events": b}]}
+    )  # fmt: skip
+    rows = landing_rows(packed, 2, 9)
+    assert [orjson.loads(r[4]) for r in rows] == [*a, *b]
+    assert all(r[2:4] == (2, 9) for r in rows)  # one message: the same lineage for all its students
+
+
 def test_row_shape_matches_the_landing_table(make_event):
     [row] = landing_rows(message([make_event("login")]), 0, 0)
     assert len(row) == len(BEHAVIOR_EVENTS_LANDING.columns)

@@ -3,7 +3,8 @@
 It runs in a venv of its own (``engage.bench.peer.venv``: Quix Streams pins an older confluent-kafka than the
 engine) with the repository on ``PYTHONPATH``, and does for every message of the events topic exactly what
 our worker does for a student's batch: fold the events into the student's record (signals, streaks, dedupe)
-kept in Quix's RocksDB state, re-score with the same model and policy, and emit the risk update. The only
+kept in Quix's RocksDB state, re-score with the same model and policy, and emit the risk update; for a
+``PartitionBatch`` message, that for every student in it, with one model call. The only
 differences are the framework and the design around the domain calls, which is what the benchmark compares.
 
 Usage: python -m engage.bench.peer.quix_app IN_TOPIC OUT_TOPIC BOOTSTRAP GROUP STATE_DIR IDLE_SECONDS
@@ -41,20 +42,27 @@ def main(in_topic: str, out_topic: str, bootstrap: str, group: str, state_dir: s
     sink = app.topic(out_topic, key_serializer="bytes", value_serializer="bytes")
     model, policy = HeuristicModel(), policy_from_file()
 
-    def process(value: bytes, state: Any) -> bytes:
+    def process(value: bytes, state: Any) -> list[bytes]:
         message = orjson.loads(value)
-        user, events = message["user_id"], message["events"]
-        stored = state.get("record")  # Quix keeps state values as JSON (orjson) itself: a dict, not our bytes
-        record = UserRecord.from_dict(stored) if stored else UserRecord.load(None, user)
-        ingest(record, user, events)
-        newest = _newest(events, "event_time")
+        # An EventBatch (one student, keyed by them) or a PartitionBatch (the students of one partition, keyed
+        # by the partition): state is kept per student id under the message's key either way.
+        batches = message.get("batches", [message])
+        records, requests = [], []
         now = datetime.now(UTC)
-        request = ScoreRequest(user, newest or now, "events", newest, _newest(events, "received_at"))
-        outcome = rescore([record], [request], model, policy, now)[0]
-        state.set("record", record.to_dict())
-        return outcome.update.model_dump_json().encode()
+        for one in batches:
+            user, events = one["user_id"], one["events"]
+            stored = state.get(user)  # Quix keeps state values as JSON (orjson) itself: a dict, not our bytes
+            record = UserRecord.from_dict(stored) if stored else UserRecord.load(None, user)
+            ingest(record, user, events)
+            newest = _newest(events, "event_time")
+            records.append(record)
+            requests.append(ScoreRequest(user, newest or now, "events", newest, _newest(events, "received_at")))
+        outcomes = rescore(records, requests, model, policy, now)  # one model call per message, as ours per gather
+        for record, request in zip(records, requests, strict=True):
+            state.set(request.user_id, record.to_dict())
+        return [outcome.update.model_dump_json().encode() for outcome in outcomes]
 
-    app.dataframe(source).apply(process, stateful=True).to_topic(sink)
+    app.dataframe(source).apply(process, stateful=True, expand=True).to_topic(sink)
     app.run(timeout=idle_seconds)
 
 
