@@ -922,6 +922,8 @@ class EngagementWorker:
             original_partition=source.message.partition if source is not None else None,
             original_offset=source.message.offset if source is not None else None,
         )
+        if source is not None:  # a message or a student's batch in it, not one event (those: REJECTED_EVENTS)
+            m.REFUSED_BATCHES.inc()
         self._send_kept(keep, self.topics.dead_letters.name, letter.source, letter.model_dump_json())
 
 

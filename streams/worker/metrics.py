@@ -57,6 +57,10 @@ CACHED_RECORDS = Gauge(
     "engage_worker_cached_records", "Student records held decoded in memory (worker_record_cache_size bounds them)"
 )
 TABLE_USERS = Gauge("engage_worker_table_users", "Students in this worker's local state (counted by the silence pass)")
+REFUSED_BATCHES = Counter(
+    "engage_worker_refused_batches_total",
+    "Events messages, or students' batches in one, the worker could not read and sent to the dead-letter topic",
+)
 REJECTED_EVENTS = Counter(
     "engage_worker_rejected_events_total", "Events the processors could not place (dead-lettered)"
 )

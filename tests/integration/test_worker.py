@@ -345,6 +345,8 @@ def test_a_partition_batch_is_folded_per_student_and_one_in_the_wrong_partition_
         expected = _unique_counts(events) | {home: 1}
         assert wait_for(lambda: _totals_match(worker, expected), timeout=90), _total_differences(worker, expected)
         assert worker.engagement(stray).status_code == 404
+        metrics = __import__("httpx").get(f"{worker.url}/metrics").text
+        assert re.search(r"^engage_worker_refused_batches_total 1\.0$", metrics, re.M), "counted for the dashboards"
     letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=20)
     (letter,) = [dl for dl in letters if stray in dl["raw"]]
     assert f"belongs in partition {key_partition(stray.encode(), s.event_partitions)}" in letter["reason"]
