@@ -20,6 +20,7 @@ them, packed per partition (``PartitionBatch``, ``engage.bench.streams_io.encode
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -47,6 +48,7 @@ from engage.bench.streams_io import (
     end_offsets,
     fill,
     latest_per_key,
+    machine_cpu,
     metric,
     paced,
     peak_memory_mb,
@@ -182,6 +184,12 @@ class Bench:
                 client.execute(f"DROP DATABASE IF EXISTS {db}")
 
 
+def _busy_share(since: tuple[float, float]) -> float:
+    """Share of the machine's CPU (all cores) busy since ``since`` (a ``machine_cpu()`` reading)."""
+    busy, total = machine_cpu()
+    return (busy - since[0]) / max(1e-9, total - since[1])
+
+
 def _processed(url: str) -> float:
     return metric(url, "engage_worker_messages_processed_total")
 
@@ -195,9 +203,10 @@ def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[
     b.console.print(f"throughput: {len(events):,} events in {messages:,} messages, our worker ...")
     ours = Run()
     with b.worker(s, "ours") as (proc, url):
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, machine0 = cpu_seconds(proc.pid), machine_cpu()
         ours.seconds = drain_timing(lambda: _processed(url), messages, timeout=900)
         ours.cpu, ours.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
+        machine_busy = _busy_share(machine0)
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
@@ -222,6 +231,7 @@ def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[
         "differences": differences(ours_final, peer_final),
         "ours_vs_sent_events": wrong,
         "state_bytes_per_student": sum(record_bytes) / max(1, len(record_bytes)),
+        "machine_busy_share": machine_busy,
     }
     return ours, peer, details
 
@@ -279,10 +289,13 @@ def _scale_out(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
     s = b.fresh("two")
     encoded = encode(s, events, b.cfg.client_batch)
     b.console.print("scale-out: two workers on one topic ...")
-    with b.worker(s, "two-a") as (_, url_a), b.worker(s, "two-b", port=free_port()) as (_, url_b):
+    with b.worker(s, "two-a") as (proc_a, url_a), b.worker(s, "two-b", port=free_port()) as (proc_b, url_b):
         wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=2)  # both in before any event
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
+        cpu0, machine0 = cpu_seconds(proc_a.pid) + cpu_seconds(proc_b.pid), machine_cpu()
         out["seconds"] = drain_timing(lambda: _processed(url_a) + _processed(url_b), messages, timeout=900)
+        out["machine_busy_share"] = _busy_share(machine0)
+        out["workers_cpu_seconds"] = cpu_seconds(proc_a.pid) + cpu_seconds(proc_b.pid) - cpu0
         out["messages_per_worker"] = [_processed(url_a), _processed(url_b)]
         time.sleep(2 * s.score_debounce_seconds + 1)
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
@@ -383,7 +396,9 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
     report.add(Figure("2 worker processes, one topic", two, "events/s", "1 worker process", n / ours.seconds,
                       aim=">= 1.6x where the cores allow (2 cores here, shared with Kafka)",
                       notes=f"messages per worker {scale['messages_per_worker']}; students with wrong counts: "
-                            f"{len(scale['wrong_counts'])}"))  # fmt: skip
+                            f"{len(scale['wrong_counts'])}; machine CPU busy {scale['machine_busy_share']:.0%} of "
+                            f"{os.cpu_count()} cores (1 worker: {details['machine_busy_share']:.0%}), the two "
+                            f"workers {scale['workers_cpu_seconds'] / scale['seconds']:.2f} cores"))  # fmt: skip
     report.add(Figure("students wrong after a rebalance under load", len(scale["join_wrong_counts"]), "students",
                       notes=f"second worker joined at 30%; messages per worker {scale['join_messages_per_worker']} "
                             f"of {scale['join_messages']:,} (re-deliveries are skipped by event id)"))  # fmt: skip
