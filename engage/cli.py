@@ -553,13 +553,16 @@ def bench_queries(
     events: Annotated[int, typer.Option(help="Simulator events in the warehouse")] = 10_000_000,
     days: Annotated[int, typer.Option(help="Days of history")] = 56,
     runs: Annotated[int, typer.Option(help="Timed runs per query (after one warm-up)")] = 3,
+    copies: Annotated[int, typer.Option(help="Simulate 1/COPIES of the students, copy them server-side")] = 4,
     regenerate: Annotated[bool, typer.Option("--regenerate", help="Rebuild the warehouse even if it matches")] = False,
 ) -> None:
     """Latency of every named analyst query over >= 10M simulator events (warehouse kept between runs)."""
     from engage.bench.queries import QueryBenchConfig, run_query_bench
 
     _ensure_infra()
-    run_query_bench(get_settings(), QueryBenchConfig(events=events, days=days, runs=runs), out, regenerate)
+    run_query_bench(
+        get_settings(), QueryBenchConfig(events=events, days=days, runs=runs, copies=copies), out, regenerate
+    )
 
 
 @bench_app.command("scoring")

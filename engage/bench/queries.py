@@ -4,7 +4,15 @@ The warehouse is what the live system would have stored: simulator events throug
 landing rows (so the materialized views build the daily aggregates), and the processors' real output for
 them (signals, heuristic scores, policy decisions) computed in-process by ``processors.pipeline``: each
 student is re-scored at the end of every day they were active and weekly while silent (the worker re-scores
-silent students daily; weekly keeps the generation time of 10M events near three minutes on two cores).
+silent students daily; weekly halves the generation time).
+
+Simulating and scoring costs about 130 µs of CPU per event, and the ClickHouse server as much again to land
+it, so 10M events took 11 minutes on two cores: most of `make bench`. The simulator therefore generates
+``1/copies`` of the students, and the server copies their rows ``copies - 1`` times under new ids
+(``c1-``, ``c2-``, ... before every student, event, update and intervention id) with INSERT ... SELECT,
+table by table, so the daily views receive the copies as well. Each copy is a cohort that behaves like the
+simulated one: query answers (rates, curves) are those of the simulated students, while every query reads
+``copies`` times the rows and students, which is what its latency depends on.
 Generation runs in two processes; the dataset is kept in its own database and reused while its recipe matches.
 
 Baseline, same run: active student-days counted straight from the raw events (FINAL) against the same count
@@ -13,6 +21,7 @@ from the daily activity view; both must agree.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +46,14 @@ from processors.streaks import ACTIVE_EVENT_TYPES
 from sinks.behavior_events import landing_rows
 from sinks.clickhouse.client import connect, insert_columns
 from sinks.clickhouse.migrations import migrate
-from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, INTERVENTION_REQUESTS, RISK_UPDATES, Table
+from sinks.clickhouse.tables import (
+    BEHAVIOR_EVENTS,
+    BEHAVIOR_EVENTS_LANDING,
+    INTERVENTION_REQUESTS,
+    RISK_UPDATES,
+    USER_DAILY_ACTIVITY,
+    Table,
+)
 from sinks.contract_sinks import contract_row
 from streams.producer import group_by_user
 
@@ -53,6 +69,7 @@ class QueryBenchConfig:
     runs: int = 3
     seed: int = 11
     silent_rescore_days: int = 7
+    copies: int = 4
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class Recipe:
     seed: int
     silent_rescore_days: int
     end_day: str
+    copies: int = 1
 
     def key(self) -> str:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS).decode()
@@ -82,7 +100,12 @@ def _flush(client: Any, database: str, table: Table, columns: list[list[Any]]) -
 
 
 def generate_slice(settings_json: str, database: str, slice_no: int, students: int, recipe_json: str) -> dict[str, int]:
-    """One process's share: a population of its own, its events, and the pipeline's output for them."""
+    """One process's share: a population of its own, its events, and the pipeline's output for them.
+
+    The cyclic garbage collector is off in this short-lived process: nothing here forms cycles, and with
+    every student's record alive its full collections were about a fifth of the time.
+    """
+    gc.disable()
     settings = Settings.model_validate_json(settings_json)
     recipe = Recipe(**orjson.loads(recipe_json))
     client = connect(settings)
@@ -135,6 +158,36 @@ def generate_slice(settings_json: str, database: str, slice_no: int, students: i
     return counts
 
 
+# Where a student's copy must differ: the ids that name a student or one of their events, updates and
+# interventions (intervention ids also appear on the events that answer an intervention, so both change alike).
+_RENAMED = ("user_id", "signals_user_id", "event_id", "update_id", "intervention_id")
+# The tables the simulator fills, and the daily activity view's target (its view reads the landing table, which
+# a copy bypasses). Risk updates are copied through their table, so the daily signals view fills itself.
+_COPIED = (BEHAVIOR_EVENTS, USER_DAILY_ACTIVITY, RISK_UPDATES, INTERVENTION_REQUESTS)
+
+
+def copy_select(table: Table, copy_no: int) -> str:
+    """INSERT ... SELECT of the simulated rows of ``table`` as copy ``copy_no``; runs on 18.16 and current."""
+    columns = ", ".join(table.column_names)
+    values = ", ".join(
+        f"if({c} = '', {c}, concat('c{copy_no}-', {c}))" if c in _RENAMED else c for c in table.column_names
+    )
+    return (
+        f"INSERT INTO {{database}}.{table.name} ({columns}) SELECT {values} "
+        f"FROM {{database}}.{table.name} WHERE user_id NOT LIKE 'c%'"
+    )
+
+
+def copy_students(client: Any, database: str, copies: int) -> int:
+    """Copy every simulated student ``copies - 1`` times under new ids, server-side; the rows added."""
+    before = sum(client.execute(f"SELECT count() FROM {database}.{t.name}")[0][0] for t in _COPIED)
+    for copy_no in range(1, copies):
+        for table in _COPIED:
+            client.execute(copy_select(table, copy_no).format(database=database))
+    after = sum(client.execute(f"SELECT count() FROM {database}.{t.name}")[0][0] for t in _COPIED)
+    return int(after - before)
+
+
 def _stored_recipe(client: Any, database: str) -> str | None:
     exists = client.execute(
         f"SELECT count() FROM system.tables WHERE database = '{database}' AND name = 'bench_recipe'"
@@ -149,7 +202,9 @@ def build_warehouse(settings: Settings, config: QueryBenchConfig, console: Conso
     database = f"{settings.clickhouse_database}_qbench"
     client = connect(settings)
     end_day = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    recipe = Recipe(config.events, config.days, config.processes, config.seed, config.silent_rescore_days, end_day)
+    recipe = Recipe(
+        config.events, config.days, config.processes, config.seed, config.silent_rescore_days, end_day, config.copies
+    )
     stored = _stored_recipe(client, database)
     if stored is not None and not regenerate:
         old = Recipe(**orjson.loads(stored))
@@ -158,10 +213,10 @@ def build_warehouse(settings: Settings, config: QueryBenchConfig, console: Conso
             return old
     client.execute(f"DROP DATABASE IF EXISTS {database}")
     migrate(client, database)
-    students = int(config.events / (EVENTS_PER_STUDENT_DAY * config.days) / config.processes) + 1
+    students = int(config.events / (EVENTS_PER_STUDENT_DAY * config.days) / config.processes / config.copies) + 1
     console.print(
-        f"generating {config.processes} x {students:,} students x {config.days} days "
-        f"(aim: {config.events:,} events) into {database} ..."
+        f"simulating {config.processes} x {students:,} students x {config.days} days, then {config.copies - 1} "
+        f"copies under new ids (aim: {config.events:,} events) into {database} ..."
     )
     started = time.monotonic()
     totals = {"events": 0, "risk_updates": 0, "intervention_requests": 0}
@@ -175,10 +230,13 @@ def build_warehouse(settings: Settings, config: QueryBenchConfig, console: Conso
         for f in futures:
             for k, v in f.result().items():
                 totals[k] += v
+    simulated = time.monotonic() - started
+    copied = copy_students(client, database, config.copies)
     seconds = time.monotonic() - started
     console.print(
-        f"generated {totals['events']:,} events, {totals['risk_updates']:,} risk updates, "
-        f"{totals['intervention_requests']:,} intervention requests in {seconds:.0f} s"
+        f"simulated {totals['events']:,} events, {totals['risk_updates']:,} risk updates, "
+        f"{totals['intervention_requests']:,} intervention requests in {simulated:.0f} s; "
+        f"{copied:,} rows copied in {seconds - simulated:.0f} s"
     )
     client.execute(f"CREATE TABLE {database}.bench_recipe (recipe String) ENGINE = TinyLog")
     insert_columns(client, f"{database}.bench_recipe", ["recipe"], [[recipe.key()]])
