@@ -43,9 +43,7 @@ def test_each_copy_renames_every_id_and_fills_the_daily_views(warehouse: Warehou
         ("c2-p0-a", "c2-p0-a:2026-11-03:gentle_reminder:0"),
         ("p0-a", "p0-a:2026-11-03:gentle_reminder:0"),
     ]
-    active_days = (
-        "SELECT user_id, day FROM {db}.user_daily_activity GROUP BY user_id, day HAVING maxMerge(active) = 1"
-    )
+    active_days = "SELECT user_id, day FROM {db}.user_daily_activity GROUP BY user_id, day HAVING maxMerge(active) = 1"
     days = ["2026-11-02", "2026-11-03"]
     assert [(u, str(d)) for u, d in _ids(warehouse, active_days)] == [
         (u, d) for u in ("c1-p0-a", "c2-p0-a", "p0-a") for d in days
