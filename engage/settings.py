@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     )
     worker_take_max: int = 500
     worker_take_within_seconds: float = 0.05
+    worker_fetch_max_wait_ms: int = Field(
+        100, description="longest the broker may hold a fetch request of the worker (Faust's own: 1,500)"
+    )
     worker_record_cache_size: int = Field(
         10_000, description="student records a worker keeps decoded in memory between commits (beyond the changed)"
     )

@@ -56,6 +56,7 @@ from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.commits import commit_only_when_acknowledged, exit_to_be_restarted
 from streams.worker.courses import CourseDirectory
+from streams.worker.fetching import fetch_within
 from streams.worker.gaps import Refetched, missing_offsets, read_offsets
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.partitioning import at_partition, key_partition, writing_as
@@ -172,6 +173,7 @@ class EngagementWorker:
         self.changelog_writes = commit_only_when_acknowledged(  # streams.worker.commits
             self.app, self.outputs_acknowledged, write_back=self._write_back
         )
+        fetch_within(self.app, settings.worker_fetch_max_wait_ms)  # streams.worker.fetching: why
         seek_to_committed = self.app.consumer.perform_seek
 
         async def _perform_seek() -> None:
