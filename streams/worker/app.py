@@ -22,6 +22,7 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -94,6 +95,15 @@ class _Encoded:
     raw: bytes
     clock_at: float
     dormant: bool
+
+
+class _InStream:
+    """Stands for the Faust event of a student's batch where only its partition matters (``_flush_due``)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
 
 
 @dataclass(slots=True)
@@ -190,6 +200,8 @@ class EngagementWorker:
             "user-state", default=None, partitions=settings.event_partitions, key_type=bytes, value_type=bytes
         )
         self._pending: dict[str, _Pending] = {}
+        # Students a debounce tick re-scored whose outputs Kafka has not acknowledged yet (``_flush``).
+        self._unconfirmed: set[str] = set()
         self._last_scored: dict[str, float] = {}
         self._watermark: datetime | None = None
         # Event clock: the newest event time per partition of the events topic. 'Now' is the lowest of them
@@ -371,7 +383,7 @@ class EngagementWorker:
         untouched: list[tuple[str, UserRecord]] = []
         for user_id, messages in per_user.items():
             record = self._load(user_id.encode()) or UserRecord.load(None, user_id)
-            self._settle_outbox(record, source[user_id].message.partition)
+            self._settle_outbox(user_id, record, source[user_id].message.partition)
             events = [e for offset, evs in messages if offset > record.source_offset for e in evs]
             redelivered = sum(1 for offset, _ in messages if offset <= record.source_offset)
             if redelivered:
@@ -522,8 +534,7 @@ class EngagementWorker:
         partitions that moved to another worker meanwhile (their new owner has its own state to write).
 
         With nothing deferred there is nothing to wait for: the events path's outputs are waited for where
-        offsets are committed, and waiting here, under the records lock, would stall the events path (a
-        debounce tick runs ten times a second)."""
+        offsets are committed, and waiting here, under the records lock, would stall the events path."""
         if not deferred:
             return
         await self.outputs_acknowledged()
@@ -538,9 +549,10 @@ class EngagementWorker:
         if record is not None:
             record.outbox.append([topic, key, value])
 
-    def _settle_outbox(self, record: UserRecord, partition: int) -> None:
-        """Empty the outbox once the batch it belongs to is committed (its outputs were acknowledged first)."""
-        if record.outbox:
+    def _settle_outbox(self, user_id: str, record: UserRecord, partition: int) -> None:
+        """Empty the outbox once the batch it belongs to is committed (its outputs were acknowledged first), and
+        no debounce tick's outputs in it are still waiting for Kafka."""
+        if record.outbox and user_id not in self._unconfirmed:
             committed = self._committed(partition)
             if committed is not None and record.source_offset < committed:
                 record.outbox = []
@@ -667,13 +679,43 @@ class EngagementWorker:
 
     # --- timers ---------------------------------------------------------------------------------------------------
     async def _flush(self) -> None:
-        """Re-score students whose debounce window has passed."""
-        async with self.records_lock:
-            deferred: list[_Encoded] = []
-            self._flush_due(deferred)
-            await self._store_acknowledged(deferred)
+        """Re-score students whose debounce window has passed, and wait for Kafka to acknowledge their updates
+        without holding the records lock.
 
-    def _flush_due(self, deferred: list[_Encoded]) -> None:
+        A tick runs ten times a second, and under load almost every student is waiting for one: holding the lock
+        through Kafka's acknowledgement (20-100 ms) stalled the events path for up to a third of the time
+        (measured at 20,000 events/s). So each re-scored record is changed in the cache as on the events path,
+        its outputs kept in its outbox, and it still says the re-score is owed until Kafka has acknowledged
+        them. A commit that writes it meanwhile writes it owed; after a crash the new owner sends the outbox
+        again and re-scores (``_restore_owed``), so no update or intervention is lost, at worst repeated under
+        the same id.
+        """
+        async with self.records_lock:
+            scored = self._flush_due()
+        if not scored:
+            return
+        try:
+            await self.outputs_acknowledged()
+        except Exception:
+            self._unconfirmed.difference_update(user_id for user_id, _, _ in scored)
+            raise  # still owed: re-scored after the restart (commits.py: why a stuck write ends the worker)
+        async with self.records_lock:
+            self._confirm(scored)
+
+    def _confirm(self, scored: list[tuple[str, UserRecord, Any]]) -> None:
+        """Kafka acknowledged a tick's outputs: what the records owed is paid (unless they changed meanwhile)."""
+        owned = self._owned_partitions()
+        for user_id, record, owed in scored:
+            self._unconfirmed.discard(user_id)
+            key = user_id.encode()
+            partition = key_partition(key, self.settings.event_partitions)
+            if record.owed == owed and partition in owned and self.records.get(key) is record:
+                record.owed = None
+                self.records.change(key, record, partition)
+
+    def _flush_due(self) -> list[tuple[str, UserRecord, Any]]:
+        """Re-score the students whose window has passed, as on the events path (cache, outbox), leaving each
+        record owed; the students, records and what they owe, for ``_confirm``."""
         wall = time.time()
         due = [p for p in self._pending.values() if p.due <= wall]
         owned = self._owned_partitions() if due else set()
@@ -681,12 +723,20 @@ class EngagementWorker:
         for p in due:
             user_id = p.request.user_id
             self._pending.pop(user_id, None)
-            if key_partition(user_id.encode(), self.settings.event_partitions) not in owned:
+            partition = key_partition(user_id.encode(), self.settings.event_partitions)
+            if partition not in owned:
                 continue  # the partition moved away: its new owner finds the re-score owed in the record
             record = self.record(user_id)
             if record is not None:
-                items.append((record, p.request, None))
-        self._score_and_store(items, deferred=deferred)
+                items.append((record, p.request, _InStream(partition)))
+        owed = [record.owed for record, _, _ in items]
+        self._score_and_store(items)
+        scored = []
+        for (record, request, _), was_owed in zip(items, owed, strict=True):
+            record.owed = was_owed  # until Kafka acknowledges the outputs: see _flush
+            self._unconfirmed.add(request.user_id)
+            scored.append((request.user_id, record, was_owed))
+        return scored
 
     def _student_keys(self) -> list[bytes]:
         """The local table's keys that are students (not the per-partition position entries)."""
@@ -829,7 +879,7 @@ class EngagementWorker:
                 user_id = key.decode()
                 record = UserRecord.from_bytes(raw)
                 request = owed_request(record, user_id)
-                if uncommitted:
+                if uncommitted or request is not None:  # owed: a debounce tick's outputs may be unacknowledged
                     for topic, out_key, value in record.outbox:
                         self.outputs.send_encoded(out_key.encode(), value.encode(), topic=topic)
                         resent += 1
