@@ -70,6 +70,7 @@ from streams.admin import delete_topics, ensure_topics
 class ProcessorsBenchConfig:
     events: int = 300_000
     client_batch: int = 50  # events per app flush (per student), as the collector would receive them
+    throughput_rounds: int = 2  # alternating drains, ours then the peer; each side's fastest counts
     latency_rates: tuple[int, ...] = (1_000, 5_000, 20_000)  # events/s offered for the latency figures
     latency_seconds: float = 15.0
     api_rate: float = 200.0  # engagement API requests/s during the 5,000 events/s run
@@ -208,12 +209,28 @@ def _processed(url: str) -> float:
 
 
 def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[str, Any]]:
+    """Ours and the peer drain the same input ``throughput_rounds`` times, alternating, and each keeps its
+    fastest round: this machine's speed drifts by up to 1.7x within minutes, and one round each measured the
+    two at different moments. Every round's figures are kept, and each round checks the results."""
+    rounds = [_drain_round(b, events, k) for k in range(b.cfg.throughput_rounds)]
+    ours = min((r[0] for r in rounds), key=lambda run: run.seconds)
+    peer = min((r[1] for r in rounds), key=lambda run: run.seconds)
+    details = rounds[0][2]
+    for _, _, d in rounds[1:]:
+        details["differences"] += d["differences"]
+        details["ours_vs_sent_events"] += d["ours_vs_sent_events"]
+    n = len(events)
+    details["rounds"] = [{"ours": n / o.seconds, "peer": n / p.seconds} for o, p, _ in rounds]
+    return ours, peer, details
+
+
+def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple[Run, Run, dict[str, Any]]:
     """Ours, then the peer, draining the same pre-filled topic; the per-user results of both."""
-    s = b.fresh("tp")
+    s = b.fresh(f"tp{round_no}")
     events_topic = catalogue(s.topic_prefix).events.name
     encoded = encode(s, events, b.cfg.client_batch)
     messages, outputs = send(s, events_topic, encoded), student_batches(encoded)
-    b.console.print(f"throughput: {len(events):,} events in {messages:,} messages, our worker ...")
+    b.console.print(f"throughput round {round_no + 1}: {len(events):,} events in {messages:,} messages, our worker ...")
     ours = Run()
     with b.worker(s, "ours") as (proc, url):
         cpu0, machine0 = cpu_seconds(proc.pid), machine_cpu()
@@ -224,10 +241,10 @@ def _throughput(b: Bench, events: list[dict[str, Any]]) -> tuple[Run, Run, dict[
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
 
-    b.console.print("throughput: the Quix Streams peer on the same topic ...")
+    b.console.print(f"throughput round {round_no + 1}: the Quix Streams peer on the same topic ...")
     peer_out = b.topic(s, events_topic + ".peer")
     peer = Run()
-    with b.peer(s, events_topic, peer_out, "tp") as proc:
+    with b.peer(s, events_topic, peer_out, f"tp{round_no}") as proc:
         cpu0 = cpu_seconds(proc.pid)
         peer.seconds = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800)
         peer.cpu, peer.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
@@ -392,10 +409,12 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
         b.cleanup()
 
     n = len(events)
+    rounds = ", ".join(f"{r['ours']:,.0f} / {r['peer']:,.0f}" for r in details["rounds"])
     equal = "same per-user counts" if not details["differences"] else f"{len(details['differences'])} students differ"
     report.add(Figure("worker throughput, 1 process (signals+streaks+scoring)", n / ours.seconds, "events/s",
                       "Quix Streams peer", n / peer.seconds, aim=">= 20,000 events/s and >= 1x the peer",
-                      notes=f"{n:,} events in {details['messages']:,} messages; {equal} "
+                      notes=f"{n:,} events in {details['messages']:,} messages; fastest of "
+                            f"{len(details['rounds'])} alternating rounds (ours / peer events/s: {rounds}); {equal} "
                             f"({', '.join(COMPARED)}) for {details['students']:,} students"))  # fmt: skip
     report.add(Figure("CPU per million events", ours.cpu / n * 1e6, "CPU s", "Quix Streams peer",
                       peer.cpu / n * 1e6))  # fmt: skip
@@ -436,6 +455,7 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
             "scale_out": scale | {"wrong_counts": scale["wrong_counts"][:20]},
             "end_to_end": e2e,
             "risk_updates": details["risk_updates"],
+            "throughput_rounds": details["rounds"],
         }
     )
     report.print(console)
