@@ -13,14 +13,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
-from processors.pipeline import UserRecord, ingest
+from processors.pipeline import ScoreRequest, UserRecord, ingest, owe_score
 from schemas.topics import TopicSpec, catalogue
 from streams.admin import ensure_topics
 from streams.producer import EventProducer
@@ -249,6 +249,41 @@ def test_outputs_of_an_uncommitted_batch_are_sent_again_when_its_record_is_resto
         assert resent == [milestone]
         rescored = read_topic(s.kafka_bootstrap, topics.risk_updates.name, expect=1, timeout=30)
         assert [u["user_id"] for u in rescored] == [user]
+
+
+def test_outputs_of_a_debounce_tick_are_sent_again_when_its_owed_record_is_restored(
+    infra: Infra, settings: Settings, tmp_path: Path
+) -> None:
+    """A debounce tick waits for Kafka's acknowledgement outside the records lock, leaving the record owed with
+    the tick's outputs in its outbox; a commit may write it meanwhile, its batch long committed. Whoever
+    restores an owed record sends its outbox again (and re-scores), committed batch or not."""
+    s = _settings(settings, tmp_path)
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    user = "owed-u1"
+    partition = key_partition(user.encode(), s.event_partitions)
+    record = UserRecord.load(None, user)
+    now = datetime.now().astimezone()
+    login = {"event_id": "ow-1", "user_id": user, "event_type": "login", "platform": "web",
+             "event_time": now.isoformat()}  # fmt: skip
+    ingest(record, user, [login])
+    owe_score(record, ScoreRequest(user, now, "events"))
+    update = {"update_id": "sent-by-the-tick", "user_id": user, "tier": "low"}  # what the tick sent (any JSON will do)
+    record.outbox.append([topics.risk_updates.name, user, json.dumps(update)])
+    changelog = TopicSpec(f"{s.topic_prefix}-worker-user-state-changelog", s.event_partitions)
+    ensure_topics(s.kafka_bootstrap, [changelog])
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    producer.produce(changelog.name, record.to_bytes(), user.encode(), partition)
+    assert producer.flush(30) == 0
+    # The record's batch is committed: the group's offset is past its source offset.
+    group = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{s.topic_prefix}-worker"})
+    group.commit(offsets=[TopicPartition(topics.events.name, partition, 1)], asynchronous=False)
+    group.close()
+
+    with workers(s, [free_port()], tmp_path) as (worker,):
+        assert wait_for(lambda: worker.engagement(user).status_code == 200, timeout=60)
+        updates = read_topic(s.kafka_bootstrap, topics.risk_updates.name, expect=2, timeout=30)
+        assert update in updates  # the outbox, sent again
+        assert any(u.get("trigger") == "events" and u["update_id"] != update["update_id"] for u in updates)
 
 
 # Runs `engage worker` with a consumer that loses the message at offset 1 of each partition once, the way Faust's
