@@ -22,7 +22,6 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -95,15 +94,6 @@ class _Encoded:
     raw: bytes
     clock_at: float
     dormant: bool
-
-
-class _InStream:
-    """Stands for the Faust event of a student's batch where only its partition matters (``_flush_due``)."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, partition: int) -> None:
-        self.message = SimpleNamespace(partition=partition)
 
 
 @dataclass(slots=True)
@@ -416,14 +406,14 @@ class EngagementWorker:
             request = ScoreRequest(user_id, as_of, "events", newest, _newest(events, "received_at"))
             last = self._last_scored.get(user_id, 0.0)
             if wall - last >= self.settings.score_debounce_seconds:
-                to_score.append((record, request, source[user_id]))
+                to_score.append((record, request, source[user_id].message.partition))
             else:
                 self._pending[user_id] = _Pending(last + self.settings.score_debounce_seconds, request)
                 owe_score(record, request)  # stored with the record: a crash before the re-score cannot lose it
                 untouched.append((user_id, record))
         today = self.now().date() if untouched else None
         for user_id, record in untouched:
-            self.store(user_id, record, source[user_id], today)
+            self.store(user_id, record, source[user_id].message.partition, today)
         self._score_and_store(to_score)
         self._store_positions(batch)
 
@@ -489,13 +479,14 @@ class EngagementWorker:
     # --- scoring ------------------------------------------------------------------------------------------------
     def _score_and_store(
         self,
-        items: Sequence[tuple[UserRecord, ScoreRequest, Any | None]],
+        items: Sequence[tuple[UserRecord, ScoreRequest, int | None]],
         clock: datetime | None = None,
         deferred: list[_Encoded] | None = None,
     ) -> list[ScoreOutcome]:
         """Score in one model call, send the updates and interventions, store each record.
 
-        Each item's third element is the Faust event the user's batch came from, or None outside the stream.
+        Each item's third element is the partition of the message the user's batch came from on the events path
+        (and for a debounce tick, which re-scores as the events path does), or None outside the stream.
         ``clock``: the engine's 'now' for the policy, when the caller has it (else read here).
         ``deferred``: timers and the API pass a list; records go there instead of the table, to be stored once
         Kafka acknowledged the outputs (``_store_acknowledged``). A record stored before its outputs were
@@ -519,10 +510,10 @@ class EngagementWorker:
         )
         sent_at = time.time()
         today = clock.date()
-        for (record, request, event), outcome in zip(items, outcomes, strict=True):
-            self._emit(outcome, request.user_id, sent_at, record if event is not None else None)
+        for (record, request, partition), outcome in zip(items, outcomes, strict=True):
+            self._emit(outcome, request.user_id, sent_at, record if partition is not None else None)
             if deferred is None:
-                self.store(request.user_id, record, event, today)
+                self.store(request.user_id, record, partition, today)
             else:
                 deferred.append(self._encoded(request.user_id, record, today))  # bytes: records die young
             self._last_scored[request.user_id] = sent_at
@@ -611,16 +602,16 @@ class EngagementWorker:
             self.records.keep(key, record, partition)
         return record
 
-    def store(self, user_id: str, record: UserRecord, event: Any | None = None, today: date | None = None) -> None:
-        """On the events path (``event``: the message the user's batch came from) the record is changed in the
-        cache and reaches the table at the next commit; outside the stream (timers, web views) it is written at
+    def store(self, user_id: str, record: UserRecord, partition: int | None = None, today: date | None = None) -> None:
+        """On the events path (``partition``: that of the message the user's batch came from) the record is changed
+        in the cache and reaches the table at the next commit; outside the stream (timers, web views) it is written at
         once, in the partition that owns the user's key (``streams.worker.partitioning``).
         ``today``: the engine's date, when the caller has it (else read from the clock)."""
-        if event is None:
+        if partition is None:
             self._write(self._encoded(user_id, record, today))
             return
         key = user_id.encode()
-        self.records.change(key, record, event.message.partition)
+        self.records.change(key, record, partition)
         if self._clock_index is not None:
             self._clock_index[key] = (record.clock_at, self._dormant(record, today))
 
@@ -728,7 +719,7 @@ class EngagementWorker:
                 continue  # the partition moved away: its new owner finds the re-score owed in the record
             record = self.record(user_id)
             if record is not None:
-                items.append((record, p.request, _InStream(partition)))
+                items.append((record, p.request, partition))
         owed = [record.owed for record, _, _ in items]
         self._score_and_store(items)
         scored = []
