@@ -1,10 +1,12 @@
 """The stream-processing worker: a Faust app with one table of student records and the agents around it.
 
-Throughput comes from what one message carries, not from Faust settings: each Kafka message is one student's
-batch of events, ``noack_take`` gathers up to ``worker_take_max`` messages, and each student seen in that
-gather is loaded, updated and written back once (one changelog write), and re-scored at most once, with all
-re-scores of the gather done in one model call. Everything a student's record goes through is plain Python in
-``processors.pipeline``; this module only moves bytes between Kafka, the table and those functions.
+Throughput comes from what one message carries, not from Faust settings: each Kafka message is a batch of
+events of one student (``EventBatch``) or of many (``PartitionBatch``), ``noack_take`` gathers up to
+``worker_take_max`` messages, and each student seen in that gather is loaded once, folded message by message
+(each decoded message is dropped once folded), re-scored at most once, with all re-scores of the gather done in
+one model call, and written back at most once per commit (``streams.worker.record_cache``). Everything a
+student's record goes through is plain Python in ``processors.pipeline``; this module only moves bytes between
+Kafka, the table and those functions.
 
 Processing guarantee: at-least-once with idempotent state updates. A message re-delivered after a crash or a
 rebalance is skipped whole: each record keeps the offset of the last message folded into it (a student's
@@ -104,10 +106,22 @@ class _Pending:
     request: ScoreRequest
 
 
+@dataclass(slots=True)
+class _Folded:
+    """A student's part of one gather: their record, whether anything new was folded into it, and when from."""
+
+    record: UserRecord
+    partition: int  # of the message their batch came from: the partition that owns them
+    folded: bool = False  # False while every message of theirs was a re-delivery
+    meaningful: bool = False  # anything that calls for a re-score (processors.signals)
+    newest: datetime | None = None  # newest event_time of what was folded
+    received: datetime | None = None  # newest received_at
+
+
 def _newest(events: Sequence[dict[str, Any]], field: str) -> datetime | None:
     newest: datetime | None = None
     for e in events:
-        raw = e.get(field)
+        raw = e.get(field) if isinstance(e, dict) else None
         if isinstance(raw, str):
             try:
                 t = datetime.fromisoformat(raw)
@@ -323,99 +337,129 @@ class EngagementWorker:
             raise RuntimeError(f"{left} outputs not acknowledged by Kafka within {timeout:.0f} s")
 
     def _handle_batch(self, batch: Sequence[EventT]) -> None:
-        per_user: dict[str, list[tuple[int, list[dict[str, Any]]]]] = {}  # user -> (offset, events) per message
-        source: dict[str, EventT] = {}  # the message a user's batch came from: its partition is the user's
-        erasures: dict[str, tuple[Any, EventT]] = {}
+        """Fold the gather message by message, then re-score each student it touched once (one model call).
+
+        A decoded message dies once its students are folded: holding a whole gather's decoded JSON at once (up
+        to 500 messages of 1,000 events) made decoding cost twice as much, in fresh memory and in collections
+        that walked it (measured: 1.4 against 3-5 µs per event)."""
+        students: dict[str, _Folded] = {}
+        counts: dict[str, int] = {}
         newest_message = 0.0
         for event in batch:
             newest_message = max(newest_message, event.message.timestamp or 0.0)
-            try:
-                message = orjson.loads(event.value)
-                packed = isinstance(message, dict) and "batches" in message  # a PartitionBatch (schemas.messages)
-                batches = message["batches"] if packed else [message]
-                if not isinstance(batches, list):
-                    raise TypeError(f"batches must be a list, not {type(batches).__name__}")
-            except (orjson.JSONDecodeError, TypeError) as exc:
-                self._dead_letter(event.value, f"not an EventBatch or PartitionBatch: {exc!r}", source=event)
-                continue
-            accepted, refused = [], []
-            for one in batches:
-                try:
-                    accepted.append((self._batch_user(one, packed, event.message.partition), one))
-                except (KeyError, TypeError, ValueError) as exc:
-                    refused.append((one, exc))
-            if refused and (not packed or len(refused) > MAX_LETTERS_PER_MESSAGE):
-                # Not an event batch at all (or not one in many): one letter for the whole message, nothing of it
-                # folded, rather than a letter per item of a message that is garbage throughout.
-                what = f"{len(refused)} of {len(batches)} batches refused, the first: " if packed else ""
-                reason = f"not an EventBatch or PartitionBatch: {what}{refused[0][1]!r}"
-                self._dead_letter(event.value, reason, source=event)
-                continue
-            for one, problem in refused:  # a few bad students in a good message: a letter each, the rest folded
-                reason = f"not an EventBatch of a PartitionBatch: {problem!r}"
-                self._dead_letter(orjson.dumps(one), reason, source=event)
-            for user_id, one in accepted:
-                if "erase" in one:  # schemas.privacy: events before the request go with the student
-                    per_user.pop(user_id, None)
-                    erasures[user_id] = (one["erase"], event)
+            for user_id, one in self._accepted(event):
+                if "erase" in one:  # schemas.privacy: what was folded of the student goes with them
+                    students.pop(user_id, None)
+                    self.erase(user_id, one["erase"], event)
                 else:
-                    per_user.setdefault(user_id, []).append((event.message.offset, one["events"]))
-                source[user_id] = event
+                    self._fold(students, counts, user_id, one["events"], event.message.partition, event.message.offset)
         m.MESSAGES_PROCESSED.inc(len(batch))
         if newest_message:
             m.LAG_SECONDS.set(max(0.0, time.time() - newest_message))  # Faust gives message timestamps in seconds
-
-        for user_id, (request, event) in erasures.items():
-            self.erase(user_id, request, event)
+        for label, n in counts.items():
+            m.EVENTS_PROCESSED.labels(label).inc(n)
 
         wall = time.time()
-        to_score: list[tuple[UserRecord, ScoreRequest, Any]] = []
-        untouched: list[tuple[str, UserRecord]] = []
-        for user_id, messages in per_user.items():
-            record = self._load(user_id.encode()) or UserRecord.load(None, user_id)
-            self._settle_outbox(user_id, record, source[user_id].message.partition)
-            events = [e for offset, evs in messages if offset > record.source_offset for e in evs]
-            redelivered = sum(1 for offset, _ in messages if offset <= record.source_offset)
-            if redelivered:
-                m.REDELIVERED_MESSAGES.inc(redelivered)
-                if not events:
-                    continue  # everything was folded before: the record is as it should be
-            record.source_offset = max(record.source_offset, max(offset for offset, _ in messages))
-            result = ingest(record, user_id, events)
-            self._count(events, result.duplicates)
-            for milestone in result.milestones:
-                m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
-                self._send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
-            for event_id, reason in result.rejected:
-                m.REJECTED_EVENTS.inc()
-                self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason, record)
-            newest = _newest(events, "event_time")
+        to_score: list[tuple[UserRecord, ScoreRequest, int | None]] = []
+        untouched: list[tuple[str, _Folded]] = []
+        for user_id, f in students.items():
+            if not f.folded:
+                continue  # every message of theirs was folded before (re-delivered): the record is as it should be
+            newest = f.newest
             if newest is not None:
                 if self._watermark is None or newest > self._watermark:
                     self._watermark = newest
-                partition = source[user_id].message.partition
-                known = self._partition_clock.get(partition)
+                known = self._partition_clock.get(f.partition)
                 if known is None or newest > known:
-                    self._partition_clock[partition] = newest
-                self._partition_seen[partition] = wall
-            if not result.meaningful:
-                untouched.append((user_id, record))
+                    self._partition_clock[f.partition] = newest
+                self._partition_seen[f.partition] = wall
+            if not f.meaningful:
+                untouched.append((user_id, f))
                 continue
             # Event clock: the student's own newest event is their 'now' (their partition has got that far).
             as_of = newest if self.settings.worker_clock == "event" and newest is not None else self.now()
-            request = ScoreRequest(user_id, as_of, "events", newest, _newest(events, "received_at"))
+            request = ScoreRequest(user_id, as_of, "events", newest, f.received)
             last = self._last_scored.get(user_id, 0.0)
             if wall - last >= self.settings.score_debounce_seconds:
-                to_score.append((record, request, source[user_id].message.partition))
+                to_score.append((f.record, request, f.partition))
             else:
                 self._pending[user_id] = _Pending(last + self.settings.score_debounce_seconds, request)
-                owe_score(record, request)  # stored with the record: a crash before the re-score cannot lose it
-                untouched.append((user_id, record))
+                owe_score(f.record, request)  # stored with the record: a crash before the re-score cannot lose it
+                untouched.append((user_id, f))
         today = self.now().date() if untouched else None
-        for user_id, record in untouched:
-            self.store(user_id, record, source[user_id].message.partition, today)
+        for user_id, f in untouched:
+            self.store(user_id, f.record, f.partition, today)
         self._score_and_store(to_score)
         self._store_positions(batch)
+
+    def _accepted(self, event: EventT) -> list[tuple[str, dict[str, Any]]]:
+        """The students' batches of one message (user id, batch), checked; what is refused is dead-lettered."""
+        try:
+            message = orjson.loads(event.value)
+            packed = isinstance(message, dict) and "batches" in message  # a PartitionBatch (schemas.messages)
+            batches = message["batches"] if packed else [message]
+            if not isinstance(batches, list):
+                raise TypeError(f"batches must be a list, not {type(batches).__name__}")
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            self._dead_letter(event.value, f"not an EventBatch or PartitionBatch: {exc!r}", source=event)
+            return []
+        accepted, refused = [], []
+        for one in batches:
+            try:
+                accepted.append((self._batch_user(one, packed, event.message.partition), one))
+            except (KeyError, TypeError, ValueError) as exc:
+                refused.append((one, exc))
+        if refused and (not packed or len(refused) > MAX_LETTERS_PER_MESSAGE):
+            # Not an event batch at all (or not one in many): one letter for the whole message, nothing of it
+            # folded, rather than a letter per item of a message that is garbage throughout.
+            what = f"{len(refused)} of {len(batches)} batches refused, the first: " if packed else ""
+            reason = f"not an EventBatch or PartitionBatch: {what}{refused[0][1]!r}"
+            self._dead_letter(event.value, reason, source=event)
+            return []
+        for one, problem in refused:  # a few bad students in a good message: a letter each, the rest folded
+            self._dead_letter(orjson.dumps(one), f"not an EventBatch of a PartitionBatch: {problem!r}", source=event)
+        return accepted
+
+    def _fold(
+        self,
+        students: dict[str, _Folded],
+        counts: dict[str, int],
+        user_id: str,
+        events: list[dict[str, Any]],
+        partition: int,
+        offset: int,
+    ) -> None:
+        """Fold one message's batch of a student into their record, unless the message was folded before."""
+        f = students.get(user_id)
+        if f is None:
+            record = self._load(user_id.encode()) or UserRecord.load(None, user_id)
+            self._settle_outbox(user_id, record, partition)
+            f = students[user_id] = _Folded(record, partition)
+        record = f.record
+        if offset <= record.source_offset:
+            m.REDELIVERED_MESSAGES.inc()
+            return
+        record.source_offset = offset
+        result = ingest(record, user_id, events)
+        f.folded = True
+        f.meaningful = f.meaningful or result.meaningful
+        for e in events:
+            t = e.get("event_type") if isinstance(e, dict) else None
+            label = t if t in KNOWN_EVENT_TYPES else "other"  # bounded label set whatever is on the topic
+            counts[label] = counts.get(label, 0) + 1
+        if result.duplicates:
+            m.DUPLICATE_EVENTS.inc(result.duplicates)
+        for milestone in result.milestones:
+            m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
+            self._send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
+        for event_id, reason in result.rejected:
+            m.REJECTED_EVENTS.inc()
+            self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason, record)
+        newest, received = _newest(events, "event_time"), _newest(events, "received_at")
+        if newest is not None and (f.newest is None or newest > f.newest):
+            f.newest = newest
+        if received is not None and (f.received is None or received > f.received):
+            f.received = received
 
     def _batch_user(self, one: Any, packed: bool, partition: int) -> str:
         """The user id of one student's batch (an ``EventBatch``, or an erasure request), checked; raises
@@ -464,17 +508,6 @@ class EngagementWorker:
                         self.users[position_key(partition)] = str(offset).encode()
         self.records.trim()
         m.CACHED_RECORDS.set(len(self.records))
-
-    def _count(self, events: Sequence[dict[str, Any]], duplicates: int) -> None:
-        counts: dict[str, int] = {}
-        for e in events:
-            t = e.get("event_type")
-            label = t if t in KNOWN_EVENT_TYPES else "other"  # bounded label set whatever is on the topic
-            counts[label] = counts.get(label, 0) + 1
-        for label, n in counts.items():
-            m.EVENTS_PROCESSED.labels(label).inc(n)
-        if duplicates:
-            m.DUPLICATE_EVENTS.inc(duplicates)
 
     # --- scoring ------------------------------------------------------------------------------------------------
     def _score_and_store(
