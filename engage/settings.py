@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     worker_record_cache_size: int = Field(
         10_000, description="student records a worker keeps decoded in memory between commits (beyond the changed)"
     )
-    score_debounce_seconds: float = Field(0.3, description="re-score one student at most this often on events")
+    # 0.3 s cost event-to-risk p95 ~400 ms at any load (a batch inside the window waits for it); 0.1 s keeps p99
+    # under 250 ms at 5,000 events/s and throughput the same (a drain re-scores each student once per gather anyway).
+    score_debounce_seconds: float = Field(0.1, description="re-score one student at most this often on events")
     rescore_after_seconds: float = Field(86_400.0, description="silent students are re-scored at least this often")
     silence_tick_seconds: float = 30.0
     dormant_rescore_after_seconds: float = Field(
