@@ -187,10 +187,25 @@ class Bench:
                 client.execute(f"DROP DATABASE IF EXISTS {db}")
 
 
-def _busy_share(since: tuple[float, float]) -> float:
-    """Share of the machine's CPU (all cores) busy since ``since`` (a ``machine_cpu()`` reading)."""
-    busy, total = machine_cpu()
-    return (busy - since[0]) / max(1e-9, total - since[1])
+@dataclass
+class CpuMark:
+    """CPU used by some processes and by the whole machine since ``take()`` (called when a drain starts, so the
+    CPU covers the same window as the timed seconds: not start-up, not the wait for the first message)."""
+
+    pids: tuple[int, ...]
+    cpu: float = 0.0
+    machine: tuple[float, float] = (0.0, 0.0)
+
+    def take(self) -> None:
+        self.cpu, self.machine = sum(cpu_seconds(p) for p in self.pids), machine_cpu()
+
+    def used(self) -> float:
+        return sum(cpu_seconds(p) for p in self.pids) - self.cpu
+
+    def machine_busy(self) -> float:
+        """Share of the machine's CPU (all cores) busy since ``take()``."""
+        busy, total = machine_cpu()
+        return (busy - self.machine[0]) / max(1e-9, total - self.machine[1])
 
 
 def _state_totals(settings: Settings, url: str, users: Iterable[str]) -> dict[str, int | None]:
@@ -233,10 +248,10 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     b.console.print(f"throughput round {round_no + 1}: {len(events):,} events in {messages:,} messages, our worker ...")
     ours = Run()
     with b.worker(s, "ours") as (proc, url):
-        cpu0, machine0 = cpu_seconds(proc.pid), machine_cpu()
-        ours.seconds = drain_timing(lambda: _processed(url), messages, timeout=900)
-        ours.cpu, ours.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
-        machine_busy = _busy_share(machine0)
+        mark = CpuMark((proc.pid,))
+        ours.seconds = drain_timing(lambda: _processed(url), messages, timeout=900, at_first=mark.take)
+        ours.cpu, ours.peak_mb = mark.used(), peak_memory_mb(proc.pid)
+        machine_busy = mark.machine_busy()
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
@@ -245,9 +260,10 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     peer_out = b.topic(s, events_topic + ".peer")
     peer = Run()
     with b.peer(s, events_topic, peer_out, f"tp{round_no}") as proc:
-        cpu0 = cpu_seconds(proc.pid)
-        peer.seconds = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800)
-        peer.cpu, peer.peak_mb = cpu_seconds(proc.pid) - cpu0, peak_memory_mb(proc.pid)
+        mark = CpuMark((proc.pid,))
+        peer.seconds = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800,
+                                    at_first=mark.take)  # fmt: skip
+        peer.cpu, peer.peak_mb = mark.used(), peak_memory_mb(proc.pid)
     peer_updates = read_all(s.kafka_bootstrap, peer_out, outputs, timeout=120)
 
     ours_final, peer_final = final_signals(risk), final_signals(peer_updates)
@@ -322,10 +338,11 @@ def _scale_out(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
     with b.worker(s, "two-a") as (proc_a, url_a), b.worker(s, "two-b", port=free_port()) as (proc_b, url_b):
         wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=2)  # both in before any event
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
-        cpu0, machine0 = cpu_seconds(proc_a.pid) + cpu_seconds(proc_b.pid), machine_cpu()
-        out["seconds"] = drain_timing(lambda: _processed(url_a) + _processed(url_b), messages, timeout=900)
-        out["machine_busy_share"] = _busy_share(machine0)
-        out["workers_cpu_seconds"] = cpu_seconds(proc_a.pid) + cpu_seconds(proc_b.pid) - cpu0
+        mark = CpuMark((proc_a.pid, proc_b.pid))
+        out["seconds"] = drain_timing(lambda: _processed(url_a) + _processed(url_b), messages, timeout=900,
+                                      at_first=mark.take)  # fmt: skip
+        out["machine_busy_share"] = mark.machine_busy()
+        out["workers_cpu_seconds"] = mark.used()
         out["messages_per_worker"] = [_processed(url_a), _processed(url_b)]
         time.sleep(2 * s.score_debounce_seconds + 1)
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)

@@ -205,8 +205,11 @@ def metric(url: str, name: str) -> float:
     return 0.0
 
 
-def drain_timing(progress: Callable[[], float], total: float, timeout: float) -> float:
-    """Poll ``progress()`` until it reaches ``total``; seconds from its first progress to done."""
+def drain_timing(
+    progress: Callable[[], float], total: float, timeout: float, at_first: Callable[[], None] | None = None
+) -> float:
+    """Poll ``progress()`` until it reaches ``total``; seconds from its first progress to done. ``at_first`` is
+    called at the first progress: CPU counted from there covers the same window as the seconds."""
     first = None
     deadline = time.monotonic() + timeout
     value = 0.0
@@ -215,6 +218,8 @@ def drain_timing(progress: Callable[[], float], total: float, timeout: float) ->
         now = time.monotonic()
         if value > 0 and first is None:
             first = now
+            if at_first is not None:
+                at_first()
         if value >= total:
             return now - (first or now)
         time.sleep(0.05)
