@@ -251,7 +251,6 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
         mark = CpuMark((proc.pid,))
         ours.seconds = drain_timing(lambda: _processed(url), messages, timeout=900, at_first=mark.take)
         ours.cpu, ours.peak_mb = mark.used(), peak_memory_mb(proc.pid)
-        machine_busy = mark.machine_busy()
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
@@ -277,7 +276,6 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
         "differences": differences(ours_final, peer_final),
         "ours_vs_sent_events": wrong,
         "state_bytes_per_student": sum(record_bytes) / max(1, len(record_bytes)),
-        "machine_busy_share": machine_busy,
     }
     return ours, peer, details
 
@@ -328,26 +326,37 @@ def _api_load(settings: Settings, users: list[str], cfg: ProcessorsBenchConfig) 
     )
 
 
-def _scale_out(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Two workers draining one topic together; then a second worker joining mid-stream (a rebalance)."""
-    out: dict[str, Any] = {}
-    expected = expected_counts(events)
-    s = b.fresh("two")
+def _drain_together(b: Bench, events: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    """``workers`` worker processes in one group drain the events (sent once all have joined); what it took."""
+    s = b.fresh(f"scale{workers}")
     encoded = encode(s, events, b.cfg.client_batch)
-    b.console.print("scale-out: two workers on one topic ...")
-    with b.worker(s, "two-a") as (proc_a, url_a), b.worker(s, "two-b", port=free_port()) as (proc_b, url_b):
-        wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=2)  # both in before any event
+    out: dict[str, Any] = {}
+    with ExitStack() as stack:
+        running = [stack.enter_context(b.worker(s, f"scale{workers}-{k}", port=free_port())) for k in range(workers)]
+        wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=workers)  # all in before any event
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
-        mark = CpuMark((proc_a.pid, proc_b.pid))
-        out["seconds"] = drain_timing(lambda: _processed(url_a) + _processed(url_b), messages, timeout=900,
+        mark = CpuMark(tuple(proc.pid for proc, _ in running))
+        out["seconds"] = drain_timing(lambda: sum(_processed(url) for _, url in running), messages, timeout=900,
                                       at_first=mark.take)  # fmt: skip
         out["machine_busy_share"] = mark.machine_busy()
         out["workers_cpu_seconds"] = mark.used()
-        out["messages_per_worker"] = [_processed(url_a), _processed(url_b)]
+        out["messages_per_worker"] = [_processed(url) for _, url in running]
         time.sleep(2 * s.score_debounce_seconds + 1)
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     final = final_signals(risk)
-    out["wrong_counts"] = [u for u, n in expected.items() if final.get(u, {}).get("events_total") != n]
+    out["wrong_counts"] = [u for u, n in expected_counts(events).items() if final.get(u, {}).get("events_total") != n]
+    return out
+
+
+def _scale_out(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One worker, then two, draining one topic (back to back: the machine's speed drifts, and the ratio should
+    compare one moment); then a second worker joining mid-stream (a rebalance)."""
+    expected = expected_counts(events)
+    b.console.print("scale-out: one worker, then two, on one topic ...")
+    one = _drain_together(b, events, 1)
+    out = _drain_together(b, events, 2)
+    out["one_worker"] = one
+    out["wrong_counts"] = out["wrong_counts"] + one["wrong_counts"]
 
     b.console.print("scale-out: a second worker joins while events stream in (rebalance under load) ...")
     s = b.fresh("join")
@@ -447,13 +456,15 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
     if api_result is not None:
         report.add(Figure(f"engagement API p99 at {cfg.api_rate:.0f} req/s, 5,000 events/s", api_result.percentile(0.99)
                           * 1000, "ms", aim="< 100 ms", notes=f"statuses {dict(api_result.statuses)}"))  # fmt: skip
-    two = n / scale["seconds"]
-    report.add(Figure("2 worker processes, one topic", two, "events/s", "1 worker process", n / ours.seconds,
+    two, one = n / scale["seconds"], n / scale["one_worker"]["seconds"]
+    one_cores = scale["one_worker"]["workers_cpu_seconds"] / scale["one_worker"]["seconds"]
+    report.add(Figure("2 worker processes, one topic", two, "events/s", "1 worker process, just before", one,
                       aim=">= 1.6x where the cores allow (2 cores here, shared with Kafka)",
                       notes=f"messages per worker {scale['messages_per_worker']}; students with wrong counts: "
                             f"{len(scale['wrong_counts'])}; machine CPU busy {scale['machine_busy_share']:.0%} of "
-                            f"{os.cpu_count()} cores (1 worker: {details['machine_busy_share']:.0%}), the two "
-                            f"workers {scale['workers_cpu_seconds'] / scale['seconds']:.2f} cores"))  # fmt: skip
+                            f"{os.cpu_count()} cores (1 worker: {scale['one_worker']['machine_busy_share']:.0%}), "
+                            f"the two workers {scale['workers_cpu_seconds'] / scale['seconds']:.2f} cores, the one "
+                            f"{one_cores:.2f}"))  # fmt: skip
     report.add(Figure("students wrong after a rebalance under load", len(scale["join_wrong_counts"]), "students",
                       notes=f"events paced at {cfg.join_rate:,}/s, second worker started at 30%, counts from the "
                             f"state; messages per worker {scale['join_messages_per_worker']} of "
