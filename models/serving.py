@@ -16,7 +16,6 @@ from prometheus_client import Counter, Gauge
 
 from models.base import RiskModel
 from models.heuristic import HeuristicModel
-from models.lightgbm_model import LightGBMRiskModel
 from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,12 @@ class ModelProvider:
         assert self.registry is not None
         previous = self.model
         try:
-            self.model = self.fallback if stamp is None else LightGBMRiskModel(self.registry.get(stamp))
+            if stamp is None:
+                self.model = self.fallback
+            else:  # imported here: lightgbm, pandas and scipy are ~90 MB a worker scoring the heuristic never uses
+                from models.lightgbm_model import LightGBMRiskModel
+
+                self.model = LightGBMRiskModel(self.registry.get(stamp))
         except Exception as exc:  # a bad promotion must not stop scoring
             RELOADS.labels("failed").inc()
             log.error("promoted model %s could not be loaded (%s); still scoring with %s", stamp, exc, previous.version)

@@ -68,3 +68,17 @@ def test_a_broken_promotion_keeps_the_previous_model_and_rollback_returns(regist
 def test_no_registry_means_the_heuristic(tmp_path: Path) -> None:
     assert ModelProvider(ModelRegistry(tmp_path / "empty")).current().version == "heuristic-1"
     assert ModelProvider(None).current().version == "heuristic-1"
+
+
+def test_a_worker_scoring_with_the_heuristic_does_not_load_lightgbm():
+    """lightgbm, pandas and scipy are ~90 MB of a worker's memory: loaded with the first promoted model only."""
+    import subprocess
+    import sys
+
+    from engage.settings import PROJECT_ROOT
+
+    heavy = "('lightgbm', 'pandas', 'scipy')"
+    check = f"import sys, streams.worker.app; print(sorted(m for m in {heavy} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, check=True,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+    assert done.stdout.strip() == "[]"
