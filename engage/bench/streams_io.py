@@ -205,23 +205,41 @@ def metric(url: str, name: str) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class Drain:
+    """A drain timed from its first progress: ``seconds`` to done, and ``share``, the part of the work done in them.
+
+    What was done before the first progress was seen (a worker's first gather: up to hundreds of messages, done
+    before its count moves) is not in the seconds, so it must not be in the work either; ``scaled`` turns what was
+    measured in the window (seconds, CPU) into the whole drain at the same rate."""
+
+    seconds: float
+    share: float
+
+    def scaled(self, measured: float) -> float:
+        return measured / self.share
+
+
 def drain_timing(
     progress: Callable[[], float], total: float, timeout: float, at_first: Callable[[], None] | None = None
-) -> float:
-    """Poll ``progress()`` until it reaches ``total``; seconds from its first progress to done. ``at_first`` is
+) -> Drain:
+    """Poll ``progress()`` until it reaches ``total``; timed from its first progress to done. ``at_first`` is
     called at the first progress: CPU counted from there covers the same window as the seconds."""
-    first = None
+    first: tuple[float, float] | None = None  # (when, progress then)
     deadline = time.monotonic() + timeout
     value = 0.0
     while time.monotonic() < deadline:
         value = progress()
         now = time.monotonic()
         if value > 0 and first is None:
-            first = now
+            first = (now, value)
             if at_first is not None:
                 at_first()
         if value >= total:
-            return now - (first or now)
+            assert first is not None
+            if first[1] >= total:
+                raise RuntimeError(f"drained before it could be timed ({total:,.0f} at the first look): send more")
+            return Drain(now - first[0], (total - first[1]) / total)
         time.sleep(0.05)
     raise RuntimeError(f"not drained in {timeout:.0f} s ({value:,.0f} of {total:,.0f})")
 
