@@ -108,6 +108,7 @@ class ApplyResult:
     milestones: list[StreakMilestone] = field(default_factory=list)
     meaningful: bool = False
     rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (event_id, reason): dead-letter them
+    newest: datetime | None = None  # the newest event_time among the new events (not duplicates or rejected ones)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -209,6 +210,7 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
             zone_name, zone_time = tz, ts
     if latest is None:
         return result
+    result.newest = latest[1]
     state.trim_seen()
     # The zone: the latest named one wins; before any is known, events count on their own wall-clock dates.
     if zone_name is not None and (not state.tz_named or zone_time >= state.tz_time):

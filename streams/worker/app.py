@@ -114,7 +114,7 @@ class _Folded:
     partition: int  # of the message their batch came from: the partition that owns them
     folded: bool = False  # False while every message of theirs was a re-delivery
     meaningful: bool = False  # anything that calls for a re-score (processors.signals)
-    newest: datetime | None = None  # newest event_time of what was folded
+    newest: datetime | None = None  # newest event_time of the new events folded (ApplyResult.newest)
     received: datetime | None = None  # newest received_at
 
 
@@ -455,7 +455,7 @@ class EngagementWorker:
         for event_id, reason in result.rejected:
             m.REJECTED_EVENTS.inc()
             self._dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason, record)
-        newest, received = _newest(events, "event_time"), _newest(events, "received_at")
+        newest, received = result.newest, _newest(events, "received_at")
         if newest is not None and (f.newest is None or newest > f.newest):
             f.newest = newest
         if received is not None and (f.received is None or received > f.received):

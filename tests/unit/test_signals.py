@@ -235,6 +235,16 @@ def test_dedupe_remembers_the_last_ids_and_documents_its_window(batch: int) -> N
     assert state.events_total == len(events) + 3
 
 
+def test_newest_is_the_newest_new_event_not_a_duplicate_or_a_rejected_one() -> None:
+    first = apply_events(None, "u1", [ev("login", at("03-18")), ev("login", at("03-19", "08:00"))])
+    assert first.newest == datetime.fromisoformat(at("03-19", "08:00"))
+    later, out_of_range = ev("login", at("03-19", "09:00")), ev("login", "9999-12-31T23:00:00+00:00")
+    second = apply_events(first.state, "u1", [later, ev("login", at("03-17")), out_of_range])
+    assert [r[0] for r in second.rejected] == [out_of_range["event_id"]]
+    assert second.newest == datetime.fromisoformat(at("03-19", "09:00"))
+    assert apply_events(second.state, "u1", [dict(later)]).newest is None  # only a duplicate: nothing new
+
+
 def test_meaningful_changes() -> None:
     delivered = apply_events(None, "u1", [ev("notification_delivered", at("03-19"))])
     assert delivered.new_events == 1 and delivered.meaningful is False
