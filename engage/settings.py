@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     worker_fetch_max_wait_ms: int = Field(
         100, description="longest the broker may hold a fetch request of the worker (Faust's own: 1,500)"
     )
+    # Each commit writes every record changed since the last one to the table and waits for Kafka: at 1 s that was
+    # ~15% of a drain (3 s: 59-61k -> 65-75k events/s). Longer means more re-folded after a crash, never less safe.
+    worker_commit_interval_seconds: float = Field(
+        3.0, description="how often the worker commits offsets, writing its changed records first (Faust's own: 2.8)"
+    )
     worker_record_cache_size: int = Field(
         10_000, description="student records a worker keeps decoded in memory between commits (beyond the changed)"
     )

@@ -178,7 +178,7 @@ class EngagementWorker:
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.broker_session_timeout_seconds,
             broker_heartbeat_interval=1.0,
-            broker_commit_interval=1.0,
+            broker_commit_interval=settings.worker_commit_interval_seconds,
             key_serializer="raw",
             value_serializer="raw",
         )

@@ -34,6 +34,25 @@ def _rows(client: object, database: str, user_id: str) -> dict[str, int]:
     }
 
 
+def _changelog(s: Settings) -> dict[bytes, bytes | None]:
+    """The worker table's changelog: the last value per key (None: a tombstone)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.subscribe([f"{s.topic_prefix}-worker-user-state-changelog"])
+    last: dict[bytes, bytes | None] = {}
+    idle = 0
+    while idle < 6:
+        batch = consumer.consume(1000, timeout=0.5)
+        idle = 0 if batch else idle + 1
+        for msg in batch:
+            if msg.error() is None:
+                last[msg.key() or b""] = msg.value()
+    consumer.close()
+    return last
+
+
 def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, settings: Settings, tmp_path: Path):
     s = _settings(settings, tmp_path, clickhouse_database=f"privacy_{uuid.uuid4().hex[:8]}", sink_batch_seconds=0.3,
                   sink_metrics_port=0)  # fmt: skip
@@ -60,6 +79,9 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
         assert wait_for(lambda: worker.engagement(gone).status_code == 200, timeout=90)
         assert wait_for(lambda: _rows(client, s.clickhouse_database, gone)["risk_updates"] > 0, timeout=60)
         wait_for_sinks(s, timeout=60)
+        # The record in the changelog first (a worker writes changed records at its commits), so that what follows
+        # shows the erasure reaching it, not a record that was never written.
+        assert wait_for(lambda: _changelog(s).get(gone.encode()) is not None, timeout=60)
         before = _rows(client, s.clickhouse_database, gone)
         assert all(before[t] > 0 for t in ("behavior_events", "risk_updates", "user_daily_activity",
                                            "user_daily_signals"))  # fmt: skip
@@ -85,21 +107,7 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
         assert not again.worker_had_state and again.complete and not any(again.rows_deleted.values())
 
         # The changelog (compacted) ends with a tombstone for the student's key.
-        changelog = f"{s.topic_prefix}-worker-user-state-changelog"
-        from confluent_kafka import Consumer
-
-        consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
-                             "auto.offset.reset": "earliest"})  # fmt: skip
-        consumer.subscribe([changelog])
-        last: dict[bytes, bytes | None] = {}
-        idle = 0
-        while idle < 6:
-            batch = consumer.consume(1000, timeout=0.5)
-            idle = 0 if batch else idle + 1
-            for msg in batch:
-                if msg.error() is None:
-                    last[msg.key() or b""] = msg.value()
-        consumer.close()
+        last = _changelog(s)
         assert gone.encode() in last and last[gone.encode()] is None, "no tombstone for the erased student"
         assert last[kept.encode()] is not None
 
