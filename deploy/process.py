@@ -71,9 +71,23 @@ def ensure_ports_free(name: str, host: str, ports: Sequence[int]) -> None:
 
 def free_port() -> int:
     """A free TCP port on loopback (for tests that must not clash with anything running)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different free TCP ports on loopback, for servers that will bind them later.
+
+    Chosen together, each held until all are chosen: one at a time, a port released by one call can come back
+    from the next (a chaos run gave ClickHouse and a worker the same port; whichever started second could not
+    bind it, and after ClickHouse's restart the worker answered on ClickHouse's port)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def spawn(name: str, argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> int:

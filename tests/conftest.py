@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.infra import Infra
-from deploy.process import free_port
+from deploy.process import free_ports
 from engage.settings import PROJECT_ROOT, Settings
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
@@ -23,16 +23,17 @@ from streams.admin import ensure_topics
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     run = tmp_path_factory.mktemp("engage-run")
+    kafka, controller, clickhouse, clickhouse_http, collector = free_ports(5)
     return Settings(
         run_dir=run,
         cache_dir=Path(os.environ.get("ENGAGE_CACHE_DIR", PROJECT_ROOT / ".cache")),
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        clickhouse_port=free_port(),
-        clickhouse_http_port=free_port(),
+        kafka_port=kafka,
+        kafka_controller_port=controller,
+        clickhouse_port=clickhouse,
+        clickhouse_http_port=clickhouse_http,
         clickhouse_database=f"engage_test_{uuid.uuid4().hex[:8]}",
         topic_prefix=f"test-{uuid.uuid4().hex[:8]}",
-        collector_port=free_port(),
+        collector_port=collector,
         kafka_heap="768m",
         sink_batch_seconds=0.3,
     )

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from deploy import clickhouse_server, kafka_server
 from deploy.infra import Infra
-from deploy.process import free_port
+from deploy.process import free_ports
 from engage.chaos.feed import FeedStats, feed
 from engage.chaos.reference import expected_by_user
 from engage.chaos.schedule import Fault, fault_schedule
@@ -87,21 +87,23 @@ class ChaosReport:
         return ok and self.feed.lost_batches == 0 and not self.stuck
 
 
-def _settings(config: ChaosConfig) -> Settings:
+def _settings(config: ChaosConfig, ports: list[int]) -> Settings:
+    """The run's settings; ``ports``: five free ports (Kafka, its controller, ClickHouse native and HTTP, collector)."""
     tag = uuid.uuid4().hex[:8]
     base = Settings()
+    kafka, controller, clickhouse, clickhouse_http, collector = ports
     return base.model_copy(
         update={
             "run_dir": config.run_dir or PROJECT_ROOT / ".run" / f"chaos-{tag}",
             "cache_dir": config.cache_dir or base.cache_dir,
-            "kafka_port": free_port(),
-            "kafka_controller_port": free_port(),
+            "kafka_port": kafka,
+            "kafka_controller_port": controller,
             "kafka_heap": "768m",
-            "clickhouse_port": free_port(),
-            "clickhouse_http_port": free_port(),
+            "clickhouse_port": clickhouse,
+            "clickhouse_http_port": clickhouse_http,
             "clickhouse_database": f"chaos_{tag}",
             "topic_prefix": f"chaos-{tag}",
-            "collector_port": free_port(),
+            "collector_port": collector,
             "sink_metrics_port": 0,
             "sink_batch_seconds": 0.5,
         }
@@ -119,12 +121,13 @@ class _Chaos:
     def __init__(self, config: ChaosConfig, console: Console) -> None:
         self.config = config
         self.console = console
-        self.settings = _settings(config)
+        ports = free_ports(5 + config.workers)  # all at once: see free_ports
+        self.settings = _settings(config, ports[:5])
         self.infra = Infra.from_settings(self.settings)
         self.supervisor = Supervisor()
         self.report = ChaosReport(config)
         self.log_dir = self.settings.run_dir / "logs"
-        self.worker_ports = [free_port() for _ in range(config.workers)]
+        self.worker_ports = ports[5:]
         self._starting: list[threading.Thread] = []  # servers starting again after their restart
         self._kill_sinks_at: float | None = None  # halfway through the ClickHouse outage
 

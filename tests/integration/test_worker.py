@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from deploy.infra import Infra
-from deploy.process import free_port
+from deploy.process import free_port, free_ports
 from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
@@ -171,7 +171,7 @@ def test_two_workers_split_partitions_and_answer_for_any_user(infra: Infra, sett
     events = _simulated(students=24, days=6, seed=3)
     _send(s, events)
     expected = _unique_counts(events)
-    with workers(s, [free_port(), free_port()], tmp_path) as (a, b):
+    with workers(s, free_ports(2), tmp_path) as (a, b):
         assert wait_for(lambda: _totals_match(a, expected) and _totals_match(b, expected), timeout=90)
         stable = ("events_total", "lessons_completed_30d", "longest_streak_days", "first_seen", "last_event_time")
         for user in list(expected)[:8]:
