@@ -24,7 +24,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -212,6 +212,18 @@ class CpuMark:
         return (busy - self.machine[0]) / max(1e-9, total - self.machine[1])
 
 
+def _timed_drain(
+    pids: tuple[int, ...], progress: Callable[[], float], total: float, timeout: float
+) -> tuple[Run, float]:
+    """Drain until ``progress()`` reaches ``total``: the processes' run (seconds and CPU scaled to the whole drain
+    at the rate timed after the first progress, ``streams_io.Drain``; the highest peak memory) and the machine's
+    busy share over the timed window."""
+    mark = CpuMark(pids)
+    drain = drain_timing(progress, total, timeout=timeout, at_first=mark.take)
+    run = Run(drain.scaled(drain.seconds), drain.scaled(mark.used()), max(peak_memory_mb(p) for p in pids), drain.share)
+    return run, mark.machine_busy()
+
+
 def _state_totals(settings: Settings, url: str, users: Iterable[str]) -> dict[str, int | None]:
     """Each student's events folded, as the workers' state answers (any worker forwards to the owner)."""
     key = settings.server_keys[0].partition(":")[2]
@@ -252,9 +264,7 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     messages, outputs = send(s, events_topic, encoded), student_batches(encoded)
     b.console.print(f"throughput round {round_no + 1}: {len(events):,} events in {messages:,} messages, our worker ...")
     with b.worker(s, "ours") as (proc, url):
-        mark = CpuMark((proc.pid,))
-        drain = drain_timing(lambda: _processed(url), messages, timeout=900, at_first=mark.take)
-        ours = Run(drain.scaled(drain.seconds), drain.scaled(mark.used()), peak_memory_mb(proc.pid), drain.share)
+        ours, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, timeout=900)
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
@@ -262,10 +272,7 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     b.console.print(f"throughput round {round_no + 1}: the Quix Streams peer on the same topic ...")
     peer_out = b.topic(s, events_topic + ".peer")
     with b.peer(s, events_topic, peer_out, f"tp{round_no}") as proc:
-        mark = CpuMark((proc.pid,))
-        drain = drain_timing(lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800,
-                             at_first=mark.take)  # fmt: skip
-        peer = Run(drain.scaled(drain.seconds), drain.scaled(mark.used()), peak_memory_mb(proc.pid), drain.share)
+        peer, _ = _timed_drain((proc.pid,), lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800)
     peer_updates = read_all(s.kafka_bootstrap, peer_out, outputs, timeout=120)
 
     ours_final, peer_final = final_signals(risk), final_signals(peer_updates)
@@ -338,12 +345,10 @@ def _drain_together(b: Bench, events: list[dict[str, Any]], workers: int) -> dic
         running = [stack.enter_context(b.worker(s, f"scale{workers}-{k}", port=free_port())) for k in range(workers)]
         wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=workers)  # all in before any event
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
-        mark = CpuMark(tuple(proc.pid for proc, _ in running))
-        drain = drain_timing(lambda: sum(_processed(url) for _, url in running), messages, timeout=900,
-                             at_first=mark.take)  # fmt: skip
-        out["machine_busy_share"] = mark.machine_busy()
-        out["seconds"], out["workers_cpu_seconds"] = drain.scaled(drain.seconds), drain.scaled(mark.used())
-        out["timed_share"] = drain.share
+        run, out["machine_busy_share"] = _timed_drain(tuple(proc.pid for proc, _ in running),
+                                                      lambda: sum(_processed(url) for _, url in running), messages,
+                                                      timeout=900)  # fmt: skip
+        out["seconds"], out["workers_cpu_seconds"], out["timed_share"] = run.seconds, run.cpu, run.timed_share
         out["messages_per_worker"] = [_processed(url) for _, url in running]
         # The state, not the last risk update: a student's last message can hold only notification_delivered
         # events, folded but (by design) not re-scored. Any worker answers for any student (it forwards).
