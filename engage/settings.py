@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     worker_commit_interval_seconds: float = Field(
         3.0, description="how often the worker commits offsets, writing its changed records first (Faust's own: 2.8)"
     )
+    # Messages Faust handed to the stream that never reached a batch (a fetch race) are read directly after this
+    # long (streams.worker.gaps.StalledTails). A message merely queued is folded well within it; reading one twice
+    # is harmless, only wasted work.
+    worker_lost_message_grace_seconds: float = Field(
+        10.0, description="how long a message handed to the worker's stream may stay unfolded before it is read again"
+    )
     worker_record_cache_size: int = Field(
         10_000, description="student records a worker keeps decoded in memory between commits (beyond the changed)"
     )

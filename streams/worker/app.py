@@ -59,7 +59,7 @@ from streams.worker.api import admission_middleware, register_views
 from streams.worker.commits import commit_only_when_acknowledged, exit_to_be_restarted
 from streams.worker.courses import CourseDirectory
 from streams.worker.fetching import fetch_within
-from streams.worker.gaps import Refetched, missing_offsets, read_offsets
+from streams.worker.gaps import Refetched, StalledTails, missing_offsets, read_offsets
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.partitioning import at_partition, key_partition, writing_as
 from streams.worker.record_cache import RecordCache
@@ -116,6 +116,20 @@ class _Folded:
     meaningful: bool = False  # anything that calls for a re-score (processors.signals)
     newest: datetime | None = None  # newest event_time of the new events folded (ApplyResult.newest)
     received: datetime | None = None  # newest received_at
+
+
+def _highwater(consumer: Any, tp: TP) -> int | None:
+    """The partition's end offset from the consumer's last fetch, or None (not fetched yet, or not assigned)."""
+    try:
+        end = consumer.highwater(tp)
+    except Exception:  # assignment changing under us
+        return None
+    return int(end) if end is not None else None
+
+
+def _span(offsets: list[int]) -> str:
+    """A list of offsets for a log line: short lists whole, long ones as first..last (count)."""
+    return str(offsets) if len(offsets) <= 10 else f"[{offsets[0]}..{offsets[-1]}] ({len(offsets)})"
 
 
 def _newest(events: Sequence[dict[str, Any]], field: str) -> datetime | None:
@@ -218,6 +232,7 @@ class EngagementWorker:
         self.cohorts = CourseCohorts()  # the local students' standing in their courses (processors.cohort)
         self._silence_keys: list[bytes] = []
         self._idle_uncommitted: dict[int, tuple[int, int]] = {}  # partition -> (committed, position), see unstick
+        self._stalled = StalledTails(settings.worker_lost_message_grace_seconds)  # see _read_lost_tails
         self._unassigned_checks = 0  # consecutive assignment checks that found no partition here
         # Event clock only: each local student's clock_at, so a replay's silence pass (every tick, over all
         # students) finds who is due without reading every record. Built from the table on first use.
@@ -235,6 +250,8 @@ class EngagementWorker:
         self.app.timer(max(0.05, self.settings.score_debounce_seconds / 3), name="flush-debounced")(self._flush)
         self.app.timer(self.settings.silence_tick_seconds, name="rescore-silent")(self._rescore_silent)
         self.app.timer(5.0, name="unstick-commits")(self._unstick_commits)
+        grace = self.settings.worker_lost_message_grace_seconds
+        self.app.timer(max(0.5, grace / 3), name="read-lost-tails")(self._read_lost_tails)
         self.app.timer(ASSIGNMENT_CHECK_SECONDS, name="watch-assignment")(self._watch_assignment)
         register_views(self)
 
@@ -279,9 +296,7 @@ class EngagementWorker:
                 together: list[Any] = [*skipped, *batch]
                 batch = sorted(together, key=lambda e: (e.message.partition, e.message.offset))
             self._handle_batch(batch)
-            for event in skipped:
-                tp = TP(self.topics.events.name, event.message.partition)
-                await self.app.consumer._add_gap(tp, event.message.offset, event.message.offset)  # type: ignore[attr-defined]
+            await self._mark_done(skipped)
 
     async def _read_skipped(self, batch: Sequence[EventT]) -> list[Refetched]:
         """The messages the consumer skipped before this batch (``streams.worker.gaps``), read directly."""
@@ -290,34 +305,82 @@ class EngagementWorker:
             offsets.setdefault(event.message.partition, []).append(event.message.offset)
         found: list[Refetched] = []
         for partition, seen in offsets.items():
-            last = self._last_folded(partition)
-            if last is None:  # nothing folded or committed yet: the batch starts the partition, holes in it count
-                last = min(seen) - 1
+            last = await self._folded_up_to(partition)
             missing = missing_offsets(seen, last)
-            if not missing:
-                continue
-            log.warning("partition %d: the consumer skipped offsets %s (last folded %d); reading them directly",
-                        partition, missing, last)  # fmt: skip
-            try:
-                read, gone = await asyncio.get_running_loop().run_in_executor(
-                    None, read_offsets, self.settings.kafka_bootstrap, self.topics.events.name, partition, missing
-                )
-            except Exception as exc:  # Kafka unreachable: folding on past them would lose them
-                exit_to_be_restarted(f"messages the consumer skipped could not be read: {exc!r}")
-            if gone:
-                log.warning("partition %d: offsets %s are no longer on the topic (retention)", partition, gone)
-            m.MESSAGES_REFETCHED.inc(len(read))
-            found.extend(read)
+            if missing:
+                log.warning("partition %d: the consumer skipped offsets %s (last folded %d); reading them directly",
+                            partition, missing, last)  # fmt: skip
+                found.extend(await self._read_directly(partition, missing))
         return found
 
-    def _last_folded(self, partition: int) -> int | None:
+    async def _read_lost_tails(self) -> None:
+        """Timer: messages the consumer handed to the stream that never reached a batch, with nothing after them
+        in their partition to reveal the hole (``gaps.StalledTails``), read directly and folded."""
+        consumer: Any = self.app.consumer
+        owned = self._owned_partitions()
+        self._stalled.keep_partitions(owned)
+        async with self.records_lock:
+            for partition in sorted(owned):
+                tp = TP(self.topics.events.name, partition)
+                # Faust's read offset is the last offset handed to the stream, except right after a seek, where
+                # it is the next one to read: never past the end of the partition (the high watermark, minus 1).
+                read, end = consumer._read_offset.get(tp), _highwater(consumer, tp)
+                if read is None or end is None:
+                    continue
+                handed = min(read, end - 1)
+                last = await self._folded_up_to(partition)
+                missing = self._stalled.missing(partition, last, handed, time.monotonic())
+                if not missing:
+                    continue
+                log.warning("partition %d: offsets %s were handed to the stream %.0f s ago and never folded; "
+                            "reading them directly", partition, _span(missing),
+                            self._stalled.grace_seconds)  # fmt: skip
+                read = await self._read_directly(partition, missing)
+                if read:
+                    self._handle_batch(read)  # type: ignore[arg-type]  # shaped like Faust events (gaps.Refetched)
+                    await self._mark_done(read)
+
+    async def _read_directly(self, partition: int, missing: list[int]) -> list[Refetched]:
+        """Read ``missing`` offsets of an events partition with a plain consumer (off the event loop); exit to be
+        restarted if Kafka does not give them: folding on past them would lose them."""
+        try:
+            read, gone = await asyncio.get_running_loop().run_in_executor(
+                None, read_offsets, self.settings.kafka_bootstrap, self.topics.events.name, partition, missing
+            )
+        except Exception as exc:  # Kafka unreachable: folding on past them would lose them
+            exit_to_be_restarted(f"messages the consumer skipped could not be read: {exc!r}")
+        if gone:
+            log.warning("partition %d: offsets %s are no longer on the topic (retention)", partition, _span(gone))
+        m.MESSAGES_REFETCHED.inc(len(read))
+        return read
+
+    async def _mark_done(self, refetched: Sequence[Refetched]) -> None:
+        """Tell Faust the messages read directly are done: it commits only up to the first offset it has not
+        seen acknowledged, and it never saw these."""
+        for event in refetched:
+            tp = TP(self.topics.events.name, event.message.partition)
+            await self.app.consumer._add_gap(tp, event.message.offset, event.message.offset)  # type: ignore[attr-defined]
+
+    async def _folded_up_to(self, partition: int) -> int:
         """The last offset of ``partition`` folded into the table: its stored position, else the one before the
-        committed offset; None when neither is known (nothing folded or committed yet)."""
+        committed offset, else (nothing folded or committed yet) the one before its earliest offset on the topic,
+        where the consumer starts (``auto_offset_reset=earliest``): a first batch that does not begin there means
+        the consumer skipped the partition's first messages."""
         position = self._position(partition)
         if position is not None:
             return position
         committed = self._committed(partition)
-        return committed - 1 if committed is not None else None
+        if committed is not None:
+            return committed - 1
+        return await self._earliest_offset(partition) - 1
+
+    async def _earliest_offset(self, partition: int) -> int:
+        tp = TP(self.topics.events.name, partition)
+        try:
+            earliest = await self.app.consumer.earliest_offsets(tp)
+        except Exception as exc:  # Kafka unreachable: without it a skipped first message would go unseen
+            exit_to_be_restarted(f"the earliest offset of partition {partition} could not be read: {exc!r}")
+        return int(earliest.get(tp) or 0)
 
     def _position(self, partition: int) -> int | None:
         """The last offset of ``partition`` processed (``_store_positions``), or None."""

@@ -286,46 +286,69 @@ def test_outputs_of_a_debounce_tick_are_sent_again_when_its_owed_record_is_resto
         assert any(u.get("trigger") == "events" and u["update_id"] != update["update_id"] for u in updates)
 
 
-# Runs `engage worker` with a consumer that loses the message at offset 1 of each partition once, the way Faust's
-# fetcher lost one in a race after a SIGKILL (streams.worker.gaps); the acknowledgements still cover it, so
-# Faust commits past it. Arguments after the script are the CLI's.
+# Runs `engage worker` with a consumer that loses the messages at LOST (partition, offset) once each, the way
+# Faust's fetcher lost one in a race after a SIGKILL (streams.worker.gaps); the acknowledgements still cover
+# them, so Faust commits past them. Arguments after the script are the CLI's.
 _SKIPPING_WORKER = """
 import sys
 from streams.worker.app import EngagementWorker
 from engage.cli import main
 
 handle_batch, lost = EngagementWorker.handle_batch, set()
+LOST = {lost!r}
 
-async def losing_one_per_partition(self, batch):
+async def losing_some(self, batch):
     kept = []
     for event in batch:
         where = (event.message.partition, event.message.offset)
-        if event.message.offset == 1 and where not in lost:
+        if where in LOST and where not in lost:
             lost.add(where)
             continue
         kept.append(event)
     await handle_batch(self, kept)
 
-EngagementWorker.handle_batch = losing_one_per_partition
+EngagementWorker.handle_batch = losing_some
 sys.argv = ["engage", *sys.argv[1:]]
 main()
 """
 
 
+def _messages_per_partition(s: Settings) -> dict[int, int]:
+    topic = catalogue(s.topic_prefix, s.event_partitions).events.name
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{topic}-count"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(s.event_partitions)
+        }
+    finally:
+        consumer.close()
+
+
 def test_messages_the_consumer_skipped_are_read_directly_and_folded(
     infra: Infra, settings: Settings, tmp_path: Path
 ) -> None:
-    s = _settings(settings, tmp_path)
-    events = _simulated(students=16, days=5, seed=21)
+    """Every place a lost message can sit in its partition: the first (nothing folded or committed yet to compare
+    with), one in the middle (the next batch shows the hole), and the last (no next batch ever shows it: a clean
+    clone's run lost a student's events that way, on a day the simulated data gave a partition two messages)."""
+    s = _settings(settings, tmp_path, worker_lost_message_grace_seconds=2.0)
+    events = _simulated(students=24, days=5, seed=21)
     _send(s, events)
+    counts = _messages_per_partition(s)
+    assert all(n >= 3 for n in counts.values()), f"every partition needs a first, a middle and a last: {counts}"
+    last = {p: n - 1 for p, n in counts.items()}
+    lost = {(0, 0), (1, last[1]), (2, counts[2] // 2), (3, 0), (3, last[3])}
     expected = _unique_counts(events)
-    worker = WorkerProcess(s, free_port(), tmp_path / "worker.log", python=["-c", _SKIPPING_WORKER]).start()
+    script = _SKIPPING_WORKER.format(lost=lost)
+    worker = WorkerProcess(s, free_port(), tmp_path / "worker.log", python=["-c", script]).start()
     try:
         folded = wait_for(lambda: _totals_match(worker, expected), timeout=60)
-        assert folded, f"totals differ (answered, expected): {_total_differences(worker, expected)}"
+        assert folded, f"totals differ (answered, expected): {_total_differences(worker, expected)}, lost {lost}"
         metrics = __import__("httpx").get(f"{worker.url}/metrics").text
         refetched = re.search(r"^engage_worker_messages_refetched_total (\S+)$", metrics, re.M)
-        assert refetched and float(refetched.group(1)) == s.event_partitions, "one message per partition read again"
+        assert refetched and float(refetched.group(1)) == len(lost), "each lost message read once more"
+        log = (tmp_path / "worker.log").read_text()
+        assert f"partition 1: offsets [{last[1]}] were handed to the stream" in log, "the tail found by the timer"
     finally:
         worker.stop()
 
