@@ -56,6 +56,7 @@ from streams.admin import group_assigned_partitions
 from streams.producer import EventProducer
 from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
+from streams.worker.backpressure import Backlog
 from streams.worker.commits import commit_only_when_acknowledged, exit_to_be_restarted
 from streams.worker.courses import CourseDirectory
 from streams.worker.fetching import fetch_within
@@ -195,11 +196,20 @@ class EngagementWorker:
             broker_commit_interval=settings.worker_commit_interval_seconds,
             key_serializer="raw",
             value_serializer="raw",
+            producer_max_batch_size=settings.worker_changelog_batch_bytes,
+            producer_linger=settings.worker_changelog_linger_ms / 1000,
         )
         # Records the events path changed reach the table once per commit (streams.worker.record_cache).
         self.records = RecordCache(settings.worker_record_cache_size)
         self.changelog_writes = commit_only_when_acknowledged(  # streams.worker.commits
-            self.app, self.outputs_acknowledged, write_back=self._write_back
+            self.app, self._outputs_acknowledged_before_commit, write_back=self._write_back
+        )
+        # The events path and the timers wait here before writing more (streams.worker.backpressure: why).
+        self.backlog = Backlog(
+            self.changelog_writes,
+            lambda: self.outputs.in_flight,
+            lambda: self.outputs.delivered,
+            settings.worker_max_unacknowledged_writes,
         )
         fetch_within(self.app, settings.worker_fetch_max_wait_ms)  # streams.worker.fetching: why
         seek_to_committed = self.app.consumer.perform_seek
@@ -291,6 +301,7 @@ class EngagementWorker:
         # view could interleave and one of the two writes would lose the other's update (e.g. an intervention
         # recorded in the history, so caps and cooldowns would not see it).
         async with self.records_lock:
+            await self.backlog.ebb()  # holding the batch: Faust's buffers fill and its consumer stops fetching
             skipped = await self._read_skipped(batch)
             if skipped:  # folded in offset order with the batch, then marked done for Faust's commits
                 together: list[Any] = [*skipped, *batch]
@@ -398,6 +409,14 @@ class EngagementWorker:
         left = await asyncio.get_running_loop().run_in_executor(None, self.outputs.flush, timeout)
         if left:
             raise RuntimeError(f"{left} outputs not acknowledged by Kafka within {timeout:.0f} s")
+
+    async def _outputs_acknowledged_before_commit(self) -> None:
+        """The outputs sent so far, acknowledged, with nothing new sent meanwhile: librdkafka's flush waits until
+        its queue is empty, which a steady stream of outputs (a replay's silence pass) can put off without end.
+        Everything that sends outputs does so holding the records lock, and Kafka takes the ones queued within
+        milliseconds, so the events path pauses that long once per commit."""
+        async with self.records_lock:
+            await self.outputs_acknowledged()
 
     def _handle_batch(self, batch: Sequence[EventT]) -> None:
         """Fold the gather message by message, then re-score each student it touched once (one model call).
@@ -625,10 +644,12 @@ class EngagementWorker:
         if not deferred:
             return
         await self.outputs_acknowledged()
-        owned = self._owned_partitions()
-        for encoded in deferred:
-            if key_partition(encoded.key, self.settings.event_partitions) in owned:
-                self._write(encoded)
+        for start in range(0, len(deferred), SILENCE_CHUNK):
+            await self.backlog.ebb()
+            owned = self._owned_partitions()  # after each wait: a rebalance may have run meanwhile
+            for encoded in deferred[start : start + SILENCE_CHUNK]:
+                if key_partition(encoded.key, self.settings.event_partitions) in owned:
+                    self._write(encoded)
 
     def _send_kept(self, record: UserRecord | None, topic: str, key: str, value: str) -> None:
         """Send an output; on the events path (``record`` given) also keep it in the record's outbox."""
@@ -991,17 +1012,17 @@ class EngagementWorker:
         Live (wall clock), one pass over the local keys is spread over the whole period, a slice per tick
         (slice = keys x tick / period), so no tick scans or scores everything at once and a student silent for
         a day is re-scored within about a day. Replaying history on the event clock, a day may pass in a
-        second, so each tick checks every local key.
+        second, so each tick checks every local key (``_rescore_due_now``).
         """
+        if self.settings.worker_clock == "event":
+            await self._rescore_due_now()
+            return
         async with self.records_lock:
             deferred: list[_Encoded] = []
             self._rescore_slice(deferred)
             await self._store_acknowledged(deferred)
 
     def _rescore_slice(self, deferred: list[_Encoded]) -> None:
-        if self.settings.worker_clock == "event":
-            self._rescore_due_now(deferred)
-            return
         if not self._silence_keys:
             self._silence_keys = self._student_keys()
             m.TABLE_USERS.set(len(self._silence_keys))
@@ -1016,32 +1037,45 @@ class EngagementWorker:
                 items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
         self._score_and_store(items, deferred=deferred)
 
-    def _rescore_due_now(self, deferred: list[_Encoded], max_per_tick: int = 5_000) -> None:
+    async def _rescore_due_now(self, max_per_tick: int = 5_000) -> None:
         """Event clock: re-score every local student whose last score is a day (of event time) old, found in
-        the in-memory clock index instead of by reading each record."""
-        now = self.now()
-        if self._clock_index is None:
-            self._clock_index = {}
-            for key in self._student_keys():
-                record = self._load(key)
-                if record is not None:
-                    self._clock_index[key] = (record.clock_at, self._dormant(record, now.date()))
-            m.TABLE_USERS.set(len(self._clock_index))
-        active_cutoff, dormant_cutoff = self._silence_cutoff(now, False), self._silence_cutoff(now, True)
-        due = [
-            k for k, (at, dormant) in self._clock_index.items() if at <= (dormant_cutoff if dormant else active_cutoff)
-        ][:max_per_tick]
-        # In chunks: a pass decodes thousands of records, and holding them all at once would let them age into
-        # the garbage collector's oldest generation, whose full collections then cost as much as the scoring.
+        the in-memory clock index instead of by reading each record.
+
+        In slices of ``SILENCE_CHUNK`` students: a pass decodes thousands of records, and holding them all at once
+        would let them age into the garbage collector's oldest generation, whose full collections then cost as
+        much as the scoring. Each slice is stored once Kafka acknowledged its outputs and the backlog is under its
+        bound (``streams.worker.backpressure``), and the records lock is let go between slices, so the events
+        path and the commits take turns with a pass instead of waiting for all of it."""
+        async with self.records_lock:
+            now = self.now()
+            if self._clock_index is None:
+                self._clock_index = {}
+                for key in self._student_keys():
+                    record = self._load(key)
+                    if record is not None:
+                        self._clock_index[key] = (record.clock_at, self._dormant(record, now.date()))
+                m.TABLE_USERS.set(len(self._clock_index))
+            active_cutoff, dormant_cutoff = self._silence_cutoff(now, False), self._silence_cutoff(now, True)
+            due = [
+                k
+                for k, (at, dormant) in self._clock_index.items()
+                if at <= (dormant_cutoff if dormant else active_cutoff)
+            ][:max_per_tick]
         for start in range(0, len(due), SILENCE_CHUNK):
-            items = []
-            for key in due[start : start + SILENCE_CHUNK]:
-                record = self._load(key)
-                if record is None:  # the partition moved to another worker
-                    self._clock_index.pop(key, None)
-                    continue
-                items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
-            self._score_and_store(items, now, deferred)
+            async with self.records_lock:
+                items = []
+                for key in due[start : start + SILENCE_CHUNK]:
+                    record = self._load(key)
+                    if record is None:  # the partition moved to another worker
+                        if self._clock_index is not None:
+                            self._clock_index.pop(key, None)
+                        continue
+                    if record.clock_at > self._silence_cutoff(now, self._dormant(record, now.date())):
+                        continue  # re-scored on events between two slices
+                    items.append((record, ScoreRequest(key.decode(), now, "silence"), None))
+                deferred: list[_Encoded] = []
+                self._score_and_store(items, now, deferred)
+                await self._store_acknowledged(deferred)
 
     def _dead_letter(
         self, raw: bytes, reason: str, keep: UserRecord | None = None, source: EventT | None = None

@@ -4,8 +4,9 @@ every table changelog write and every output those events caused.
 Faust flushes its producer before it commits, but that flush is not enough: its buffer of changelog writes
 gives up waiting after 0.1 s without progress (Kafka slow or restarting), and a write being handed to aiokafka
 at that moment is in neither the buffer nor aiokafka's queue. A crash after such a commit lost those students'
-newest state (the chaos suite caught it). So every changelog write is tracked from the moment Faust queues it
-until Kafka acknowledges it, and the flush before a commit waits for all of them.
+newest state (the chaos suite caught it). And under a steady stream of writes its buffer is never empty, so
+that flush never ends. So every changelog write is tracked from the moment Faust queues it until Kafka
+acknowledges it, and the flush before a commit waits for all those queued before it.
 
 A write Kafka never acknowledges (Faust's buffer task can die on a send error while Kafka restarts, and then
 nothing it holds is ever sent) must not stall the worker forever, nor be committed past: after
@@ -38,10 +39,11 @@ def exit_to_be_restarted(reason: str) -> NoReturn:
 
 
 class ChangelogWrites:
-    """The changelog writes Kafka has not acknowledged yet, and the ones that failed."""
+    """The changelog writes Kafka has not acknowledged yet, how many it has, and the ones that failed."""
 
     def __init__(self) -> None:
         self.unacknowledged: set[asyncio.Future[Any]] = set()
+        self.acknowledged = 0  # ever: progress, for the backlog's stall guard (streams.worker.backpressure)
         self.failures: list[BaseException] = []
 
     @property
@@ -56,13 +58,14 @@ def commit_only_when_acknowledged(
     timeout_seconds: float = 60.0,
 ) -> ChangelogWrites:
     """Make ``app``'s pre-commit flush first ``write_back`` (records held in memory into the table), then wait
-    for every changelog write, then for ``outputs_acknowledged``."""
+    for every changelog write queued until then, then for ``outputs_acknowledged``."""
     producer = app.producer
     writes = ChangelogWrites()
     unacknowledged, failures = writes.unacknowledged, writes.failures
 
     def settled(fut: asyncio.Future[Any]) -> None:
         unacknowledged.discard(fut)
+        writes.acknowledged += 1
         if not fut.cancelled() and fut.exception() is not None:
             failures.append(fut.exception())  # type: ignore[arg-type]
 
@@ -73,21 +76,31 @@ def commit_only_when_acknowledged(
         fut.add_done_callback(settled)
         queue(fut)
 
-    faust_flush = producer.flush
+    step = ["starting"]
 
     async def everything_acknowledged() -> None:
         if write_back is not None:
+            step[0] = "waiting for the records lock to write records back"
             await write_back()
-        await faust_flush()
-        while unacknowledged:
-            await asyncio.wait(list(unacknowledged))
+        # The writes queued up to now, not the ones timers and the events path queue while this waits: under a
+        # steady stream of writes the set is never empty. Waiting for it to be empty, and Faust's own flush, which
+        # waits until its buffer is empty, made every commit time out after 60 s while Kafka was acknowledging
+        # thousands of writes a second (an OULAD replay's silence pass, #29). Every write queued so far is in
+        # ``unacknowledged`` from the moment Faust queued it, and Faust's buffer task sends them on its own.
+        queued = list(unacknowledged)
+        step[0] = f"waiting for {len(queued)} changelog writes"
+        if queued:
+            await asyncio.wait(queued)
+        step[0] = "waiting for the outputs"
         await outputs_acknowledged()
 
     async def flush() -> None:
         try:
             await asyncio.wait_for(everything_acknowledged(), timeout_seconds)
         except TimeoutError:
-            exit_to_be_restarted(f"changelog writes or outputs not acknowledged by Kafka in {timeout_seconds:.0f} s")
+            exit_to_be_restarted(
+                f"changelog writes or outputs not acknowledged by Kafka in {timeout_seconds:.0f} s ({step[0]})"
+            )
         except Exception as exc:  # outputs refused
             exit_to_be_restarted(f"outputs not acknowledged: {exc!r}")
         if failures:

@@ -67,3 +67,11 @@ REJECTED_EVENTS = Counter(
 ERASURES = Counter(
     "engage_privacy_erasures_total", "Students erased from this worker's state, by whether it knew them", ["state"]
 )
+BACKPRESSURE_SECONDS = Counter(
+    "engage_worker_backpressure_seconds_total",
+    "Time the worker waited for Kafka to acknowledge its writes before taking more (streams.worker.backpressure)",
+)
+UNACKNOWLEDGED_WRITES = Gauge(
+    "engage_worker_unacknowledged_writes",
+    "Changelog writes and outputs sent to Kafka and not acknowledged yet, when last waited for",
+)
