@@ -281,12 +281,16 @@ def chaos(
     broken_sink: Annotated[
         bool, typer.Option(help="Run a sink that commits before inserting: the verifier must then fail")
     ] = False,
+    double_emitting_worker: Annotated[
+        bool, typer.Option(help="Run workers that emit each output twice under two ids: the verifier must then fail")
+    ] = False,
 ) -> None:
     """Stream known events while workers and sinks are killed and Kafka and ClickHouse restart; verify every
     student; print ALL-RECORDS-DELIVERED (exit 0) only when nothing is missing and nothing is counted twice."""
     from engage.chaos.harness import ChaosConfig, run_chaos
 
-    config = ChaosConfig(students=students, days=days, seconds=seconds, kills=kills, seed=seed, broken_sink=broken_sink)
+    config = ChaosConfig(students=students, days=days, seconds=seconds, kills=kills, seed=seed, broken_sink=broken_sink,
+                         double_emitting_worker=double_emitting_worker)  # fmt: skip
     report = run_chaos(config, console)
     raise typer.Exit(0 if report.delivered else 1)
 

@@ -59,6 +59,7 @@ class ChaosConfig:
     workers: int = 2
     sinks: int = 2
     broken_sink: bool = False  # run ``engage.chaos.broken_sink`` (commits before inserting) instead
+    double_emitting_worker: bool = False  # run ``engage.chaos.broken_worker`` (each output twice, two ids) instead
     settle_timeout: float = 240.0
     run_dir: Path | None = None  # default .run/chaos-<tag>
     cache_dir: Path | None = None
@@ -136,14 +137,11 @@ class _Chaos:
         env = settings_env(self.settings)
         py = sys.executable
         self.supervisor.add("collector", [py, "-m", "engage.cli", "collector"], env, self.log_dir / "collector.log")
+        broken = self.config.double_emitting_worker
+        run = ["-m", "engage.chaos.broken_worker" if broken else "engage.cli", "worker", "--loglevel", "info"]
         for i, port in enumerate(self.worker_ports, 1):
             worker_env = settings_env(self.settings.model_copy(update={"worker_web_port": port}))
-            self.supervisor.add(
-                f"worker-{i}",
-                [py, "-m", "engage.cli", "worker", "--loglevel", "info"],
-                worker_env,
-                self.log_dir / f"worker-{i}.log",
-            )
+            self.supervisor.add(f"worker-{i}", [py, *run], worker_env, self.log_dir / f"worker-{i}.log")
         sink = ["-m", "engage.chaos.broken_sink"] if self.config.broken_sink else ["-m", "engage.cli", "sink", "all"]
         for i in range(1, self.config.sinks + 1):
             self.supervisor.add(f"sink-{i}", [py, *sink], env, self.log_dir / f"sink-{i}.log")
@@ -292,7 +290,8 @@ class _Chaos:
     # --- the run -----------------------------------------------------------------------------------------
     def run(self) -> ChaosReport:
         config, console = self.config, self.console
-        console.rule(f"[bold]chaos run{' with a deliberately broken sink' if config.broken_sink else ''}")
+        broken = [what for what, on in (("sink", config.broken_sink), ("worker", config.double_emitting_worker)) if on]
+        console.rule(f"[bold]chaos run{''.join(f' with a deliberately broken {what}' for what in broken)}")
         for started_server in self.infra.up():
             console.print(f"  {started_server.name:<11} pid {started_server.pid}")
         ensure_topics(

@@ -1,12 +1,14 @@
 """Compare, per student, what the live system holds with what the sent events define (``reference``).
 
-Two places are read: the workers' state through the engagement API (event counts, signal totals, streaks)
-and ClickHouse (event rows, daily activity, streak milestones, the newest risk update). A difference in
-either direction is reported: too few is a lost record, too many is a record counted twice.
+Three places are read: the workers' state through the engagement API (event counts, signal totals, streaks),
+ClickHouse (event rows, daily activity, streak milestones, the newest risk update) and the output topics (every
+risk update, intervention and milestone the workers emitted, against what ClickHouse stored of them). A
+difference in either direction is reported: too few is a lost record, too many is a record counted twice.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,46 @@ WORKER_CHECKS: dict[str, tuple[Callable[[Expected], Any], Callable[[dict[str, An
     "worker: current streak": (lambda e: e.current_streak, lambda b: b["streak"]["current_days"]),
     "worker: longest streak": (lambda e: e.longest_streak, lambda b: b["streak"]["longest_days"]),
 }
+
+
+@dataclass(frozen=True)
+class OutputTable:
+    """One of the engine's outputs: its ClickHouse table, its natural id, and what makes two of them the same.
+
+    ``logical``: the fields that name one logical output, whatever id it was given. The same output sent again
+    under the same id is at-least-once delivery and fine (ReplacingMergeTree collapses it, read with FINAL); the
+    same logical output under two ids is counted twice by every reader."""
+
+    noun: str  # in the checks' names
+    table: str
+    id_field: str
+    logical: tuple[str, ...]
+
+    @property
+    def checks(self) -> tuple[str, str, str, str]:
+        """(on Kafka but not stored, stored but never produced, stored twice, emitted twice under two ids)."""
+        return (
+            f"clickhouse: every {self.noun} on Kafka stored (whole run)",
+            f"clickhouse: no {self.noun} stored that was never produced (whole run)",
+            f"clickhouse: no {self.noun} stored twice (whole run)",
+            f"kafka: no {self.noun} emitted twice under two ids",
+        )
+
+
+# The id schemes (schemas/, processors/) and what names one logical output:
+# - a risk update is one re-score: ``update_id`` is f"{user_id}:{score_seq}"; a re-score is the scoring of one
+#   student at one wall-clock instant (``scored_at``) as of one time. Re-scoring the same events again later
+#   (a restored record owed a score) is a new re-score, with a new ``scored_at``, not a double.
+# - an intervention is one policy decision on one score: ``intervention_id`` is derived from (user, type, the
+#   triggering event time), and a score decides at most one intervention, so two ids for one student and one
+#   triggering event time are one score acted on twice.
+# - a milestone is once per (user, streak run, milestone): ``milestone_id`` is derived from (user, run_start,
+#   milestone_days). (Two milestones of 7 days for one student are fine when they are two runs.)
+OUTPUTS = (
+    OutputTable("risk update", "risk_updates", "update_id", ("user_id", "scored_at", "as_of")),
+    OutputTable("intervention", "intervention_requests", "intervention_id", ("user_id", "triggered_by_event_time")),
+    OutputTable("milestone", "streak_milestones", "milestone_id", ("user_id", "run_start", "milestone_days")),
+)
 CLICKHOUSE_CHECKS = (
     "clickhouse: event rows",
     "clickhouse: daily activity events",
@@ -35,16 +77,8 @@ CLICKHOUSE_CHECKS = (
     "clickhouse: streak milestones",
     "clickhouse: newest risk update saw every event",
     "clickhouse: dead letters (whole run)",
-    "clickhouse: every risk update on Kafka stored (whole run)",
-    "clickhouse: every intervention on Kafka stored (whole run)",
-    "clickhouse: every milestone on Kafka stored (whole run)",
+    *(check for output in OUTPUTS for check in output.checks),
 )
-# The engine's own outputs: what the sinks must have stored is exactly what is on their topics (by natural id).
-OUTPUT_TABLES = {
-    "clickhouse: every risk update on Kafka stored (whole run)": ("risk_updates", "update_id"),
-    "clickhouse: every intervention on Kafka stored (whole run)": ("intervention_requests", "intervention_id"),
-    "clickhouse: every milestone on Kafka stored (whole run)": ("streak_milestones", "milestone_id"),
-}
 
 
 @dataclass(frozen=True)
@@ -53,6 +87,24 @@ class Difference:
     check: str
     expected: Any
     observed: Any
+
+    @property
+    def missing(self) -> bool:
+        """Less was found than expected (a lost record), rather than more (a record counted twice)."""
+        if isinstance(self.expected, int) and isinstance(self.observed, int):
+            return self.observed < self.expected
+        if isinstance(self.expected, list) and isinstance(self.observed, list):
+            return bool(Counter(self.expected) - Counter(self.observed))
+        return False
+
+    @property
+    def doubled(self) -> bool:
+        """More was found than expected: a record counted, stored or emitted twice."""
+        if isinstance(self.expected, int) and isinstance(self.observed, int):
+            return self.observed > self.expected
+        if isinstance(self.expected, list) and isinstance(self.observed, list):
+            return bool(Counter(self.observed) - Counter(self.expected))
+        return False
 
 
 @dataclass
@@ -133,14 +185,14 @@ def clickhouse_differences(
     return out, totals
 
 
-def topic_ids(bootstrap: str, topic: str, field_name: str) -> set[str]:
-    """Every ``field_name`` in the messages on ``topic``, read from the start to the current end."""
+def topic_messages(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every message on ``topic``, decoded, read from the start to the end offsets taken first."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-verifier", "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-        left, ids = sum(ends.values()), set()
+        left, out = sum(ends.values()), []
         while left > 0:
             msg = consumer.poll(5.0)
             if msg is None:
@@ -148,21 +200,51 @@ def topic_ids(bootstrap: str, topic: str, field_name: str) -> set[str]:
             if msg.error() is not None:
                 continue
             left -= 1
-            ids.add(str(orjson.loads(msg.value() or b"{}").get(field_name)))
-        return ids
+            out.append(orjson.loads(msg.value() or b"{}"))
+        return out
     finally:
         consumer.close()
 
 
+def compare_output(output: OutputTable, produced: list[dict[str, Any]], stored: Mapping[str, int]) -> list[Difference]:
+    """One output's messages on Kafka (``produced``) against its rows in ClickHouse (``stored``: id -> rows after
+    FINAL), in both directions: produced but not stored; stored but never produced; stored in more rows than
+    the id had distinct messages (the same message sent again collapses to one row); and one logical output
+    emitted under two ids (per student: logical outputs expected, ids found)."""
+    on_kafka, out = {str(m.get(output.id_field)) for m in produced}, []
+    missing, unknown = on_kafka - set(stored), set(stored) - on_kafka
+    in_stored, never_produced, twice, two_ids = output.checks
+    if missing:
+        out.append(Difference("(all)", in_stored, len(on_kafka), len(on_kafka) - len(missing)))
+    if unknown:
+        out.append(Difference("(all)", never_produced, 0, len(unknown)))
+    versions: dict[str, set[bytes]] = {}
+    for m in produced:
+        versions.setdefault(str(m.get(output.id_field)), set()).add(orjson.dumps(m, option=orjson.OPT_SORT_KEYS))
+    over = sum(rows - len(versions[i]) for i, rows in stored.items() if i in versions and rows > len(versions[i]))
+    if over:
+        out.append(Difference("(all)", twice, sum(stored.values()) - over, sum(stored.values())))
+    ids: dict[tuple[Any, ...], set[str]] = {}
+    for m in produced:
+        ids.setdefault((str(m.get("user_id")), *(m.get(f) for f in output.logical)), set()).add(
+            str(m.get(output.id_field))
+        )
+    per_user: dict[str, tuple[int, int]] = {}
+    for (user, *_), named in ids.items():
+        outputs, found = per_user.get(user, (0, 0))
+        per_user[user] = (outputs + 1, found + len(named))
+    out += [Difference(u, two_ids, n, found) for u, (n, found) in sorted(per_user.items()) if found > n]
+    return out
+
+
 def output_differences(client: Any, database: str, bootstrap: str, topics: Mapping[str, str]) -> list[Difference]:
-    """Per output table: ids on its Kafka topic that ClickHouse does not hold (``topics``: table -> topic)."""
+    """Per output table (``topics``: table -> topic), Kafka against ClickHouse both ways (``compare_output``)."""
     out = []
-    for check, (table, id_field) in OUTPUT_TABLES.items():
-        on_kafka = topic_ids(bootstrap, topics[table], id_field)
-        stored = {str(r[0]) for r in client.execute(f"SELECT DISTINCT {id_field} FROM {database}.{table}")}
-        missing = on_kafka - stored
-        if missing:
-            out.append(Difference("(all)", check, len(on_kafka), len(on_kafka) - len(missing)))
+    for output in OUTPUTS:
+        produced = topic_messages(bootstrap, topics[output.table])
+        rows = f"SELECT {output.id_field}, count() FROM {database}.{output.table} FINAL GROUP BY {output.id_field}"
+        stored = {str(i): n for i, n in client.execute(rows)}
+        out += compare_output(output, produced, stored)
     return out
 
 
@@ -177,7 +259,8 @@ def verify(
     output_topics: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Every check for every student; the dead letters must be exactly the events the collector refused; and
-    with ``bootstrap`` and ``output_topics`` (table -> topic), every output on Kafka must be in ClickHouse."""
+    with ``bootstrap`` and ``output_topics`` (table -> topic), the outputs on Kafka and in ClickHouse must be the
+    same, each once (``compare_output``)."""
     differences, totals = clickhouse_differences(expected, client, database)
     if bootstrap is not None and output_topics is not None:
         differences += output_differences(client, database, bootstrap, output_topics)

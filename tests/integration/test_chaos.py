@@ -1,7 +1,8 @@
 """The chaos suite's short form: the same harness as `make chaos`, fewer students and seconds.
 
-A correct pipeline must come out with every record delivered once; a sink that commits before inserting must
-be caught (the verifier can fail).
+A correct pipeline must come out with every record delivered once; a sink that commits before inserting (rows
+lost) and a worker that emits each output twice under two ids (outputs doubled) must be caught: the verifier
+can fail both ways.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from engage.chaos.harness import VERDICT_FAILED, VERDICT_OK, ChaosConfig, run_chaos
+from engage.chaos.verify import OUTPUTS
 from engage.settings import Settings
 
 # A run streams for 40 s, waits for everything to catch up and checks every student: minutes, not seconds.
@@ -52,5 +54,18 @@ def test_a_sink_that_commits_before_inserting_is_caught(tmp_path: Path, settings
     assert not report.delivered
     assert VERDICT_FAILED in out and VERDICT_OK not in out
     assert report.verdict is not None
-    lost = [d for d in report.verdict.differences if d.check.startswith("clickhouse") and d.observed != d.expected]
+    # What this bug does is lose rows: a row missing, not merely any difference.
+    lost = [d for d in report.verdict.differences if d.check.startswith("clickhouse") and d.missing]
     assert lost, out[-4000:]
+
+
+def test_a_worker_that_emits_each_output_twice_under_two_ids_is_caught(tmp_path: Path, settings: Settings) -> None:
+    console = Console(record=True, width=150)
+    report = run_chaos(_short(tmp_path, settings, double_emitting_worker=True), console)
+    out = console.export_text()
+    assert not report.delivered
+    assert VERDICT_FAILED in out and VERDICT_OK not in out
+    assert report.verdict is not None
+    doubled = {d.check for d in report.verdict.differences if d.doubled}
+    # Each output emitted twice under two ids, found on Kafka for every kind of output.
+    assert {output.checks[3] for output in OUTPUTS} <= doubled, out[-4000:]

@@ -1,0 +1,53 @@
+"""A deliberately broken worker, for proving the chaos verifier sees doubled outputs: it emits each twice.
+
+`engage chaos --double-emitting-worker` runs this instead of `engage worker` (with the same arguments). Every
+risk update, intervention and milestone goes out once as it should and once more under a fresh id: the classic
+bug of ids that are not derived from what they name (a retry then becomes a second output that no reader can
+drop). A correct verifier must report them counted twice. Never used outside chaos and the tests that prove a
+check can fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+
+from streams.producer import DeliveryCallback, EventProducer
+
+
+class EmitsTwice(EventProducer):
+    """The worker's output producer, sending each output a second time under a new id."""
+
+    def send_encoded(
+        self,
+        key: bytes,
+        value: bytes,
+        callback: DeliveryCallback | None = None,
+        topic: str | None = None,
+        partition: int = -1,
+    ) -> None:
+        super().send_encoded(key, value, callback, topic, partition)
+        ids = {
+            self.topics.risk_updates.name: "update_id",
+            self.topics.interventions.name: "intervention_id",
+            self.topics.streak_milestones.name: "milestone_id",
+        }
+        id_field = ids.get(topic or "")
+        if id_field is not None:
+            doc = orjson.loads(value)
+            doc[id_field] = f"{doc[id_field]}:{uuid.uuid4().hex[:8]}"
+            super().send_encoded(key, orjson.dumps(doc), None, topic, partition)
+
+
+def main() -> None:
+    """``python -m engage.chaos.broken_worker worker --loglevel info``: the CLI's arguments, this producer."""
+    import streams.worker.app as worker_app
+    from engage.cli import main as cli
+
+    worker_app.EventProducer = EmitsTwice  # type: ignore[misc]  # the worker builds its producer by this name
+    cli()
+
+
+if __name__ == "__main__":
+    main()
