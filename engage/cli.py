@@ -548,7 +548,8 @@ def bench_processors(
     _ensure_infra()
     rates = tuple(latency_rate or ProcessorsBenchConfig.latency_rates)
     config = ProcessorsBenchConfig(events=events, latency_rates=rates, latency_seconds=latency_seconds)
-    run(get_settings(), console, out, config)
+    report = run(get_settings(), console, out, config)
+    raise typer.Exit(1 if report.problems else 0)
 
 
 @bench_app.command("queries")

@@ -60,6 +60,11 @@ from engage.bench.streams_io import (
 )
 from engage.children import child, wait_for_sinks, wait_http
 from engage.settings import Settings, settings_env
+from models.base import RiskModel
+from models.heuristic import HeuristicModel
+from processors.pipeline import UserRecord
+from processors.signals import snapshot
+from schemas.signals import SignalSnapshot
 from schemas.topics import TopicSpec, catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
@@ -99,32 +104,59 @@ def expected_counts(events: list[dict[str, Any]]) -> dict[str, int]:
     return {u: len(v) for u, v in ids.items()}
 
 
-def final_signals(records: list[tuple[float, bytes, bytes]]) -> dict[str, dict[str, Any]]:
-    """Each student's signals in their newest risk update (highest ``update_id`` sequence)."""
+def final_updates(records: list[tuple[float, bytes, bytes]]) -> dict[str, dict[str, Any]]:
+    """Each student's newest risk update (highest ``update_id`` sequence)."""
     best: dict[str, tuple[int, dict[str, Any]]] = {}
     for _, _, value in records:
         update = decode(value)
         user, seq = update["user_id"], int(str(update["update_id"]).rsplit(":", 1)[1])
         if user not in best or seq >= best[user][0]:
-            best[user] = (seq, update["signals"])
-    return {u: s for u, (_, s) in best.items()}
+            best[user] = (seq, update)
+    return {u: update for u, (_, update) in best.items()}
 
 
-# Compared per student between the two: what the folded state holds whatever the snapshot's as_of. Windowed
-# signals and streaks are read "as of" the newest event of the scored batch, and our worker gathers several
-# messages of a student into one batch where the peer scores each message, so those differ by design.
-COMPARED = ("events_total", "first_seen", "last_event_time")
+def final_records(changelog: dict[bytes, bytes], users: Iterable[str]) -> dict[str, UserRecord]:
+    """Our workers' last record of each of ``users`` as the changelog holds it (a deleted one is left out)."""
+    out = {}
+    for user in users:
+        raw = changelog.get(user.encode())
+        if raw:
+            out[user] = UserRecord.from_bytes(raw)
+    return out
 
 
-def differences(ours: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]) -> list[str]:
-    """Students whose compared counts differ (or who are missing on one side), described."""
+# Compared per student: every figure both compute, from the same folded events at the same as-of time. The two
+# last risk updates are of different moments: ours debounces (a gather of a student's messages is re-scored once,
+# and a batch of notification deliveries alone not at all), the peer re-scores every message, and windowed
+# signals, streaks and risk are read as of the newest event of what was scored. So ours is read from the record
+# our worker folded (its changelog) at the as_of of the peer's last update, which came after the peer had folded
+# every event: each signal (counts, windows, trends, streaks, first and last times) is then a function of the
+# events and that time alone, and the risk is the same model's score of them. Cohort ranks are computed by
+# neither here (the peer keeps no cohorts; ours ranks each student among those scored before, an order that
+# depends on the gathering), nor calendar signals (the bench's topics have no course calendars).
+RISK_COMPARED = ("risk_7d", "risk_30d", "tier", "confidence", "model_version")
+
+
+def as_the_peer_saw(record: UserRecord, peer_update: dict[str, Any], model: RiskModel) -> dict[str, Any]:
+    """Our record read the way the peer's last update was made: its signals and risk as of the same time."""
+    snap = snapshot(record.state, datetime.fromisoformat(peer_update["as_of"]))
+    (assessment,) = model.score_many([snap])
+    return {"signals": snap.model_dump(), **{k: getattr(assessment, k) for k in RISK_COMPARED}}
+
+
+def differences(ours: dict[str, UserRecord], peer: dict[str, dict[str, Any]], model: RiskModel) -> list[str]:
+    """Students whose signals or risk differ between ours (``final_records``) and the peer (``final_updates``),
+    or who are missing on one side, described."""
     out = []
-    for user in sorted(set(ours) | set(other)):
-        a, b = ours.get(user), other.get(user)
-        if a is None or b is None:
-            out.append(f"{user}: missing on {'our' if a is None else 'the peer'} side")
+    for user in sorted(set(ours) | set(peer)):
+        record, update = ours.get(user), peer.get(user)
+        if record is None or update is None:
+            out.append(f"{user}: missing on {'our' if record is None else 'the peer'} side")
             continue
-        diff = {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k)}
+        mine = as_the_peer_saw(record, update, model)
+        theirs = SignalSnapshot.model_validate(update["signals"]).model_dump()  # times as instants, like ours
+        diff = {k: (v, theirs.get(k)) for k, v in mine.pop("signals").items() if v != theirs.get(k)}
+        diff |= {k: (v, update.get(k)) for k, v in mine.items() if v != update.get(k)}
         if diff:
             out.append(f"{user}: {diff}")
     return out
@@ -275,15 +307,29 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
         peer, _ = _timed_drain((proc.pid,), lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800)
     peer_updates = read_all(s.kafka_bootstrap, peer_out, outputs, timeout=120)
 
-    ours_final, peer_final = final_signals(risk), final_signals(peer_updates)
     expected = expected_counts(events)
-    wrong = [u for u, n in expected.items() if ours_final.get(u, {}).get("events_total") != n]
+    ours_final = final_records(changelog, expected)
+    peer_final = final_updates(peer_updates)
+    # Against the sent events: our state (not our last risk update: a batch of deliveries alone is not re-scored).
+    wrong = [u for u, n in expected.items() if u not in ours_final or ours_final[u].state.events_total != n]
     record_bytes = [len(v) for v in changelog.values() if v]
+    topics = catalogue(s.topic_prefix)
+    interventions = end_offsets(s.kafka_bootstrap, topics.interventions.name)
+    milestones = end_offsets(s.kafka_bootstrap, topics.streak_milestones.name)
     details = {
         "messages": messages,
+        # Re-scores: ours debounces (one per student per gather at most), the peer scores every student's batch.
         "risk_updates": {"ours": len(risk), "peer": len(peer_updates)},
+        # Messages written: ours also sends interventions and milestones; the peer decides interventions (its
+        # records hold them) but sends only risk updates.
+        "outputs": {
+            "ours": len(risk) + interventions + milestones,
+            "peer": len(peer_updates),
+            "ours_interventions": interventions,
+            "ours_milestones": milestones,
+        },
         "students": len(expected),
-        "differences": differences(ours_final, peer_final),
+        "differences": differences(ours_final, peer_final, HeuristicModel()),
         "ours_vs_sent_events": wrong,
         "state_bytes_per_student": sum(record_bytes) / max(1, len(record_bytes)),
     }
@@ -447,12 +493,19 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
 
     n = len(events)
     rounds = ", ".join(f"{r['ours']:,.0f} / {r['peer']:,.0f}" for r in details["rounds"])
-    equal = "same per-user counts" if not details["differences"] else f"{len(details['differences'])} students differ"
+    differ = len(details["differences"])
+    equal = f"{differ} students differ" if differ else "the same signals and risk"
+    rescores, outputs = details["risk_updates"], details["outputs"]
     report.add(Figure("worker throughput, 1 process (signals+streaks+scoring)", n / ours.seconds, "events/s",
                       "Quix Streams peer", n / peer.seconds, aim=">= 20,000 events/s and >= 1x the peer",
                       notes=f"{n:,} events in {details['messages']:,} messages; fastest of "
-                            f"{len(details['rounds'])} alternating rounds (ours / peer events/s: {rounds}); {equal} "
-                            f"({', '.join(COMPARED)}) for {details['students']:,} students; timed from the first "
+                            f"{len(details['rounds'])} alternating rounds (ours / peer events/s: {rounds}); "
+                            f"re-scores: ours {rescores['ours']:,} (debounced), the peer {rescores['peer']:,} (every "
+                            f"student's batch); messages out: ours {outputs['ours']:,} (risk updates, "
+                            f"{outputs['ours_interventions']:,} interventions, {outputs['ours_milestones']:,} "
+                            f"milestones), the peer {outputs['peer']:,} (risk updates only); {equal} (every signal, "
+                            f"streak and the risk, as of the peer's last update) for {details['students']:,} "
+                            f"students; timed from the first "
                             f"progress seen, at the rate of the work done after it (ours {ours.timed_share:.0%} of "
                             f"the drain, the peer {peer.timed_share:.0%})"))  # fmt: skip
     report.add(Figure("CPU per million events", ours.cpu / n * 1e6, "CPU s", "Quix Streams peer",
@@ -499,12 +552,16 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
             "scale_out": scale | {"wrong_counts": scale["wrong_counts"][:20]},
             "end_to_end": e2e,
             "risk_updates": details["risk_updates"],
+            "outputs": details["outputs"],
             "throughput_rounds": details["rounds"],
         }
     )
     report.print(console)
-    problems = details["differences"] or details["ours_vs_sent_events"] or scale["join_wrong_counts"]
-    if problems:
-        console.print(f"[red]results differ: {problems[:5]}[/red]")
+    report.problems = [*details["differences"], *(f"{u}: our events_total differs from the sent events"
+                                                    for u in details["ours_vs_sent_events"]),
+                       *(f"{u}: wrong count after the rebalance" for u in scale["join_wrong_counts"]),
+                       *(f"{u}: wrong count when scaled out" for u in scale["wrong_counts"])]  # fmt: skip
+    if report.problems:
+        console.print(f"[red]results differ ({len(report.problems):,}): {report.problems[:5]}[/red]")
     console.print(f"saved {report.save(out)}")
     return report

@@ -56,6 +56,8 @@ class Report:
     title: str
     figures: list[Figure] = field(default_factory=list)
     context: dict[str, object] = field(default_factory=dict)
+    # What makes the run fail (results that differ where they must agree): the command exits non-zero.
+    problems: list[str] = field(default_factory=list)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -85,6 +87,7 @@ class Report:
                 "platform": platform.platform(),
             },
             "context": self.context,
+            "problems": self.problems,
             "figures": [{**asdict(f), "ratio": f.ratio} for f in self.figures],
         }
         path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from quixstreams import Application  # type: ignore[import-not-found,unused-ignore]
 
+from models.base import RiskModel
 from models.heuristic import HeuristicModel
 from processors.pipeline import ScoreRequest, UserRecord, ingest, rescore
-from processors.policy import policy_from_file
+from processors.policy import PolicyConfig, policy_from_file
 
 
 def _newest(events: list[dict[str, Any]], field: str) -> datetime | None:
@@ -29,7 +29,33 @@ def _newest(events: list[dict[str, Any]], field: str) -> datetime | None:
     return max(times) if times else None
 
 
+def fold_and_score(value: bytes, state: Any, model: RiskModel, policy: PolicyConfig) -> list[bytes]:
+    """The peer's whole work for one message: fold each student's batch into their record (``state``: Quix's
+    per-key store, ``get``/``set``), re-score them in one model call, and return the risk updates to emit.
+    A function of its own so that the bench's comparison can be tested on exactly what the peer computes."""
+    message = orjson.loads(value)
+    # An EventBatch (one student, keyed by them) or a PartitionBatch (the students of one partition, keyed
+    # by the partition): state is kept per student id under the message's key either way.
+    batches = message.get("batches", [message])
+    records, requests = [], []
+    now = datetime.now(UTC)
+    for one in batches:
+        user, events = one["user_id"], one["events"]
+        stored = state.get(user)  # Quix keeps state values as JSON (orjson) itself: a dict, not our bytes
+        record = UserRecord.from_dict(stored) if stored else UserRecord.load(None, user)
+        ingest(record, user, events)
+        newest = _newest(events, "event_time")
+        records.append(record)
+        requests.append(ScoreRequest(user, newest or now, "events", newest, _newest(events, "received_at")))
+    outcomes = rescore(records, requests, model, policy, now)  # one model call per message, as ours per gather
+    for record, request in zip(records, requests, strict=True):
+        state.set(request.user_id, record.to_dict())
+    return [outcome.update.model_dump_json().encode() for outcome in outcomes]
+
+
 def main(in_topic: str, out_topic: str, bootstrap: str, group: str, state_dir: str, idle_seconds: float) -> None:
+    from quixstreams import Application  # type: ignore[import-not-found,unused-ignore]
+
     app = Application(
         broker_address=bootstrap,
         consumer_group=group,
@@ -43,24 +69,7 @@ def main(in_topic: str, out_topic: str, bootstrap: str, group: str, state_dir: s
     model, policy = HeuristicModel(), policy_from_file()
 
     def process(value: bytes, state: Any) -> list[bytes]:
-        message = orjson.loads(value)
-        # An EventBatch (one student, keyed by them) or a PartitionBatch (the students of one partition, keyed
-        # by the partition): state is kept per student id under the message's key either way.
-        batches = message.get("batches", [message])
-        records, requests = [], []
-        now = datetime.now(UTC)
-        for one in batches:
-            user, events = one["user_id"], one["events"]
-            stored = state.get(user)  # Quix keeps state values as JSON (orjson) itself: a dict, not our bytes
-            record = UserRecord.from_dict(stored) if stored else UserRecord.load(None, user)
-            ingest(record, user, events)
-            newest = _newest(events, "event_time")
-            records.append(record)
-            requests.append(ScoreRequest(user, newest or now, "events", newest, _newest(events, "received_at")))
-        outcomes = rescore(records, requests, model, policy, now)  # one model call per message, as ours per gather
-        for record, request in zip(records, requests, strict=True):
-            state.set(request.user_id, record.to_dict())
-        return [outcome.update.model_dump_json().encode() for outcome in outcomes]
+        return fold_and_score(value, state, model, policy)
 
     app.dataframe(source).apply(process, stateful=True, expand=True).to_topic(sink)
     app.run(timeout=idle_seconds)
