@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import uvicorn
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from engage.settings import Settings
 from streams.collector.app import create_app
@@ -74,3 +74,38 @@ def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0
     finally:
         consumer.close()
     return out
+
+
+def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every message on ``topic``: its end offsets are taken first and each partition is read exactly up to them.
+
+    Not "for a while": what a test judges ("at most once") must be all there is. So call it only once whatever
+    writes the topic is done (the producer flushed, the worker stopped or its outputs acknowledged): an output
+    still in flight is past the end offsets taken here. ``timeout`` only bounds a broker that does not answer;
+    messages below the end offsets that cannot be read are an error, not a shorter list."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-reader-{time.monotonic_ns()}",
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        left = {p: (low, high) for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in left.items()])
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while left:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{topic}: partitions {sorted(left)} not read to their end offsets")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                raise RuntimeError(msg.error())
+            partition = msg.partition()
+            if partition not in left or msg.offset() >= left[partition][1]:
+                continue  # written after the end offsets were taken
+            out.append(orjson.loads(msg.value()))
+            if msg.offset() + 1 >= left[partition][1]:
+                del left[partition]
+        return out
+    finally:
+        consumer.close()
