@@ -123,6 +123,24 @@ def bench_producer(settings: Settings, topics: TopicCatalogue, events: list[dict
     lib.flush(60)
     seconds = time.perf_counter() - start
     lib.close()
+
+    # Its baseline in the same unit, for the same events: the plain loop encoding each dict as it comes (one
+    # event per message, as a hand-written producer would), encoding included. Not the pre-encoded loop above:
+    # that one's messages/s is another unit (the library packs many events per message).
+    by_hand = Producer(conf)
+    start = time.perf_counter()
+    for i, e in enumerate(sample):
+        value = orjson.dumps({"schema_version": 1, "user_id": e["user_id"], "source": "bench", "events": [e]})
+        while True:
+            try:
+                by_hand.produce(topics.events.name, value=value, key=e["user_id"].encode())
+                break
+            except BufferError:
+                by_hand.poll(0.01)
+        if i % 1000 == 0:
+            by_hand.poll(0)
+    by_hand.flush(60)
+    by_hand_rate = len(sample) / (time.perf_counter() - start)
     return [
         Figure(
             "producer library, pre-encoded messages",
@@ -136,9 +154,10 @@ def bench_producer(settings: Settings, topics: TopicCatalogue, events: list[dict
             "producer library, events from dicts",
             len(sample) / seconds,
             "events/s",
-            "plain confluent-kafka loop (msg/s)",
-            baseline,
-            notes=f"{len(sample):,} events packed into {messages:,} per-partition messages, encoding included",
+            "plain confluent-kafka loop, the same dicts",
+            by_hand_rate,
+            notes=f"{len(sample):,} events packed into {messages:,} per-partition messages, encoding included; "
+            f"the baseline encodes and sends the same {len(sample):,} events one per message",
         ),
     ]
 
