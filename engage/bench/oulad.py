@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.process import free_port
-from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
+from engage.chaos.supervisor import Supervisor
+from engage.children import wait_for_sinks, wait_http
 from engage.oulad.dataset import Enrolment, OuladDataset
 from engage.oulad.mapping import MappingReport
 from engage.oulad.replay import publish_calendars, replay_days
@@ -43,7 +44,7 @@ from models.training_data import Warehouse, build, load_warehouse
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
-from streams.admin import ensure_topics
+from streams.admin import ensure_topics, group_lag
 from streams.producer import EventProducer
 
 CUTOFFS = (14, 28, 56, 84, 126)
@@ -90,14 +91,20 @@ def _merged(*streams: Iterator[tuple[date, list[dict[str, Any]]]]) -> Iterator[t
 
 def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, test: OuladDataset,
             console: Console, log_dir: Path) -> MappingReport:  # fmt: skip
+    """Replay both sets into the pipeline and wait until the worker and the sinks caught up.
+
+    The worker and the sinks run under a supervisor, as systemd or Kubernetes would run them: one that exits
+    (code 75: Kafka did not acknowledge its state) is started again, resumes from the state Kafka holds, and the
+    restart is reported; the replay goes on meanwhile (Kafka keeps the events)."""
     report = MappingReport()
     env = settings_env(settings)
     url = f"http://{settings.worker_host}:{settings.worker_web_port}"
-    with (
-        child([sys.executable, "-m", "engage.cli", "worker"], log_dir / "worker.log", env) as worker,
-        child([sys.executable, "-m", "engage.cli", "sink", "all"], log_dir / "sink.log", env),
-    ):
-        wait_http(f"{url}/healthz", worker, timeout=90, log=log_dir / "worker.log")
+    supervisor = Supervisor(restart_delay=1.0)
+    try:
+        worker = supervisor.add("worker", [sys.executable, "-m", "engage.cli", "worker"], env, log_dir / "worker.log")
+        supervisor.add("sinks", [sys.executable, "-m", "engage.cli", "sink", "all"], env, log_dir / "sink.log")
+        assert worker.proc is not None
+        wait_http(f"{url}/healthz", worker.proc, timeout=90, log=log_dir / "worker.log")
         topics = catalogue(settings.topic_prefix, settings.event_partitions)
         started = time.monotonic()
         sent = days = 0
@@ -109,16 +116,49 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
                 producer.send(events)
                 sent += len(events)
                 days += 1
+                _supervise(supervisor, console)
                 if days % 50 == 0:
-                    console.print(f"  {day}: {sent:,} events sent, {time.monotonic() - started:.0f} s")
+                    lag = group_lag(settings.kafka_bootstrap, f"{settings.topic_prefix}-worker", topics.events.name)
+                    console.print(
+                        f"  {day}: {sent:,} events sent, {time.monotonic() - started:.0f} s, worker lag {lag:,}"
+                    )
                 time.sleep(max(0.0, config.day_seconds - (time.monotonic() - day_started)))
             if producer.flush(120):
                 raise RuntimeError("Kafka did not acknowledge every replayed event")
-        wait_for_worker(url, sent, timeout=max(1800.0, sent / 200), proc=worker)  # the full nine take over an hour here
+        sending = time.monotonic() - started
+        _wait_caught_up(settings, topics.events.name, supervisor, console, timeout=max(3600.0, sent / 200))
         time.sleep(3 * settings.silence_tick_seconds + 2)  # the last day's silence pass and debounced scores
-        console.print(f"  replayed {sent:,} events over {days} days in {time.monotonic() - started:.0f} s")
+        restarts = {m.name: m.starts - 1 for m in supervisor.procs.values() if m.starts > 1}
+        console.print(
+            f"  replayed {sent:,} events over {days} days: sent in {sending:.0f} s, folded after "
+            f"{time.monotonic() - started:.0f} s; restarts: {restarts or 'none'}"
+        )
         wait_for_sinks(settings, timeout=600)
+    finally:
+        supervisor.stop_all()
     return report
+
+
+def _supervise(supervisor: Supervisor, console: Console) -> None:
+    """Restart what exited (after the supervisor's delay), and say so with the exit code."""
+    for name in supervisor.tick():
+        managed = supervisor.procs[name]
+        console.print(f"  [yellow]{name} exited with {managed.exits[-1]}: restarted ({managed.starts - 1} so far)[/]")
+
+
+def _wait_caught_up(settings: Settings, topic: str, supervisor: Supervisor, console: Console, timeout: float) -> None:
+    """Until the workers' group committed every event (a worker commits only what its state holds durably), whoever
+    runs it: the progress survives a restart, unlike a worker's own counters."""
+    group, deadline = f"{settings.topic_prefix}-worker", time.monotonic() + timeout
+    shown = time.monotonic()
+    while (lag := group_lag(settings.kafka_bootstrap, group, topic)) > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker still had {lag:,} messages to fold after {timeout:.0f} s")
+        _supervise(supervisor, console)
+        if time.monotonic() - shown > 60:
+            console.print(f"  catching up: {lag:,} messages left")
+            shown = time.monotonic()
+        time.sleep(1.0)
 
 
 def _finite(value: Any) -> Any:
