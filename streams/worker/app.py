@@ -57,7 +57,11 @@ from streams.producer import EventProducer
 from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.backpressure import Backlog
-from streams.worker.commits import commit_only_when_acknowledged, exit_to_be_restarted
+from streams.worker.commits import (
+    commit_only_when_acknowledged,
+    commit_past_duplicate_acknowledgements,
+    exit_to_be_restarted,
+)
 from streams.worker.courses import CourseDirectory
 from streams.worker.fetching import fetch_within
 from streams.worker.gaps import Refetched, StalledTails, missing_offsets, read_offsets
@@ -211,6 +215,7 @@ class EngagementWorker:
             lambda: self.outputs.delivered,
             settings.worker_max_unacknowledged_writes,
         )
+        commit_past_duplicate_acknowledgements(self.app)  # streams.worker.commits: why
         fetch_within(self.app, settings.worker_fetch_max_wait_ms)  # streams.worker.fetching: why
         seek_to_committed = self.app.consumer.perform_seek
 
