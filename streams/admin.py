@@ -6,7 +6,8 @@ import time
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # where it is defined and typed (``admin`` re-exports it implicitly)
 
 from schemas.topics import TopicSpec
 

@@ -74,7 +74,8 @@ def _event_dict(event: EventEnvelope | Mapping[str, Any], received_at: str, over
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as Java clients, Faust and our producers use) gives
     a message with this key; for a user id, where that student's events and state live."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key)  # aiokafka is untyped
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def group_by_user(events: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -45,7 +45,7 @@ def main() -> None:
     import streams.worker.app as worker_app
     from engage.cli import main as cli
 
-    worker_app.EventProducer = EmitsTwice  # type: ignore[misc]  # the worker builds its producer by this name
+    worker_app.EventProducer = EmitsTwice  # type: ignore[attr-defined]  # the worker builds its producer by this name
     cli()
 
 

@@ -155,16 +155,16 @@ def _resp(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-def _rewrite_refs(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: (
-                v.replace("#/$defs/", "#/components/schemas/")
-                if k == "$ref" and isinstance(v, str)
-                else _rewrite_refs(v)
-            )
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_rewrite_refs(v) for v in node]
-    return node
+def _rewrite_refs(doc: dict[str, Any]) -> dict[str, Any]:
+    """pydantic's ``#/$defs/`` references as OpenAPI's ``#/components/schemas/``, everywhere in ``doc``."""
+    return {k: _rewritten(k, v) for k, v in doc.items()}
+
+
+def _rewritten(key: str, value: Any) -> Any:
+    if key == "$ref" and isinstance(value, str):
+        return value.replace("#/$defs/", "#/components/schemas/")
+    if isinstance(value, dict):
+        return _rewrite_refs(value)
+    if isinstance(value, list):
+        return [_rewritten("", v) for v in value]
+    return value

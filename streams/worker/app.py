@@ -20,7 +20,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -301,7 +301,7 @@ class EngagementWorker:
             for event in batch:
                 await stream.ack(event)  # type: ignore[attr-defined]
 
-    async def handle_batch(self, batch: Sequence[EventT]) -> None:
+    async def handle_batch(self, batch: Sequence[EventT[bytes]]) -> None:
         # Records are read, changed and written back around awaits (sends): without one lock a timer or a web
         # view could interleave and one of the two writes would lose the other's update (e.g. an intervention
         # recorded in the history, so caps and cooldowns would not see it).
@@ -314,7 +314,7 @@ class EngagementWorker:
             self._handle_batch(batch)
             await self._mark_done(skipped)
 
-    async def _read_skipped(self, batch: Sequence[EventT]) -> list[Refetched]:
+    async def _read_skipped(self, batch: Sequence[EventT[bytes]]) -> list[Refetched]:
         """The messages the consumer skipped before this batch (``streams.worker.gaps``), read directly."""
         offsets: dict[int, list[int]] = {}
         for event in batch:
@@ -423,7 +423,7 @@ class EngagementWorker:
         async with self.records_lock:
             await self.outputs_acknowledged()
 
-    def _handle_batch(self, batch: Sequence[EventT]) -> None:
+    def _handle_batch(self, batch: Sequence[EventT[bytes]]) -> None:
         """Fold the gather message by message, then re-score each student it touched once (one model call).
 
         A decoded message dies once its students are folded: holding a whole gather's decoded JSON at once (up
@@ -479,7 +479,7 @@ class EngagementWorker:
         self._score_and_store(to_score)
         self._store_positions(batch)
 
-    def _accepted(self, event: EventT) -> list[tuple[str, dict[str, Any]]]:
+    def _accepted(self, event: EventT[bytes]) -> list[tuple[str, dict[str, Any]]]:
         """The students' batches of one message (user id, batch), checked; what is refused is dead-lettered."""
         try:
             message = orjson.loads(event.value)
@@ -563,7 +563,7 @@ class EngagementWorker:
             raise TypeError(f"events must be a list, not {type(one['events']).__name__}")
         return user_id
 
-    def _store_positions(self, batch: Sequence[EventT]) -> None:
+    def _store_positions(self, batch: Sequence[EventT[bytes]]) -> None:
         """Note each partition's last processed offset; ``_flush_records`` writes it into the same changelog
         partition after the records. A restore is a prefix of that changelog, so the position it restores never
         claims more than the records it restores: the worker resumes from there (``_resume_from_positions``)."""
@@ -866,7 +866,7 @@ class EngagementWorker:
 
     def _committed(self, partition: int) -> int | None:
         """The events partition's committed offset as Faust last saw it (the next offset to read), or None."""
-        offsets: Any = self.app.consumer._committed_offset  # type: ignore[attr-defined]
+        offsets: Mapping[TP, int | None] = self.app.consumer._committed_offset  # type: ignore[attr-defined]
         return offsets.get(TP(self.topics.events.name, partition))
 
     async def _resume_from_positions(self) -> None:
@@ -1083,7 +1083,7 @@ class EngagementWorker:
                 await self._store_acknowledged(deferred)
 
     def _dead_letter(
-        self, raw: bytes, reason: str, keep: UserRecord | None = None, source: EventT | None = None
+        self, raw: bytes, reason: str, keep: UserRecord | None = None, source: EventT[bytes] | None = None
     ) -> None:
         """Refused input to the dead-letter topic, with where it came from (``source``: the events message). A
         large input keeps only its start: a letter bigger than Kafka takes would fail to send, and the worker
