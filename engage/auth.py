@@ -42,6 +42,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header (the scheme in any case), None without one.
+
+    The one parser for the collector and the worker API, so both read a header the same way.
+    """
+    if authorization is None or not authorization.lower().startswith("bearer "):
+        return None
+    return authorization[7:].strip()
+
+
 def parse_pair(pair: str) -> tuple[str, str]:
     """Split an "app_id:key" entry of the settings (only the first ':' separates); never echoes the key."""
     app_id, sep, key = pair.partition(":")

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engage.auth import Principal
+from engage.auth import Principal, bearer_key
 from engage.keys import KeyRing
 from engage.settings import Settings
 from schemas.messages import DeadLetter, kept_raw
@@ -166,9 +166,8 @@ class Collector:
             self.producer.close(10.0)
 
     def authenticate(self, request: Request) -> Principal | None:
-        auth = request.headers.get("authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-write-key")
-        return self.keys.lookup(key)
+        key = bearer_key(request.headers.get("authorization"))
+        return self.keys.lookup(request.headers.get("x-write-key") if key is None else key)
 
     async def track(self, request: Request) -> Response:
         with LATENCY.time():

@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 from yarl import URL
 
+from engage.auth import bearer_key
 from engage.keys import KeyRing
 from engage.privacy import complete_erasure, request_erasure
 from engage.settings import Settings
@@ -47,11 +49,10 @@ def admission_middleware(settings: Settings, keys: KeyRing) -> Any:
     )
 
     @web.middleware
-    async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/v1/"):
             return await handler(request)  # health and metrics are never refused
-        auth = request.headers.get("Authorization", "")
-        principal = keys.lookup(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        principal = keys.lookup(bearer_key(request.headers.get("Authorization")))
         refusal = admission.admit(principal.app_id if principal else "", time.monotonic())
         if refusal is not None:
             REFUSED.labels(str(refusal.status)).inc()
@@ -74,8 +75,7 @@ def register_views(worker: EngagementWorker) -> None:
     keys = worker.keys  # settings' keys + the key registry, re-read when it changes
 
     def refuse(view: View, request: Request, action: str) -> Response | None:
-        auth = request.headers.get("Authorization", "")
-        principal = keys.lookup(auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        principal = keys.lookup(bearer_key(request.headers.get("Authorization")))
         if principal is None:
             return view.json({"error": "unauthorized", "detail": "a server key is required"}, status=401)
         if not principal.may(action):

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from engage.auth import GRANTS, KeyStore, Principal, Role, hash_key
+from engage.auth import GRANTS, KeyStore, Principal, Role, bearer_key, hash_key
 
 ACTIONS = ("track", "read", "act", "admin")
 ALLOWED = {
@@ -153,3 +153,25 @@ def test_add_refuses_short_keys_directly():
     with pytest.raises(ValueError, match="too short"):
         store.add("web", "1234567", Role.write)
     assert store.lookup("1234567") is None
+
+
+# ------------------------------------------------------------------------------------------------------
+# The Authorization header (collector and worker API)
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ("Bearer wk_abc123456", "wk_abc123456"),
+        ("bearer wk_abc123456", "wk_abc123456"),
+        ("BEARER   wk_abc123456  ", "wk_abc123456"),
+        ("Bearer ", ""),
+        ("Basic d2s6YWJj", None),
+        ("Bearerwk_abc123456", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_key_reads_the_authorization_header(header, key):
+    assert bearer_key(header) == key
