@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engage.settings import Settings
+from models.metrics import roc_auc
 from schemas.topics import catalogue
 
 TIERS = ("critical", "high", "medium", "low", "minimal")
@@ -38,25 +39,6 @@ def _read(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     finally:
         consumer.close()
     return out
-
-
-def roc_auc(scores: list[float], labels: list[bool]) -> float:
-    """Mann-Whitney: the chance a random positive scores above a random negative (ties count half)."""
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    if not pos or not neg:
-        return float("nan")
-    ranked = sorted((s, y) for s, y in zip(scores, labels, strict=True))
-    rank_sum = 0.0
-    i = 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        mean_rank = (i + j + 1) / 2
-        rank_sum += mean_rank * sum(1 for k in range(i, j) if ranked[k][1])
-        i = j
-    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
 def show_risk(settings: Settings, console: Console, since: datetime, truth_path: Path) -> None:
