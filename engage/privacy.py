@@ -46,10 +46,6 @@ class ErasureReport:
         return not any(self.rows_left.values())
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
 def user_tables() -> list[str]:
     """Warehouse tables keyed by student (the landing table stores nothing)."""
     return [t.name for t in TABLES if "user_id" in t.column_names and not t.engine.startswith("Null")]
@@ -105,19 +101,27 @@ def wait_for_sinks_to_store_now(settings: Settings, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _where(table: str, user_id: str) -> str:
-    """The student's rows; dead letters also when their raw text (the refused input) names the student."""
-    match = f"user_id = '{_quote(user_id)}'"
+def _where(table: str) -> str:
+    """The student's rows; dead letters also when their raw text (the refused input) names the student.
+
+    Values are ``%(name)s`` parameters (``_params``), which clickhouse-driver escapes.
+    """
+    match = "user_id = %(user_id)s"
     if table == DEAD_LETTERS.name:
-        like = user_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # wildcards, literally
-        pattern = _quote(like)  # then quoted as an SQL string
-        match += " OR raw LIKE '%\"" + pattern + "\"%'"
+        match += " OR raw LIKE %(raw_pattern)s"
     return match
+
+
+def _params(user_id: str) -> dict[str, str]:
+    """The values ``_where`` names: the id, and a LIKE pattern matching it as a JSON string in the raw text."""
+    quoted = orjson.dumps(user_id).decode()  # as the raw JSON spells it: "a\\b" for a\b
+    like = quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")  # wildcards, literally
+    return {"user_id": user_id, "raw_pattern": f"%{like}%"}
 
 
 def _counts(client: Any, database: str, user_id: str) -> dict[str, int]:
     return {
-        t: int(client.execute(f"SELECT count() FROM {database}.{t} WHERE {_where(t, user_id)}")[0][0])
+        t: int(client.execute(f"SELECT count() FROM {database}.{t} WHERE {_where(t)}", _params(user_id))[0][0])
         for t in user_tables()
     }
 
@@ -132,9 +136,10 @@ def erase_from_warehouse(client: Any, settings: Settings, user_id: str, timeout:
             continue
         name = cluster.local(table) if cluster else table
         on = f" ON CLUSTER {cluster.name}" if cluster else ""
-        client.execute(f"ALTER TABLE {database}.{name}{on} DELETE WHERE {_where(table, user_id)}")
+        client.execute(f"ALTER TABLE {database}.{name}{on} DELETE WHERE {_where(table)}", _params(user_id))
     deadline = time.monotonic() + timeout
-    while client.execute(f"SELECT count() FROM system.mutations WHERE database = '{database}' AND is_done = 0")[0][0]:
+    pending = "SELECT count() FROM system.mutations WHERE database = %(database)s AND is_done = 0"
+    while client.execute(pending, {"database": database})[0][0]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"ClickHouse deletions not finished within {timeout:.0f} s")
         time.sleep(0.2)

@@ -142,38 +142,45 @@ def load_warehouse(
     """
     prefixes = (user_prefix,) if isinstance(user_prefix, str) else user_prefix
     prefixes = tuple(p for p in prefixes if p)
-    by_user = "(" + " OR ".join(f"startsWith(user_id, '{_quote(p)}')" for p in prefixes) + ")" if prefixes else ""
+    params: dict[str, str | date] = {f"prefix{i}": p for i, p in enumerate(prefixes)}  # the driver escapes them
+    starts = [f"startsWith(user_id, %(prefix{i})s)" for i in range(len(prefixes))]
+    by_user = "(" + " OR ".join(starts) + ")" if starts else ""
     conditions = [by_user] if by_user else []
     if since is not None:
-        conditions.append(f"day >= toDate('{since.isoformat()}')")
+        params["since"] = since
+        conditions.append("day >= toDate(%(since)s)")
     if days is not None:
-        wanted = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(set(days)))
-        conditions.append(f"day IN ({wanted})" if wanted else "0")
+        wanted = sorted(set(days))
+        params.update({f"day{i}": d for i, d in enumerate(wanted)})
+        listed = ", ".join(f"toDate(%(day{i})s)" for i in range(len(wanted)))
+        conditions.append(f"day IN ({listed})" if listed else "0")
     columns = ["user_id", "day", "as_of", "risk_7d", "risk_30d", "model_version", *(
         f"signals_{n}" for n in ("user_id", "as_of", "timezone", "first_seen", "last_event_time", "schema_version")
     ), *SIGNAL_COLUMNS]  # fmt: skip
     rows: list[dict[str, Any]] = []
     months = client.execute(
         "SELECT DISTINCT toYYYYMM(day) AS month FROM user_daily_signals "
-        f"{'WHERE ' + ' AND '.join(conditions) if conditions else ''} ORDER BY month"
+        f"{'WHERE ' + ' AND '.join(conditions) if conditions else ''} ORDER BY month",
+        params,
     )
     for (month,) in months:
         in_month = " AND ".join([*conditions, f"toYYYYMM(day) = {int(month)}"])
-        data, types = client.execute(
-            f"SELECT {', '.join(columns)} FROM user_daily_signals FINAL WHERE {in_month}", with_column_types=True
-        )
+        query = f"SELECT {', '.join(columns)} FROM user_daily_signals FINAL WHERE {in_month}"
+        data, types = client.execute(query, params, with_column_types=True)
         names = [n for n, _ in types]
         rows.extend(dict(zip(names, r, strict=True)) for r in data)
     outcomes: dict[str, StudentOutcome] = {}
     active = client.execute(
         "SELECT user_id, arraySort(groupArray(toUInt32(day))) FROM (SELECT user_id, day FROM user_daily_activity "
-        f"{'WHERE ' + by_user if by_user else ''} GROUP BY user_id, day HAVING maxMerge(active) = 1) GROUP BY user_id"
+        f"{'WHERE ' + by_user if by_user else ''} GROUP BY user_id, day HAVING maxMerge(active) = 1) GROUP BY user_id",
+        params,
     )
     for user, active_days in active:
         outcomes.setdefault(user, StudentOutcome()).active_days = [int(d) for d in active_days]
     unenrolled = client.execute(
         "SELECT user_id, arraySort(groupArray(toUInt32(toDate(event_time)))) FROM behavior_events FINAL "
-        f"WHERE event_type = 'unenrolled' {'AND ' + by_user if by_user else ''} GROUP BY user_id"
+        f"WHERE event_type = 'unenrolled' {'AND ' + by_user if by_user else ''} GROUP BY user_id",
+        params,
     )
     for user, unenrol_days in unenrolled:
         outcomes.setdefault(user, StudentOutcome()).unenrol_days = [int(d) for d in unenrol_days]
@@ -183,10 +190,6 @@ def load_warehouse(
     else:
         end = day_number(data_end)
     return Warehouse(rows, outcomes, end)
-
-
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def labelled(training: TrainingSet, horizon: int, indices: Sequence[int] | None = None) -> list[int]:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from chdb import session
+from clickhouse_driver.util.escape import escape_params
+
+# what escape_params reads of a connection: the server's time zone, for datetimes
+_UTC_SERVER = SimpleNamespace(server_info=SimpleNamespace(get_timezone=lambda: "UTC"))
 
 
 class ChdbClient:
@@ -23,12 +28,14 @@ class ChdbClient:
     def execute(
         self,
         sql: str,
-        data: list[list[Any]] | None = None,
+        data: list[list[Any]] | dict[str, Any] | None = None,
         columnar: bool = False,
         types_check: bool = False,
         with_column_types: bool = False,
     ) -> Any:
-        if data is not None:  # clickhouse-driver's columnar insert, as literals (fine in-process, not for 18.16)
+        if isinstance(data, dict):  # ``%(name)s`` parameters, escaped by clickhouse-driver's own function
+            sql = sql % escape_params(data, _UTC_SERVER)
+        elif data is not None:  # clickhouse-driver's columnar insert, as literals (fine in-process, not for 18.16)
             rows = zip(*data, strict=True) if columnar else data
             sql = sql + " " + ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows)
         result = self._session.query(sql, "JSONCompact")
