@@ -3,9 +3,9 @@
 --   by week? For every student-day snapshot whose 7-day horizon is over by as_of: the prediction is the
 --   day's last 7-day risk, the outcome "dropped off" is the model's label (models/labels.py): unenrolled in
 --   the 7 days after, or no active day after it up to as_of (a pause the student came back from is not a
---   drop-out). Per week: ROC
---   AUC (ties count half; scores compared at 0.1 resolution), Brier score, and mean predicted risk against
---   the observed drop-off rate (calibration in the large; see prediction_calibration for the curve).
+--   drop-out); both come from the view labelled_predictions. Per week: ROC AUC (ties count half; scores
+--   compared at 0.1 resolution), Brier score, and mean predicted risk against the observed drop-off rate
+--   (calibration in the large; see prediction_calibration for the curve).
 -- param: from Date = today() - 84 | first prediction day included
 -- param: as_of Date = today() | data is complete up to this day
 SELECT
@@ -34,7 +34,7 @@ FROM
     FROM
     (
         SELECT
-            toMonday(toDate('1970-01-01') + predicted_on) AS week,
+            toMonday(day) AS week,
             score,
             countIf(dropped) AS n_pos,
             countIf(NOT dropped) AS n_neg,
@@ -43,41 +43,11 @@ FROM
         FROM
         (
             SELECT
-                snap.predicted_on AS predicted_on,
-                snap.score AS score,
-                arrayExists(x -> x > snap.predicted_on AND x <= snap.predicted_on + 7, act.unenrol_days)
-                    OR NOT arrayExists(x -> x > snap.predicted_on AND x <= toUInt32({as_of:Date}), act.active_days)
-                    AS dropped
-            FROM
-            (
-                SELECT user_id, toUInt32(day) AS predicted_on, round(risk_7d, 1) AS score
-                FROM user_daily_signals FINAL
-                WHERE day >= {from:Date} AND day + 7 <= {as_of:Date}
-            ) AS snap
-            ANY LEFT JOIN
-            (
-                SELECT
-                    user_id,
-                    groupArrayIf(d, kind = 'active') AS active_days,
-                    groupArrayIf(d, kind = 'unenrolled') AS unenrol_days
-                FROM
-                (
-                    SELECT user_id, toUInt32(day) AS d, 'active' AS kind
-                    FROM
-                    (
-                        SELECT user_id, day
-                        FROM user_daily_activity
-                        WHERE day > {from:Date}
-                        GROUP BY user_id, day
-                        HAVING maxMerge(active) = 1
-                    ) AS days
-                    UNION ALL
-                    SELECT user_id, toUInt32(toDate(event_time)) AS d, 'unenrolled' AS kind
-                    FROM behavior_events FINAL
-                    WHERE event_type = 'unenrolled' AND toDate(event_time) > {from:Date}
-                ) AS outcomes
-                GROUP BY user_id
-            ) AS act USING user_id
+                day,
+                round(risk_7d, 1) AS score,
+                unenrolled_within_7d OR next_active_on = 0 OR next_active_on > toUInt32({as_of:Date}) AS dropped
+            FROM labelled_predictions
+            WHERE day >= {from:Date} AND day + 7 <= {as_of:Date}
         ) AS labelled
         GROUP BY week, score
     ) AS by_week_score

@@ -23,6 +23,7 @@ from sinks.clickhouse.tables import (
     DEAD_LETTERS,
     INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
+    LABELLED_PREDICTIONS,
     RISK_UPDATES,
     STREAK_MILESTONES,
     TABLES,
@@ -172,6 +173,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             AddColumns("user_daily_signals", ("signals_enrolled_days_before_start",)),
             RecreateView(USER_DAILY_SIGNALS_VIEW),
         ),
+    ),
+    Migration(
+        7,
+        "analytics: labelled predictions, each daily 7-day risk with what the student did after it (one view)",
+        (LABELLED_PREDICTIONS,),
     ),
 )
 

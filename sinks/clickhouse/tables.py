@@ -271,7 +271,75 @@ USER_DAILY_SIGNALS_VIEW = AggregateView(
     "SELECT\n  toDate(as_of) AS day,\n  " + ",\n  ".join(c.name for c in _SNAPSHOT_COLUMNS) + "\nFROM {source}",
 )
 
-SchemaObject = Table | LandingView | AggregateView
+
+@dataclass(frozen=True)
+class QueryView:
+    """A plain view: a SELECT written once that several analyst queries read (it stores nothing).
+
+    ``select`` names its tables as ``{table_name}``; each becomes ``database.table_name``, which on a cluster
+    is the Distributed table, so the view reads every shard."""
+
+    name: str
+    sources: tuple[Table, ...]
+    select: str
+
+    def ddl(self, database: str, cluster: Cluster | None = None) -> str:
+        on = f" ON CLUSTER {cluster.name}" if cluster else ""
+        body = self.select.format(**{t.name: f"{database}.{t.name}" for t in self.sources})
+        return f"CREATE VIEW IF NOT EXISTS {database}.{self.name}{on} AS\n{body}"
+
+
+# Each student-day's 7-day prediction (the day's last risk, as training's rows) with what the student did
+# after it, for prediction_accuracy and prediction_calibration. The label (``models.labels``) also needs the
+# day the data is complete to (a query parameter, which a view cannot take), so the view gives its two parts:
+# unenrolled within the 7 days after, and the first active day after (a day number; 0: none); the queries
+# finish it as
+#   dropped = unenrolled_within_7d OR next_active_on = 0 OR next_active_on > as_of
+# ``predicted_on`` is ``day`` as a day number. The lambdas capture no column: they get the day as an array
+# (``replicate``), because 18.16 does not count a column used only inside a lambda as needed, and drops it
+# from a view read for fewer columns ("Unknown identifier: predicted_on").
+LABELLED_PREDICTIONS = QueryView(
+    "labelled_predictions",
+    (USER_DAILY_SIGNALS, USER_DAILY_ACTIVITY, BEHAVIOR_EVENTS),
+    """SELECT
+    user_id,
+    day,
+    predicted_on,
+    risk_7d,
+    arrayExists((x, p) -> x > p AND x <= p + 7, unenrol_days, replicate(predicted_on, unenrol_days))
+        AS unenrolled_within_7d,
+    arrayFirst((x, p) -> x > p, active_days, replicate(predicted_on, active_days)) AS next_active_on
+FROM
+(
+    SELECT user_id, day, toUInt32(day) AS predicted_on, risk_7d
+    FROM {user_daily_signals} FINAL
+) AS snap
+ANY LEFT JOIN
+(
+    SELECT
+        user_id,
+        arraySort(groupArrayIf(d, kind = 'active')) AS active_days,
+        groupArrayIf(d, kind = 'unenrolled') AS unenrol_days
+    FROM
+    (
+        SELECT user_id, toUInt32(day) AS d, 'active' AS kind
+        FROM
+        (
+            SELECT user_id, day
+            FROM {user_daily_activity}
+            GROUP BY user_id, day
+            HAVING maxMerge(active) = 1
+        ) AS days
+        UNION ALL
+        SELECT user_id, toUInt32(toDate(event_time)) AS d, 'unenrolled' AS kind
+        FROM {behavior_events} FINAL
+        WHERE event_type = 'unenrolled'
+    ) AS outcomes
+    GROUP BY user_id
+) AS act USING user_id""",
+)
+
+SchemaObject = Table | LandingView | AggregateView | QueryView
 
 # In creation order: targets before the views that write into them.
 OBJECTS: list[SchemaObject] = [
@@ -287,6 +355,7 @@ OBJECTS: list[SchemaObject] = [
     USER_DAILY_ACTIVITY_VIEW,
     USER_DAILY_SIGNALS,
     USER_DAILY_SIGNALS_VIEW,
+    LABELLED_PREDICTIONS,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from models.training_data import day_number
 from schemas.interventions import InterventionType
 from tests.analytics.conftest import REQUESTS, RISK, Warehouse, event, request, risk
 
@@ -273,6 +274,26 @@ def test_prediction_calibration_per_band(warehouse: Warehouse) -> None:
         ("2026-11-09", "30-40", 1, 30.0, 100.0),
         ("2026-11-09", "90-100", 1, 90.0, 100.0),
     ]
+
+
+def test_a_return_after_as_of_is_a_drop_out_until_as_of_reaches_it(warehouse: Warehouse) -> None:
+    """Both queries read the view labelled_predictions; what counts as back depends on as_of, not on the view."""
+    warehouse.contract(RISK, risk("r1", "2026-11-02", 40.0), risk("r2", "2026-11-02", 40.0))
+    warehouse.events(
+        event("r1", "2026-10-20"),  # before the prediction: no outcome
+        event("r1", "2026-11-20"),  # back after 18 days
+        event("r2", "2026-11-04"),
+        event("r2", "2026-11-30", "unenrolled"),  # after the 7-day horizon: r2 stayed
+    )
+    early = warehouse.query("prediction_calibration", **{"from": "2026-11-02", "as_of": "2026-11-15"})
+    late = warehouse.query("prediction_calibration", **{"from": "2026-11-02", "as_of": "2026-12-01"})
+    assert rows(early) == [("2026-11-02", "40-50", 2, 40.0, 50.0)]
+    assert rows(late) == [("2026-11-02", "40-50", 2, 40.0, 0.0)]
+    # the view read for fewer columns than it has (18.16 then drops the others: its lambdas must not need them)
+    assert warehouse.client.execute("SELECT count() FROM labelled_predictions") == [(2,)]
+    assert warehouse.client.execute(
+        "SELECT user_id, next_active_on FROM labelled_predictions WHERE unenrolled_within_7d = 0 ORDER BY user_id"
+    ) == [("r1", day_number(date(2026, 11, 20))), ("r2", day_number(date(2026, 11, 4)))]
 
 
 def test_streak_distribution_and_freezes(warehouse: Warehouse) -> None:

@@ -21,6 +21,7 @@ from sinks.clickhouse.tables import (
     AggregateView,
     Cluster,
     LandingView,
+    QueryView,
     Table,
 )
 
@@ -238,6 +239,8 @@ def test_every_object_is_created_by_exactly_one_migration_in_order():
     for view in (o for o in created if isinstance(o, LandingView | AggregateView)):
         source = view.landing if isinstance(view, LandingView) else view.source
         assert created.index(source) < created.index(view) and created.index(view.target) < created.index(view)
+    for query_view in (o for o in created if isinstance(o, QueryView)):
+        assert all(created.index(t) < created.index(query_view) for t in query_view.sources)
 
 
 def test_added_columns_exist_in_their_table_definition():
@@ -264,10 +267,14 @@ def test_cluster_variant_replicates_every_merge_tree_and_shards_by_user():
             f"CREATE TABLE IF NOT EXISTS db.{table.name} ON CLUSTER analytics AS db.{table.name}_local\n"
             f"ENGINE = Distributed(analytics, db, {table.name}_local, {table.shard_key})"
         )
-    for view in (o for o in OBJECTS if not isinstance(o, Table)):
+    for view in (o for o in OBJECTS if isinstance(o, LandingView | AggregateView)):
         sql = view.ddl("db", cluster)
         assert f"db.{view.name} ON CLUSTER analytics TO db.{view.target.name}_local" in sql
         assert "FROM db." in sql and sql.split("FROM db.")[1].split()[0].endswith("_local")
+    for query_view in (o for o in OBJECTS if isinstance(o, QueryView)):  # reads every shard: the Distributed tables
+        sql = query_view.ddl("db", cluster)
+        assert sql.startswith(f"CREATE VIEW IF NOT EXISTS db.{query_view.name} ON CLUSTER analytics AS\n")
+        assert {name.split()[0] for name in sql.split("FROM db.")[1:]} == {t.name for t in query_view.sources}
 
 
 def test_optional_clauses_are_left_out():
