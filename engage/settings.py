@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     worker_lost_message_grace_seconds: float = Field(
         10.0, description="how long a message handed to the worker's stream may stay unfolded before it is read again"
     )
-    # Backpressure (streams.worker.backpressure): the events path and the timers wait before writing more while
+    # Backpressure (streams.worker.core.backpressure): the events path and the timers wait before writing more while
     # this many changelog writes and outputs are unacknowledged; a commit waits for at most about this many.
     worker_max_unacknowledged_writes: int = Field(
         2_000, description="writes to Kafka the worker may have unacknowledged before it stops taking more"

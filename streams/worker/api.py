@@ -12,8 +12,9 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from faust.web import Request, Response, View
@@ -29,9 +30,7 @@ from processors.pipeline import UserRecord
 from processors.signals import snapshot
 from schemas.interventions import InterventionRequest, InterventionType
 from streams.admission import Admission
-
-if TYPE_CHECKING:
-    from streams.worker.app import EngagementWorker
+from streams.worker.core.engine import WorkerCore
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +68,11 @@ def admission_middleware(settings: Settings, keys: KeyRing) -> Any:
     return admit
 
 
-def register_views(worker: EngagementWorker) -> None:
-    app = worker.app
-    s = worker.settings
-    keys = worker.keys  # settings' keys + the key registry, re-read when it changes
+def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys: KeyRing, table_name: str) -> None:
+    """The API's pages on ``app``'s web server, answering from ``worker`` (the core: records, re-scores, outputs);
+    ``keys``: settings' keys + the key registry, re-read when it changes; ``table_name``: the record table's,
+    whose partitions say which worker owns a student."""
+    s = settings
 
     def refuse(view: View, request: Request, action: str) -> Response | None:
         principal = keys.lookup(bearer_key(request.headers.get("Authorization")))
@@ -85,7 +85,7 @@ def register_views(worker: EngagementWorker) -> None:
     async def forward(view: View, request: Request, user_id: str) -> Response | None:
         """Forward to the worker owning the student's partition; None when that is this worker."""
         try:
-            dest = app.router.key_store(worker.users.name, user_id.encode())
+            dest = app.router.key_store(table_name, user_id.encode())
         except (KeyError, TypeError):  # no assignment yet, or no metadata for the changelog topic yet
             return view.json(
                 {"error": "unavailable", "detail": "partitions are being assigned; retry", "retry_after_seconds": 1},
@@ -199,7 +199,7 @@ def register_views(worker: EngagementWorker) -> None:
                 return self.json(
                     {"error": "bad_request", "detail": f"intervention_type must be one of {names}"}, status=400
                 )
-            async with worker.records_lock:
+            async with worker.lock:
                 record = worker.record(user_id)
                 if record is None:
                     return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from streams.worker.core.ports import Message
 
 
 def missing_offsets(offsets: Iterable[int], last_folded: int) -> list[int]:
@@ -73,17 +74,9 @@ class StalledTails:
         self._observed = {p: o for p, o in self._observed.items() if p in owned}
 
 
-@dataclass(slots=True, weakref_slot=True)  # table writes refer to the event they are made for by weakref
-class Refetched:
-    """A message read directly, shaped like the Faust events the worker folds (``value``, ``message``)."""
-
-    value: bytes
-    message: SimpleNamespace
-
-
 def read_offsets(
     bootstrap: str, topic: str, partition: int, offsets: list[int], timeout: float = 30.0
-) -> tuple[list[Refetched], list[int]]:
+) -> tuple[list[Message], list[int]]:
     """Read the messages at ``offsets`` of one partition: (the ones found, the offsets no longer on the topic).
 
     Raises TimeoutError when Kafka does not deliver them in ``timeout`` seconds (then the worker must not go on
@@ -99,7 +92,7 @@ def read_offsets(
             "auto.offset.reset": "earliest",
         }
     )
-    found: dict[int, Refetched] = {}
+    found: dict[int, Message] = {}
     try:
         consumer.assign([TopicPartition(topic, partition, min(wanted))])
         deadline = time.monotonic() + timeout
@@ -120,10 +113,7 @@ def read_offsets(
             position = offset + 1
             if offset in wanted:
                 ts = msg.timestamp()[1]
-                meta = SimpleNamespace(
-                    topic=topic, partition=partition, offset=offset, timestamp=ts / 1000 if ts > 0 else None
-                )
-                found[offset] = Refetched(msg.value() or b"", meta)
+                found[offset] = Message(partition, offset, ts / 1000 if ts > 0 else None, msg.value() or b"")
     finally:
         consumer.close()
     return [found[o] for o in sorted(found)], sorted(wanted - set(found))

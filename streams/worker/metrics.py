@@ -69,7 +69,7 @@ ERASURES = Counter(
 )
 BACKPRESSURE_SECONDS = Counter(
     "engage_worker_backpressure_seconds_total",
-    "Time the worker waited for Kafka to acknowledge its writes before taking more (streams.worker.backpressure)",
+    "Time the worker waited for Kafka to acknowledge its writes before taking more (streams.worker.core.backpressure)",
 )
 UNACKNOWLEDGED_WRITES = Gauge(
     "engage_worker_unacknowledged_writes",

@@ -1,4 +1,4 @@
-"""A burst the worker cannot keep up with: it slows its intake instead of exiting (streams.worker.backpressure).
+"""A burst the worker cannot keep up with: it slows its intake instead of exiting (streams.worker.core.backpressure).
 
 An OULAD replay at any pace ended with the worker exiting (code 75) a few minutes in: the event-clock silence
 pass rewrote every known student each replayed day faster than Kafka acknowledged the changelog, and the

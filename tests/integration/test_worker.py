@@ -23,8 +23,7 @@ from engage.traffic import _client_batches
 from processors.pipeline import ScoreRequest, UserRecord, ingest, owe_score
 from schemas.topics import TopicSpec, catalogue
 from streams.admin import ensure_topics
-from streams.producer import EventProducer
-from streams.worker.partitioning import key_partition
+from streams.producer import EventProducer, key_partition
 from tests.integration.helpers import read_to_end, read_topic
 from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for, workers
 

@@ -1,10 +1,10 @@
-"""The worker's write-back record cache (streams.worker.record_cache): what a flush writes, what a rebalance drops."""
+"""The write-back record cache (streams.worker.core.record_cache): what a flush writes and a rebalance drops."""
 
 from __future__ import annotations
 
 from processors.pipeline import UserRecord
 from processors.state import UserState
-from streams.worker.record_cache import RecordCache
+from streams.worker.core.record_cache import RecordCache
 
 
 def _record(user: str) -> UserRecord:

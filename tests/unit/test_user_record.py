@@ -59,7 +59,7 @@ def test_the_workers_position_keys_can_never_be_a_student_id() -> None:
     from pydantic import TypeAdapter, ValidationError
 
     from schemas.events import Identifier
-    from streams.worker.app import position_key
+    from streams.worker.core.table_keys import position_key
 
     with pytest.raises(ValidationError):
         TypeAdapter(Identifier).validate_python(position_key(3).decode())

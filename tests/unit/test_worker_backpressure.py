@@ -1,5 +1,5 @@
-"""The worker's backlog bound (streams.worker.backpressure) and the commit's wait for the writes queued before it
-(streams.worker.commits): asyncio only, no Kafka."""
+"""The worker's backlog bound (streams.worker.core.backpressure) and the commit's wait for the writes queued before it
+(streams.worker.faust_internals): asyncio only, no Kafka."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from streams.worker.backpressure import Backlog
-from streams.worker.commits import ChangelogWrites
+from streams.worker.core.backpressure import Backlog
+from streams.worker.core.durability import ChangelogWrites
 
 
 def _writes(n: int) -> tuple[ChangelogWrites, list[asyncio.Future[Any]]]:
@@ -78,7 +78,7 @@ def test_a_backlog_that_never_moves_ends_the_worker_to_be_restarted(monkeypatch:
         exits.append(reason)
         raise SystemExit(75)
 
-    monkeypatch.setattr("streams.worker.backpressure.exit_to_be_restarted", exit_instead)
+    monkeypatch.setattr("streams.worker.core.backpressure.exit_to_be_restarted", exit_instead)
 
     async def run() -> None:
         writes, _ = _writes(3)
@@ -96,12 +96,12 @@ def test_a_commit_waits_for_the_writes_queued_before_it_not_for_those_queued_whi
     to be empty timed out after 60 s while Kafka acknowledged thousands a second (an OULAD replay, #29)."""
     from types import SimpleNamespace
 
-    from streams.worker.commits import commit_only_when_acknowledged
+    from streams.worker.faust_internals import commit_only_when_acknowledged
 
     def exit_instead(reason: str) -> None:
         raise SystemExit(reason)
 
-    monkeypatch.setattr("streams.worker.commits.exit_to_be_restarted", exit_instead)
+    monkeypatch.setattr("streams.worker.faust_internals.exit_to_be_restarted", exit_instead)
 
     async def run() -> int:
         queued: list[asyncio.Future[Any]] = []

@@ -1,5 +1,5 @@
 """Which offset Faust commits once the worker marked ranges done that were also acknowledged
-(streams.worker.commits.commit_past_duplicate_acknowledgements), on Faust's own ``_new_offset``: no Kafka."""
+(streams.worker.faust_internals.commit_past_duplicate_acknowledgements), on Faust's own ``_new_offset``: no Kafka."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from intervaltree import IntervalTree
 
-from streams.worker.commits import commit_past_duplicate_acknowledgements
+from streams.worker.faust_internals import commit_past_duplicate_acknowledgements
 
 TP = "events-0"
 

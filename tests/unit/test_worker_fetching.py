@@ -6,7 +6,7 @@ import asyncio
 
 import faust
 
-from streams.worker.fetching import fetch_within
+from streams.worker.faust_internals import fetch_within
 
 
 def test_the_consumer_faust_creates_waits_at_most_the_setting() -> None:

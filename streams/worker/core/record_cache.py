@@ -6,10 +6,11 @@ worker's time draining a topic (profiled). With it the events path reads and cha
 memory, and a changed record reaches the table (RocksDB and its changelog) once per commit, however many
 messages changed it meanwhile: Kafka Streams' record cache, and what Quix Streams' state transactions do.
 
-Why nothing is lost: the worker commits an events offset only after writing the records changed up to it
-(``flush`` runs first in the commit path, ``streams.worker.commits``) and each partition's position after its
-records. A crash loses what the cache held and Kafka re-delivers exactly the messages behind it. Timers and
-web views do not write here: they write through, once Kafka has acknowledged their outputs (see the worker).
+Why nothing is lost: the worker commits an events offset only after writing the records changed up to it (the
+write-back runs first in the commit path: ``faust_internals.commit_only_when_acknowledged``) and each
+partition's position after its records. A crash loses what the cache held and Kafka re-delivers exactly the
+messages behind it. Timers and web views do not write here: they write through, once Kafka has acknowledged
+their outputs (``core.engine``).
 """
 
 from __future__ import annotations

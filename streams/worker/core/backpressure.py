@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from streams.worker import metrics as m
-from streams.worker.commits import ChangelogWrites, exit_to_be_restarted
+from streams.worker.core.durability import ChangelogWrites, exit_to_be_restarted
 
 
 class Backlog:

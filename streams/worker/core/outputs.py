@@ -1,0 +1,93 @@
+"""What the worker sends: risk updates, interventions, streak milestones, erasure confirmations, dead letters.
+
+On the events path each output is also kept in the student's record (its outbox) until the batch behind it is
+committed, so that a worker that crashes after Kafka acknowledged the record but not the outputs sends them
+again from the restored record (``core.engine.WorkerCore.restore_owed``). Outputs carry their ids, so a second
+copy replaces the first downstream.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from processors.pipeline import ScoreOutcome, UserRecord
+from schemas.messages import DeadLetter, kept_raw
+from schemas.privacy import ErasureDone
+from schemas.streaks import StreakMilestone
+from schemas.topics import TopicCatalogue
+from streams.worker import metrics as m
+from streams.worker.core.ports import Message, Outputs
+
+
+class Emitter:
+    def __init__(self, outputs: Outputs, topics: TopicCatalogue) -> None:
+        self.outputs = outputs
+        self.topics = topics
+        self._tier_counts: dict[str, int] = {}  # students per risk tier on this worker (a gauge)
+
+    def send_kept(self, record: UserRecord | None, topic: str, key: str, value: str) -> None:
+        """Send an output; on the events path (``record`` given) also keep it in the record's outbox."""
+        self.outputs.send_encoded(key.encode(), value.encode(), topic=topic)
+        if record is not None:
+            record.outbox.append([topic, key, value])
+
+    def risk(self, outcome: ScoreOutcome, user_id: str, sent_at: float, keep: UserRecord | None = None) -> None:
+        """A re-score's risk update, and its intervention if the policy decided one."""
+        update = outcome.update
+        self.outputs.send_encoded(
+            user_id.encode(), update.model_dump_json().encode(), topic=self.topics.risk_updates.name
+        )
+        m.RISK_UPDATES.labels(update.trigger, update.tier).inc()
+        m.RISK_SCORES.labels("7d").observe(update.risk_7d)
+        m.RISK_SCORES.labels("30d").observe(update.risk_30d)
+        if update.received_at is not None and update.trigger == "events":
+            m.EVENT_TO_RISK_SECONDS.observe(max(0.0, sent_at - update.received_at.timestamp()))
+        if update.previous_tier != update.tier:
+            if update.previous_tier is not None:
+                self._count_tier(update.previous_tier, -1)
+            self._count_tier(update.tier, +1)
+        decision = outcome.decision
+        kind = decision.request.intervention_type.value if decision.request is not None else "none"
+        m.INTERVENTIONS.labels(kind, decision.outcome).inc()
+        if decision.request is not None:
+            self.send_kept(keep, self.topics.interventions.name, user_id, decision.request.model_dump_json())
+
+    def milestone(self, record: UserRecord, user_id: str, milestone: StreakMilestone) -> None:
+        m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
+        self.send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
+
+    def erased(self, erasure_id: str, found: bool) -> None:
+        """Confirm an erasure on the erasures topic (keyed by its id)."""
+        done = ErasureDone(erasure_id=erasure_id, erased_at=datetime.now(UTC), found=found)
+        self.outputs.send_encoded(erasure_id.encode(), done.model_dump_json().encode(), topic=self.topics.erasures.name)
+        m.ERASURES.labels("found" if found else "unknown").inc()
+
+    def forget_tier(self, tier: str | None) -> None:
+        """An erased student leaves the tier gauge."""
+        if tier is not None and self._tier_counts.get(tier, 0) > 0:
+            self._count_tier(tier, -1)
+
+    def dead_letter(
+        self, raw: bytes, reason: str, keep: UserRecord | None = None, source: Message | None = None
+    ) -> None:
+        """Refused input to the dead-letter topic, with where it came from (``source``: the events message). A
+        large input keeps only its start: a letter bigger than Kafka takes would fail to send, and the worker
+        would stop on the same message after every restart; the whole message stays on its topic."""
+        letter = DeadLetter(
+            dead_letter_id=f"processor:{time.time_ns()}",
+            received_at=datetime.now(UTC),
+            source="processor:signals",
+            reason=reason,
+            raw=kept_raw(raw.decode("utf-8", errors="replace")),
+            original_topic=self.topics.events.name if source is not None else None,
+            original_partition=source.partition if source is not None else None,
+            original_offset=source.offset if source is not None else None,
+        )
+        if source is not None:  # a message or a student's batch in it, not one event (those: REJECTED_EVENTS)
+            m.REFUSED_BATCHES.inc()
+        self.send_kept(keep, self.topics.dead_letters.name, letter.source, letter.model_dump_json())
+
+    def _count_tier(self, tier: str, delta: int) -> None:
+        self._tier_counts[tier] = self._tier_counts.get(tier, 1 if delta < 0 else 0) + delta
+        m.USERS_BY_TIER.labels(tier).set(self._tier_counts[tier])

@@ -1,0 +1,233 @@
+"""Every use of a Faust private attribute, and every patch of Faust's behaviour, in one place.
+
+faust-streaming 0.15.3 is pinned (pyproject); each patch below says which Faust behaviour it corrects and which test
+fails without it. Everything else in the worker uses Faust's public API (app, table, agent, timers, web views),
+and the worker core (``streams.worker.core``) does not import Faust at all. On a Faust upgrade, this module is
+the one to read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import TP
+
+from streams.worker.core.durability import ChangelogWrites, exit_to_be_restarted
+
+# --- reading the consumer's offsets -------------------------------------------------------------------------------
+
+
+def committed_offset(app: faust.App, tp: TP) -> int | None:
+    """The partition's committed offset as Faust last saw it (the next offset to read), or None."""
+    offsets: Mapping[TP, int | None] = app.consumer._committed_offset  # type: ignore[attr-defined]
+    return offsets.get(tp)
+
+
+def read_offset(app: faust.App, tp: TP) -> int | None:
+    """The last offset Faust's consumer handed to the stream (the next one to read right after a seek)."""
+    offsets: Mapping[TP, int | None] = app.consumer._read_offset  # type: ignore[attr-defined]
+    return offsets.get(tp)
+
+
+def acknowledged_offsets(app: faust.App, tp: TP) -> list[int]:
+    """Offsets acknowledged and not committed yet: Faust commits the first consecutive run of them."""
+    acked: Mapping[TP, list[int]] = app.consumer._acked  # type: ignore[attr-defined]
+    return list(acked.get(tp) or ())
+
+
+def is_paused(app: faust.App, tp: TP) -> bool:
+    return tp in app.consumer._paused_partitions  # type: ignore[attr-defined]
+
+
+# --- telling the consumer what is done ----------------------------------------------------------------------------
+
+
+async def mark_done(app: faust.App, tp: TP, first: int, last: int) -> None:
+    """Offsets ``first..last`` are done, although Faust never saw them acknowledged (read directly, or below a
+    resumed position): Faust commits only up to the first offset it has not seen acknowledged."""
+    await app.consumer._add_gap(tp, first, last)  # type: ignore[attr-defined]
+
+
+def mark_acknowledged(app: faust.App, tp: TP, offset: int) -> None:
+    """Put ``offset`` back in Faust's acknowledged list, so that a commit has something to commit with."""
+    consumer: Any = app.consumer
+    consumer._acked[tp].append(offset)
+    consumer._acked_index[tp].add(offset)
+
+
+def request_rejoin(app: faust.App) -> None:
+    """Ask the group coordinator for a new rebalance (from the consumer's own thread)."""
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+    coordinator = thread._ensure_consumer()._coordinator
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
+
+# --- patches --------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def writing_as(event: Any) -> Iterator[None]:
+    """Table writes inside this block go to ``event``'s partition (a Faust event, or ``at_partition``'s).
+
+    Corrects: Faust's table and RocksDB store take the partition of a write from "the current event" (a context
+    variable the stream sets while one message is processed) and refuse a write with none. The agent folds a
+    gather of messages, and timers and web views write with no message at all. Without it every record write
+    outside Faust's own iteration fails: ``tests/integration/test_worker.py`` fails throughout."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class _PartitionOnly:
+    """A stand-in for a Faust event: the table and store read only ``message.partition`` and ``message.topic``."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=partition)
+
+
+def at_partition(topic: str, partition: int) -> _PartitionOnly:
+    """The context for writing as if processing a message of ``topic`` (the source topic) at ``partition``."""
+    return _PartitionOnly(topic, partition)
+
+
+def commit_only_when_acknowledged(
+    app: faust.App,
+    outputs_acknowledged: Callable[[], Awaitable[None]],
+    write_back: Callable[[], Awaitable[None]] | None = None,
+    timeout_seconds: float = 60.0,
+) -> ChangelogWrites:
+    """Make ``app``'s pre-commit flush first ``write_back`` (records held in memory into the table), then wait
+    for every changelog write queued until then, then for ``outputs_acknowledged``.
+
+    Corrects: Faust flushes its producer before it commits, but its buffer of changelog writes gives up waiting
+    after 0.1 s without progress (Kafka slow or restarting), and a write being handed to aiokafka at that moment
+    is in neither the buffer nor aiokafka's queue; a crash after such a commit lost those students' newest state.
+    Under a steady stream of writes its buffer is never empty, so that flush never ends either (an OULAD replay's
+    silence pass: every commit timed out after 60 s, #29). So every changelog write is tracked from the moment
+    Faust queues it until Kafka acknowledges it, and the flush before a commit waits for those queued before it.
+    A write Kafka never acknowledges ends the worker after ``timeout_seconds`` (``core.durability``: why exit).
+    Without it: ``tests/integration/test_chaos.py::test_every_record_is_delivered_once_through_kills_and_server_
+    restarts`` lost records, and ``tests/unit/test_worker_backpressure.py::test_a_commit_waits_for_the_writes_
+    queued_before_it_not_for_those_queued_while_it_waits`` fails.
+    """
+    producer = app.producer
+    writes = ChangelogWrites()
+    queue = producer.send_soon
+
+    def send_soon(fut: Any) -> None:
+        writes.queued(fut)
+        queue(fut)
+
+    step = ["starting"]
+
+    async def everything_acknowledged() -> None:
+        if write_back is not None:
+            step[0] = "waiting for the records lock to write records back"
+            await write_back()
+        queued = list(writes.unacknowledged)  # the writes queued up to now, not those queued while this waits
+        step[0] = f"waiting for {len(queued)} changelog writes"
+        if queued:
+            await asyncio.wait(queued)
+        step[0] = "waiting for the outputs"
+        await outputs_acknowledged()
+
+    async def flush() -> None:
+        try:
+            await asyncio.wait_for(everything_acknowledged(), timeout_seconds)
+        except TimeoutError:
+            exit_to_be_restarted(
+                f"changelog writes or outputs not acknowledged by Kafka in {timeout_seconds:.0f} s ({step[0]})"
+            )
+        except Exception as exc:  # outputs refused
+            exit_to_be_restarted(f"outputs not acknowledged: {exc!r}")
+        if writes.failures:
+            exit_to_be_restarted(f"{len(writes.failures)} changelog writes failed, the first: {writes.failures[0]!r}")
+
+    producer.send_soon = send_soon  # type: ignore[method-assign]
+    producer.flush = flush  # type: ignore[method-assign]
+    return writes
+
+
+def commit_past_duplicate_acknowledgements(app: faust.App) -> None:
+    """Make Faust's choice of the offset to commit ignore acknowledgements it holds twice or already committed.
+
+    Corrects: Faust commits the first run of consecutive offsets in its sorted list of acknowledged ones, after
+    adding the ranges marked done (``mark_done``) to that list without looking whether they are in it already.
+    The worker marks ranges done that can also be acknowledged: after a restore it resumes from its stored
+    position and marks everything below it done, while Faust's fetcher, which starts before the seek, re-delivers
+    some of those messages (skipped as folded, and acknowledged). Each offset then sits twice in the list, every
+    duplicate ends a run, and each commit moved the offset by one or two: a clean clone's chaos run saw a worker
+    200 messages past its committed offset advance it 2 per commit, and never catch up in 240 s. Before Faust
+    looks, offsets the done ranges will add, duplicates and offsets below the committed one are removed from the
+    list, so each offset is in it once. Without it: ``tests/unit/test_worker_commits.py`` fails.
+    """
+    consumer: Any = app.consumer
+    new_offset = consumer._new_offset
+
+    def _new_offset(tp: Any) -> int | None:
+        acked: list[int] = consumer._acked[tp]
+        if acked:
+            committed = consumer._committed_offset[tp]
+            covered: set[int] = set()
+            for interval in consumer._gap[tp].overlap(0, max(acked)):  # what Faust adds (its own query)
+                covered.update(range(interval.begin, interval.end))
+            kept = sorted({o for o in acked if o not in covered and (committed is None or o >= committed)})
+            # Faust merges the done ranges only into a list that is not empty: then keep the last offset they
+            # cover (done, and a duplicate at the end of the run ends nothing).
+            acked[:] = kept or ([max(covered)] if covered else [])
+        offset: int | None = new_offset(tp)
+        return offset
+
+    consumer._new_offset = _new_offset
+
+
+def fetch_within(app: faust.App, max_wait_ms: int) -> None:
+    """Make the worker consumer that ``app`` creates (at start, and again after it restarts) let the broker hold
+    a fetch request at most ``max_wait_ms``.
+
+    Corrects: Faust's aiokafka driver creates the consumer with ``fetch_max_wait_ms=1500`` and no setting for
+    it. aiokafka keeps one fetch request in flight per broker, and the broker held those 0.5-1 s although events
+    arrived several times a second: at 5,000 events/s messages waited 1.1-1.3 s before the worker saw them and
+    event-to-risk p50 was 1.3 s; with 100 ms, 0.12 s and 0.24 s. Without it:
+    ``tests/unit/test_worker_fetching.py::test_the_consumer_faust_creates_waits_at_most_the_setting`` fails.
+    """
+    thread: Any = app.consumer._thread  # type: ignore[attr-defined]
+    create = thread._create_worker_consumer
+
+    def create_worker_consumer(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts and creates its fetcher
+        return consumer
+
+    thread._create_worker_consumer = create_worker_consumer
+
+
+def after_seek(app: faust.App, then: Callable[[], Awaitable[None]], before: Callable[[], None]) -> None:
+    """Run ``before`` ahead of, and ``then`` after, the seek to the committed offsets that follows every
+    assignment (start-up and each rebalance), once the table is restored.
+
+    Corrects: Faust offers no hook between "the table is restored and the offsets are known" and "the stream
+    starts": the worker needs one to resume from the positions in the restored state and to send again what the
+    restored records still owe (``streams.worker.recovery``). Without it:
+    ``tests/integration/test_worker.py::test_outputs_of_an_uncommitted_batch_are_sent_again_when_its_record_is_
+    restored`` fails (nothing is sent again), and the chaos test loses records.
+    """
+    seek_to_committed = app.consumer.perform_seek
+
+    async def perform_seek() -> None:
+        before()
+        await seek_to_committed()
+        await then()
+
+    app.consumer.perform_seek = perform_seek  # type: ignore[method-assign]
