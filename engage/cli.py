@@ -9,7 +9,7 @@ from typing import Annotated, Any, cast
 import typer
 from rich.console import Console
 
-from engage.settings import get_settings
+from config.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
 infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
@@ -639,7 +639,7 @@ def _ensure_infra() -> None:
             console.print(f"{started.name} started, ready in {started.seconds_to_ready:.2f} s")
 
 
-# --- API keys (engage.keys): hashed keys the collector and workers re-read while running ----------------------
+# --- API keys (access.keys): hashed keys the collector and workers re-read while running ----------------------
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, rotate, revoke (only hashes are kept).")
 app.add_typer(keys_app, name="keys")
 
@@ -671,8 +671,8 @@ def keys_create(
     """Make a key for an app and print its secret once."""
     from datetime import UTC, datetime, timedelta
 
-    from engage.auth import Role
-    from engage.keys import KeyRegistry
+    from access.auth import Role
+    from access.keys import KeyRegistry
 
     if role not in {r.value for r in Role}:
         raise typer.BadParameter("write, server or admin", param_hint="--role")
@@ -693,7 +693,7 @@ def keys_list() -> None:
 
     from rich.table import Table as RichTable
 
-    from engage.keys import KeyRegistry
+    from access.keys import KeyRegistry
 
     now = datetime.now(UTC)
     table = RichTable(title=str(get_settings().key_registry))
@@ -716,7 +716,7 @@ def keys_rotate(
     grace_seconds: Annotated[float, typer.Option(help="How long the old key keeps working")] = 86_400.0,
 ) -> None:
     """A new key for the same app and role; the old one works for the grace period, then stops."""
-    from engage.keys import KeyRegistry
+    from access.keys import KeyRegistry
 
     registry = KeyRegistry.from_settings(get_settings())
     issued, old = _keys_call(lambda: registry.rotate(key_id, grace_seconds))
@@ -728,7 +728,7 @@ def keys_rotate(
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (engage keys list)")]) -> None:
     """Refuse a key from now on (the collector and workers notice within seconds, no restart)."""
-    from engage.keys import KeyRegistry
+    from access.keys import KeyRegistry
 
     registry = KeyRegistry.from_settings(get_settings())
     record = _keys_call(lambda: registry.revoke(key_id))

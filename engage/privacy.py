@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from engage.settings import Settings
+from config.settings import Settings
 from schemas.privacy import ErasureDone, ErasureRequest
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from engage.settings import Settings
+from config.settings import Settings
 from schemas.topics import TopicCatalogue, catalogue
 from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink

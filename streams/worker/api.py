@@ -3,7 +3,7 @@
 Any worker answers for any student: a request for a student whose partition another worker owns is forwarded
 there (method, headers and body), so clients can talk to one address behind a load balancer. Only server and
 admin keys are accepted; the collector's write keys are refused (403). ``GET /v1/admin/keys`` (admin keys
-only) lists the keys by public id. Keys come from ``engage.keys.KeyRing``: revocations apply within seconds.
+only) lists the keys by public id. Keys come from ``access.keys.KeyRing``: revocations apply within seconds.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 from yarl import URL
 
-from engage.auth import bearer_key
-from engage.keys import KeyRing
+from access.auth import bearer_key
+from access.keys import KeyRing
+from config.settings import Settings
 from engage.privacy import complete_erasure, request_erasure
-from engage.settings import Settings
 from processors.pipeline import UserRecord
 from processors.signals import snapshot
 from schemas.interventions import InterventionRequest, InterventionType

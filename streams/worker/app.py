@@ -31,8 +31,8 @@ import orjson
 from faust.types import TP, EventT
 from pydantic import ValidationError
 
-from engage.keys import KeyRing
-from engage.settings import Settings
+from access.keys import KeyRing
+from config.settings import Settings
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider

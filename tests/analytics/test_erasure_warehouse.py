@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from config.settings import Settings
 from engage.privacy import erase_from_warehouse, user_tables
-from engage.settings import Settings
 from schemas.messages import DeadLetter
 from sinks.clickhouse.tables import DEAD_LETTERS
 from tests.analytics.conftest import Warehouse, event

@@ -12,11 +12,11 @@ import httpx
 import orjson
 import pytest
 
+from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.children import child, wait_for_sinks
 from engage.privacy import erase_everywhere, user_tables
-from engage.settings import PROJECT_ROOT, Settings, settings_env
 from schemas.messages import DeadLetter
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate

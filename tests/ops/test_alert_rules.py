@@ -36,8 +36,8 @@ import models.serving
 import sinks.runner
 import streams.collector.app
 import streams.worker.metrics
+from config.settings import Settings
 from deploy.process import free_port
-from engage.settings import Settings
 from processors.policy import DECISION_OUTCOMES
 from schemas.events import Channel
 from schemas.interventions import InterventionType, OutcomeKind
