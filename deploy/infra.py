@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.settings import Settings
 from deploy import clickhouse_server, kafka_server
 from deploy.process import Started
-from engage.settings import Settings
 
 
 @dataclass(frozen=True)

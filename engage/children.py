@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from engage.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 from sinks.service import sink_lag
 
 

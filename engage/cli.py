@@ -9,7 +9,7 @@ from typing import Annotated, Any, cast
 import typer
 from rich.console import Console
 
-from engage.settings import get_settings
+from config.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
 infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
@@ -246,15 +246,19 @@ def worker(
 @app.command("sink")
 def sink(
     names: Annotated[
-        list[str], typer.Argument(help="events, risk-updates, interventions, milestones, dead-letters, all")
+        list[str],
+        typer.Argument(
+            help="events, risk-updates, interventions, outcomes, milestones, dead-letters, erasures (the warehouse "
+            "half of erasing a student), all"
+        ),
     ],
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,
 ) -> None:
     """Persist topics into ClickHouse (one thread per sink; offsets committed only after each insert)."""
-    from sinks.service import SINK_NAMES, run_sinks, serve_metrics
+    from sinks.service import SERVICE_NAMES, run_sinks, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    chosen = list(SINK_NAMES) if names == ["all"] else names
+    chosen = list(SERVICE_NAMES) if names == ["all"] else names
     s = get_settings()
     serve_metrics(s)
     for name, stats in run_sinks(s, chosen, idle_exit).items():
@@ -614,12 +618,27 @@ def bench_oulad(
 @privacy_app.command("delete")
 def privacy_delete(
     user_id: Annotated[str, typer.Argument(help="The student's user id")],
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each step")] = 120.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the report (the sinks service gives each step 120 s)")
+    ] = 400.0,
 ) -> None:
-    """Remove a student's state, changelog entry and warehouse rows; verify nothing of them is left."""
-    from engage.privacy import erase_everywhere
+    """Remove a student's state, changelog entry and warehouse rows; verify nothing of them is left.
 
-    report = erase_everywhere(get_settings(), user_id, "cli", timeout)
+    The worker owning the student erases its state; the sinks service (engage sink all) deletes the warehouse
+    rows, counts again and reports; this command sends the request and prints that report."""
+    import time
+
+    from streams.erasure import erase_everywhere
+
+    started = time.monotonic()
+    try:
+        report = erase_everywhere(get_settings(), user_id, "cli", timeout)
+    except TimeoutError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if report.error is not None:
+        console.print(f"[red]{report.erasure_id}: {report.status}[/red]")
+        raise typer.Exit(1)
     state = "erased" if report.worker_had_state else "no state held (unknown student)"
     console.print(f"{report.erasure_id}: worker state {state}; warehouse rows deleted:")
     for table, rows in report.rows_deleted.items():
@@ -627,7 +646,8 @@ def privacy_delete(
     if not report.complete:
         console.print("[red]rows are left; run again or look at system.mutations[/red]")
         raise typer.Exit(1)
-    console.print(f"complete in {report.seconds:.1f} s: nothing of the student is left in state or warehouse")
+    seconds = time.monotonic() - started
+    console.print(f"complete in {seconds:.1f} s: nothing of the student is left in state or warehouse")
 
 
 def _ensure_infra() -> None:
@@ -639,7 +659,7 @@ def _ensure_infra() -> None:
             console.print(f"{started.name} started, ready in {started.seconds_to_ready:.2f} s")
 
 
-# --- API keys (engage.keys): hashed keys the collector and workers re-read while running ----------------------
+# --- API keys (access.keys): hashed keys the collector and workers re-read while running ----------------------
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, rotate, revoke (only hashes are kept).")
 app.add_typer(keys_app, name="keys")
 
@@ -671,8 +691,8 @@ def keys_create(
     """Make a key for an app and print its secret once."""
     from datetime import UTC, datetime, timedelta
 
-    from engage.auth import Role
-    from engage.keys import KeyRegistry
+    from access.auth import Role
+    from access.keys import KeyRegistry
 
     if role not in {r.value for r in Role}:
         raise typer.BadParameter("write, server or admin", param_hint="--role")
@@ -693,7 +713,7 @@ def keys_list() -> None:
 
     from rich.table import Table as RichTable
 
-    from engage.keys import KeyRegistry
+    from access.keys import KeyRegistry
 
     now = datetime.now(UTC)
     table = RichTable(title=str(get_settings().key_registry))
@@ -716,7 +736,7 @@ def keys_rotate(
     grace_seconds: Annotated[float, typer.Option(help="How long the old key keeps working")] = 86_400.0,
 ) -> None:
     """A new key for the same app and role; the old one works for the grace period, then stops."""
-    from engage.keys import KeyRegistry
+    from access.keys import KeyRegistry
 
     registry = KeyRegistry.from_settings(get_settings())
     issued, old = _keys_call(lambda: registry.rotate(key_id, grace_seconds))
@@ -728,7 +748,7 @@ def keys_rotate(
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (engage keys list)")]) -> None:
     """Refuse a key from now on (the collector and workers notice within seconds, no restart)."""
-    from engage.keys import KeyRegistry
+    from access.keys import KeyRegistry
 
     registry = KeyRegistry.from_settings(get_settings())
     record = _keys_call(lambda: registry.revoke(key_id))

@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from config.settings import Settings, settings_env
 from deploy.infra import Infra
 from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
 from engage.demo_analytics import show_analytics
 from engage.demo_risk import show_risk
-from engage.settings import Settings, settings_env
 from engage.traffic import TrafficPlan, run_traffic
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analytics.runner import Result, run
-from engage.settings import Settings
+from config.settings import Settings
 from sinks.clickhouse.client import connect
 
 

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
 
-from engage.settings import Settings
+from config.settings import Settings
 from models.metrics import roc_auc
 from schemas.topics import catalogue
 

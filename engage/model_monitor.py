@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Gauge, start_http_server
 
-from engage.settings import Settings
+from config.settings import Settings
 from models.features import FEATURES, row_vector
 from models.labels import StudentOutcome, label
 from models.metrics import calibration_table, expected_calibration_error, roc_auc

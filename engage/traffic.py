@@ -19,7 +19,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from engage.settings import Settings
+from config.settings import Settings
 from engage.simulator import Population, ground_truth, iter_event_days, write_ground_truth
 from schemas.topics import catalogue
 from streams.producer import EventProducer

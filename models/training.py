@@ -20,7 +20,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from engage.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 from models.calibration import IsotonicCalibrator
 from models.features import FEATURES, snapshot_from_row
 from models.heuristic import HeuristicModel

@@ -43,6 +43,8 @@ class TopicCatalogue:
     intervention_outcomes: TopicSpec
     courses: TopicSpec
     erasures: TopicSpec
+    erasure_requests: TopicSpec
+    erasure_reports: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -54,6 +56,8 @@ class TopicCatalogue:
             self.intervention_outcomes,
             self.courses,
             self.erasures,
+            self.erasure_requests,
+            self.erasure_reports,
         ]
 
 
@@ -107,5 +111,23 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=30 * DAY_MS,
             key="erasure_id",
             contract="schemas.privacy.ErasureDone",
+        ),
+        # The sinks service's work queue: the same request as on the events topic, so it names the student and
+        # is kept no longer than the events topic keeps it.
+        erasure_requests=TopicSpec(
+            f"{prefix}.erasure-requests.v1",
+            1,
+            retention_ms=7 * DAY_MS,
+            key="erasure_id",
+            contract="schemas.privacy.ErasureRequest",
+        ),
+        # The newest report per erasure (the API's GET /v1/erasures/{id}); no student named, kept as an audit trail.
+        erasure_reports=TopicSpec(
+            f"{prefix}.erasure-reports.v1",
+            1,
+            cleanup_policy="compact",
+            retention_ms=-1,
+            key="erasure_id",
+            contract="schemas.privacy.ErasureReport",
         ),
     )

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import orjson
 
-from engage.settings import Settings
+from config.settings import Settings
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
 from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, cluster_for, create_all

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from engage.settings import Settings
+from config.settings import Settings
 from schemas.columns import Column
 from schemas.topics import TopicCatalogue
 from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage

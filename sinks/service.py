@@ -1,4 +1,7 @@
-"""Run one or more sinks in one process, each in its own thread, until SIGTERM (or idle, for tests)."""
+"""Run one or more sinks in one process, each in its own thread, until SIGTERM (or idle, for tests).
+
+Besides the table sinks (``SINK_NAMES``) the service runs the warehouse half of erasures (``erasures``,
+``sinks.erasure``): it deletes what the table sinks stored, so it is not one of the sinks it waits for."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from engage.settings import Settings
+from config.settings import Settings
 from schemas.topics import TopicCatalogue, catalogue
 from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink
@@ -18,7 +21,9 @@ from sinks.runner import RunnerStats, SinkRunner, sink_group
 from streams.admin import group_positions
 from streams.producer import EventProducer
 
-SINK_NAMES = ("events", *SPECS)
+SINK_NAMES = ("events", *SPECS)  # the sinks that store a topic in a table
+ERASURES = "erasures"
+SERVICE_NAMES = (*SINK_NAMES, ERASURES)  # what ``engage sink all`` runs
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,14 @@ BATCHING: dict[str, Batching] = {
     "outcomes": Batching(10_000, 2.0),
     "milestones": Batching(10_000, 2.0),
     "dead-letters": Batching(10_000, 2.0),
+    ERASURES: Batching(1, 0.0),  # rare, each carried out on its own, as soon as it comes
 }
 
 
 def batching_for(settings: Settings, name: str) -> Batching:
     default = BATCHING[name]
+    if name == ERASURES:
+        return default  # the overrides are about table inserts
     return Batching(
         settings.sink_batch_rows if settings.sink_batch_rows is not None else default.rows,
         settings.sink_batch_seconds if settings.sink_batch_seconds is not None else default.seconds,
@@ -55,7 +63,19 @@ def _source(topics: TopicCatalogue, name: str) -> tuple[str, str]:
         return BehaviorEventsSink.name, topics.events.name
     if name in SPECS:
         return SPECS[name].name, SPECS[name].topic(topics)
-    raise ValueError(f"unknown sink {name!r}; known: {', '.join(SINK_NAMES)}")
+    if name == ERASURES:
+        return ERASURES, topics.erasure_requests.name
+    raise ValueError(f"unknown sink {name!r}; known: {', '.join(SERVICE_NAMES)}")
+
+
+def _sink(settings: Settings, name: str, producer: EventProducer) -> BatchingSink:
+    if name == "events":
+        return BehaviorEventsSink(settings)
+    if name == ERASURES:
+        from sinks.erasure import ErasureSink  # it reads this module's sink positions
+
+        return ErasureSink(settings, producer)
+    return ContractSink(settings, SPECS[name])
 
 
 def build_runners(
@@ -68,7 +88,7 @@ def build_runners(
     runners = []
     for name in names:
         _, topic = _source(topics, name)
-        sink: BatchingSink = BehaviorEventsSink(settings) if name == "events" else ContractSink(settings, SPECS[name])
+        sink = _sink(settings, name, dead_letters)
         batching = batching_for(settings, name)
         runners.append(
             runner_class(
@@ -79,6 +99,9 @@ def build_runners(
                 dead_letters=None if name == "dead-letters" else dead_letters,
                 batch_rows=batching.rows,
                 batch_seconds=batching.seconds,
+                # An erasure waits for the worker, the sinks and ClickHouse (up to 3 x 120 s) while the next
+                # request is held: the consumer must not be taken for dead meanwhile.
+                consumer_config={"max.poll.interval.ms": 900_000} if name == ERASURES else None,
             )
         )
     return runners

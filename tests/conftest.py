@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import PROJECT_ROOT, Settings
 from deploy.infra import Infra
 from deploy.process import free_ports
-from engage.settings import PROJECT_ROOT, Settings
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
 

@@ -22,10 +22,10 @@ import orjson
 from confluent_kafka import Consumer, Producer
 from rich.console import Console
 
+from config.settings import Settings, settings_env
 from engage.bench.loadgen import build_request, run_load
 from engage.bench.report import Figure, Report
 from engage.children import child, wait_http
-from engage.settings import Settings, settings_env
 from engage.simulator import Population, iter_event_days
 from schemas.topics import TopicCatalogue, TopicSpec, catalogue
 from sinks.behavior_events import BehaviorEventsSink

@@ -28,12 +28,12 @@ from typing import Any
 import orjson
 from rich.console import Console
 
+from config.settings import Settings, settings_env
 from deploy.process import free_port
 from engage.bench.ingest import simulated_events
 from engage.bench.loadgen import LoadResult, build_request, run_load
 from engage.bench.report import Figure, Report
 from engage.children import child, wait_for_worker, wait_http
-from engage.settings import Settings, settings_env
 from schemas.topics import catalogue
 from streams.admin import delete_topics, ensure_topics
 

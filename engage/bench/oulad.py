@@ -27,13 +27,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import Settings, settings_env
 from deploy.process import free_port
 from engage.chaos.supervisor import Supervisor
 from engage.children import wait_for_sinks, wait_http
 from engage.oulad.dataset import Enrolment, OuladDataset
 from engage.oulad.mapping import MappingReport
 from engage.oulad.replay import publish_calendars, replay_days
-from engage.settings import Settings, settings_env
 from models.features import snapshot_from_row
 from models.heuristic import HeuristicModel
 from models.lightgbm_model import LightGBMRiskModel

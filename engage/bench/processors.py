@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from config.settings import Settings, settings_env
 from deploy.process import free_port
 from engage.bench.ingest import simulated_events
 from engage.bench.loadgen import LoadResult, build_request, run_load
@@ -59,7 +60,6 @@ from engage.bench.streams_io import (
     wait_for_group,
 )
 from engage.children import child, wait_for_sinks, wait_http
-from engage.settings import Settings, settings_env
 from models.base import RiskModel
 from models.heuristic import HeuristicModel
 from processors.pipeline import UserRecord

@@ -36,8 +36,8 @@ from rich.console import Console
 
 from analytics.catalog import load_all
 from analytics.runner import run
+from config.settings import Settings
 from engage.bench.report import Figure, Report, timed
-from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from models.heuristic import HeuristicModel
 from processors.pipeline import ScoreRequest, UserRecord, ingest, rescore

@@ -18,7 +18,7 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from engage.settings import Settings
+from config.settings import Settings
 from engage.traffic import _client_batches
 from schemas.topics import catalogue
 from streams.producer import EventProducer

@@ -11,7 +11,7 @@ import logging
 
 from confluent_kafka import TopicPartition
 
-from engage.settings import get_settings
+from config.settings import get_settings
 from sinks.runner import SinkRunner
 from sinks.service import SINK_NAMES, run_sinks
 

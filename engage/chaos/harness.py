@@ -28,6 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy import clickhouse_server, kafka_server
 from deploy.infra import Infra
 from deploy.process import free_ports
@@ -37,7 +38,6 @@ from engage.chaos.schedule import Fault, fault_schedule
 from engage.chaos.supervisor import Supervisor
 from engage.chaos.verify import Verdict, verify
 from engage.children import wait_http
-from engage.settings import PROJECT_ROOT, Settings, settings_env
 from engage.simulator import Population, iter_event_days
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engage.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from config.settings import Settings
 from engage.oulad.dataset import Click, OuladDataset
 from engage.oulad.mapping import (
     MappingReport,
@@ -27,7 +28,6 @@ from engage.oulad.mapping import (
     study_day_events,
     submission_event,
 )
-from engage.settings import Settings
 from schemas.topics import catalogue
 from streams.producer import EventProducer
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from clickhouse_driver import Client
 
-from engage.settings import Settings
+from config.settings import Settings
 
 
 def connect(settings: Settings, database: str | None = None) -> Client:

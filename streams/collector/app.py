@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engage.auth import Principal, bearer_key
-from engage.keys import KeyRing
-from engage.settings import Settings
+from access.auth import Principal, bearer_key
+from access.keys import KeyRing
+from config.settings import Settings
 from schemas.messages import DeadLetter, kept_raw
 from schemas.topics import catalogue
 from streams.admin import ensure_topics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engage.settings import Settings
+from config.settings import Settings
 from schemas.export import event_json_schema
 from schemas.interventions import InterventionOutcome
 

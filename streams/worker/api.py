@@ -3,7 +3,7 @@
 Any worker answers for any student: a request for a student whose partition another worker owns is forwarded
 there (method, headers and body), so clients can talk to one address behind a load balancer. Only server and
 admin keys are accepted; the collector's write keys are refused (403). ``GET /v1/admin/keys`` (admin keys
-only) lists the keys by public id. Keys come from ``engage.keys.KeyRing``: revocations apply within seconds.
+only) lists the keys by public id. Keys come from ``access.keys.KeyRing``: revocations apply within seconds.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import ValidationError
 from yarl import URL
 
-from engage.auth import bearer_key
-from engage.keys import KeyRing
-from engage.privacy import complete_erasure, request_erasure
-from engage.settings import Settings
+from access.auth import bearer_key
+from access.keys import KeyRing
+from config.settings import Settings
 from processors.pipeline import UserRecord
 from processors.signals import snapshot
 from schemas.interventions import InterventionRequest, InterventionType
 from streams.admission import Admission
+from streams.erasure import erasure_status, request_erasure
 from streams.worker.core.engine import WorkerCore
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,12 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                 return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
             return self.json(engagement(user_id, record))
 
-    erasures: dict[str, str] = {}  # erasure id -> "in_progress" | "complete" | "failed: ..." (this worker's)
-
     @app.page("/v1/users/{user_id}")
     class Student(View):
         async def delete(self, request: Request, user_id: str) -> Response:
-            """Erase the student everywhere (admin keys): answered at once with the erasure id, finished in the
-            background; ``GET /v1/erasures/{id}`` tells when it is complete (``engage.privacy``)."""
+            """Erase the student everywhere (admin keys): the request is sent and answered with its id; the worker
+            owning the student erases its state, the sinks service the warehouse rows (``streams.erasure``);
+            ``GET /v1/erasures/{id}`` tells when it is complete."""
             if (refused := refuse(self, request, "admin")) is not None:
                 return refused
             loop = asyncio.get_running_loop()
@@ -144,29 +143,17 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                 sent = await loop.run_in_executor(None, request_erasure, s, user_id, "api")
             except ValidationError as exc:
                 return self.json({"error": "invalid", "detail": str(exc.errors()[0]["msg"])}, status=400)
-            erasures[sent.erasure_id] = "in_progress"
-
-            def finish() -> None:
-                try:
-                    report = complete_erasure(s, sent)
-                    erasures[sent.erasure_id] = (
-                        "complete" if report.complete else f"failed: rows left {report.rows_left}"
-                    )
-                except Exception as exc:  # reported to the caller polling the status, and logged
-                    log.warning("erasure %s failed: %s", sent.erasure_id, exc)
-                    erasures[sent.erasure_id] = f"failed: {exc}"
-
-            loop.run_in_executor(None, finish)
             return self.json({"erasure_id": sent.erasure_id, "status": "in_progress"}, status=202)
 
     @app.page("/v1/erasures/{erasure_id}")
     class Erasure(View):
         async def get(self, request: Request, erasure_id: str) -> Response:
+            """The sinks service's report on the erasure (any worker answers): in_progress, complete, failed: ..."""
             if (refused := refuse(self, request, "admin")) is not None:
                 return refused
-            status = erasures.get(erasure_id)
+            status = await asyncio.get_running_loop().run_in_executor(None, erasure_status, s, erasure_id)
             if status is None:
-                return self.json({"error": "not_found", "detail": "no erasure with that id on this worker"}, status=404)
+                return self.json({"error": "not_found", "detail": "no erasure with that id"}, status=404)
             return self.json({"erasure_id": erasure_id, "status": status})
 
     @app.page("/v1/users/{user_id}/recalculate")

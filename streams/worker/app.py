@@ -21,8 +21,8 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
-from engage.keys import KeyRing
-from engage.settings import Settings
+from access.keys import KeyRing
+from config.settings import Settings
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import orjson
 
-from engage.privacy import erase_from_warehouse, user_tables
-from engage.settings import Settings
+from config.settings import Settings
 from schemas.messages import DeadLetter
 from sinks.clickhouse.tables import DEAD_LETTERS
+from sinks.erasure import erase_from_warehouse, user_tables
 from tests.analytics.conftest import Warehouse, event
 
 GONE = "o'brien\\x_1%"

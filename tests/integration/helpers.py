@@ -13,7 +13,7 @@ import orjson
 import uvicorn
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from engage.settings import Settings
+from config.settings import Settings
 from streams.collector.app import create_app
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from access.keys import KeyRegistry
+from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.children import child, wait_http
-from engage.keys import KeyRegistry
-from engage.settings import PROJECT_ROOT, Settings, settings_env
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
 from tests.integration.workers import WorkerProcess, wait_for

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
-from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
 from schemas.topics import catalogue

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from config.settings import Settings
 from engage.chaos.harness import VERDICT_FAILED, VERDICT_OK, ChaosConfig, run_chaos
 from engage.chaos.verify import OUTPUTS
-from engage.settings import Settings
 
 # A run streams for 40 s, waits for everything to catch up and checks every student: minutes, not seconds.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

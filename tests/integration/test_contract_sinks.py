@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from deploy.infra import Infra
-from engage.settings import Settings
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.messages import DeadLetter
 from schemas.risk import RiskUpdate

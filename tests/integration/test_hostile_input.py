@@ -24,9 +24,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
-from engage.settings import Settings
 from schemas.topics import catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect

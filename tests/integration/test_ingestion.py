@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
+from config.settings import Settings
 from deploy.infra import Infra
-from engage.settings import Settings
 from schemas.topics import catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect

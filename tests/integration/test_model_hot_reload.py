@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
-from engage.settings import Settings
 from models.registry import ModelRegistry
 from models.training import TrainConfig, train
 from schemas.topics import catalogue

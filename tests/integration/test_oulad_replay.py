@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.oulad.dataset import OuladDataset
 from engage.oulad.replay import replay
-from engage.settings import Settings
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.service import SINK_NAMES, run_sinks

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
-from engage.settings import Settings
 from schemas.topics import catalogue
 from streams.admin import ensure_topics
 from streams.producer import EventProducer

@@ -1,4 +1,7 @@
-"""Erasing a student everywhere, on the real servers: worker state, the changelog, every warehouse table."""
+"""Erasing a student everywhere, on the real servers: worker state, the changelog, every warehouse table.
+
+The worker erases its state and only sends the request on; the sinks service (``engage sink all``) deletes the
+warehouse rows and publishes the report the CLI prints and ``GET /v1/erasures/{id}`` answers from."""
 
 from __future__ import annotations
 
@@ -12,14 +15,18 @@ import httpx
 import orjson
 import pytest
 
+from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.children import child, wait_for_sinks
-from engage.privacy import erase_everywhere, user_tables
-from engage.settings import PROJECT_ROOT, Settings, settings_env
 from schemas.messages import DeadLetter
+from schemas.privacy import ErasureReport
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
+from sinks.erasure import user_tables
+from sinks.runner import sink_group
+from streams.admin import group_lag
+from streams.erasure import erase_everywhere
 from tests.integration.helpers import read_topic
 from tests.integration.test_worker import _send, _settings, _simulated, _unique_counts
 from tests.integration.workers import wait_for, workers
@@ -91,6 +98,7 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert "nothing of the student is left" in done.stdout
+        cli_erasure = done.stdout.split(":")[0].strip()
 
         assert worker.engagement(gone).status_code == 404
         assert worker.engagement(kept).json()["signals"]["events_total"] == expected[kept]
@@ -125,6 +133,15 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
         assert httpx.get(status_url, headers=admin).json()["status"] == "complete"
         assert worker.engagement(third).status_code == 404
         assert set(_rows(client, s.clickhouse_database, third).values()) == {0}
+        unknown = httpx.get(f"{worker.url}/v1/erasures/erasure-never-asked", headers=admin, timeout=30)
+        assert unknown.status_code == 404
+
+        # The warehouse half was the sinks service's (the worker only sent the request): it logged each erasure,
+        # and its consumer of the erasure requests committed all three.
+        sinks_log = (tmp_path / "sinks.log").read_text()
+        for erasure_id in (cli_erasure, again.erasure_id, accepted.json()["erasure_id"]):
+            assert f"erasure {erasure_id}: complete" in sinks_log, sinks_log[-2000:]
+        assert group_lag(s.kafka_bootstrap, sink_group("erasures"), topics.erasure_requests.name) == 0
 
         # New events after the erasure start a new, empty record.
         _send(s, [e for e in events if e["user_id"] == gone][:3])
@@ -134,3 +151,7 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
     confirmations = read_topic(s.kafka_bootstrap, topics.erasures.name, expect=3, timeout=10)
     assert [c["found"] for c in confirmations] == [True, False, True]
     assert all(gone not in orjson.dumps(c).decode() for c in confirmations), "the audit trail names the student"
+    reports = read_topic(s.kafka_bootstrap, topics.erasure_reports.name, expect=3, timeout=10)
+    assert [ErasureReport.model_validate(r).complete for r in reports] == [True, True, True]
+    assert [r["worker_had_state"] for r in reports] == [True, False, True]
+    assert all(u not in orjson.dumps(r).decode() for r in reports for u in (gone, third)), "a report names them"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from config.settings import Settings
 from deploy.infra import Infra
-from engage.settings import Settings
 from schemas.interventions import InterventionOutcome, InterventionType, OutcomeKind
 from schemas.messages import DeadLetter
 from schemas.streaks import StreakMilestone

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port, free_ports
-from engage.settings import Settings
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
 from processors.pipeline import ScoreRequest, UserRecord, ingest, owe_score

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from engage.settings import PROJECT_ROOT, Settings, settings_env
+from config.settings import PROJECT_ROOT, Settings, settings_env
 
 SERVER_KEY = {"Authorization": "Bearer sk_demo_backend"}
 

@@ -36,14 +36,14 @@ import models.serving
 import sinks.runner
 import streams.collector.app
 import streams.worker.metrics
+from config.settings import Settings
 from deploy.process import free_port
-from engage.settings import Settings
 from processors.policy import DECISION_OUTCOMES
 from schemas.events import Channel
 from schemas.interventions import InterventionType, OutcomeKind
 from schemas.risk import Trigger
 from schemas.signals import Tier
-from sinks.service import SINK_NAMES, serve_metrics
+from sinks.service import SERVICE_NAMES, serve_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -76,9 +76,9 @@ KNOWN_VALUES: dict[tuple[str, str], set[str]] = {
     ("engage_users_by_tier", "tier"): set(get_args(Tier)),
     ("engage_risk_score", "horizon"): {"7d", "30d"},
     ("engage_model_reloads", "outcome"): {"loaded", "failed"},
-    ("engage_sink_rows_written", "sink"): set(SINK_NAMES),
-    ("engage_sink_write_failures", "sink"): set(SINK_NAMES),
-    ("engage_sink_dead_letters", "sink"): set(SINK_NAMES),
+    ("engage_sink_rows_written", "sink"): set(SERVICE_NAMES),
+    ("engage_sink_write_failures", "sink"): set(SERVICE_NAMES),
+    ("engage_sink_dead_letters", "sink"): set(SERVICE_NAMES),
 }
 # A label with one of these in its name could carry personal data or a per-student value (unbounded too).
 PERSONAL = re.compile(r"user|email|student|learner|name|phone|address|session|device|ip$|^ip|_id$|^id$")

@@ -1,4 +1,4 @@
-"""API keys, roles and grants (engage.auth)."""
+"""API keys, roles and grants (access.auth)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from engage.auth import GRANTS, KeyStore, Principal, Role, bearer_key, hash_key
+from access.auth import GRANTS, KeyStore, Principal, Role, bearer_key, hash_key
 
 ACTIONS = ("track", "read", "act", "admin")
 ALLOWED = {

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from engage.settings import Settings
+from config.settings import Settings
 from processors.pipeline import UserRecord, ingest
 from processors.state import UserState
 from schemas.errors import MAX_ERRORS, describe

@@ -1,4 +1,4 @@
-"""The API key registry (engage.keys): hashes only on disk, rotation with grace, revocation, expiry, reloads."""
+"""The API key registry (access.keys): hashes only on disk, rotation with grace, revocation, expiry, reloads."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
+from access.auth import Principal, Role, hash_key
+from access.keys import KeyRecord, KeyRegistry, KeyRing, configured_keys, read_registry
+from config.settings import Settings
 from engage import cli
-from engage.auth import Principal, Role, hash_key
-from engage.keys import KeyRecord, KeyRegistry, KeyRing, configured_keys, read_registry
-from engage.settings import Settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

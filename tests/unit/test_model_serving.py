@@ -75,7 +75,7 @@ def test_a_worker_scoring_with_the_heuristic_does_not_load_lightgbm():
     import subprocess
     import sys
 
-    from engage.settings import PROJECT_ROOT
+    from config.settings import PROJECT_ROOT
 
     heavy = "('lightgbm', 'pandas', 'scipy')"
     check = f"import sys, streams.worker.app; print(sorted(m for m in {heavy} if m in sys.modules))"

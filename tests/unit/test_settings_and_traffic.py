@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engage.settings import Settings, settings_env
+from config.settings import Settings, settings_env
 from engage.traffic import TrafficPlan, _client_batches
 
 

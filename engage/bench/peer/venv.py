@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engage.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 QUIX_REQUIREMENTS = ("quixstreams==3.28.1", "tzdata")
 

@@ -3,7 +3,7 @@
 Roles: ``write`` keys (shipped inside web/mobile apps, so treat them as public) may only track events;
 ``server`` keys may also read engagement data and act; ``admin`` keys may do everything.
 
-``KeyStore`` is the fixed set of keys from the settings; ``engage.keys`` adds the persistent registry (created,
+``KeyStore`` is the fixed set of keys from the settings; ``access.keys`` adds the persistent registry (created,
 rotated, revoked and expiring keys) and ``KeyRing``, the lookup the collector and the workers use.
 """
 
@@ -32,7 +32,7 @@ GRANTS: dict[Role, frozenset[str]] = {
 class Principal:
     app_id: str
     role: Role
-    key_id: str = field(default="", compare=False)  # public id of the key (``engage.keys``), for logs and audits
+    key_id: str = field(default="", compare=False)  # public id of the key (``access.keys``), for logs and audits
 
     def may(self, action: str) -> bool:
         return action in GRANTS[self.role]

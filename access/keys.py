@@ -34,14 +34,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from prometheus_client import Counter
 
-from engage.auth import Principal, Role, hash_key, parse_pair
-
-if TYPE_CHECKING:
-    from engage.settings import Settings
+from access.auth import Principal, Role, hash_key, parse_pair
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +151,22 @@ class Issued(NamedTuple):
     secret: str
 
 
-def configured_keys(settings: Settings) -> list[KeyRecord]:
+class KeySettings(Protocol):
+    """What keys need of the settings (``config.settings.Settings`` has it): this floor imports no config."""
+
+    @property
+    def write_keys(self) -> list[str]: ...
+    @property
+    def server_keys(self) -> list[str]: ...
+    @property
+    def admin_keys(self) -> list[str]: ...
+    @property
+    def key_registry(self) -> Path: ...
+    @property
+    def key_registry_check_seconds(self) -> float: ...
+
+
+def configured_keys(settings: KeySettings) -> list[KeyRecord]:
     """The settings' "app_id:key" entries as records (the demo and development keys)."""
     records: list[KeyRecord] = []
     for role, pairs in (
@@ -209,7 +221,7 @@ class KeyRegistry:
         self.configured = list(configured)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KeyRegistry:
+    def from_settings(cls, settings: KeySettings) -> KeyRegistry:
         return cls(settings.key_registry, configured_keys(settings))
 
     def all(self) -> list[KeyRecord]:
@@ -337,7 +349,7 @@ class KeyRing:
         self._next_check = monotonic() + check_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KeyRing:
+    def from_settings(cls, settings: KeySettings) -> KeyRing:
         return cls(settings.key_registry, configured_keys(settings), check_seconds=settings.key_registry_check_seconds)
 
     def lookup(self, presented: str | None) -> Principal | None:

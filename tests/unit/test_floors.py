@@ -1,0 +1,79 @@
+"""Which package may import which: the face (``engage/``) stands on the floors below and nothing imports it.
+
+``config/`` (settings) and ``access/`` (API keys and roles) are the low floor streams, sinks, models and deploy
+import; the worker (``streams/``) runs no ClickHouse code: the warehouse half of an erasure is ``sinks/``'s.
+Read from the source (the import statements, wherever they are in a module), so a lazy import counts too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from config.settings import PROJECT_ROOT
+
+# Project packages each package may import (besides itself and third-party code). engage/ may import any.
+MAY_IMPORT: dict[str, set[str]] = {
+    "schemas": set(),
+    "config": {"schemas"},
+    "access": {"schemas"},
+    "models": {"config", "schemas"},
+    "processors": {"models", "schemas"},
+    "deploy": {"config", "schemas"},
+    "analytics": {"config", "schemas"},
+    "streams": {"access", "config", "models", "processors", "schemas"},
+    "sinks": {"config", "processors", "schemas", "streams"},
+}
+PACKAGES = {*MAY_IMPORT, "engage"}
+# Third-party clients only some floors may use: the warehouse is the sinks' business.
+ONLY_IN: dict[str, set[str]] = {"clickhouse_driver": {"sinks"}}
+
+
+def imported(path: Path) -> set[str]:
+    """Top-level names of the absolute imports in one module."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((PROJECT_ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_a_floor_imports_only_the_floors_below_it(package: str) -> None:
+    wrong = {
+        str(path.relative_to(PROJECT_ROOT)): sorted(found)
+        for path in modules(package)
+        if (found := (imported(path) & PACKAGES) - MAY_IMPORT[package] - {package})
+    }
+    assert not wrong, f"{package}/ may import only {sorted(MAY_IMPORT[package])}: {wrong}"
+
+
+@pytest.mark.parametrize("client", sorted(ONLY_IN))
+def test_the_warehouse_client_is_used_only_by_the_sinks(client: str) -> None:
+    users = {
+        str(path.relative_to(PROJECT_ROOT))
+        for package in PACKAGES
+        for path in modules(package)
+        if client in imported(path) and package not in ONLY_IN[client]
+    }
+    assert not users
+
+
+def test_every_package_is_listed_for_setuptools_and_mypy() -> None:
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    for package in PACKAGES:
+        assert f'"{package}*"' in pyproject and f'"{package}"' in pyproject, package
+
+
+def test_the_rules_read_imports_wherever_they_are(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import a.b\nfrom c.d import e\nfrom . import f\n\ndef g():\n    from engage import cli\n")
+    assert imported(module) == {"a", "c", "engage"}
