@@ -20,6 +20,8 @@ from typing import ClassVar
 import pytest
 
 from deploy import server
+from deploy.clickhouse_server import ClickHouseServer
+from deploy.kafka_server import KafkaServer
 from deploy.process import ServiceError, Started, free_port, pid_alive, read_pid
 from deploy.server import LocalServer
 
@@ -161,3 +163,26 @@ def test_stop_kills_after_the_servers_grace(tmp_path: Path, started: list[LocalS
     assert server.stop(srv) is True  # SIGTERM is ignored: SIGKILL after 0.5 s
     assert 0.5 <= time.monotonic() - t0 < 5.0
     assert not pid_alive(pid)
+
+
+def test_kafka_and_clickhouse_keep_their_timeouts_grace_ports_and_files(tmp_path: Path) -> None:
+    kafka = KafkaServer(workdir=tmp_path / "kafka", cache_dir=tmp_path / "cache", port=1, controller_port=2)
+    clickhouse = ClickHouseServer(workdir=tmp_path / "clickhouse", tcp_port=3, http_port=4)
+    assert (kafka.name, kafka.start_timeout, kafka.stop_grace, kafka.ports) == ("kafka", 90.0, 30.0, (1, 2))
+    assert (clickhouse.name, clickhouse.start_timeout, clickhouse.stop_grace, clickhouse.ports) == (
+        "clickhouse",
+        30.0,
+        20.0,
+        (3, 4),
+    )
+    assert (kafka.pid_file, kafka.log) == (tmp_path / "kafka" / "pid", tmp_path / "kafka" / "kafka.out")
+    assert clickhouse.log == tmp_path / "clickhouse" / "clickhouse.out"
+    assert server.status(kafka) == server.status(clickhouse) == "stopped"
+    assert kafka.describe(7, True) == "running (pid 7, 127.0.0.1:1)"
+    assert kafka.describe(7, False) == "starting or unhealthy (pid 7)"
+    assert clickhouse.describe(7, False) == "starting or unhealthy (pid 7, tcp 127.0.0.1:3, http 4)"
+
+    clickhouse.prepare()  # its own config, under its own directory
+    config = (tmp_path / "clickhouse" / "config.xml").read_text()
+    assert "<tcp_port>3</tcp_port>" in config and f"<path>{tmp_path / 'clickhouse'}/data/</path>" in config
+    assert (tmp_path / "clickhouse" / "users.xml").exists()
