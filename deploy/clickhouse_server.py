@@ -2,6 +2,7 @@
 
 Nothing of the system-wide installation (/etc/clickhouse-server, /var/lib/clickhouse) is used: the config
 written here puts data, logs and users under ``workdir`` and listens on 127.0.0.1 only.
+Started, stopped and reported by ``deploy.server`` like every local server.
 """
 
 from __future__ import annotations
@@ -10,34 +11,53 @@ import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from deploy.process import (
-    ServiceError,
-    Started,
-    ensure_ports_free,
-    read_pid,
-    spawn,
-    stop_pid_file,
-    wait_ready,
-)
+from deploy.process import ServiceError
+from deploy.server import LocalServer
 
 SERVER_BINARIES = ("/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server", "/usr/bin/clickhouse")
 
 
 @dataclass(frozen=True)
-class ClickHouseConfig:
+class ClickHouseServer(LocalServer):
+    name: ClassVar[str] = "clickhouse"
+    start_timeout: ClassVar[float] = 30.0
+    stop_grace: ClassVar[float] = 20.0
+
     workdir: Path
     host: str = "127.0.0.1"
     tcp_port: int = 19000
     http_port: int = 18123
 
     @property
-    def pid_file(self) -> Path:
-        return self.workdir / "pid"
+    def ports(self) -> tuple[int, ...]:
+        return (self.tcp_port, self.http_port)
 
-    @property
-    def log(self) -> Path:
-        return self.workdir / "clickhouse.out"
+    def install(self) -> None:
+        server_binary()  # installed by `make system-deps`, not here: only say so
+
+    def prepare(self) -> None:
+        """Our own config.xml and users.xml, and the directories they name."""
+        for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        (self.workdir / "config.xml").write_text(_config_xml(self))
+        (self.workdir / "users.xml").write_text(_USERS_XML)
+
+    def argv(self) -> list[str]:
+        return [*server_binary(), f"--config-file={self.workdir / 'config.xml'}"]
+
+    def ready(self) -> bool:
+        """The HTTP interface answers /ping."""
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/ping", timeout=0.5) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def describe(self, pid: int, ready: bool) -> str:
+        state = "running" if ready else "starting or unhealthy"
+        return f"{state} (pid {pid}, tcp {self.host}:{self.tcp_port}, http {self.http_port})"
 
 
 def server_binary() -> list[str]:
@@ -50,7 +70,7 @@ def server_binary() -> list[str]:
     raise ServiceError("clickhouse-server is not installed; run `make system-deps` (apt-get install clickhouse-server)")
 
 
-def _config_xml(cfg: ClickHouseConfig) -> str:
+def _config_xml(cfg: ClickHouseServer) -> str:
     d = cfg.workdir
     return f"""<?xml version="1.0"?>
 <yandex>
@@ -106,43 +126,3 @@ _USERS_XML = """<?xml version="1.0"?>
   </quotas>
 </yandex>
 """
-
-
-def _ping(cfg: ClickHouseConfig) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{cfg.host}:{cfg.http_port}/ping", timeout=0.5) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
-def start(cfg: ClickHouseConfig, timeout: float = 30.0) -> Started:
-    existing = read_pid(cfg.pid_file)
-    if existing is not None:
-        return Started(
-            "clickhouse",
-            existing,
-            wait_ready("clickhouse", existing, lambda: _ping(cfg), timeout, cfg.log),
-            True,
-        )
-    binary = server_binary()
-    ensure_ports_free("clickhouse", cfg.host, (cfg.tcp_port, cfg.http_port))
-    for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
-        (cfg.workdir / sub).mkdir(parents=True, exist_ok=True)
-    (cfg.workdir / "config.xml").write_text(_config_xml(cfg))
-    (cfg.workdir / "users.xml").write_text(_USERS_XML)
-    pid = spawn("clickhouse", [*binary, f"--config-file={cfg.workdir / 'config.xml'}"], cfg.workdir)
-    seconds = wait_ready("clickhouse", pid, lambda: _ping(cfg), timeout, cfg.log)
-    return Started("clickhouse", pid, seconds, False)
-
-
-def stop(cfg: ClickHouseConfig) -> bool:
-    return stop_pid_file(cfg.pid_file, grace=20.0)
-
-
-def status(cfg: ClickHouseConfig) -> str:
-    pid = read_pid(cfg.pid_file)
-    if pid is None:
-        return "stopped"
-    state = "running" if _ping(cfg) else "starting or unhealthy"
-    return f"{state} (pid {pid}, tcp {cfg.host}:{cfg.tcp_port}, http {cfg.http_port})"

@@ -1,6 +1,7 @@
 """`make up` / `make down` / `make status`: both local servers, configured from the settings object.
 
-The test suite's session fixtures call the same functions with their own temporary settings.
+The test suite's session fixtures call the same functions with their own temporary settings. Both servers
+go through the one start/stop/status of ``deploy.server``.
 """
 
 from __future__ import annotations
@@ -8,19 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import Settings
-from deploy import clickhouse_server, kafka_server
+from deploy import server
+from deploy.clickhouse_server import ClickHouseServer
+from deploy.kafka_server import KafkaServer
 from deploy.process import Started
 
 
 @dataclass(frozen=True)
 class Infra:
-    kafka: kafka_server.KafkaConfig
-    clickhouse: clickhouse_server.ClickHouseConfig
+    kafka: KafkaServer
+    clickhouse: ClickHouseServer
 
     @classmethod
     def from_settings(cls, s: Settings) -> Infra:
         return cls(
-            kafka=kafka_server.KafkaConfig(
+            kafka=KafkaServer(
                 workdir=s.run_dir / "kafka",
                 cache_dir=s.cache_dir,
                 version=s.kafka_version,
@@ -30,7 +33,7 @@ class Infra:
                 heap=s.kafka_heap,
                 default_partitions=s.event_partitions,
             ),
-            clickhouse=clickhouse_server.ClickHouseConfig(
+            clickhouse=ClickHouseServer(
                 workdir=s.run_dir / "clickhouse",
                 host=s.clickhouse_host,
                 tcp_port=s.clickhouse_port,
@@ -39,13 +42,10 @@ class Infra:
         )
 
     def up(self) -> list[Started]:
-        return [clickhouse_server.start(self.clickhouse), kafka_server.start(self.kafka)]
+        return [server.start(self.clickhouse), server.start(self.kafka)]
 
     def down(self) -> dict[str, bool]:
-        return {"kafka": kafka_server.stop(self.kafka), "clickhouse": clickhouse_server.stop(self.clickhouse)}
+        return {"kafka": server.stop(self.kafka), "clickhouse": server.stop(self.clickhouse)}
 
     def status(self) -> dict[str, str]:
-        return {
-            "kafka": kafka_server.status(self.kafka),
-            "clickhouse": clickhouse_server.status(self.clickhouse),
-        }
+        return {"kafka": server.status(self.kafka), "clickhouse": server.status(self.clickhouse)}

@@ -2,33 +2,32 @@
 
 The jars are resolved once by Maven (``deploy/kafka/pom.xml``) into the cache directory; the broker is
 formatted on first start and then started with the machine's Java 17. No download site and no Docker.
+Started, stopped and reported by ``deploy.server`` like every local server.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from deploy.process import (
-    ServiceError,
-    Started,
-    ensure_ports_free,
-    port_open,
-    read_pid,
-    spawn,
-    stop_pid_file,
-    wait_ready,
-)
+from deploy.process import ServiceError, port_open
+from deploy.server import LocalServer
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
 
 
 @dataclass(frozen=True)
-class KafkaConfig:
+class KafkaServer(LocalServer):
+    name: ClassVar[str] = "kafka"
+    start_timeout: ClassVar[float] = 90.0
+    stop_grace: ClassVar[float] = 30.0
+
     workdir: Path
     cache_dir: Path
     version: str = "4.0.0"
@@ -47,15 +46,54 @@ class KafkaConfig:
         return self.cache_dir / f"kafka-{self.version}" / "libs"
 
     @property
-    def pid_file(self) -> Path:
-        return self.workdir / "pid"
+    def properties(self) -> Path:
+        return self.workdir / "server.properties"
 
     @property
-    def log(self) -> Path:
-        return self.workdir / "kafka.out"
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.controller_port)
+
+    def install(self) -> None:
+        ensure_jars(self)
+
+    def prepare(self) -> None:
+        """Write server.properties; format the storage on the first start (no meta.properties yet)."""
+        self.properties.write_text(_server_properties(self))
+        if not (self.workdir / "data" / "meta.properties").exists():
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(
+                # "--cluster-id=" form: an id starting with "-" (1 in 64 of them) would be read as an option.
+                _java(self, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}", "-c", str(self.properties)),
+                capture_output=True,
+                text=True,
+            )
+            if fmt.returncode != 0:
+                raise ServiceError(f"formatting Kafka storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+
+    def argv(self) -> list[str]:
+        return _java(self, "kafka.Kafka", str(self.properties))
+
+    def env(self) -> dict[str, str]:
+        return {"KAFKA_HEAP_OPTS": "", "JAVA_TOOL_OPTIONS": os.environ.get("JAVA_TOOL_OPTIONS", "")}
+
+    def ready(self) -> bool:
+        """The broker answers a metadata request and lists itself: an open port alone does not make it usable."""
+        from confluent_kafka.admin import AdminClient
+
+        if not port_open(self.host, self.port):
+            return False
+        try:
+            admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 1000, "log_level": 0})
+            meta = admin.list_topics(timeout=1.0)
+            return bool(meta.brokers)
+        except Exception:
+            return False
+
+    def describe(self, pid: int, ready: bool) -> str:
+        return f"running (pid {pid}, {self.bootstrap})" if ready else f"starting or unhealthy (pid {pid})"
 
 
-def ensure_jars(cfg: KafkaConfig) -> Path:
+def ensure_jars(cfg: KafkaServer) -> Path:
     """Resolve the broker's jars through Maven into the cache (once); return the libs directory."""
     done = cfg.libs / ".complete"
     if done.exists():
@@ -85,7 +123,7 @@ def ensure_jars(cfg: KafkaConfig) -> Path:
     return cfg.libs
 
 
-def _server_properties(cfg: KafkaConfig) -> str:
+def _server_properties(cfg: KafkaServer) -> str:
     return "\n".join(
         [
             "process.roles=broker,controller",
@@ -115,7 +153,7 @@ def _server_properties(cfg: KafkaConfig) -> str:
     )
 
 
-def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
+def _java(cfg: KafkaServer, main: str, *args: str) -> list[str]:
     return [
         "java",
         f"-Xmx{cfg.heap}",
@@ -128,61 +166,3 @@ def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
         main,
         *args,
     ]
-
-
-def _broker_ready(cfg: KafkaConfig) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    if not port_open(cfg.host, cfg.port):
-        return False
-    try:
-        admin = AdminClient({"bootstrap.servers": cfg.bootstrap, "socket.timeout.ms": 1000, "log_level": 0})
-        meta = admin.list_topics(timeout=1.0)
-        return bool(meta.brokers)
-    except Exception:
-        return False
-
-
-def start(cfg: KafkaConfig, timeout: float = 90.0) -> Started:
-    """Start the broker unless our recorded one is already running; format storage on first start."""
-    existing = read_pid(cfg.pid_file)
-    if existing is not None:
-        return Started(
-            "kafka",
-            existing,
-            wait_ready("kafka", existing, lambda: _broker_ready(cfg), timeout, cfg.log),
-            True,
-        )
-    ensure_jars(cfg)
-    ensure_ports_free("kafka", cfg.host, (cfg.port, cfg.controller_port))
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
-    props = cfg.workdir / "server.properties"
-    props.write_text(_server_properties(cfg))
-    if not (cfg.workdir / "data" / "meta.properties").exists():
-        cluster_id = uuid.uuid4().bytes
-        import base64
-
-        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
-        fmt = subprocess.run(
-            # "--cluster-id=" form: an id starting with "-" (1 in 64 of them) would be read as an option.
-            _java(cfg, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}", "-c", str(props)),
-            capture_output=True,
-            text=True,
-        )
-        if fmt.returncode != 0:
-            raise ServiceError(f"formatting Kafka storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
-    env = {"KAFKA_HEAP_OPTS": "", "JAVA_TOOL_OPTIONS": os.environ.get("JAVA_TOOL_OPTIONS", "")}
-    pid = spawn("kafka", _java(cfg, "kafka.Kafka", str(props)), cfg.workdir, env)
-    seconds = wait_ready("kafka", pid, lambda: _broker_ready(cfg), timeout, cfg.log)
-    return Started("kafka", pid, seconds, False)
-
-
-def stop(cfg: KafkaConfig) -> bool:
-    return stop_pid_file(cfg.pid_file, grace=30.0)
-
-
-def status(cfg: KafkaConfig) -> str:
-    pid = read_pid(cfg.pid_file)
-    if pid is None:
-        return "stopped"
-    return f"running (pid {pid}, {cfg.bootstrap})" if _broker_ready(cfg) else f"starting or unhealthy (pid {pid})"

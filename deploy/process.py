@@ -1,7 +1,7 @@
 """Start, find and stop a local server process by the PID file it leaves in its own directory.
 
-Shared by the Kafka and ClickHouse launchers, so `make up`, `make down`, the demo and the test fixtures
-all manage services the same way: only processes we started (recorded PID) are ever signalled.
+The steps of the one server launcher (``deploy.server``), so `make up`, `make down`, the demo and the test
+fixtures all manage services the same way: only processes we started (recorded PID) are ever signalled.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import PROJECT_ROOT, Settings, settings_env
-from deploy import clickhouse_server, kafka_server
+from deploy import server
 from deploy.infra import Infra
 from deploy.process import free_ports
 from engage.chaos.feed import FeedStats, feed
@@ -160,8 +160,8 @@ class _Chaos:
     # --- faults ------------------------------------------------------------------------------------------
     def _server(self, name: str) -> tuple[Any, Any, Any]:
         if name == "kafka":
-            return kafka_server.stop, kafka_server.start, self.infra.kafka
-        return clickhouse_server.stop, clickhouse_server.start, self.infra.clickhouse
+            return server.stop, server.start, self.infra.kafka
+        return server.stop, server.start, self.infra.clickhouse
 
     def _apply(self, fault: Fault, started: float, step: str) -> float | None:
         """Run one step of a fault; for a server's stop, the time its start is due (seconds after ``started``)."""

@@ -212,7 +212,7 @@ def test_keys_and_limits(collector: str, settings: Settings) -> None:
 
 def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Settings) -> None:
     """ClickHouse goes away mid-stream: the runner pauses, retries and resumes; every event lands once."""
-    from deploy import clickhouse_server
+    from deploy import server
 
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     user_prefix = f"outage-{uuid.uuid4().hex[:6]}"
@@ -236,7 +236,7 @@ def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Set
         while runner.stats.rows_written < 1_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert runner.stats.rows_written >= 1_000  # (earlier tests' events share the topic)
-        clickhouse_server.stop(infra.clickhouse)
+        server.stop(infra.clickhouse)
         producer.send(events[1_000:])
         producer.flush()
 
@@ -244,7 +244,7 @@ def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Set
     while runner.stats.write_failures == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert runner.stats.write_failures > 0, "the sink never noticed ClickHouse was down"
-    clickhouse_server.start(infra.clickhouse)
+    server.start(infra.clickhouse)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -145,7 +145,7 @@ def _wait_for(settings: Settings, expected: dict[str, int], timeout: float) -> d
 
 
 def test_every_sink_waits_out_a_clickhouse_outage_and_stores_everything_once(infra: Infra, settings: Settings) -> None:
-    from deploy import clickhouse_server
+    from deploy import server
 
     s = _isolated(settings, sink_batch_rows=150, sink_batch_seconds=0.2)
     topics = catalogue(s.topic_prefix, s.event_partitions)
@@ -159,14 +159,14 @@ def test_every_sink_waits_out_a_clickhouse_outage_and_stores_everything_once(inf
         for t in threads:
             t.start()
         assert _wait_for(s, _expected(1), 60) == _expected(1)
-        clickhouse_server.stop(infra.clickhouse)
+        server.stop(infra.clickhouse)
         try:
             _send_wave(producer, topics, 1)  # keeps flowing while ClickHouse is down
             deadline = time.monotonic() + 20
             while any(r.stats.write_failures == 0 for r in runners) and time.monotonic() < deadline:
                 time.sleep(0.1)
         finally:
-            clickhouse_server.start(infra.clickhouse)
+            server.start(infra.clickhouse)
     failed = {r.sink.name: r.stats.write_failures for r in runners}
     stored = _wait_for(s, _expected(2), 90)
     for r in runners:

@@ -1,0 +1,96 @@
+"""One launcher for every local server: a `LocalServer` says what is specific, `start`/`stop`/`status` do the rest.
+
+Kafka and ClickHouse used to repeat the same steps each in their own module (running PID → wait; ports free;
+files; spawn; wait; stop by PID file; status line). Written once here, the two can no longer drift apart, and
+`make up`, the demo, the chaos run and the test fixtures all go through the same code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from deploy.process import Started, ensure_ports_free, read_pid, spawn, stop_pid_file, wait_ready
+
+
+class LocalServer(ABC):
+    """A server we run ourselves on loopback, from its own directory, and know only by the PID it leaves there.
+
+    Implementations are frozen dataclasses with ``workdir`` and ``host`` fields; the rest is the contract below.
+    """
+
+    name: ClassVar[str]
+    start_timeout: ClassVar[float]  # seconds to wait for ``ready()`` unless the caller says otherwise
+    stop_grace: ClassVar[float]  # seconds between SIGTERM and SIGKILL: time to flush and close cleanly
+
+    workdir: Path
+    host: str
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "pid"  # where `spawn` records it
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.out"  # where `spawn` sends the output
+
+    @property
+    @abstractmethod
+    def ports(self) -> tuple[int, ...]:
+        """Every port the server binds on ``host``: all must be free before it starts."""
+
+    @abstractmethod
+    def install(self) -> None:
+        """Make sure what the server runs from exists (fetch it if that is possible), before anything is touched.
+
+        A missing program is reported before busy ports: it is the first thing to fix."""
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Write the server's files under ``workdir`` (configuration, first-start initialisation); ports are free."""
+
+    @abstractmethod
+    def argv(self) -> list[str]:
+        """The command line that runs the server in the foreground."""
+
+    def env(self) -> dict[str, str]:
+        """Variables set on top of ours for the server process."""
+        return {}
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """True once the server answers the way its clients need (a quick probe, polled during start-up)."""
+
+    @abstractmethod
+    def describe(self, pid: int, ready: bool) -> str:
+        """The status line of the running process ``pid``, given whether it answered ``ready()``."""
+
+
+def start(server: LocalServer, timeout: float | None = None) -> Started:
+    """Start ``server`` unless the one we recorded is already running; either way, return once it is ready."""
+    limit = server.start_timeout if timeout is None else timeout
+    existing = read_pid(server.pid_file)
+    if existing is not None:
+        seconds = wait_ready(server.name, existing, server.ready, limit, server.log)
+        return Started(server.name, existing, seconds, True)
+    server.install()
+    ensure_ports_free(server.name, server.host, server.ports)
+    server.workdir.mkdir(parents=True, exist_ok=True)
+    server.prepare()
+    pid = spawn(server.name, server.argv(), server.workdir, server.env())
+    seconds = wait_ready(server.name, pid, server.ready, limit, server.log)
+    return Started(server.name, pid, seconds, False)
+
+
+def stop(server: LocalServer) -> bool:
+    """Stop the recorded process (SIGKILL after the server's grace). True if one was running."""
+    return stop_pid_file(server.pid_file, grace=server.stop_grace)
+
+
+def status(server: LocalServer) -> str:
+    """'stopped' without a live recorded PID, else the server's own line for it."""
+    pid = read_pid(server.pid_file)
+    if pid is None:
+        return "stopped"
+    return server.describe(pid, server.ready())
