@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from config.settings import PROJECT_ROOT, Settings
-from sinks.service import sink_lag
+from sinks.positions import sink_lag
 
 
 @contextmanager

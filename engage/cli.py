@@ -255,7 +255,8 @@ def sink(
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,
 ) -> None:
     """Persist topics into ClickHouse (one thread per sink; offsets committed only after each insert)."""
-    from sinks.service import SERVICE_NAMES, run_sinks, serve_metrics
+    from sinks.positions import SERVICE_NAMES
+    from sinks.service import run_sinks, serve_metrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = list(SERVICE_NAMES) if names == ["all"] else names

@@ -25,7 +25,7 @@ from engage.demo_risk import show_risk
 from engage.traffic import TrafficPlan, run_traffic
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
-from sinks.clickhouse.tables import create_all
+from sinks.clickhouse.migrations import create_all
 from streams.admin import ensure_topics
 
 DEMO_STUDENTS = 400

@@ -14,7 +14,8 @@ import orjson
 from config.settings import Settings
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
-from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, cluster_for, create_all
+from sinks.clickhouse.migrations import create_all
+from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, cluster_for
 
 LandingRow = tuple[int, int, int, int, str]  # event_time, tz_offset_minutes, partition, offset, event_json
 

@@ -19,6 +19,7 @@ from schemas.columns import Column
 from schemas.topics import TopicCatalogue
 from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
+from sinks.clickhouse.migrations import create_all
 from sinks.clickhouse.tables import (
     DEAD_LETTERS,
     INTERVENTION_OUTCOMES,
@@ -27,7 +28,6 @@ from sinks.clickhouse.tables import (
     STREAK_MILESTONES,
     Table,
     cluster_for,
-    create_all,
 )
 
 

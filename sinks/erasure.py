@@ -34,7 +34,7 @@ from schemas.topics import catalogue
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.tables import DEAD_LETTERS, TABLES, cluster_for
-from sinks.service import sink_positions
+from sinks.positions import sink_positions
 from streams.admin import ensure_topics
 from streams.erasure import wait_for_confirmation
 from streams.producer import EventProducer

@@ -37,7 +37,7 @@ BUFFERED_ROWS = Gauge("engage_sink_inflight_rows", "Rows in a sink's write in fl
 
 
 def sink_group(sink_name: str) -> str:
-    """The consumer group a sink commits its offsets in (what ``sinks.service.sink_lag`` reads back)."""
+    """The consumer group a sink commits its offsets in (what ``sinks.positions.sink_lag`` reads back)."""
     return f"engage-sink-{sink_name}"
 
 

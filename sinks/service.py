@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from config.settings import Settings
-from schemas.topics import TopicCatalogue, catalogue
+from schemas.topics import catalogue
 from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.contract_sinks import SPECS, ContractSink
-from sinks.runner import RunnerStats, SinkRunner, sink_group
-from streams.admin import group_positions
+from sinks.positions import ERASURES, source_of
+from sinks.runner import RunnerStats, SinkRunner
 from streams.producer import EventProducer
-
-SINK_NAMES = ("events", *SPECS)  # the sinks that store a topic in a table
-ERASURES = "erasures"
-SERVICE_NAMES = (*SINK_NAMES, ERASURES)  # what ``engage sink all`` runs
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +53,11 @@ def batching_for(settings: Settings, name: str) -> Batching:
     )
 
 
-def _source(topics: TopicCatalogue, name: str) -> tuple[str, str]:
-    """(sink name, topic it reads) for a sink name given on the command line."""
-    if name == "events":
-        return BehaviorEventsSink.name, topics.events.name
-    if name in SPECS:
-        return SPECS[name].name, SPECS[name].topic(topics)
-    if name == ERASURES:
-        return ERASURES, topics.erasure_requests.name
-    raise ValueError(f"unknown sink {name!r}; known: {', '.join(SERVICE_NAMES)}")
-
-
 def _sink(settings: Settings, name: str, producer: EventProducer) -> BatchingSink:
     if name == "events":
         return BehaviorEventsSink(settings)
     if name == ERASURES:
-        from sinks.erasure import ErasureSink  # it reads this module's sink positions
+        from sinks.erasure import ErasureSink
 
         return ErasureSink(settings, producer)
     return ContractSink(settings, SPECS[name])
@@ -87,7 +72,7 @@ def build_runners(
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     runners = []
     for name in names:
-        _, topic = _source(topics, name)
+        _, topic = source_of(topics, name)
         sink = _sink(settings, name, dead_letters)
         batching = batching_for(settings, name)
         runners.append(
@@ -162,21 +147,3 @@ def run_sinks(
     if failed:
         raise RuntimeError(f"sinks failed: {', '.join(failed)} (see the log)")
     return results
-
-
-def sink_positions(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, dict[int, tuple[int, int]]]:
-    """Per sink and partition of its topic: (offset committed, i.e. stored, or the log start if none; log end)."""
-    topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    out: dict[str, dict[int, tuple[int, int]]] = {}
-    for name in names:
-        sink_name, topic = _source(topics, name)
-        out[name] = group_positions(settings.kafka_bootstrap, sink_group(sink_name), topic)
-    return out
-
-
-def sink_lag(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dict[str, int]:
-    """Messages each sink's consumer group has not committed yet (0 = everything stored), by sink name."""
-    return {
-        name: sum(high - done for done, high in parts.values())
-        for name, parts in sink_positions(settings, names).items()
-    }

@@ -30,7 +30,8 @@ from engage.simulator import Population, iter_event_days
 from schemas.topics import TopicCatalogue, TopicSpec, catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect
-from sinks.clickhouse.tables import BEHAVIOR_EVENTS, create_all
+from sinks.clickhouse.migrations import create_all
+from sinks.clickhouse.tables import BEHAVIOR_EVENTS
 from sinks.runner import SinkRunner
 from streams.admin import delete_topics, ensure_topics
 from streams.producer import EventProducer

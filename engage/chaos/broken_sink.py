@@ -12,8 +12,9 @@ import logging
 from confluent_kafka import TopicPartition
 
 from config.settings import get_settings
+from sinks.positions import SINK_NAMES
 from sinks.runner import SinkRunner
-from sinks.service import SINK_NAMES, run_sinks
+from sinks.service import run_sinks
 
 
 class CommitsBeforeInserting(SinkRunner):

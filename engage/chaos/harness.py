@@ -42,7 +42,7 @@ from engage.simulator import Population, iter_event_days
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
-from sinks.service import sink_lag
+from sinks.positions import sink_lag
 from streams.admin import ensure_topics, group_lag
 
 VERDICT_OK = "ALL-RECORDS-DELIVERED"

@@ -219,3 +219,8 @@ def migrate(client: Any, database: str, cluster: Cluster | None = None) -> list[
 def status(client: Any, database: str) -> list[tuple[int, str, datetime | None]]:
     done = applied_versions(client, database)
     return [(m.version, m.description, done.get(m.version)) for m in MIGRATIONS]
+
+
+def create_all(client: Any, database: str, cluster: Cluster | None = None) -> None:
+    """Bring the database up to date (idempotent): every sink calls this before consuming."""
+    migrate(client, database, cluster)

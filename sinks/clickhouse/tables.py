@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -362,10 +361,3 @@ TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 
 def cluster_for(name: str) -> Cluster | None:
     return Cluster(name) if name else None
-
-
-def create_all(client: Any, database: str, cluster: Cluster | None = None) -> None:
-    """Bring the database up to date (idempotent): every sink calls this before consuming."""
-    from sinks.clickhouse.migrations import migrate
-
-    migrate(client, database, cluster)

@@ -17,7 +17,8 @@ from schemas.signals import RiskFactor, SignalSnapshot
 from schemas.streaks import StreakMilestone, milestone_id
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
-from sinks.service import run_sinks, sink_lag
+from sinks.positions import sink_lag
+from sinks.service import run_sinks
 from streams.admin import ensure_topics
 from streams.producer import EventProducer
 

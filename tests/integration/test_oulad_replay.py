@@ -15,7 +15,8 @@ from engage.oulad.dataset import OuladDataset
 from engage.oulad.replay import replay
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
-from sinks.service import SINK_NAMES, run_sinks
+from sinks.positions import SINK_NAMES
+from sinks.service import run_sinks
 from streams.admin import ensure_topics
 from tests.integration.workers import wait_for, workers
 

@@ -21,8 +21,9 @@ from schemas.messages import DeadLetter
 from schemas.streaks import StreakMilestone
 from schemas.topics import TopicCatalogue, catalogue
 from sinks.clickhouse.client import connect
+from sinks.positions import SINK_NAMES
 from sinks.runner import SinkRunner
-from sinks.service import SINK_NAMES, build_runners
+from sinks.service import build_runners
 from streams.admin import ensure_topics
 from streams.producer import EventProducer
 from tests.analytics.conftest import request, risk

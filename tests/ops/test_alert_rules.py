@@ -43,7 +43,8 @@ from schemas.events import Channel
 from schemas.interventions import InterventionType, OutcomeKind
 from schemas.risk import Trigger
 from schemas.signals import Tier
-from sinks.service import SERVICE_NAMES, serve_metrics
+from sinks.positions import SERVICE_NAMES
+from sinks.service import serve_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from sinks.behavior_events import landing_rows
-from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING, create_all
+from sinks.clickhouse.migrations import create_all
+from sinks.clickhouse.tables import BEHAVIOR_EVENTS_LANDING
 from tests.chdb_support import ChdbClient
 
 

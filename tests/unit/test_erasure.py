@@ -14,7 +14,8 @@ from schemas.topics import catalogue
 from sinks import erasure
 from sinks.base import SinkBatch, UndecodableMessage
 from sinks.erasure import ErasureSink, without_student
-from sinks.service import ERASURES, SERVICE_NAMES, SINK_NAMES, _source, batching_for
+from sinks.positions import ERASURES, SERVICE_NAMES, SINK_NAMES, source_of
+from sinks.service import batching_for
 
 NOW = datetime(2026, 11, 25, 10, tzinfo=UTC)
 STUDENT = "o'brien\\x"  # not a valid id (schemas.events.Identifier), but the warehouse half must not care
@@ -135,6 +136,6 @@ def test_a_report_kafka_did_not_take_fails_the_write_so_the_request_is_carried_o
 def test_the_sinks_service_runs_erasures_beside_the_sinks_it_waits_for() -> None:
     settings = Settings(topic_prefix="t", sink_batch_rows=100_000, sink_batch_seconds=5.0)
     assert ERASURES in SERVICE_NAMES and ERASURES not in SINK_NAMES  # never waits for itself
-    assert _source(catalogue("t"), ERASURES) == ("erasures", "t.erasure-requests.v1")
+    assert source_of(catalogue("t"), ERASURES) == ("erasures", "t.erasure-requests.v1")
     assert batching_for(settings, ERASURES).rows == 1  # the table overrides do not hold erasures back
     assert batching_for(settings, "events").rows == 100_000
