@@ -756,6 +756,92 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (engage
     typer.echo(f"revoked {record.key_id} (app {record.app_id}, role {record.role.value}) at {_when(record.revoked_at)}")
 
 
+# --- message templates (processors.notify.templates): lint and preview ---------------------------------------------
+templates_app = typer.Typer(no_args_is_help=True, help="Notification templates: lint and preview.")
+app.add_typer(templates_app, name="templates")
+
+
+def _policy() -> Any:
+    from processors.policy import policy_from_file
+
+    path = get_settings().policy_path
+    return policy_from_file(path) if path else policy_from_file()
+
+
+@templates_app.command("lint")
+def templates_lint(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Templates directory (default deploy/templates)", show_default=False)
+    ] = None,
+) -> None:
+    """Parse every template and render it against the sample students; exit 1 listing every problem.
+
+    Also checks that each (type, channel) the policy can produce has an English template."""
+    from engage.template_tools import lint
+    from processors.notify.templates import DEFAULT_TEMPLATES_DIR
+
+    root = directory or DEFAULT_TEMPLATES_DIR
+    catalog, problems = lint(root, _policy())
+    for problem in problems:
+        typer.echo(str(problem))
+    keys = catalog.templates()
+    locales = sorted({k.locale for k in keys})
+    typer.echo(f"{root}: {len(keys)} good templates ({', '.join(locales) or 'no locale'}), {len(problems)} problem(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+@templates_app.command("preview")
+def templates_preview(
+    intervention_type: Annotated[str, typer.Argument(metavar="TYPE", help="An intervention type, e.g. streak_warning")],
+    channel: Annotated[
+        str | None, typer.Option(help="email, push, sms or in_app (default: the policy's first for the type)")
+    ] = None,
+    locale: Annotated[str | None, typer.Option(help="e.g. de, pt-BR (default: the student's, else en)")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="A simulated student's id (sim-000001); unknown ids use the sample student")
+    ] = None,
+    sample: Annotated[str, typer.Option(help="Sample student without --user: engaged, new or lapsed")] = "engaged",
+    seed: Annotated[int, typer.Option(help="Simulated population's seed (as engage simulate)")] = 42,
+    students: Annotated[int, typer.Option(help="Simulated population's size (as engage simulate)")] = 500,
+    days: Annotated[int, typer.Option(help="Simulated days folded before the preview")] = 28,
+    directory: Annotated[Path | None, typer.Option("--templates", help="Templates directory")] = None,
+) -> None:
+    """Render one message as a student would get it (see engage/template_tools.py for where the context comes from)."""
+    from engage.template_tools import preview_context
+    from processors.notify.context import tier_of
+    from processors.notify.templates import DEFAULT_TEMPLATES_DIR, TemplateCatalog, TemplateCatalogError
+    from schemas.events import Channel
+    from schemas.interventions import InterventionType
+
+    try:
+        kind = InterventionType(intervention_type)
+    except ValueError:
+        raise typer.BadParameter(f"one of {[t.value for t in InterventionType]}", param_hint="TYPE") from None
+    policy = _policy()
+    if channel is None:
+        channels = policy.tiers[tier_of(kind, policy)].channels
+        if not channels:
+            raise typer.BadParameter("the policy gives this type no channel: name one", param_hint="--channel")
+        chosen = channels[0]
+    else:
+        try:
+            chosen = Channel(channel)
+        except ValueError:
+            raise typer.BadParameter(f"one of {[c.value for c in Channel]}", param_hint="--channel") from None
+    try:
+        catalog = TemplateCatalog.load(directory or DEFAULT_TEMPLATES_DIR)
+        found = preview_context(kind, user_id=user, sample=sample, locale=locale, seed=seed, students=students,
+                                days=days, policy=policy)  # fmt: skip
+        message = catalog.render(kind, chosen, found.locale, found.context)
+    except (TemplateCatalogError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"# {message.template} (asked {found.locale}, got {message.locale}); context: {found.source}")
+    for part, text in message.parts.items():
+        typer.echo(f"--- {part} ---")
+        typer.echo(text)
+
+
 def main() -> None:
     app()
 

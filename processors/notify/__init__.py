@@ -1,0 +1,1 @@
+"""Notification logic without I/O: template contexts, the template catalogue and send-time optimisation."""
