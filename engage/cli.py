@@ -585,6 +585,38 @@ def bench_scoring(
     run_scoring_bench(console, out)
 
 
+@bench_app.command("sendtime")
+def bench_sendtime(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/sendtime.json"),
+    students: Annotated[int, typer.Option(help="Simulated students")] = 3_000,
+    seed: Annotated[int, typer.Option(help="Seed of the population, the moments and the bootstrap")] = 2026,
+    learn_days: Annotated[int, typer.Option(help="Days of events the histograms learn from")] = 28,
+    eval_days: Annotated[int, typer.Option(help="Days the intervention moments are drawn from")] = 14,
+    moments: Annotated[int, typer.Option(help="Intervention moments per student")] = 8,
+    deadline_hours: Annotated[
+        list[float] | None, typer.Option(help="Deadline after the moment, hours (repeatable; default 24 and 4)")
+    ] = None,
+    half_life_days: Annotated[float, typer.Option(help="Half-life of the activity histogram")] = 28.0,
+    min_observations: Annotated[float, typer.Option(help="The cohort counts as this many observations")] = 8.0,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals")] = 2_000,
+) -> None:
+    """Send-time optimisation vs sending immediately and at a random time, on simulated students (no servers)."""
+    from engage.bench.sendtime import SendTimeBenchConfig, run_sendtime_bench
+    from processors.notify.sendtime import SendTimeConfig
+
+    config = SendTimeBenchConfig(
+        students=students,
+        seed=seed,
+        learn_days=learn_days,
+        eval_days=eval_days,
+        moments=moments,
+        deadline_hours=tuple(deadline_hours or (24.0, 4.0)),
+        bootstrap=bootstrap,
+        send_time=SendTimeConfig(half_life_days=half_life_days, min_observations=min_observations),
+    )
+    run_sendtime_bench(console, out, config, _policy())
+
+
 @bench_app.command("oulad")
 def bench_oulad(
     train: Annotated[Path, typer.Option(help="OULAD directory holding the training presentations")],
