@@ -32,6 +32,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -87,6 +88,7 @@ class SendTimeMeasurement:
     students: int
     students_active_after: int  # students with any activity in the evaluation days
     observations_median: float  # active hours learnt per student (decayed), median
+    json_bytes: tuple[int, int]  # the learnt histograms' compact JSON (what a record would hold): median, largest
     results: list[DeadlineResult]
 
 
@@ -238,10 +240,12 @@ def measure_sendtime(config: SendTimeBenchConfig, policy: PolicyConfig | None = 
             )
         )
     masses = sorted(s.histogram.mass(cutoff, half_life) for s in students)
+    sizes = sorted(len(orjson.dumps(s.histogram.to_dict())) for s in students)
     return SendTimeMeasurement(
         students=len(students),
         students_active_after=sum(1 for s in students if s.active),
         observations_median=masses[len(masses) // 2] if masses else 0.0,
+        json_bytes=(sizes[len(sizes) // 2], sizes[-1]) if sizes else (0, 0),
         results=results,
     )
 
@@ -265,6 +269,7 @@ def run_sendtime_bench(
             "students": measurement.students,
             "students_active_in_evaluation": measurement.students_active_after,
             "observations_median": measurement.observations_median,
+            "histogram_json_bytes_median_max": measurement.json_bytes,
             "results": [asdict(r) for r in measurement.results],
             "interval": f"95 %, paired bootstrap over students (percentile), {config.bootstrap} resamples",
         },
@@ -287,7 +292,8 @@ def run_sendtime_bench(
         f"  {measurement.students:,} students ({measurement.students_active_after:,} active in the "
         f"{config.eval_days} evaluation days), {config.moments} moments each; histograms learnt from "
         f"{config.learn_days} days (median {measurement.observations_median:.1f} active hours, decayed, "
-        f"half-life {st.half_life_days:g} d; cohort counts as {st.min_observations:g})"
+        f"half-life {st.half_life_days:g} d; cohort counts as {st.min_observations:g}); a histogram's JSON: "
+        f"median {measurement.json_bytes[0]} bytes, largest {measurement.json_bytes[1]}"
     )
     for result in measurement.results:
         table = Table(title=f"deadline {result.deadline_hours:g} h: rate per archetype (moments)")

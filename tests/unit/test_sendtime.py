@@ -268,6 +268,7 @@ def test_the_bench_measures_a_tiny_population() -> None:
     config = SendTimeBenchConfig(students=14, seed=3, learn_days=7, eval_days=3, moments=2, bootstrap=20)
     measurement = measure_sendtime(config)
     assert measurement.students == 14 and 0 <= measurement.students_active_after <= 14
+    assert 0 < measurement.json_bytes[0] <= measurement.json_bytes[1] <= MAX_JSON_BYTES
     assert [r.deadline_hours for r in measurement.results] == [24.0, 4.0]
     for result in measurement.results:
         assert result.moments == 28
