@@ -14,6 +14,7 @@ The HTTP servers are aiohttp applications run in the test's own event loop (``as
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import itertools
@@ -104,11 +105,19 @@ class SmtpServer:
 
 @dataclass
 class Answer:
-    """One scripted HTTP answer."""
+    """One scripted HTTP answer: a JSON body, or text (garbage, an HTML error page) sent as text/html."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | str
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a slow provider)
+
+    async def response(self) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if isinstance(self.body, str):
+            return web.Response(text=self.body, status=self.status, headers=self.headers, content_type="text/html")
+        return web.json_response(self.body, status=self.status, headers=self.headers)
 
 
 class _HttpServer:
@@ -178,12 +187,12 @@ class FcmServer(_HttpServer):
                 status=401,
             )
         if request.match_info["project"] != self.project:
-            return web.json_response(fcm_error(404, "NOT_FOUND", None, "Requested entity was not found."), 404)
+            return web.json_response(fcm_error(404, "NOT_FOUND", None, "Requested entity was not found."), status=404)
         token = body.get("message", {}).get("token", "")
         script = self.answers.get(token)
         if script:
             answer = script.pop(0) if len(script) > 1 else script[0]
-            return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+            return await answer.response()
         return web.json_response({"name": f"projects/{self.project}/messages/0:{next(self._ids)}%engage"})
 
 
@@ -212,7 +221,7 @@ class TwilioServer(_HttpServer):
         script = self.answers.get(to)
         if script:
             answer = script.pop(0) if len(script) > 1 else script[0]
-            return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+            return await answer.response()
         sid = f"SM{next(self._ids):032x}"
         return web.json_response(
             {"sid": sid, "status": "queued", "to": to, "body": form["Body"], "account_sid": self.account_sid},
