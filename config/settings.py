@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +132,54 @@ class Settings(BaseSettings):
     sink_batch_seconds: float | None = None
     sink_metrics_port: int = Field(16067, description="`engage sink` serves /metrics on 127.0.0.1 here (0: not at all)")
 
+    # --- notification channels (notifications/channels/) --------------------------------------------------
+    # Every provider's address is a setting, so tests and the demo point them at servers on 127.0.0.1. A channel
+    # whose credentials are unset is not built (push without a project and a token, SMS without an account).
+    smtp_host: str = Field("127.0.0.1", description="SMTP server e-mail is handed to")
+    smtp_port: int = Field(11025, description="its port (25/587 for a real relay, 465 with smtp_use_tls)")
+    smtp_username: str | None = Field(None, description="SMTP AUTH user; unset: no authentication")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password")
+    smtp_use_tls: bool = Field(False, description="implicit TLS from the first byte (port 465)")
+    smtp_start_tls: bool = Field(False, description="upgrade with STARTTLS before sending (port 587)")
+    smtp_local_hostname: str = Field(
+        "localhost", description="the name given in EHLO (set, so that no DNS lookup of our own name is made)"
+    )
+    smtp_timeout_seconds: float = Field(10.0, description="connect and each SMTP command")
+    email_from: str = Field("Engage <engage@localhost>", description="From: of every e-mail")
+    email_unsubscribe_mailbox: str = Field(
+        "unsubscribe@localhost", description="the mailto: half of List-Unsubscribe (its subject names the message)"
+    )
+    email_message_id_domain: str = Field(
+        "", description="right-hand side of Message-IDs; empty: the domain of email_from"
+    )
+    fcm_base_url: str = Field("https://fcm.googleapis.com", description="FCM HTTP v1 API root")
+    fcm_project_id: str = Field("", description="Firebase project id; empty: no push channel")
+    fcm_access_token: SecretStr | None = Field(
+        None, description="OAuth2 access token for FCM (a token provider can be given in code instead)"
+    )
+    fcm_timeout_seconds: float = Field(10.0, description="one FCM request, connect to answer")
+    twilio_base_url: str = Field("https://api.twilio.com", description="Twilio REST API root")
+    twilio_account_sid: str = Field("", description="Twilio account (AC...); empty: no SMS channel")
+    twilio_auth_token: SecretStr | None = Field(None, description="Twilio auth token (HTTP basic auth password)")
+    twilio_from_number: str = Field("", description="E.164 sender number; or use twilio_messaging_service_sid")
+    twilio_messaging_service_sid: str = Field("", description="Messaging Service (MG...) used instead of From")
+    twilio_timeout_seconds: float = Field(10.0, description="one Twilio request, connect to answer")
+    inbox_path: Path | None = Field(None, description="the in-app inbox (SQLite); default run_dir/inbox.sqlite3")
+    inbox_max_items: int = Field(100, ge=1, description="in-app messages kept per student (the oldest go first)")
+    notify_retry_attempts: int = Field(4, ge=1, description="sends tried per channel, the first included")
+    notify_retry_initial_seconds: float = Field(1.0, gt=0, description="first backoff wait (then doubled)")
+    notify_retry_max_seconds: float = Field(30.0, gt=0, description="cap on one backoff wait")
+    notify_retry_jitter_seconds: float = Field(1.0, ge=0, description="random extra on each wait (0 to this)")
+    notify_retry_budget_seconds: float = Field(
+        120.0, gt=0, description="total waiting per channel; a Retry-After beyond it ends the retries"
+    )
+    notify_breaker_failures: int = Field(
+        5, ge=1, description="consecutive provider failures that open its circuit breaker"
+    )
+    notify_breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, description="how long an open breaker refuses before one probe is let through"
+    )
+
     @property
     def model_registry(self) -> Path:
         return self.model_registry_dir or self.run_dir / "models"
@@ -139,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def key_registry(self) -> Path:
         return self.key_registry_path or self.run_dir / "keys.json"
+
+    @property
+    def inbox(self) -> Path:
+        return self.inbox_path or self.run_dir / "inbox.sqlite3"
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -151,6 +203,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue  # unset: the child falls back to the default, which is None for these fields
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            value = secret.get_secret_value()  # the JSON form is a mask ("**********"), not the secret
         env[f"ENGAGE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 

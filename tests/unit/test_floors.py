@@ -25,6 +25,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "analytics": {"config", "schemas"},
     "streams": {"access", "config", "models", "processors", "schemas"},
     "sinks": {"config", "processors", "schemas", "streams"},
+    "notifications": {"config", "processors", "schemas"},
 }
 PACKAGES = {*MAY_IMPORT, "engage"}
 # Third-party clients only some floors may use: the warehouse is the sinks' business.

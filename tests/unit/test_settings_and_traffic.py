@@ -69,6 +69,17 @@ def test_customised_settings_round_trip_including_lists(monkeypatch, tmp_path):
     assert rebuilt.kafka_bootstrap == "127.0.0.1:29092"
 
 
+def test_provider_secrets_reach_a_child_in_clear_and_are_masked_elsewhere(monkeypatch):
+    original = Settings(twilio_auth_token="tw-secret", fcm_access_token="ya29.token", smtp_password="pw-123")
+    env = settings_env(original)
+    assert env["ENGAGE_TWILIO_AUTH_TOKEN"] == "tw-secret"
+    assert env["ENGAGE_FCM_ACCESS_TOKEN"] == "ya29.token" and env["ENGAGE_SMTP_PASSWORD"] == "pw-123"
+    assert all(secret not in repr(original) for secret in ("tw-secret", "ya29.token", "pw-123"))
+    rebuilt = rebuild(monkeypatch, env)
+    assert rebuilt.twilio_auth_token is not None and rebuilt.twilio_auth_token.get_secret_value() == "tw-secret"
+    assert rebuilt.model_dump() == original.model_dump()
+
+
 def test_environment_overrides_defaults(monkeypatch):
     rebuilt = rebuild(monkeypatch, {"ENGAGE_KAFKA_PORT": "30000", "ENGAGE_WRITE_KEYS": '["a:12345678"]'})
     assert rebuilt.kafka_port == 30000

@@ -1,0 +1,1 @@
+"""The delivery channels: one module per channel, all shaped by ``base.Channel``."""
