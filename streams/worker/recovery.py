@@ -54,9 +54,6 @@ class OffsetRecovery:
     def _tp(self, partition: int) -> TP:
         return TP(self.topic, partition)
 
-    def committed(self, partition: int) -> int | None:
-        return fi.committed_offset(self.app, self._tp(partition))
-
     # --- messages the consumer skipped ------------------------------------------------------------------------------
     async def read_skipped(self, batch: list[Message]) -> list[Message]:
         """The messages the consumer skipped before this batch (``streams.worker.gaps``), read directly."""
@@ -127,7 +124,7 @@ class OffsetRecovery:
         position = self.core.position(partition)
         if position is not None:
             return position
-        committed = self.committed(partition)
+        committed = self.core.ownership.committed(partition)
         if committed is not None:
             return committed - 1
         return await self._earliest_offset(partition) - 1
@@ -152,7 +149,7 @@ class OffsetRecovery:
             if position is None:
                 continue  # nothing processed in this partition yet: Faust's committed offset (or earliest) it is
             tp = self._tp(partition)
-            committed = self.committed(partition)
+            committed = self.core.ownership.committed(partition)
             if committed is not None and position + 1 < committed:
                 # Should not happen (offsets are acknowledged once folded and committed once durable); if it
                 # does, the messages in between are folded again rather than lost. Said loudly: seeking back
@@ -183,7 +180,7 @@ class OffsetRecovery:
         self._idle_uncommitted = {}
         for partition in self.core.owned():
             tp = self._tp(partition)
-            acked, committed = fi.acknowledged_offsets(self.app, tp), self.committed(partition)
+            acked, committed = fi.acknowledged_offsets(self.app, tp), self.core.ownership.committed(partition)
             position = self.core.position(partition)  # the last offset processed
             if committed is None or position is None:
                 continue

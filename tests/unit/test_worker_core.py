@@ -8,6 +8,8 @@ sending again what an uncommitted record holds), held here as plain behaviour of
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -15,6 +17,7 @@ import pytest
 
 from processors.pipeline import ScoreRequest, UserRecord
 from streams.producer import key_partition
+from streams.worker.core.engine import WorkerCore
 from streams.worker.core.ports import Message
 from streams.worker.core.table_keys import position_key
 from streams.worker.metrics import REDELIVERED_MESSAGES
@@ -119,8 +122,8 @@ def test_a_debounced_rescore_is_owed_in_the_record_until_kafka_acknowledges_it()
 
     asyncio.run(asyncio.sleep(0.06))
     outputs.acknowledging = False  # Kafka away: the tick's outputs are not acknowledged
-    with pytest.raises(RuntimeError, match="not acknowledged"):
-        asyncio.run(_flush_with_short_wait(core))
+    with _short_wait(core), pytest.raises(RuntimeError, match="not acknowledged"):
+        asyncio.run(core.flush_debounced())
     assert len(_risk_updates(outputs)) == 2
     assert record.owed is not None  # still owed: a restore re-scores it
 
@@ -130,10 +133,9 @@ def test_a_debounced_rescore_is_owed_in_the_record_until_kafka_acknowledges_it()
     assert record.owed is None  # paid once acknowledged
 
 
-async def _flush_with_short_wait(core: object) -> None:
-    from streams.worker.core.engine import WorkerCore
-
-    assert isinstance(core, WorkerCore)
+@contextmanager
+def _short_wait(core: WorkerCore) -> Iterator[None]:
+    """Kafka's acknowledgement waited for 10 ms instead of 60 s (the outputs the test leaves unacknowledged)."""
     original = core.outputs_acknowledged
 
     async def quick(timeout: float = 60.0) -> None:
@@ -141,7 +143,7 @@ async def _flush_with_short_wait(core: object) -> None:
 
     core.outputs_acknowledged = quick  # type: ignore[method-assign]
     try:
-        await core.flush_debounced()
+        yield
     finally:
         core.outputs_acknowledged = original  # type: ignore[method-assign]
 
@@ -160,8 +162,8 @@ def test_a_timer_stores_a_record_only_once_its_outputs_are_acknowledged() -> Non
     before = table.rows[b"ann"]
 
     outputs.acknowledging = False
-    with pytest.raises(RuntimeError):
-        asyncio.run(_score_now_with_short_wait(core, "ann"))
+    with _short_wait(core), pytest.raises(RuntimeError):
+        asyncio.run(core.score_now("ann"))
     assert table.rows[b"ann"] == before  # would claim outputs Kafka never took
 
     outputs.acknowledging = True
@@ -170,22 +172,6 @@ def test_a_timer_stores_a_record_only_once_its_outputs_are_acknowledged() -> Non
     assert UserRecord.from_bytes(table.rows[b"ann"]).scored_at >= UserRecord.from_bytes(before).scored_at
     assert table.rows[b"ann"] != before
     assert asyncio.run(core.score_now("nobody")) is None
-
-
-async def _score_now_with_short_wait(core: object, user: str) -> None:
-    from streams.worker.core.engine import WorkerCore
-
-    assert isinstance(core, WorkerCore)
-    original = core.outputs_acknowledged
-
-    async def quick(timeout: float = 60.0) -> None:
-        await original(0.01)
-
-    core.outputs_acknowledged = quick  # type: ignore[method-assign]
-    try:
-        await core.score_now(user)
-    finally:
-        core.outputs_acknowledged = original  # type: ignore[method-assign]
 
 
 def test_a_restore_sends_an_uncommitted_records_outbox_again_and_rescores_it() -> None:
