@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel
+from pydantic.fields import FieldInfo
 
 from schemas.events import PAYLOAD_MODELS, EventEnvelope
 
@@ -81,9 +82,21 @@ def _kind_and_type(annotation: Any) -> tuple[str, str]:
     return "str", "String"
 
 
+NOT_WAREHOUSED: dict[str, Any] = {"warehouse": False}
+
+
+def warehoused(info: FieldInfo) -> bool:
+    """False for a field marked ``json_schema_extra=NOT_WAREHOUSED``: it travels on the topic for a consumer that
+    needs it, while the warehouse already holds the same facts elsewhere (a contract says why beside the field)."""
+    extra = info.json_schema_extra
+    return not (isinstance(extra, dict) and extra.get("warehouse") is False)
+
+
 def _model_columns(model: type[BaseModel], path: tuple[str, ...], prefix: str) -> list[Column]:
     cols: list[Column] = []
     for name, info in model.model_fields.items():
+        if not warehoused(info):
+            continue
         inner = _unwrap(info.annotation)
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             cols.extend(_model_columns(inner, (*path, name), f"{prefix}{name}_"))

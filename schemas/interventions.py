@@ -18,8 +18,9 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from schemas.columns import NOT_WAREHOUSED
 from schemas.events import Channel
-from schemas.signals import Tier
+from schemas.signals import RiskFactor, SignalSnapshot, Tier
 
 INTERVENTION_SCHEMA_VERSION: Literal[1] = 1
 
@@ -60,6 +61,16 @@ class InterventionRequest(BaseModel):
     confidence: float = Field(1.0, ge=0, le=1)
     model_version: str
     triggered_by_event_time: AwareDatetime = Field(description="event time of the update that led to this decision")
+    # What the notification service renders the message from (the student as the worker saw them when it decided:
+    # streak, progress, reasons). Not warehoused: risk_updates already holds the same snapshot, per re-score.
+    signals: SignalSnapshot | None = Field(
+        None, description="the student's signals at the decision", json_schema_extra=NOT_WAREHOUSED
+    )
+    factors: list[RiskFactor] = Field(
+        default_factory=list, description="the top risk factors, largest first", json_schema_extra=NOT_WAREHOUSED
+    )
+    timezone: str | None = Field(None, description="the student's IANA zone as the worker knows it")
+    locale: str | None = Field(None, description="the student's locale as the worker knows it (BCP 47)")
 
     @model_validator(mode="after")
     def _send_after_matches_status(self) -> InterventionRequest:
@@ -78,6 +89,14 @@ class OutcomeKind(StrEnum):
     failed = "failed"
     returned_within_7d = "returned_within_7d"  # the student was active again within 7 days (treated or held out)
     not_returned_within_7d = "not_returned_within_7d"
+    held_out = "held_out"  # the control group: recorded by the notification service, nothing sent
+    digested = "digested"  # merged into another intervention's digest message (``detail`` names it)
+    dead_lettered = "dead_lettered"  # no channel delivered after the last attempt; ``detail`` is the reason
+    queued = "queued"  # a human outreach item entered the success team's queue
+    claimed = "claimed"  # a success-team member took the item
+    resolved = "resolved"  # the outreach ended; ``detail`` is its outcome
+    offer_issued = "offer_issued"  # a discount code was minted for the offer
+    offer_redeemed = "offer_redeemed"
 
 
 class InterventionOutcome(BaseModel):

@@ -45,6 +45,8 @@ class TopicCatalogue:
     erasures: TopicSpec
     erasure_requests: TopicSpec
     erasure_reports: TopicSpec
+    contacts: TopicSpec
+    notification_ledger: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -58,6 +60,8 @@ class TopicCatalogue:
             self.erasures,
             self.erasure_requests,
             self.erasure_reports,
+            self.contacts,
+            self.notification_ledger,
         ]
 
 
@@ -129,5 +133,25 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=-1,
             key="erasure_id",
             contract="schemas.privacy.ErasureReport",
+        ),
+        # How each student can be reached, the newest per student; keyed and partitioned like the interventions
+        # topic (by user id), so the notification process owning a partition of requests owns those contacts too.
+        contacts=TopicSpec(
+            f"{prefix}.contacts.v1",
+            partitions,
+            cleanup_policy="compact",
+            retention_ms=-1,
+            key="user_id",
+            contract="schemas.contacts.Contact",
+        ),
+        # The notification service's send ledger: the newest state per (intervention, channel), written to the
+        # same partition number as the request it records, so a partition's ledger moves with its requests.
+        notification_ledger=TopicSpec(
+            f"{prefix}.notification-ledger.v1",
+            partitions,
+            cleanup_policy="compact",
+            retention_ms=-1,
+            key="ledger_key",
+            contract="schemas.notifications.LedgerEntry",
         ),
     )

@@ -179,6 +179,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "analytics: labelled predictions, each daily 7-day risk with what the student did after it (one view)",
         (LABELLED_PREDICTIONS,),
     ),
+    Migration(
+        8,
+        "the student's time zone and locale on intervention requests (what their message was rendered in)",
+        (AddColumns("intervention_requests", ("timezone", "locale")),),
+    ),
 )
 
 
