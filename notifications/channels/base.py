@@ -94,6 +94,7 @@ class Message:
     action_url: str | None = None
     unsubscribe_url: str | None = None
     data: Mapping[str, str] = field(default_factory=dict)  # extra key/values (push data payload, in-app)
+    open_pixel_url: str | None = None  # e-mail: an invisible image whose fetch reports the open (tracking)
 
     @property
     def key(self) -> str:
@@ -120,6 +121,7 @@ class Message:
         action_url: str | None = None,
         unsubscribe_url: str | None = None,
         data: Mapping[str, str] | None = None,
+        open_pixel_url: str | None = None,
     ) -> Message:
         return cls(
             intervention_id=intervention_id,
@@ -131,6 +133,7 @@ class Message:
             action_url=action_url,
             unsubscribe_url=unsubscribe_url,
             data=dict(data or {}),
+            open_pixel_url=open_pixel_url,
         )
 
 
