@@ -67,3 +67,18 @@ class Contact(BaseModel):
                 seen.add(t.token)
                 ordered.append(t.token)
         return ordered
+
+
+class ContactChange(BaseModel):
+    """A change to one student's contact that does not come from the platform's full record: a click on an
+    unsubscribe link, a provider's report (a retired push token, an SMS STOP). The notification service, which
+    holds the full contacts, folds it in and publishes the new ``Contact``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    user_id: Identifier
+    at: AwareDatetime
+    unsubscribe: frozenset[Channel] = Field(default_factory=frozenset, description="channels the student left")
+    retire_tokens: frozenset[str] = Field(default_factory=frozenset, description="push tokens the provider refused")
+    source: str = Field(min_length=1, description="who reported it: unsubscribe_link, fcm, twilio, ...")

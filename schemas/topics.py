@@ -46,6 +46,7 @@ class TopicCatalogue:
     erasure_requests: TopicSpec
     erasure_reports: TopicSpec
     contacts: TopicSpec
+    contact_changes: TopicSpec
     notification_ledger: TopicSpec
 
     def all(self) -> list[TopicSpec]:
@@ -61,6 +62,7 @@ class TopicCatalogue:
             self.erasure_requests,
             self.erasure_reports,
             self.contacts,
+            self.contact_changes,
             self.notification_ledger,
         ]
 
@@ -143,6 +145,13 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=-1,
             key="user_id",
             contract="schemas.contacts.Contact",
+        ),
+        # Unsubscribes and provider reports, folded into ``contacts`` by the notification service owning the student.
+        contact_changes=TopicSpec(
+            f"{prefix}.contact-changes.v1",
+            partitions,
+            retention_ms=7 * DAY_MS,
+            contract="schemas.contacts.ContactChange",
         ),
         # The notification service's send ledger: the newest state per (intervention, channel), written to the
         # same partition number as the request it records, so a partition's ledger moves with its requests.
