@@ -180,6 +180,28 @@ class Settings(BaseSettings):
         30.0, gt=0, description="how long an open breaker refuses before one probe is let through"
     )
 
+    # --- success desk (desk/): the human outreach queue and discount offers ----------------------------------
+    desk_port: int = Field(16071, description="`engage desk serve`: its API and /metrics on 127.0.0.1 here")
+    desk_store_path: Path | None = Field(None, description="the desk's SQLite file; default run_dir/desk.sqlite3")
+    desk_key: SecretStr | None = Field(
+        None, description="server key `engage desk` commands present to the API; default the first of server_keys"
+    )
+    offer_percent_off: int = Field(20, ge=1, le=100, description="what every discount offer gives")
+    offer_valid_days: float = Field(14.0, gt=0, description="an offer code expires this long after the decision")
+    # Codes are HMAC(secret, intervention id): the notification service and the desk must share it, and anyone who
+    # has it can compute codes. Set ENGAGE_OFFER_CODE_SECRET outside development (the desk warns when it is not).
+    offer_code_secret: SecretStr = Field(
+        SecretStr("engage-dev-offer-secret"), description="key offer codes are derived with (shared with notify)"
+    )
+
+    @property
+    def desk_store(self) -> Path:
+        return self.desk_store_path or self.run_dir / "desk.sqlite3"
+
+    @property
+    def offer_secret(self) -> bytes:
+        return self.offer_code_secret.get_secret_value().encode()
+
     @property
     def model_registry(self) -> Path:
         return self.model_registry_dir or self.run_dir / "models"
