@@ -874,6 +874,11 @@ def templates_preview(
         typer.echo(text)
 
 
+from engage.desk_cli import desk_app  # noqa: E402 (the desk's commands live in their own module)
+
+app.add_typer(desk_app, name="desk")
+
+
 def main() -> None:
     app()
 

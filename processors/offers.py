@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from processors.notify.context import Offer
-from schemas.interventions import InterventionRequest, InterventionType
+from schemas.interventions import InterventionOutcome, InterventionRequest, InterventionType, OutcomeKind
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_CHARS = 12
@@ -137,3 +137,17 @@ def check_redemption(
         raise AlreadyRedeemed(f"this code was already redeemed at {redeemed_at.isoformat()}")
     if now >= expires_at:
         raise OfferExpired(f"this code expired at {expires_at.isoformat()}")
+
+
+def issued_outcome(intervention_id: str, user_id: str, offer: Offer, issued_at: datetime) -> InterventionOutcome:
+    """``offer_issued``, at the time the desk stored it; the terms in ``detail``, never the code."""
+    detail = f"{offer.percent_off}% off until {offer.expires_at.isoformat()}"
+    return InterventionOutcome(
+        intervention_id=intervention_id, user_id=user_id, outcome=OutcomeKind.offer_issued, at=issued_at, detail=detail
+    )
+
+
+def redeemed_outcome(intervention_id: str, user_id: str, redeemed_at: datetime) -> InterventionOutcome:
+    return InterventionOutcome(
+        intervention_id=intervention_id, user_id=user_id, outcome=OutcomeKind.offer_redeemed, at=redeemed_at
+    )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from schemas.interventions import InterventionRequest, InterventionType
+from schemas.interventions import InterventionOutcome, InterventionRequest, InterventionType, OutcomeKind
 
 MAX_NOTE_CHARS = 4_000
 MAX_NAME_CHARS = 120
@@ -199,3 +199,27 @@ def resolve(item: OutreachItem, owner: str, outcome: Resolution, now: datetime, 
         raise NotOwner(f"item {item.intervention_id} is claimed by {item.owner}, not {owner}")
     notes = (*item.notes, Note(now, owner, _text(note, "the note"))) if note.strip() else item.notes
     return replace(item, state=OutreachState.resolved, resolved_at=now, resolution=outcome, notes=notes)
+
+
+def queued_outcome(item: OutreachItem) -> InterventionOutcome:
+    """What entering the queue reports (at the time it was stored: a replay reports the same row again)."""
+    return InterventionOutcome(
+        intervention_id=item.intervention_id, user_id=item.user_id, outcome=OutcomeKind.queued, at=item.queued_at
+    )
+
+
+def transition_outcomes(before: OutreachItem, after: OutreachItem) -> list[InterventionOutcome]:
+    """The outcomes a transition reports: a (new) claim and a resolution; releases and notes report nothing.
+
+    No staff names: the warehouse learns that and when, not who."""
+    out: list[InterventionOutcome] = []
+    ids = {"intervention_id": after.intervention_id, "user_id": after.user_id}
+    if after.claimed_at is not None and after.claimed_at != before.claimed_at:
+        detail = "taken over" if before.state == OutreachState.claimed else ""
+        out.append(InterventionOutcome(**ids, outcome=OutcomeKind.claimed, at=after.claimed_at, detail=detail))
+    if after.resolved_at is not None and before.resolved_at is None:
+        assert after.resolution is not None
+        out.append(
+            InterventionOutcome(**ids, outcome=OutcomeKind.resolved, at=after.resolved_at, detail=after.resolution)
+        )
+    return out

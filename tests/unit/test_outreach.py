@@ -32,7 +32,7 @@ def request(status: str = "send", kind: InterventionType = InterventionType.huma
         intervention_id="i-1",
         user_id="u-1",
         created_at=T0,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         send_after=T0 if status != "send" else None,
         tier="critical",
         intervention_type=kind,
