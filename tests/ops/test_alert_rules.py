@@ -31,6 +31,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 # Every module that defines metrics, so the registry holds all of them.
+import desk.metrics
 import engage.model_monitor
 import models.serving
 import sinks.runner
@@ -377,6 +378,7 @@ def test_prometheus_scrapes_the_ports_the_engine_serves_metrics_on() -> None:
         "engage-worker": [f"127.0.0.1:{default['worker_web_port']}"],
         "engage-sink": [f"127.0.0.1:{default['sink_metrics_port']}"],
         "engage-model-monitor": [f"127.0.0.1:{inspect.signature(model_monitor).parameters['port'].default}"],
+        "engage-desk": [f"127.0.0.1:{default['desk_port']}"],
     }
     jobs_in_rules = set(re.findall(r'job="([^"]+)"', ALERTS.read_text()))
     assert jobs_in_rules <= set(targets)
