@@ -19,6 +19,8 @@ EXPECTED = {
     "prediction_accuracy",
     "prediction_calibration",
     "streak_distribution",
+    "offer_redemption",
+    "outreach_sla",
 }
 
 
