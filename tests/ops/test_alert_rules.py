@@ -81,6 +81,8 @@ KNOWN_VALUES: dict[tuple[str, str], set[str]] = {
     ("engage_sink_rows_written", "sink"): set(SERVICE_NAMES),
     ("engage_sink_write_failures", "sink"): set(SERVICE_NAMES),
     ("engage_sink_dead_letters", "sink"): set(SERVICE_NAMES),
+    ("engage_desk_requests", "action"): set(desk.metrics.REQUEST_ACTIONS),
+    ("engage_desk_api_requests", "outcome"): set(desk.metrics.API_OUTCOMES),
 }
 # A label with one of these in its name could carry personal data or a per-student value (unbounded too).
 PERSONAL = re.compile(r"user|email|student|learner|name|phone|address|session|device|ip$|^ip|_id$|^id$")
