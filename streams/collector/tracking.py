@@ -84,7 +84,7 @@ for _kind in KINDS:
     for _result in RESULTS:
         HITS.labels(_kind, _result)
 
-# The smallest transparent GIF (43 bytes).
+# A transparent 1x1 GIF (42 bytes).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
