@@ -396,3 +396,72 @@ class Tracking:
                 FieldError(field=".".join(str(p) for p in e["loc"]) or "(body)", message=e["msg"]) for e in exc.errors()
             ]
             return None, f"not a valid Contact: {errors[0].field}: {errors[0].message}", errors
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The tracking routes and the contact route, for the collector's OpenAPI document."""
+    token = [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}]
+    bad = {"400": {"description": "not a valid link (altered, unknown key)"}, "410": {"description": "expired"}}
+    return {
+        "/t/o/{token}": {
+            "get": {
+                "summary": "E-mail open pixel: a 1x1 GIF; records notification_opened and an opened outcome",
+                "parameters": token,
+                "responses": {"200": {"description": "image/gif, not cacheable"}, **bad},
+            }
+        },
+        "/t/c/{token}": {
+            "get": {
+                "summary": "Tracked click: 302 to the address sealed in the link; records notification_clicked",
+                "parameters": token,
+                "responses": {"302": {"description": "to the platform's page"}, **bad},
+            }
+        },
+        "/t/u/{token}": {
+            "get": {
+                "summary": "Unsubscribe page (changes nothing; a form posts the confirmation)",
+                "parameters": token,
+                "responses": {"200": {"description": "text/html"}, **bad},
+            },
+            "post": {
+                "summary": "Unsubscribe from the link's channel (also RFC 8058 List-Unsubscribe=One-Click)",
+                "parameters": token,
+                "responses": {"200": {"description": "unsubscribed"}, **bad, "503": {"description": "retry"}},
+            },
+        },
+        "/v1/webhooks/twilio/status/{token}": {
+            "post": {
+                "summary": "Twilio StatusCallback (form encoded, X-Twilio-Signature checked)",
+                "parameters": token,
+                "responses": {
+                    "204": {"description": "recorded or nothing to record"},
+                    "403": {"description": "signature does not match"},
+                    **bad,
+                },
+            }
+        },
+        "/v1/users/{user_id}/contact": {
+            "put": {
+                "summary": "Store how a student can be reached (onto the contacts topic)",
+                "security": [{"serverKey": []}],
+                "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Contact"}}},
+                },
+                "responses": {
+                    "200": {"description": "stored"},
+                    "400": {"description": "not a valid Contact (dead-lettered with the reason)"},
+                    "401": {"description": "missing or unknown key"},
+                    "403": {"description": "not a server key"},
+                    "503": {"description": "Kafka unavailable; retry"},
+                },
+            }
+        },
+    }
+
+
+def openapi_schemas() -> dict[str, Any]:
+    """The schemas ``openapi_paths`` refers to (the Contact and what it holds)."""
+    contact = Contact.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**contact.pop("$defs", {}), "Contact": contact}

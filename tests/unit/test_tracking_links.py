@@ -1,4 +1,5 @@
-"""Tracking tokens: encrypted and authenticated, per purpose, expiring, rotatable; and the URLs made from them."""
+"""Tracking tokens: encrypted and authenticated, per purpose, expiring, rotatable; the URLs made from them; and the
+events, outcomes and Twilio signatures the tracking endpoints make of hits (pure logic, no servers)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,16 @@ from notifications.tracking.links import (
     TrackingLinks,
     redirect_allowed,
 )
-from schemas.events import Channel
-from schemas.interventions import InterventionRequest, InterventionType
+from notifications.tracking.reports import (
+    StatusReport,
+    notification_id,
+    report,
+    twilio_signature,
+    twilio_signature_valid,
+    twilio_status,
+)
+from schemas.events import Channel, parse_event
+from schemas.interventions import InterventionRequest, InterventionType, OutcomeKind
 
 NOW = datetime(2026, 3, 4, 17, 30, tzinfo=UTC)
 SECRET = b"s" * 32
@@ -196,3 +205,82 @@ def test_redirects_go_only_to_web_addresses_and_to_the_allowed_hosts_when_set():
     assert not redirect_allowed("https://evil.example/x", ["app.school.example"])
     assert not redirect_allowed("//evil.example/x", [])
     assert not redirect_allowed("javascript:alert(1)", [])
+
+
+# -- what hits become (notifications.tracking.reports) ----------------------------------------------------------
+
+TWILIO_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+TWILIO_PARAMS = [
+    ("CallSid", "CA1234567890ABCDE"),
+    ("Caller", "+14158675309"),
+    ("Digits", "1234"),
+    ("From", "+14158675309"),
+    ("To", "+18005551212"),
+]
+
+
+def test_the_twilio_signature_matches_twilios_published_example():
+    assert twilio_signature(TWILIO_URL, TWILIO_PARAMS, "12345") == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert twilio_signature(TWILIO_URL, list(reversed(TWILIO_PARAMS)), "12345") == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert twilio_signature_valid(TWILIO_URL, TWILIO_PARAMS, "12345", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    changed = [(k, "9999" if k == "Digits" else v) for k, v in TWILIO_PARAMS]
+    assert not twilio_signature_valid(TWILIO_URL, changed, "12345", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not twilio_signature_valid(TWILIO_URL + "&x=1", TWILIO_PARAMS, "12345", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not twilio_signature_valid(TWILIO_URL, TWILIO_PARAMS, "54321", "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not twilio_signature_valid(TWILIO_URL, TWILIO_PARAMS, "12345", "")
+    # a repeated field: each distinct value once, sorted (as Twilio's own validator)
+    assert twilio_signature("u", [("x", "2"), ("x", "1"), ("x", "1")], "t") == twilio_signature(
+        "u", [("x", "1"), ("x", "2")], "t"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "kind", "detail"),
+    [
+        ({"MessageStatus": "delivered", "MessageSid": "SM1"}, OutcomeKind.delivered, "twilio delivered SM1"),
+        ({"MessageStatus": "undelivered", "MessageSid": "SM1", "ErrorCode": "30003"}, OutcomeKind.failed,
+         "twilio undelivered: error 30003 (SM1)"),
+        ({"MessageStatus": "failed", "MessageSid": "SM1"}, OutcomeKind.failed, "twilio failed: error none given (SM1)"),
+        ({"SmsStatus": "read", "SmsSid": "SM2"}, OutcomeKind.opened, "twilio read SM2"),
+        ({"MessageStatus": "sent", "MessageSid": "SM1"}, None, "twilio sent (SM1)"),
+        ({"MessageStatus": "queued"}, None, "twilio queued (?)"),
+        ({}, None, "twilio no status (?)"),
+    ],
+)  # fmt: skip
+def test_twilio_statuses_map_to_outcomes(params, kind, detail):
+    assert twilio_status(params) == StatusReport(kind, detail)
+
+
+def test_a_report_is_an_event_and_an_outcome_with_one_event_id_per_message_and_kind():
+    at = NOW
+    opened = report(OutcomeKind.opened, intervention_id="iv-1", user_id=USER, channel=Channel.email, at=at)
+    again = report(
+        OutcomeKind.opened, intervention_id="iv-1", user_id=USER, channel=Channel.email, at=at + timedelta(1)
+    )
+    clicked = report(OutcomeKind.clicked, intervention_id="iv-1", user_id=USER, channel=Channel.email, at=at)
+    sms = report(OutcomeKind.opened, intervention_id="iv-1", user_id=USER, channel=Channel.sms, at=at)
+    assert opened.event is not None and again.event is not None and clicked.event is not None
+    assert sms.event is not None
+    assert opened.event.event_id == again.event.event_id  # a repeated open is the same event
+    assert len({opened.event.event_id, clicked.event.event_id, sms.event.event_id}) == 3
+    event = parse_event(opened.event.model_dump(mode="json"))  # what the collector and the workers accept
+    assert event.event_type == "notification_opened" and event.user_id == USER and event.event_time == at
+    assert event.payload.intervention_id == "iv-1" and event.payload.channel is Channel.email  # type: ignore[union-attr]
+    assert event.payload.notification_id == notification_id("iv-1", Channel.email)  # type: ignore[union-attr]
+    assert (opened.outcome.outcome, opened.outcome.channel, opened.outcome.at) == (
+        OutcomeKind.opened,
+        Channel.email,
+        at,
+    )
+    delivered = report(OutcomeKind.delivered, intervention_id="iv-1", user_id=USER, channel=Channel.sms, at=at)
+    assert delivered.event is not None and delivered.event.model_dump()["event_type"] == "notification_delivered"
+
+
+def test_a_failure_has_no_event_and_an_id_too_long_for_events_still_reports():
+    failed = report(OutcomeKind.failed, intervention_id="iv-1", user_id=USER, channel=Channel.sms, at=NOW, detail="x")
+    assert failed.event is None and failed.outcome.detail == "x"
+    long_id = "x" * 200
+    made = report(OutcomeKind.clicked, intervention_id=long_id, user_id=USER, channel=Channel.email, at=NOW)
+    assert made.event is not None and made.outcome.intervention_id == long_id
+    payload = made.event.model_dump()["payload"]
+    assert payload["intervention_id"] is None and payload["notification_id"] == notification_id(long_id, Channel.email)
