@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,19 +19,20 @@ from notifications.tracking.links import LinkPolicy, TokenCodec, TokenKeys, Trac
 
 
 def _host_secret(path: Path) -> bytes:
-    """The secret in ``path``, created (exclusively, 0600) if it is not there yet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-    text = path.read_text().strip()
-    if len(text) < 32:  # created but not yet written by another process: never use a partial secret
-        raise RuntimeError(f"{path}: the tracking secret is incomplete; remove the file or set ENGAGE_TRACKING_SECRET")
-    return text.encode()
+    """The secret in ``path``, created if it is not there yet: written whole to a private temporary file, then
+    linked into place (atomic, and refused if another process got there first), so no reader sees half of it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tracking-key-")  # 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it: use theirs
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip().encode()
 
 
 def tracking_secrets(settings: Settings) -> list[bytes]:

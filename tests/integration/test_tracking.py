@@ -233,6 +233,17 @@ def test_tampered_garbage_and_wrong_purpose_links_are_400_expired_ones_410_and_n
     assert not outcomes_of(tracked, user, "opened", count=0)
 
 
+def test_with_allowed_hosts_set_a_click_never_leaves_them(collector: str, tracked: Settings):
+    narrow = tracked.model_copy(update={"collector_port": free_port(), "tracking_redirect_hosts": ["school.example"]})
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    action = tracking_links(narrow).links(request(user), Channel.email).action  # to app.example: not allowed
+    with running_collector(narrow):
+        refused = httpx.get(action, follow_redirects=False)
+    assert refused.status_code == 400 and "location" not in refused.headers
+    assert "does not send to" in refused.text
+    assert not events_of(tracked, user, "notification_clicked", count=0)
+
+
 # -- unsubscribe ------------------------------------------------------------------------------------------------
 
 

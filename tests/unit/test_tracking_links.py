@@ -4,11 +4,15 @@ events, outcomes and Twilio signatures the tracking endpoints make of hits (pure
 from __future__ import annotations
 
 import base64
+import stat
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
+from pydantic import SecretStr
 
+from config.settings import Settings
+from notifications.tracking.keys import tracking_links, tracking_secrets
 from notifications.tracking.links import (
     PATHS,
     BadToken,
@@ -284,3 +288,37 @@ def test_a_failure_has_no_event_and_an_id_too_long_for_events_still_reports():
     assert made.event is not None and made.outcome.intervention_id == long_id
     payload = made.event.model_dump()["payload"]
     assert payload["intervention_id"] is None and payload["notification_id"] == notification_id(long_id, Channel.email)
+
+
+# -- where the secret comes from (notifications.tracking.keys) --------------------------------------------------
+
+
+def test_without_a_configured_secret_one_is_made_once_per_host_and_kept_private(tmp_path):
+    settings = Settings(run_dir=tmp_path)
+    first = tracking_secrets(settings)
+    assert tracking_secrets(settings) == first and len(first) == 1 and len(first[0]) == 64
+    key_file = tmp_path / "tracking.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["tracking.key"]  # no temporary file left behind
+    a, b = tracking_links(settings), tracking_links(Settings(run_dir=tmp_path))  # two processes of one host
+    url = a.links(request(), Channel.email).action
+    assert b.codec.verify(Purpose.click, url.rsplit("/", 1)[1], datetime.now(UTC)).user_id == USER
+
+
+def test_a_configured_secret_mints_and_retired_ones_still_verify(tmp_path):
+    old = Settings(run_dir=tmp_path, tracking_secret=SecretStr("the-old-secret-0123456789"))
+    rotated = Settings(
+        run_dir=tmp_path,
+        tracking_secret=SecretStr("the-new-secret-0123456789"),
+        tracking_retired_secrets=SecretStr("the-old-secret-0123456789, another-old-one-0123456789"),
+    )
+    assert tracking_secrets(rotated) == [
+        b"the-new-secret-0123456789",
+        b"the-old-secret-0123456789",
+        b"another-old-one-0123456789",
+    ]
+    token = tracking_links(old).links(request(), Channel.email).unsubscribe.rsplit("/", 1)[1]
+    assert tracking_links(rotated).codec.verify(Purpose.unsubscribe, token, datetime.now(UTC)).user_id == USER
+    assert not (tmp_path / "tracking.key").exists()
+    base = tracking_links(Settings(run_dir=tmp_path, collector_port=18999, tracking_secret=SecretStr("x" * 20)))
+    assert base.open_pixel(request(), Channel.email).startswith("http://127.0.0.1:18999/t/o/")  # type: ignore[union-attr]
