@@ -202,6 +202,35 @@ class Settings(BaseSettings):
     def offer_secret(self) -> bytes:
         return self.offer_code_secret.get_secret_value().encode()
 
+    # --- tracking back (notifications/tracking/, streams/collector/tracking.py) -----------------------------
+    # Opens, clicks, unsubscribes and provider delivery reports come back through the collector's /t/... and
+    # /v1/webhooks/... endpoints, with encrypted tokens (no student id in a URL in clear).
+    tracking_public_url: str = Field(
+        "", description="the collector's public base URL for tracking links; empty: http://collector_host:port"
+    )
+    tracking_secret: SecretStr | None = Field(
+        None, description="secret tracking tokens are made with (16+ bytes); unset: a random one in run_dir"
+    )
+    tracking_retired_secrets: SecretStr | None = Field(
+        None, description="older secrets, comma-separated, still accepted after a rotation"
+    )
+    tracking_action_url: str = Field(
+        "https://app.example/continue?utm_source=engage&utm_medium={channel}&utm_campaign={intervention_type}",
+        description="where a click on a message leads; {channel} and {intervention_type} are filled in",
+    )
+    tracking_preferences_url: str = Field(
+        "https://app.example/settings/notifications", description="the platform's notification settings page"
+    )
+    tracking_redirect_hosts: list[str] = Field(
+        default_factory=list, description="if set, clicks are only ever redirected to these hosts"
+    )
+    tracking_link_days: int = Field(60, ge=1, description="open and click links work this long after the send")
+    tracking_unsubscribe_days: int = Field(400, ge=30, description="unsubscribe links work this long")
+    tracking_status_days: int = Field(7, ge=1, description="Twilio status callbacks are accepted this long")
+    tracking_store_wait_seconds: float = Field(
+        2.0, gt=0, description="an open or click waits this long for Kafka before the student is answered anyway"
+    )
+
     @property
     def model_registry(self) -> Path:
         return self.model_registry_dir or self.run_dir / "models"

@@ -4,7 +4,10 @@
 --   held-out control group (same policy decision, nothing sent), the uplift in percentage points and its
 --   95% confidence interval (normal approximation for a difference of two proportions). Only decisions
 --   whose 7 days are over by as_of count. Active days as in weekly_cohort_retention (UTC days after the
---   decision's day).
+--   decision's day). Engagement with the messages of treated decisions, from intervention_outcomes (tracking
+--   back: opens, clicks, provider delivery reports, in-app reads): delivered, opened (a click counts as an open:
+--   images may be blocked), clicked, each counted once per decision however often it happened, and the open and
+--   click rates as shares of treated decisions.
 -- param: from Date = today() - 90 | first decision day included
 -- param: as_of Date = today() | data is complete up to this day
 SELECT
@@ -18,7 +21,12 @@ SELECT
     round(100 * p_holdout, 1) AS holdout_return_pct,
     round(100 * (p_treated - p_holdout), 1) AS uplift_pts,
     round(100 * (p_treated - p_holdout - 1.96 * std_err), 1) AS ci_low_pts,
-    round(100 * (p_treated - p_holdout + 1.96 * std_err), 1) AS ci_high_pts
+    round(100 * (p_treated - p_holdout + 1.96 * std_err), 1) AS ci_high_pts,
+    delivered,
+    opened,
+    clicked,
+    round(100 * opened / treated, 1) AS open_rate_pct,
+    round(100 * clicked / treated, 1) AS click_rate_pct
 FROM
 (
     SELECT
@@ -28,42 +36,70 @@ FROM
         countIf(arm = 'treated' AND returned) AS treated_returned,
         countIf(arm = 'holdout') AS holdout,
         countIf(arm = 'holdout' AND returned) AS holdout_returned,
+        countIf(arm = 'treated' AND was_delivered) AS delivered,
+        countIf(arm = 'treated' AND (was_opened OR was_clicked)) AS opened,
+        countIf(arm = 'treated' AND was_clicked) AS clicked,
         treated_returned / treated AS p_treated,
         holdout_returned / holdout AS p_holdout,
         sqrt(p_treated * (1 - p_treated) / treated + p_holdout * (1 - p_holdout) / holdout) AS std_err
     FROM
     (
         SELECT
-            req.intervention_type AS intervention_type,
-            req.tier AS tier,
-            req.arm AS arm,
-            -- the 7 days after the decision, spelled out: 18.16 loses columns only a lambda refers to
-            hasAny(act.active_days, [req.decided_on + 1, req.decided_on + 2, req.decided_on + 3, req.decided_on + 4,
-                                     req.decided_on + 5, req.decided_on + 6, req.decided_on + 7]) AS returned
+            intervention_type,
+            tier,
+            arm,
+            returned,
+            was_delivered,
+            was_opened,
+            was_clicked
         FROM
         (
             SELECT
-                user_id,
-                intervention_type,
-                tier,
-                if(status = 'held_out', 'holdout', 'treated') AS arm,
-                toUInt32(toDate(created_at)) AS decided_on
-            FROM intervention_requests FINAL
-            WHERE toDate(created_at) >= {from:Date} AND toDate(created_at) + 7 <= {as_of:Date}
-        ) AS req
-        ANY LEFT JOIN
-        (
-            SELECT user_id, groupArray(toUInt32(day)) AS active_days
+                req.intervention_id AS intervention_id,
+                req.intervention_type AS intervention_type,
+                req.tier AS tier,
+                req.arm AS arm,
+                -- the 7 days after the decision, spelled out: 18.16 loses columns only a lambda refers to
+                hasAny(act.active_days, [req.decided_on + 1, req.decided_on + 2, req.decided_on + 3, req.decided_on + 4,
+                                         req.decided_on + 5, req.decided_on + 6, req.decided_on + 7]) AS returned
             FROM
             (
-                SELECT user_id, day
-                FROM user_daily_activity
-                WHERE day >= {from:Date}
-                GROUP BY user_id, day
-                HAVING maxMerge(active) = 1
-            ) AS days
-            GROUP BY user_id
-        ) AS act USING user_id
+                SELECT
+                    user_id,
+                    intervention_id,
+                    intervention_type,
+                    tier,
+                    if(status = 'held_out', 'holdout', 'treated') AS arm,
+                    toUInt32(toDate(created_at)) AS decided_on
+                FROM intervention_requests FINAL
+                WHERE toDate(created_at) >= {from:Date} AND toDate(created_at) + 7 <= {as_of:Date}
+            ) AS req
+            ANY LEFT JOIN
+            (
+                SELECT user_id, groupArray(toUInt32(day)) AS active_days
+                FROM
+                (
+                    SELECT user_id, day
+                    FROM user_daily_activity
+                    WHERE day >= {from:Date}
+                    GROUP BY user_id, day
+                    HAVING maxMerge(active) = 1
+                ) AS days
+                GROUP BY user_id
+            ) AS act USING user_id
+        ) AS decided
+        ANY LEFT JOIN
+        (
+            -- what became of each message, once per decision (a repeated open is one); none: all 0
+            SELECT
+                intervention_id,
+                max(outcome = 'delivered') AS was_delivered,
+                max(outcome = 'opened') AS was_opened,
+                max(outcome = 'clicked') AS was_clicked
+            FROM intervention_outcomes
+            WHERE toDate(at) >= {from:Date}
+            GROUP BY intervention_id
+        ) AS engaged USING intervention_id
     ) AS decisions
     GROUP BY intervention_type, tier
 ) AS arms

@@ -13,6 +13,8 @@ What every message carries:
   names the message by ``h``, never the student. Without an https URL only the mailto form is given, and no
   ``List-Unsubscribe-Post`` (RFC 8058 requires https for one-click).
 - ``X-Engage-Intervention``: the intervention id (for support; no personal data).
+- With an ``open_pixel_url``: an invisible 1x1 image at the end of the HTML part (``with_open_pixel``); the text
+  part has none (an open is only seen where images load, a known limit of pixel tracking).
 
 A student is reachable by e-mail only with a verified address and no unsubscribe from e-mail
 (``available_for``). The address is checked before connecting: one that cannot be an address (no domain, spaces,
@@ -34,6 +36,7 @@ import re
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, parseaddr
+from html import escape
 from urllib.parse import quote
 
 import aiosmtplib
@@ -79,6 +82,19 @@ def address_problem(address: str) -> str | None:
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         return "invalid domain"
     return None
+
+
+def with_open_pixel(html: str, pixel_url: str | None) -> str:
+    """``html`` with an invisible 1x1 image fetching ``pixel_url`` at its end (before ``</body>`` if there is one),
+    which reports the open when the reader's client loads images; unchanged without a URL."""
+    if not pixel_url:
+        return html
+    img = (
+        f'<img src="{escape(pixel_url, quote=True)}" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px;overflow:hidden" />'
+    )
+    end = html.lower().rfind("</body>")
+    return html + img if end < 0 else html[:end] + img + html[end:]
 
 
 def message_hash(message: Message) -> str:
@@ -165,7 +181,7 @@ class SmtpEmailChannel:
         except ValueError as exc:  # a header with a line break, say: never sent, and said why
             raise Permanent(f"cannot build the e-mail: {exc}") from exc
         email.set_content(text, charset="utf-8")
-        email.add_alternative(html, subtype="html", charset="utf-8")
+        email.add_alternative(with_open_pixel(html, message.open_pixel_url), subtype="html", charset="utf-8")
         return email
 
     async def send(self, message: Message) -> Delivery:

@@ -3,7 +3,9 @@
 ``POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json``, form encoded ``To``, ``Body`` and ``From`` (a
 Twilio number) or ``MessagingServiceSid`` (a Messaging Service picks the sender), HTTP basic auth with the account
 SID and auth token; answered ``201 {"sid": "SM...", "status": "queued", ...}`` (the SID is the Delivery's
-``provider_id``). The base URL is a setting, so tests point it at a local server implementing this endpoint.
+``provider_id``). With ``Message.data["status_callback"]`` (a URL the tracking links make) the form also carries
+``StatusCallback``: Twilio then POSTs the message's status changes there (``streams.collector.tracking``).
+The base URL is a setting, so tests point it at a local server implementing this endpoint.
 
 The number is checked before any request: E.164, a ``+``, a country code that does not start with 0 and at most
 15 digits in all (``+4915112345678``); anything else (spaces, a national ``0151...``) is ``Permanent`` with no
@@ -93,7 +95,11 @@ class TwilioSmsChannel:
         problem = number_problem(message.to)
         if problem is not None:
             raise Permanent(f"invalid phone number {mask(message.to)}: {problem}")
-        return {"To": message.to, **self.sender, "Body": message.part("body")}
+        form = {"To": message.to, **self.sender, "Body": message.part("body")}
+        callback = message.data.get("status_callback")
+        if callback:
+            form["StatusCallback"] = callback  # Twilio POSTs the message's status changes there (signed)
+        return form
 
     async def send(self, message: Message) -> Delivery:
         form = self.form(message)

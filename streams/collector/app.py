@@ -7,6 +7,9 @@ both, so a 200 means stored; on 503 the client retries the whole batch (event id
 
 POST /v1/interventions/outcomes with a server key: what the client's delivery system did with intervention
 requests (sent, delivered, opened, clicked, failed), onto the intervention-outcomes topic, same rules.
+
+Tracking back (open pixel, signed clicks, unsubscribes, Twilio status callbacks) and PUT /v1/users/{id}/contact:
+``streams.collector.tracking``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from schemas.topics import catalogue
 from streams.admin import ensure_topics
 from streams.admission import Admission
 from streams.collector.openapi import openapi_document
+from streams.collector.tracking import Tracking
 from streams.collector.validation import (
     Limits,
     extract_events,
@@ -329,6 +333,7 @@ def create_app(settings: Settings, producer: EventProducer | None = None) -> Sta
         routes=[
             Route("/v1/events", collector.track, methods=["POST"]),
             Route("/v1/interventions/outcomes", collector.outcomes, methods=["POST"]),
+            *Tracking(collector).routes(),  # opens, clicks, unsubscribes, provider reports, contacts
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/openapi.json", openapi),

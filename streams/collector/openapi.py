@@ -7,6 +7,8 @@ from typing import Any
 from config.settings import Settings
 from schemas.export import event_json_schema
 from schemas.interventions import InterventionOutcome
+from streams.collector.tracking import openapi_paths as tracking_paths
+from streams.collector.tracking import openapi_schemas as tracking_schemas
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "servers": [{"url": f"http://{settings.collector_host}:{settings.collector_port}"}],
         "components": {
-            "schemas": {**components, "Problem": problem, "TrackOutcome": outcome},
+            "schemas": {**components, **tracking_schemas(), "Problem": problem, "TrackOutcome": outcome},
             "securitySchemes": {
                 "writeKey": {"type": "http", "scheme": "bearer", "description": "per-app write key"},
                 "serverKey": {"type": "http", "scheme": "bearer", "description": "server key (backend only)"},
@@ -143,6 +145,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 }
             },
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+            **tracking_paths(),
         },
     }
     return _rewrite_refs(doc)

@@ -4,6 +4,7 @@ Any worker answers for any student: a request for a student whose partition anot
 there (method, headers and body), so clients can talk to one address behind a load balancer. Only server and
 admin keys are accepted; the collector's write keys are refused (403). ``GET /v1/admin/keys`` (admin keys
 only) lists the keys by public id. Keys come from ``access.keys.KeyRing``: revocations apply within seconds.
+The in-app inbox (``GET /v1/users/{id}/inbox``, mark read) is ``streams.worker.inbox_api``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from schemas.interventions import InterventionRequest, InterventionType
 from streams.admission import Admission
 from streams.erasure import erasure_status, request_erasure
 from streams.worker.core.engine import WorkerCore
+from streams.worker.inbox_api import InboxApi
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +218,26 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
             )
             await worker.outputs_acknowledged()
             return self.json({"intervention": record.last_intervention}, status=201)
+
+    inbox = InboxApi.for_settings(s, worker.outputs, worker.topics, worker.outputs_acknowledged)
+
+    @app.page("/v1/users/{user_id}/inbox")
+    class Inbox(View):
+        """The student's in-app messages, newest first, and how many are unread (``streams.worker.inbox_api``)."""
+
+        async def get(self, request: Request, user_id: str) -> Response:
+            if (refused := refuse(self, request, "read")) is not None:
+                return refused
+            status, body = await inbox.inbox(user_id, dict(request.query))
+            return self.json(body, status=status)
+
+    @app.page("/v1/users/{user_id}/inbox/{item_id}/read")
+    class InboxRead(View):
+        async def post(self, request: Request, user_id: str, item_id: str) -> Response:
+            if (refused := refuse(self, request, "act")) is not None:
+                return refused
+            status, body = await inbox.mark_read(user_id, item_id, dict(request.query))
+            return self.json(body, status=status)
 
     @app.page("/v1/admin/keys")
     class AdminKeys(View):

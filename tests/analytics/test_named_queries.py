@@ -9,7 +9,9 @@ from datetime import date
 from typing import Any
 
 from models.training_data import day_number
-from schemas.interventions import InterventionType
+from schemas.events import Channel
+from schemas.interventions import InterventionOutcome, InterventionRequest, InterventionType, OutcomeKind
+from sinks.clickhouse.tables import INTERVENTION_OUTCOMES as OUTCOMES
 from tests.analytics.conftest import REQUESTS, RISK, Warehouse, event, request, risk
 
 
@@ -201,18 +203,46 @@ def test_intervention_effectiveness_uplift_with_confidence_interval(warehouse: W
         event("e10", "2026-11-21"),
         event("e11", "2026-10-02"),
     )
+
+    # What became of the messages (tracking back): e1 opened twice and clicked, e2 delivered and opened, e3 clicked
+    # with images blocked (no open seen: the click counts as one), e7 delivered; e5 is held out (nothing sent).
+    def outcome(req: InterventionRequest, kind: OutcomeKind, hour: int = 12) -> InterventionOutcome:
+        when = req.created_at.replace(hour=hour)
+        return InterventionOutcome(
+            intervention_id=req.intervention_id, user_id=req.user_id, outcome=kind, at=when, channel=Channel.email
+        )
+
+    e1, e2 = request("e1", "2026-11-01", "send", remind, "low"), request("e2", "2026-11-01", "send", remind, "low")
+    e3, e4 = request("e3", "2026-11-02", "deferred", remind, "low"), request("e4", "2026-11-02", "send", remind, "low")
+    warehouse.contract(
+        OUTCOMES,
+        outcome(e1, OutcomeKind.opened),
+        outcome(e1, OutcomeKind.opened, hour=15),
+        outcome(e1, OutcomeKind.clicked),
+        outcome(e2, OutcomeKind.delivered),
+        outcome(e2, OutcomeKind.opened),
+        outcome(e3, OutcomeKind.clicked),
+        outcome(e4, OutcomeKind.failed),
+        outcome(outreach, OutcomeKind.delivered),
+    )
     result = warehouse.query("intervention_effectiveness", **{"from": "2026-11-01", "as_of": "2026-11-22"})
-    assert result.columns[-5:] == [
+    assert result.columns[-10:] == [
         "treated_return_pct",
         "holdout_return_pct",
         "uplift_pts",
         "ci_low_pts",
         "ci_high_pts",
+        "delivered",
+        "opened",
+        "clicked",
+        "open_rate_pct",
+        "click_rate_pct",
     ]
-    # reminders: treated 2/4, held out 1/2; uplift 0 +- 1.96 * sqrt(.25/4 + .25/2) = 0 +- 84.9 points
+    # reminders: treated 2/4, held out 1/2; uplift 0 +- 1.96 * sqrt(.25/4 + .25/2) = 0 +- 84.9 points;
+    # opened 3 of 4 treated (e1, e2, e3), clicked 2 (e1, e3), delivered 1 (e2). Outreach: e7 delivered, no opens.
     assert rows(result) == [
-        ("human_outreach", "critical", 2, 2, 1, 0, 100.0, 0.0, 100.0, 100.0, 100.0),
-        ("gentle_reminder", "low", 4, 2, 2, 1, 50.0, 50.0, 0.0, -84.9, 84.9),
+        ("human_outreach", "critical", 2, 2, 1, 0, 100.0, 0.0, 100.0, 100.0, 100.0, 1, 0, 0, 0.0, 0.0),
+        ("gentle_reminder", "low", 4, 2, 2, 1, 50.0, 50.0, 0.0, -84.9, 84.9, 1, 3, 2, 75.0, 50.0),
     ]
 
 

@@ -7,7 +7,8 @@
   "status", "details": [{"@type": "...FcmError", "errorCode": ...}]}}``) scripted per token.
 - ``TwilioServer``: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` of Twilio's Messages API, form
   encoded, with HTTP basic auth, answering 201 with a ``sid`` or Twilio's error JSON (``{"code", "message",
-  "more_info", "status"}``) scripted per number.
+  "more_info", "status"}``) scripted per number. A message created with a ``StatusCallback`` can be reported on
+  (``report_status``): a form POST to that URL signed with ``X-Twilio-Signature`` as Twilio signs it.
 
 The HTTP servers are aiohttp applications run in the test's own event loop (``async with FcmServer() as fcm``).
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import email
+import hashlib
+import hmac
 import itertools
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -24,6 +27,7 @@ from email.policy import default as default_policy
 from types import TracebackType
 from typing import Any
 
+import httpx
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -204,10 +208,38 @@ class TwilioServer(_HttpServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.answers: dict[str, list[Answer]] = {}
+        self.callbacks: dict[str, tuple[str, str, str]] = {}  # message SID -> (StatusCallback URL, To, From)
         self._ids = itertools.count(1)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
+
+    def signature(self, url: str, params: dict[str, str]) -> str:
+        """``X-Twilio-Signature`` as Twilio documents it: HMAC-SHA1 with the auth token over the URL followed by
+        each POST parameter's name and value, sorted by name; base64."""
+        data = url + "".join(f"{name}{params[name]}" for name in sorted(params))
+        return base64.b64encode(hmac.new(self.auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+
+    async def report_status(
+        self, sid: str, status: str, error_code: str | None = None, auth_token: str | None = None
+    ) -> httpx.Response:
+        """POST a status callback for message ``sid`` as Twilio does (``auth_token``: sign with another token)."""
+        url, to, sender = self.callbacks[sid]
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "From": sender,
+            "MessageSid": sid,
+            "MessageStatus": status,
+            "SmsSid": sid,
+            "SmsStatus": status,
+            "To": to,
+        }
+        if error_code is not None:
+            params["ErrorCode"] = error_code
+        signer = self if auth_token is None else TwilioServer(self.account_sid, auth_token)
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.post(url, data=params, headers={"X-Twilio-Signature": signer.signature(url, params)})
 
     async def _create(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
@@ -223,6 +255,8 @@ class TwilioServer(_HttpServer):
             answer = script.pop(0) if len(script) > 1 else script[0]
             return await answer.response()
         sid = f"SM{next(self._ids):032x}"
+        if form.get("StatusCallback"):
+            self.callbacks[sid] = (str(form["StatusCallback"]), to, str(form.get("From", "")))
         return web.json_response(
             {"sid": sid, "status": "queued", "to": to, "body": form["Body"], "account_sid": self.account_sid},
             status=201,

@@ -87,6 +87,27 @@ def test_a_delivered_message_is_multipart_with_unsubscribe_headers_and_a_derived
     assert "student-42" not in smtp.received[0].raw.decode("ascii", "replace")
 
 
+def test_an_open_pixel_is_the_last_thing_in_the_html_part_and_absent_from_the_text():
+    pixel = "https://t.school.example/t/o/AbC_d-1?x=1&y=2"
+    with SmtpServer() as smtp:
+        ch = channel(smtp.port)
+        asyncio.run(ch.send(message(open_pixel_url=pixel)))
+        wrapped = {"html": "<html><body><p>Hi</p></BODY></html>", "subject": "s", "text": "t"}
+        asyncio.run(ch.send(message(open_pixel_url=pixel, parts=wrapped)))
+        asyncio.run(ch.send(message()))
+    bare, document, without = (r.parsed() for r in smtp.received)
+    img = f'<img src="{pixel.replace("&", "&amp;")}" width="1" height="1" alt=""'
+    html = bare.get_body(preferencelist=("html",))
+    assert html is not None and html.get_content().rstrip().endswith("/>")
+    assert img in html.get_content() and html.get_content().index(img) > html.get_content().index("14-Tage-Streak")
+    doc = document.get_body(preferencelist=("html",))
+    assert doc is not None and doc.get_content().strip().endswith("</BODY></html>") and img in doc.get_content()
+    plain = bare.get_body(preferencelist=("plain",))
+    assert plain is not None and "t/o/" not in plain.get_content()
+    unpixelled = without.get_body(preferencelist=("html",))
+    assert unpixelled is not None and "<img" not in unpixelled.get_content()
+
+
 def test_without_an_https_unsubscribe_url_there_is_no_one_click_header():
     with SmtpServer() as smtp:
         asyncio.run(channel(smtp.port).send(message(unsubscribe_url="http://insecure.example/u")))

@@ -186,3 +186,22 @@ def test_available_with_a_phone_and_no_unsubscribe_and_configuration_checked():
         TwilioSmsChannel(account_sid="AC1", auth_token="t", base_url="http://127.0.0.1:9")
     with pytest.raises(ValueError, match=r"E\.164"):
         TwilioSmsChannel(account_sid="AC1", auth_token="t", base_url="http://127.0.0.1:9", from_number="0151")
+
+
+def test_a_status_callback_url_goes_to_twilio_as_status_callback():
+    callback = "https://t.school.example/v1/webhooks/twilio/status/abc"
+
+    async def scenario(twilio: TwilioServer) -> tuple[Delivery, list[dict[str, Any]]]:
+        with_callback = Message(
+            intervention_id="iv-9",
+            user_id="student-42",
+            channel=Channel.sms,
+            to=NUMBER,
+            parts={"body": "Hi"},
+            data={"status_callback": callback},
+        )
+        return await send_one(twilio, with_callback), twilio.requests
+
+    delivery, (request,) = run(scenario)
+    assert delivery.provider_id.startswith("SM")
+    assert request["form"]["StatusCallback"] == callback  # without one, no such field (test_the_request_itself)

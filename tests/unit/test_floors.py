@@ -23,7 +23,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "processors": {"models", "schemas"},
     "deploy": {"config", "schemas"},
     "analytics": {"config", "schemas"},
-    "streams": {"access", "config", "models", "processors", "schemas"},
+    # notifications: the collector's tracking endpoints verify its tokens, the workers' API serves its inbox store.
+    "streams": {"access", "config", "models", "notifications", "processors", "schemas"},
     "sinks": {"config", "processors", "schemas", "streams"},
     "notifications": {"config", "processors", "schemas"},
 }
