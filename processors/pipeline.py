@@ -199,7 +199,7 @@ def request_context(
     return {
         "signals": snapshot(state, now, calendars),
         "factors": factors,
-        "timezone": state.tz or None,
+        "timezone": state.tz if state.tz_named else None,  # an IANA name from the events, not a bare offset
         "locale": state.locale,
     }
 

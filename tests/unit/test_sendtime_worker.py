@@ -190,3 +190,19 @@ def test_the_worker_keeps_the_histogram_and_fills_what_a_request_carries() -> No
     assert request.signals is not None and request.signals.user_id == "ann" and request.signals.events_total == 3
     assert request.factors and request.factors[0].description
     assert len(request.model_dump_json()) < 4_096  # the snapshot makes most of it (measured ~2.3 KB)
+
+
+def test_a_request_made_by_hand_carries_the_same_context() -> None:
+    core = make_core(policy=NO_HOLDOUT)
+    now = datetime.now(UTC).replace(microsecond=0)
+    record = UserRecord(state=UserState(user_id="ann"))
+    ingest(record, "ann", [_event(1, now - timedelta(days=2), timezone="Asia/Tokyo", locale="ja")])
+    bare = core.request_context(record, now)
+    assert bare["factors"] == [] and bare["timezone"] == "Asia/Tokyo" and bare["locale"] == "ja"
+    assert bare["signals"].days_since_last_login == 2.0
+    record.last_assessment = {**_assessment("high").model_dump(mode="json"), "factors": [
+        {"signal": "s", "group": "login", "description": "No login for 2 days", "contribution": 5.0}]}  # fmt: skip
+    assert [f.description for f in core.request_context(record, now)["factors"]] == ["No login for 2 days"]
+    offset_only = UserRecord(state=UserState(user_id="bob"))
+    ingest(offset_only, "bob", [_event(1, now.astimezone(ZoneInfo("Asia/Kolkata")), user="bob")])
+    assert core.request_context(offset_only, now)["timezone"] is None  # a bare +05:30 offset is no IANA zone
