@@ -15,8 +15,9 @@ import orjson
 
 from models.base import RiskModel
 from processors.cohort import CourseCohorts
+from processors.notify.sendtime import CohortActivity, slot_chooser
 from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
-from processors.signals import ApplyResult, apply_events, snapshot
+from processors.signals import HALF_LIFE_DAYS, ApplyResult, apply_events, current_course, snapshot
 from processors.state import UserState
 from schemas.courses import CourseCalendar
 from schemas.interventions import InterventionRequest
@@ -112,10 +113,16 @@ class UserRecord:
         return cls.from_bytes(raw) if raw else cls(state=UserState(user_id=user_id))
 
 
-def ingest(record: UserRecord, user_id: str, events: list[dict[str, Any]]) -> ApplyResult:
-    """Fold a batch of one user's events into the record (signals, streaks, dedupe by event id)."""
-    result = apply_events(record.state, user_id, events)
+def ingest(
+    record: UserRecord, user_id: str, events: list[dict[str, Any]], activity: CohortActivity | None = None
+) -> ApplyResult:
+    """Fold a batch of one user's events into the record (signals, streaks, activity histogram, dedupe by event
+    id); the active hours newly counted also go to the student's cohort in ``activity``."""
+    half_life = activity.config.half_life_days if activity is not None else HALF_LIFE_DAYS
+    result = apply_events(record.state, user_id, events, half_life)
     record.state = result.state
+    if activity is not None and result.active_hours:
+        activity.add(current_course(record.state), result.active_hours)
     return result
 
 
@@ -153,6 +160,50 @@ def owed_request(record: UserRecord, user_id: str) -> ScoreRequest | None:
     )
 
 
+def policy_decision(
+    record: UserRecord,
+    user_id: str,
+    assessment: RiskAssessment,
+    snap: SignalSnapshot,
+    policy: PolicyConfig,
+    now: datetime,
+    triggered_by_event_time: datetime,
+    activity: CohortActivity | None = None,
+) -> Decision:
+    """The policy's decision on a score, sent at the student's best slot (``processors.notify.sendtime``) for the
+    tiers that use one; the request carries the snapshot, factors, zone and locale it was decided on. The worker
+    and ``engage bench sendtime`` both decide here."""
+    state = record.state
+    chooser = slot_chooser(state.activity, activity, current_course(state), policy.send_time)
+    return decide(
+        policy,
+        user_id,
+        assessment,
+        record.history,
+        now,
+        snap.timezone,
+        triggered_by_event_time=triggered_by_event_time,
+        send_time=chooser,
+        signals=snap,
+        locale=state.locale,
+    )
+
+
+def request_context(
+    record: UserRecord, now: datetime, calendars: Mapping[str, CourseCalendar] | None
+) -> dict[str, Any]:
+    """What a request made outside the policy (the API's manual trigger) carries for the notification service:
+    the student's signals now, the last assessment's factors, their zone and locale (``InterventionRequest``)."""
+    factors = RiskAssessment.model_validate(record.last_assessment).factors if record.last_assessment else []
+    state = record.state
+    return {
+        "signals": snapshot(state, now, calendars),
+        "factors": factors,
+        "timezone": state.tz if state.tz_named else None,  # an IANA name from the events, not a bare offset
+        "locale": state.locale,
+    }
+
+
 @dataclass(slots=True)
 class ScoreOutcome:
     update: RiskUpdate
@@ -172,13 +223,15 @@ def rescore(
     policy_now: datetime | None = None,
     calendars: Mapping[str, CourseCalendar] | None = None,
     cohorts: CourseCohorts | None = None,
+    activity: CohortActivity | None = None,
 ) -> list[ScoreOutcome]:
     """Score several students in one model call, apply the intervention policy, update their records.
 
     ``now`` is the wall clock (``scored_at``); ``policy_now`` is the engine's clock for caps, cooldowns and quiet
     hours — the same wall clock live, the event clock when history is replayed faster than real time.
     ``calendars`` are the known course calendars (course id -> calendar) for the calendar signals;
-    ``cohorts`` the course cohorts the students are ranked in (and recorded into).
+    ``cohorts`` the course cohorts the students are ranked in (and recorded into); ``activity`` the cohorts'
+    activity profiles, the send-time fallback for students with few observations of their own.
     """
     snapshots: list[SignalSnapshot] = [
         snapshot(r.state, q.as_of, calendars, cohorts) for r, q in zip(records, requests, strict=True)
@@ -186,7 +239,7 @@ def rescore(
     assessments = model.score_many(snapshots)
     outcomes = []
     for record, request, snap, assessment in zip(records, requests, snapshots, assessments, strict=True):
-        outcomes.append(_record_score(record, request, snap, assessment, policy, now, policy_now or now))
+        outcomes.append(_record_score(record, request, snap, assessment, policy, now, policy_now or now, activity))
     return outcomes
 
 
@@ -198,6 +251,7 @@ def _record_score(
     policy: PolicyConfig,
     now: datetime,
     policy_now: datetime,
+    activity: CohortActivity | None = None,
 ) -> ScoreOutcome:
     record.score_seq += 1
     record.owed = None  # any score pays what was owed: it sees every event folded so far
@@ -218,15 +272,10 @@ def _record_score(
         model_version=assessment.model_version,
         signals=snap,
     )
-    decision = decide(
-        policy,
-        request.user_id,
-        assessment,
-        record.history,
-        policy_now,
-        snap.timezone,
-        triggered_by_event_time=request.triggered_by_event_time or request.as_of,
-    )
+    decision = policy_decision(
+        record, request.user_id, assessment, snap, policy, policy_now, request.triggered_by_event_time or request.as_of,
+        activity,
+    )  # fmt: skip
     record.history = decision.history
     record.tier = assessment.tier
     record.scored_at = now.timestamp()

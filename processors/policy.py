@@ -14,10 +14,23 @@ Order of the checks, first match wins; the outcome names are the Prometheus labe
    than every counted intervention in that window) is not capped when ``escalation_bypasses_caps``: a student
    who turns critical an hour after a gentle reminder still reaches the success team within the deadline.
 4. ``held_out`` - the student is in the control group (deterministic, by hashing the user id with a salt).
-5. ``deferred`` - it is quiet hours in the student's own zone: act at the end of quiet hours (``send_after``).
+5. ``deferred`` - it is quiet hours in the student's own zone: act at the end of quiet hours (``send_after``);
+   or, for a tier with send-time optimisation, the best slot before the deadline is later than now.
 6. ``sent`` - act now.
 
-Cooldowns and caps are checked at the moment the intervention would go out (``send_after`` when deferred).
+Send-time optimisation (``send_time_tiers``, default high, medium and low): the caller passes a ``SlotChooser``
+(``processors.notify.sendtime.slot_chooser``: the student's activity histogram, blended with their cohort's) and
+the request goes at the slot it picks within ``[now, deadline]``: now -> ``send``, later -> ``deferred`` with
+``send_after`` = the slot. Quiet hours always win: a slot inside them is moved to their end, whatever the
+chooser said. The critical tier is not in the default list: human outreach and a discount offer are urgent, so
+they go at once, or at the end of quiet hours, as without a chooser. Without a chooser (or for other tiers),
+the policy is what it was: now, or the end of quiet hours.
+
+Cooldowns and caps are checked at the earliest moment the intervention could go out (now, or the end of quiet
+hours when it is quiet), not at the optimised slot: so whether it goes, and under which type and id, never
+depends on the slot estimate (which reads in-memory cohort state a restart loses); the slot only moves the send
+time within the deadline. The history entry is made at the send time (the slot), so caps and cooldowns of
+later decisions count it from when it really goes.
 
 Held-out decisions are recorded exactly like sends: they emit a request with ``status="held_out"``, enter the
 history at the time the intervention would have gone out, and count for cooldowns and caps. So the control
@@ -29,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
@@ -41,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from schemas.events import Channel
 from schemas.interventions import InterventionRequest, InterventionType, RequestStatus
-from schemas.signals import RiskAssessment, Tier
+from schemas.signals import RiskAssessment, SignalSnapshot, Tier
 
 DecisionOutcome = Literal["sent", "held_out", "deferred", "capped", "cooldown", "not_needed"]
 DECISION_OUTCOMES: tuple[DecisionOutcome, ...] = get_args(DecisionOutcome)
@@ -91,6 +104,26 @@ class QuietHours(BaseModel):
         return value
 
 
+class SendTimeConfig(BaseModel):
+    """How the activity histogram decays and how a slot is chosen (``processors.notify.sendtime``, which
+    re-exports it; it lives here so that ``PolicyConfig`` can carry it without an import cycle). Defaults: see
+    the README's measurement (on the simulator these barely matter: its students keep their hours)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    half_life_days: float = Field(28.0, gt=0, description="an observation this old weighs half")
+    min_observations: float = Field(
+        8.0, ge=0, description="the cohort counts as this many observations (active hours) of the student"
+    )
+    hour_pooling: float = Field(
+        1.0, ge=0, description="weight of the same hour on other weekdays, per unit of the bucket's own"
+    )
+    tie_tolerance: float = Field(0.05, ge=0, lt=1, description="earliest slot within this share of the best wins")
+    cohort_min_hours: float = Field(
+        50.0, ge=0, description="a cohort aggregate with fewer (decayed) active hours is not used: the next wider is"
+    )
+
+
 def _default_tiers() -> dict[Tier, TierPolicy]:
     t, c = InterventionType, Channel
     return {
@@ -108,6 +141,10 @@ def _default_tiers() -> dict[Tier, TierPolicy]:
         ),
         "minimal": TierPolicy(),
     }
+
+
+def _default_send_time_tiers() -> list[Tier]:
+    return ["high", "medium", "low"]
 
 
 class PolicyConfig(BaseModel):
@@ -130,6 +167,11 @@ class PolicyConfig(BaseModel):
     holdout_salt: str = Field("engage-holdout-v1", min_length=1, description="change it and every group reshuffles")
     history_max_entries: int = Field(32, ge=1)
     reason_factors: int = Field(3, ge=1, description="how many top factors the reason quotes")
+    send_time_tiers: list[Tier] = Field(
+        default_factory=_default_send_time_tiers,
+        description="tiers sent at the student's best slot before the deadline (the others: now or after quiet hours)",
+    )
+    send_time: SendTimeConfig = Field(default_factory=SendTimeConfig)
 
     @model_validator(mode="after")
     def _complete(self) -> PolicyConfig:
@@ -284,6 +326,22 @@ def _cap_reason(config: PolicyConfig, history: InterventionHistory, tier: Tier, 
     return None
 
 
+# (now, deadline, quiet hours, zone) -> when to send, in [now, deadline] unless quiet hours push it later.
+SlotChooser = Callable[[datetime, datetime, QuietHours | None, ZoneInfo], datetime]
+
+
+def _send_time(
+    config: PolicyConfig, chooser: SlotChooser | None, tier: Tier, now: datetime, earliest: datetime,
+    deadline: datetime, zone: ZoneInfo,
+) -> datetime:  # fmt: skip
+    """When the request goes: ``earliest`` (now or the end of quiet hours) unless the tier is optimised; then the
+    chooser's slot, never before now and never inside quiet hours (they win over any chooser)."""
+    if chooser is None or tier not in config.send_time_tiers:
+        return earliest
+    slot = max(chooser(now, deadline, config.quiet_hours, zone).astimezone(UTC), now)
+    return quiet_hours_end(config.quiet_hours, slot, zone) or slot
+
+
 def intervention_id(user_id: str, kind: InterventionType, triggered_by_event_time: datetime) -> str:
     """Deterministic, so a replayed decision (worker restart) carries the same id and can be deduplicated."""
     instant = triggered_by_event_time.astimezone(UTC).isoformat()
@@ -304,8 +362,15 @@ def decide(
     timezone: str,
     *,
     triggered_by_event_time: datetime | None = None,
+    send_time: SlotChooser | None = None,
+    signals: SignalSnapshot | None = None,
+    locale: str | None = None,
 ) -> Decision:
-    """Apply the policy (see the module docstring for the order of checks). ``now`` must be timezone-aware."""
+    """Apply the policy (see the module docstring for the order of checks). ``now`` must be timezone-aware.
+
+    ``send_time`` picks the slot for the tiers in ``config.send_time_tiers``; ``signals`` (the snapshot the
+    assessment was made on) and ``locale`` are carried in the request for the notification service to render
+    from, with the assessment's factors and the zone the decision was made in."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     tier = assessment.tier
@@ -317,8 +382,8 @@ def decide(
         return Decision("not_needed", history, detail="an intervention at this tier or higher is already scheduled")
 
     zone = _zone_or_none(timezone) or _zone_or_none(config.default_timezone) or ZoneInfo("UTC")
-    send_after = quiet_hours_end(config.quiet_hours, now, zone)
-    at = send_after or now
+    quiet_end = quiet_hours_end(config.quiet_hours, now, zone)
+    at = quiet_end or now  # the earliest it can go: caps and cooldowns are checked there (module docstring)
 
     kinds = [k for k in tier_policy.intervention_types if not _cooling(config, history, k, at)]
     if not kinds:
@@ -328,6 +393,9 @@ def decide(
         return Decision("capped", history, detail=cap)
 
     kind = kinds[0]
+    deadline = at + timedelta(hours=tier_policy.deadline_hours)
+    send_at = _send_time(config, send_time, tier, now, at, deadline, zone)
+    send_after = send_at if send_at > now else None
     status: RequestStatus = "held_out" if in_holdout(config, user_id) else "deferred" if send_after else "send"
     event_time = triggered_by_event_time or now
     request = InterventionRequest(
@@ -340,12 +408,16 @@ def decide(
         intervention_type=kind,
         channels=list(tier_policy.channels),
         reason=_reason(assessment, config.reason_factors),
-        deadline=at + timedelta(hours=tier_policy.deadline_hours),
+        deadline=deadline,
         risk_7d=assessment.risk_7d,
         confidence=assessment.confidence,
         model_version=assessment.model_version,
         triggered_by_event_time=event_time,
+        signals=signals,
+        factors=list(assessment.factors),
+        timezone=zone.key,
+        locale=locale,
     )
-    entry = HistoryEntry(request.intervention_id, kind, tier, at, _ENTRY_STATUS[status])
+    entry = HistoryEntry(request.intervention_id, kind, tier, send_at, _ENTRY_STATUS[status])
     outcome: DecisionOutcome = "sent" if status == "send" else status
     return Decision(outcome, history.with_entry(entry, now, config), request)

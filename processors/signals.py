@@ -41,6 +41,7 @@ from typing import Any
 
 from processors.calendar import calendar_signals, course_scores, record_submission
 from processors.cohort import CohortRanks, CohortValues, CourseCohorts
+from processors.policy import SendTimeConfig
 from processors.state import (
     BUCKET_WIDTH,
     CONTENT_VIEWS,
@@ -69,6 +70,8 @@ from schemas.signals import SignalSnapshot
 from schemas.streaks import StreakMilestone
 
 _DAY = 86_400.0
+HALF_LIFE_DAYS = SendTimeConfig().half_life_days  # of the activity histogram, when the caller does not say
+_MAX_LOCALE = 35  # schemas.events.EventEnvelope.locale
 _SEARCH_LIMIT = 10  # bigger batches index the dedupe ring (~15 us) instead of searching it (~1.4 us per id)
 _EMPTY: dict[str, Any] = {}
 
@@ -109,6 +112,8 @@ class ApplyResult:
     meaningful: bool = False
     rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (event_id, reason): dead-letter them
     newest: datetime | None = None  # the newest event_time among the new events (not duplicates or rejected ones)
+    # Active local hours the state's activity histogram newly counted, (bucket, epoch hour): for the cohort's.
+    active_hours: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -153,8 +158,14 @@ def _num(payload: dict[str, Any], key: str) -> float:
     return 0.0 if value != value else math.copysign(_MAX_NUMBER, value)  # NaN: 0
 
 
-def apply_events(state: UserState | None, user_id: str, events: list[dict[str, Any]]) -> ApplyResult:
+def apply_events(
+    state: UserState | None, user_id: str, events: list[dict[str, Any]], half_life_days: float = HALF_LIFE_DAYS
+) -> ApplyResult:
     """Fold one user's batch (dicts in the contract's JSON form) into ``state``.
+
+    Each active event is also counted in the state's activity histogram (its local hour, in the zone its day
+    counts in; ``half_life_days`` decays it: ``SendTimeConfig.half_life_days``), and the newest event carrying a
+    ``locale`` sets the state's.
 
     ``state`` is updated in place and returned (``UserState.copy()`` first if the old one is needed): the
     Faust agent stores the result anyway, and copying a state per batch would cost more than the batch.
@@ -170,6 +181,8 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
     accepted: list[tuple[dict[str, Any], datetime, float]] = []
     zone_name: str | None = None
     zone_time = 0.0
+    locale: str | None = None
+    locale_time = state.last_event if state.locale is not None and state.last_event is not None else -math.inf
     latest: tuple[float, datetime] | None = None
     first = state.first_seen
     for ev in events:
@@ -208,6 +221,9 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
         tz = ev.get("timezone")
         if tz and (zone_name is None or ts >= zone_time) and isinstance(tz, str) and zone_for(tz) is not None:
             zone_name, zone_time = tz, ts
+        loc = ev.get("locale")
+        if loc and ts >= locale_time and isinstance(loc, str) and len(loc) <= _MAX_LOCALE:
+            locale, locale_time = loc, ts
     if latest is None:
         return result
     result.newest = latest[1]
@@ -218,14 +234,18 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
     elif not state.tz_named and latest[0] >= state.tz_time:
         state.tz, state.tz_time = offset_zone_name(latest[1].utcoffset()), latest[0]
     zone = zone_for(state.tz) if state.tz_named else None
+    if locale is not None:
+        state.locale = locale
 
     buckets, courses = state.buckets, state.courses
+    activity, active_hours = state.activity, result.active_hours
     day_times: dict[int, datetime] = {}
     last_login, last_activity = state.last_login, state.last_activity
     max_day = state.max_day
     meaningful = False
     for ev, dt, ts in accepted:
-        day = (dt.astimezone(zone) if zone is not None else dt).toordinal()
+        local = dt.astimezone(zone) if zone is not None else dt
+        day = local.toordinal()
         if day > max_day:
             max_day = day
         b = buckets.get(day)
@@ -237,6 +257,10 @@ def apply_events(state: UserState | None, user_id: str, events: list[dict[str, A
         if code <= _LAST_ACTIVE:
             if last_activity is None or ts > last_activity:
                 last_activity = ts
+            hour = local.hour
+            bucket = local.weekday() * 24 + hour
+            if activity.observe_local(bucket, day * 24 + hour, ts, half_life_days):
+                active_hours.append((bucket, int(ts // 3600)))
             known = day_times.get(day)
             if known is None or dt < known:
                 day_times[day] = dt
@@ -318,6 +342,16 @@ def _platform_seconds(rows: list[list[int]]) -> int:
     return sum(r[SESSION_SECONDS] if r[SESSIONS_ENDED] else r[STUDY_SECONDS] for r in rows)
 
 
+def _current(state: UserState) -> dict[str, list[Any]]:
+    """The courses the student is in (enrolled, or progress reported without a status)."""
+    return {cid: c for cid, c in state.courses.items() if c[0] == COURSE_ENROLLED or (c[0] == COURSE_UNKNOWN and c[3])}
+
+
+def current_course(state: UserState) -> str | None:
+    """The current course the student touched last: the cohort their send-time fallback comes from."""
+    return _latest_course(_current(state))
+
+
 def _latest_course(current: Mapping[str, list[Any]]) -> str | None:
     """Without calendars, the current course the student touched last (status or progress time)."""
     if not current:
@@ -361,9 +395,7 @@ def snapshot(
     quiz7 = s7[QUIZ_BP] / s7[QUIZZES] / 100 if s7[QUIZZES] else None
     quizp = p7[QUIZ_BP] / p7[QUIZZES] / 100 if p7[QUIZZES] else None
 
-    current = {
-        cid: c for cid, c in state.courses.items() if c[0] == COURSE_ENROLLED or (c[0] == COURSE_UNKNOWN and c[3])
-    }
+    current = _current(state)
     enrolled = list(current.values())
     cal = calendar_signals(current, calendars or {}, date.fromordinal(today))
     unenrolled = sum(1 for c in state.courses.values() if c[0] == COURSE_UNENROLLED)

@@ -12,7 +12,10 @@ What it holds, and its bounds (a daily learner after a year serialises to ~9 KB,
 - first seen, last event, last login/visit, last activity times (epoch seconds, event time);
 - the student's zone: the ``timezone`` of the latest event (by event time) that carried one; until one is
   known, each event counts on its own wall-clock date (its UTC offset) and the zone reported is that offset;
-- the streak state (``processors.streaks.StreakState``).
+- the streak state (``processors.streaks.StreakState``);
+- the activity histogram for send-time optimisation (``processors.notify.sendtime.ActivityHistogram``: active
+  local hours by weekday x hour, decayed; ~200 bytes of JSON for a regular student, at most 2 KiB), and the
+  locale of the newest event that carried one (what the notification service renders in).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from hashlib import blake2b
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from processors.notify.sendtime import ActivityHistogram
 from processors.streaks import StreakState
 
 STATE_VERSION = 1
@@ -126,6 +130,8 @@ class UserState:
     courses: dict[str, list[Any]] = field(default_factory=dict)
     seen: bytearray = field(default_factory=bytearray)  # dedupe ring: 8-byte digests, oldest first
     streak: StreakState = field(default_factory=StreakState)
+    activity: ActivityHistogram = field(default_factory=ActivityHistogram)
+    locale: str | None = None  # BCP 47, of the newest event (by event time) that carried one
     _index: set[int] | None = field(default=None, repr=False, compare=False)  # cache of ``seen`` for lookups
 
     def zone(self) -> tzinfo:
@@ -171,7 +177,7 @@ class UserState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (orjson/json): buckets as [day, *counters] rows, the dedupe ring as base64."""
-        return {
+        d: dict[str, Any] = {
             "v": STATE_VERSION,
             "user_id": self.user_id,
             "tz": self.tz,
@@ -188,6 +194,11 @@ class UserState:
             "seen": binascii.b2a_base64(self.seen, newline=False).decode("ascii"),
             "streak": self.streak.to_list(),
         }
+        if self.activity.seen_top:  # anything observed (the key is absent from the records of new students)
+            d["activity"] = self.activity.to_dict()
+        if self.locale is not None:
+            d["locale"] = self.locale
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UserState:
@@ -208,4 +219,6 @@ class UserState:
             courses={c: list(v) for c, v in d["courses"].items()},
             seen=bytearray(binascii.a2b_base64(d["seen"])),
             streak=StreakState.from_list(d["streak"]),
+            activity=ActivityHistogram.from_dict(d.get("activity")),  # absent in records written before it
+            locale=d.get("locale"),
         )

@@ -3,15 +3,19 @@ whose active hours are known (``engage/simulator``: each student's study hours, 
 
 Pure Python, no Kafka, no servers. For the same simulated students in the same run:
 
-1. Every student's activity histogram is learnt from their first ``learn_days`` local days of events, through
-   ``ActivityHistogram.observe`` (what the worker will call per event); the cohort profile is the mean of them
-   all. The histograms are then frozen (a live worker would keep learning; frozen is the harder test).
-2. ``moments`` intervention moments per student are drawn uniformly over the next ``eval_days`` (seeded). As the
-   policy does, a moment inside quiet hours becomes the end of quiet hours (a deferred request); the deadline
-   is that instant + ``deadline_hours``.
-3. Each moment is sent by four policies: **immediately** (what the engine does today), at a **random** allowed
-   instant before the deadline, by **STO** (``next_best_slot`` with the student's histogram and the cohort's),
-   and by the **cohort profile alone** (STO without the student's own histogram: what personalisation adds).
+1. Every student's events of their first ``learn_days`` local days are folded into a ``UserRecord`` by
+   ``processors.pipeline.ingest``, as the worker folds them: the record's activity histogram (its zone and
+   dedupe as in the worker) and the cohorts' ``CohortActivity`` (per course, and all students). The histograms
+   are then frozen (a live worker would keep learning; frozen is the harder test).
+2. ``moments`` intervention moments per student are drawn uniformly over the next ``eval_days`` (seeded). The
+   deadline is the earliest allowed instant (the moment, or the end of quiet hours) + ``deadline_hours``.
+3. Each moment is decided by ``processors.pipeline.policy_decision``, the worker's own call (a high-tier
+   assessment, no history, no holdout, the tier's deadline set to ``deadline_hours``), under four send times:
+   **immediately** (the tier without send-time optimisation: now, or the end of quiet hours), at a **random**
+   allowed instant before the deadline, by **STO** (the worker's slot: the student's histogram and their
+   cohort's), and by the **cohort profile alone** (the same with the student's own histogram emptied: what
+   personalisation adds). The 4 h deadline reads as "what STO would give the critical tier", which the default
+   policy sends at once.
 4. Outcome: the student is **active within 1 h after the send** (any active event, in the simulator's own
    subsequent behaviour, which does not react to sends: this measures finding students at their active hours,
    not a causal effect of the message).
@@ -26,7 +30,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,9 +42,13 @@ from rich.table import Table
 
 from engage.bench.report import Figure, Report
 from engage.simulator import DEFAULT_START, Population, Timeline
-from processors.notify.sendtime import ActivityHistogram, SendTimeConfig, cohort_profile, next_best_slot
+from processors.notify.sendtime import ActivityHistogram, CohortActivity, SendTimeConfig
+from processors.pipeline import UserRecord, ingest, policy_decision
 from processors.policy import PolicyConfig, QuietHours, quiet_hours_end
+from processors.signals import snapshot
+from processors.state import UserState
 from processors.streaks import ACTIVE_EVENT_TYPES
+from schemas.signals import RiskAssessment, SignalSnapshot
 
 POLICIES = ("immediate", "random", "sto", "cohort_only")
 BASELINES = ("immediate", "random", "cohort_only")
@@ -96,37 +104,60 @@ class SendTimeMeasurement:
 class _Student:
     archetype: str
     zone: ZoneInfo
-    histogram: ActivityHistogram
+    record: UserRecord  # as the worker keeps it after the learning days
+    snap: SignalSnapshot  # at the start of the evaluation days (the zone the policy decides in)
     eval_start: float  # epoch seconds: local midnight of the first evaluation day
     eval_end: float
     active: list[float]  # epoch seconds of active events in the evaluation days, sorted
 
 
-def _students(config: SendTimeBenchConfig) -> list[_Student]:
+def _students(config: SendTimeBenchConfig, activity: CohortActivity) -> list[_Student]:
     population = Population.generate(config.students, seed=config.seed, start=DEFAULT_START)
-    half_life = config.send_time.half_life_days
     out = []
     for student in population.students:
         zone = ZoneInfo(student.timezone)
-        histogram = ActivityHistogram()
+        record = UserRecord(state=UserState(user_id=student.user_id))
         active: list[float] = []
         timeline = Timeline(student)
         for day in range(config.learn_days + config.eval_days):
             times, events = timeline.timed_events(day)
-            for when, event in zip(times, events, strict=True):
-                if event["event_type"] not in ACTIVE_EVENT_TYPES:
-                    continue
-                if day < config.learn_days:
-                    histogram.observe(when, zone, half_life)
-                else:
-                    active.append(float(when))
+            if day < config.learn_days:
+                if events:
+                    ingest(record, student.user_id, events, activity)  # the worker's fold
+                continue
+            active += [
+                float(when) for when, e in zip(times, events, strict=True) if e["event_type"] in ACTIVE_EVENT_TYPES
+            ]
         first = datetime.combine(DEFAULT_START + timedelta(days=config.learn_days), datetime.min.time(), zone)
         last = datetime.combine(
             DEFAULT_START + timedelta(days=config.learn_days + config.eval_days), datetime.min.time(), zone
         )
         active.sort()
-        out.append(_Student(student.archetype, zone, histogram, first.timestamp(), last.timestamp(), active))
+        snap = snapshot(record.state, first)
+        out.append(_Student(student.archetype, zone, record, snap, first.timestamp(), last.timestamp(), active))
     return out
+
+
+def _bench_policy(policy: PolicyConfig, hours: float, optimised: bool) -> PolicyConfig:
+    """The high tier with the bench's deadline, nobody held out, send-time optimisation on or off."""
+    tiers = {**policy.tiers, "high": policy.tiers["high"].model_copy(update={"deadline_hours": hours})}
+    return policy.model_copy(
+        update={"tiers": tiers, "holdout_share": 0.0, "send_time_tiers": ["high"] if optimised else []}
+    )
+
+
+_HIGH = RiskAssessment(risk_7d=70.0, risk_30d=70.0, tier="high", confidence=1.0, model_version="bench")
+
+
+def _decided_at(
+    student: _Student, record: UserRecord, policy: PolicyConfig, now: datetime, activity: CohortActivity
+) -> tuple[datetime, datetime]:
+    """(send time, deadline) of the worker's decision for this student at ``now``."""
+    decision = policy_decision(record, record.state.user_id, _HIGH, student.snap, policy, now, now, activity)
+    request = decision.request
+    if request is None:  # pragma: no cover - a fresh history and no holdout always decide a request
+        raise RuntimeError(f"no request decided for {record.state.user_id}: {decision.outcome} {decision.detail}")
+    return request.send_after or request.created_at, request.deadline
 
 
 def _active_within(student: _Student, at: float, seconds: float) -> bool:
@@ -179,12 +210,12 @@ def _bootstrap(
 
 def measure_sendtime(config: SendTimeBenchConfig, policy: PolicyConfig | None = None) -> SendTimeMeasurement:
     """The whole measurement (no printing): learn, draw moments, send by each policy, compare."""
-    policy = policy or PolicyConfig()
+    policy = (policy or PolicyConfig()).model_copy(update={"send_time": config.send_time})
     quiet = policy.quiet_hours
-    students = _students(config)
+    activity = CohortActivity(config.send_time)
+    students = _students(config, activity)
     cutoff = min(s.eval_start for s in students)
     half_life = config.send_time.half_life_days
-    cohort = cohort_profile((s.histogram for s in students), cutoff, half_life)
     window = config.window_hours * 3600
     longest = max(config.deadline_hours) * 3600
     rng = random.Random(config.seed)
@@ -197,25 +228,24 @@ def measure_sendtime(config: SendTimeBenchConfig, policy: PolicyConfig | None = 
     ]
     results = []
     for hours in config.deadline_hours:
+        optimised, immediate = _bench_policy(policy, hours, True), _bench_policy(policy, hours, False)
         picks = random.Random(f"{config.seed}:{hours}")
         successes = {p: np.zeros(len(students), dtype=np.int64) for p in POLICIES}
         deferred = past_deadline = 0
         for i, student in enumerate(students):
+            newcomer = replace(student.record, state=replace(student.record.state, activity=ActivityHistogram()))
             for moment in moments_of[i]:
                 now = datetime.fromtimestamp(moment, UTC)
-                end = quiet_hours_end(quiet, now, student.zone)
-                if end is not None:
-                    deferred += 1
-                    now = end
-                deadline = now + timedelta(hours=hours)
-                sto = next_best_slot(student.histogram, now, deadline, quiet, student.zone, cohort, config.send_time)
-                cohort_only = next_best_slot(None, now, deadline, quiet, student.zone, cohort, config.send_time)
-                past_deadline += sto.past_deadline
+                deferred += quiet_hours_end(quiet, now, student.zone) is not None
+                start, deadline = _decided_at(student, student.record, immediate, now, activity)
+                sto, _ = _decided_at(student, student.record, optimised, now, activity)
+                cohort_only, _ = _decided_at(student, newcomer, optimised, now, activity)
+                past_deadline += sto > deadline
                 sends = {
-                    "immediate": now,
-                    "random": _random_allowed(picks, now, deadline, quiet, student.zone),
-                    "sto": sto.at,
-                    "cohort_only": cohort_only.at,
+                    "immediate": start,
+                    "random": _random_allowed(picks, start, deadline, quiet, student.zone),
+                    "sto": sto,
+                    "cohort_only": cohort_only,
                 }
                 for name, at in sends.items():
                     successes[name][i] += _active_within(student, at.timestamp(), window)
@@ -239,8 +269,8 @@ def measure_sendtime(config: SendTimeBenchConfig, policy: PolicyConfig | None = 
                 past_deadline=past_deadline,
             )
         )
-    masses = sorted(s.histogram.mass(cutoff, half_life) for s in students)
-    sizes = sorted(len(orjson.dumps(s.histogram.to_dict())) for s in students)
+    masses = sorted(s.record.state.activity.mass(cutoff, half_life) for s in students)
+    sizes = sorted(len(orjson.dumps(s.record.state.activity.to_dict())) for s in students)
     return SendTimeMeasurement(
         students=len(students),
         students_active_after=sum(1 for s in students if s.active),

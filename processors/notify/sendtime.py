@@ -16,8 +16,14 @@ reading "as of now" scales the weights by ``2 ** (-(now - ref) / half_life)``; w
 
 Size bound: ``to_dict`` is JSON-ready and compact (non-zero buckets only, weights to 3 decimals, the dedupe
 mask as hex): a typical student's is 100-300 bytes; the worst case, every bucket non-zero, stays under
-``MAX_JSON_BYTES`` (2 KiB; a unit test fills every bucket and measures it). It is meant to live in the
-student's record (``processors.pipeline.UserRecord``) beside the signals; nothing keeps it there yet.
+``MAX_JSON_BYTES`` (2 KiB; a unit test fills every bucket and measures it). It lives in the student's state
+(``processors.state.UserState.activity``), updated by ``processors.signals.apply_events`` per active event.
+
+**The cohort** (``CohortActivity``): per course, and over all the worker's students, a decayed sum of the same
+observations (each active local hour a student's histogram counts, counted once more in the aggregate of the
+course they are in). In memory, O(1) per observation: a restart empties it and live events fill it again; an
+aggregate with fewer than ``cohort_min_hours`` hours is not used (the course falls back to all students, then
+to nothing). Unlike ``cohort_profile`` (each student weighs the same), a student twice as active weighs twice.
 
 **The next best slot** (``next_best_slot``): candidates are ``now`` and every quarter hour up to the deadline
 (every real zone's offset is a multiple of 15 minutes, so local hour boundaries are on that grid), plus the end
@@ -32,6 +38,9 @@ bucket's estimated activity. The estimate blends three things:
   weighing the same), which counts as ``min_observations`` observations: a student with none is scheduled by
   the cohort alone, one with ``min_observations`` active hours half by each, one with many by their own;
 - nothing else: with no student data and no cohort, the first allowed instant is chosen.
+
+``slot_chooser`` wraps it for ``processors.policy.decide``: the one function the worker and ``engage bench
+sendtime`` both choose slots through.
 
 The earliest candidate within ``tie_tolerance`` (5 %) of the best wins: waiting hours for a sliver is not worth it.
 
@@ -60,9 +69,8 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from processors.policy import QuietHours, quiet_hours_end
+from processors.policy import QuietHours, SlotChooser, quiet_hours_end
+from processors.policy import SendTimeConfig as SendTimeConfig  # re-exported: it belongs to send-time optimisation
 from processors.streaks import ACTIVE_EVENT_TYPES
 
 BUCKETS = 168  # 7 local weekdays x 24 local hours
@@ -74,22 +82,6 @@ MAX_HORIZON = timedelta(days=7)
 STEP = timedelta(minutes=15)
 _HOUR = 3600
 _MASK = (1 << WINDOW_HOURS) - 1
-
-
-class SendTimeConfig(BaseModel):
-    """How the activity histogram decays and how a slot is chosen. Defaults: see the README's measurement (on
-    the simulator these barely matter: its students keep their hours, so any half-life learns them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    half_life_days: float = Field(28.0, gt=0, description="an observation this old weighs half")
-    min_observations: float = Field(
-        8.0, ge=0, description="the cohort counts as this many observations (active hours) of the student"
-    )
-    hour_pooling: float = Field(
-        1.0, ge=0, description="weight of the same hour on other weekdays, per unit of the bucket's own"
-    )
-    tie_tolerance: float = Field(0.05, ge=0, lt=1, description="earliest slot within this share of the best wins")
 
 
 def local_hour(at: float, zone: tzinfo) -> tuple[int, int]:
@@ -115,6 +107,11 @@ class ActivityHistogram:
     def observe(self, at: float, zone: tzinfo, half_life_days: float) -> bool:
         """Count the local hour of an active event at ``at`` (epoch seconds); False if already counted or too old."""
         bucket, key = local_hour(at, zone)
+        return self.observe_local(bucket, key, at, half_life_days)
+
+    def observe_local(self, bucket: int, key: int, at: float, half_life_days: float) -> bool:
+        """``observe`` for a caller that has the event's local time already (``local_hour``'s bucket and key):
+        the worker's fold, which reads every event's local date anyway."""
         if key > self.seen_top:  # a newer local hour than any counted (always true for the first one)
             shift = key - self.seen_top
             self.seen_mask = ((self.seen_mask << shift) & _MASK) | 1 if shift < WINDOW_HOURS else 1
@@ -314,3 +311,86 @@ def _quiet_end(quiet: QuietHours | None, now: datetime, tz: tzinfo) -> datetime:
             return t
         t = datetime.fromtimestamp((math.floor(t.timestamp() / step) + 1) * step, UTC)
     return t
+
+
+class _Aggregate:
+    """One cohort's decayed activity: 168 weights valued at ``ref_hour`` (the newest observation's epoch hour)."""
+
+    __slots__ = ("ref_hour", "weights")
+
+    def __init__(self) -> None:
+        self.ref_hour = 0
+        self.weights = [0.0] * BUCKETS
+
+    def add(self, bucket: int, hour: int, half_life_days: float) -> None:
+        if hour > self.ref_hour:
+            if self.ref_hour:
+                factor = _decay(hour - self.ref_hour, half_life_days)
+                self.weights = [w * factor for w in self.weights]
+            self.ref_hour = hour
+            self.weights[bucket] += 1.0
+        else:
+            self.weights[bucket] += _decay(self.ref_hour - hour, half_life_days)
+
+    def profile(self, now: float, half_life_days: float, min_hours: float) -> list[float] | None:
+        mass = sum(self.weights) * _decay(max(0.0, now / _HOUR - self.ref_hour), half_life_days)
+        if mass <= 0 or mass < min_hours:
+            return None
+        total = sum(self.weights)
+        return [w / total for w in self.weights]
+
+
+class CohortActivity:
+    """The cohorts' activity profiles, fed with the observations the students' own histograms count (module
+    docstring). ``max_courses`` bounds memory (1.4 KB per course); beyond it the course observed longest ago goes."""
+
+    ALL = ""  # the key of the aggregate over every student (no course id is empty: schemas.events.Identifier)
+
+    def __init__(self, config: SendTimeConfig | None = None, max_courses: int = 10_000) -> None:
+        self.config = config or SendTimeConfig()
+        self.max_courses = max_courses
+        self._aggregates: dict[str, _Aggregate] = {}
+
+    def __len__(self) -> int:
+        return len(self._aggregates)
+
+    def add(self, course_id: str | None, hours: Iterable[tuple[int, int]]) -> None:
+        """Count a student's newly observed active hours, (bucket, epoch hour) pairs, in their course and in all."""
+        hours = list(hours)
+        keys = [self.ALL] if not course_id else [self.ALL, course_id]
+        half_life = self.config.half_life_days
+        for key in keys:
+            aggregate = self._aggregates.get(key)
+            if aggregate is None:
+                if len(self._aggregates) > self.max_courses:
+                    stalest = min((k for k in self._aggregates if k), key=lambda k: self._aggregates[k].ref_hour)
+                    del self._aggregates[stalest]
+                aggregate = self._aggregates[key] = _Aggregate()
+            for bucket, hour in hours:
+                aggregate.add(bucket, hour, half_life)
+
+    def profile(self, course_id: str | None, now: float) -> list[float] | None:
+        """The course's profile as of ``now`` (sums to 1), else all students', else None (too few hours)."""
+        half_life, min_hours = self.config.half_life_days, self.config.cohort_min_hours
+        for key in (course_id, self.ALL) if course_id else (self.ALL,):
+            aggregate = self._aggregates.get(key)
+            found = aggregate.profile(now, half_life, min_hours) if aggregate is not None else None
+            if found is not None:
+                return found
+        return None
+
+
+def slot_chooser(
+    histogram: ActivityHistogram | None,
+    cohort: CohortActivity | None,
+    course_id: str | None,
+    config: SendTimeConfig,
+) -> SlotChooser:
+    """What ``processors.policy.decide`` asks for the send time: ``next_best_slot`` with the student's histogram
+    and their cohort's profile (read only if the policy asks: most decisions are suppressed before that)."""
+
+    def choose(now: datetime, deadline: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime:
+        profile = cohort.profile(course_id, now.timestamp()) if cohort is not None else None
+        return next_best_slot(histogram, now, deadline, quiet, zone, profile, config).at
+
+    return choose

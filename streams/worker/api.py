@@ -210,6 +210,7 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                 risk_7d=float((record.last_assessment or {}).get("risk_7d", 0.0)),
                 model_version="manual",
                 triggered_by_event_time=now,
+                **worker.request_context(record, now),
             )
             record.last_intervention = request_msg.model_dump(mode="json")
             worker.store(user_id, record)

@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ from processors.policy import (
     quiet_hours_end,
 )
 from schemas.interventions import InterventionRequest, InterventionType
-from schemas.signals import RiskAssessment, RiskFactor, Tier
+from schemas.signals import RiskAssessment, RiskFactor, SignalSnapshot, Tier
 
 T = InterventionType
 NOON = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)  # a Monday, outside quiet hours in UTC
@@ -393,3 +394,105 @@ def test_default_json_equals_the_defaults() -> None:
     assert DEFAULT_POLICY_PATH.is_file()
     assert policy_from_file(DEFAULT_POLICY_PATH) == PolicyConfig()
     assert policy_from_file() == PolicyConfig()
+
+
+# -- send-time optimisation: the slot a chooser picks, within the deadline, quiet hours first ------------------
+
+
+class Chooser:
+    """A slot chooser that answers a fixed offset from ``now`` and records what it was asked."""
+
+    def __init__(self, after: timedelta) -> None:
+        self.after = after
+        self.asked: list[tuple[datetime, datetime, QuietHours | None, str]] = []
+
+    def __call__(self, now: datetime, deadline: datetime, quiet: QuietHours | None, zone: ZoneInfo) -> datetime:
+        self.asked.append((now, deadline, quiet, zone.key))
+        return now + self.after
+
+
+def sto(config: PolicyConfig, tier: Tier, chooser: Chooser, now: datetime = NOON, zone: str = "UTC") -> Decision:
+    return decide(config, "student-1", assessment(tier), InterventionHistory(), now, zone, send_time=chooser)
+
+
+def test_a_later_slot_defers_the_request_to_it_within_the_tiers_deadline() -> None:
+    chooser = Chooser(timedelta(hours=5))
+    d = sto(NO_HOLDOUT, "high", chooser)
+    r = d.request
+    assert d.outcome == "deferred" and r is not None and r.status == "deferred"
+    assert r.send_after == NOON + timedelta(hours=5) and r.deadline == NOON + timedelta(hours=24)
+    assert chooser.asked == [(NOON, NOON + timedelta(hours=24), NO_HOLDOUT.quiet_hours, "UTC")]
+    # the history counts it from when it really goes: a decision before then finds it scheduled
+    assert d.history.entries[-1].at == NOON + timedelta(hours=5)
+    assert run(NO_HOLDOUT, "high", d.history, NOON + timedelta(hours=1)).outcome == "not_needed"
+
+
+def test_a_slot_now_is_sent_now() -> None:
+    d = sto(NO_HOLDOUT, "medium", Chooser(timedelta(0)))
+    assert d.outcome == "sent" and d.request is not None and d.request.send_after is None
+
+
+def test_quiet_hours_win_over_the_chooser() -> None:
+    # 19:00 in UTC; the chooser answers 23:00, inside quiet hours (21:00-08:00): the request goes at 08:00
+    evening = datetime(2024, 6, 3, 19, 0, tzinfo=UTC)
+    d = sto(NO_HOLDOUT, "low", Chooser(timedelta(hours=4)), now=evening)
+    assert d.request is not None and d.request.send_after == datetime(2024, 6, 4, 8, 0, tzinfo=UTC)
+    # asked at night, the deadline counts from the end of quiet hours, and a slot before it moves to it
+    night = datetime(2024, 6, 3, 23, 0, tzinfo=UTC)
+    chooser = Chooser(timedelta(hours=1))
+    d = sto(NO_HOLDOUT, "low", chooser, now=night)
+    assert d.request is not None and d.request.send_after == datetime(2024, 6, 4, 8, 0, tzinfo=UTC)
+    assert chooser.asked[0][1] == datetime(2024, 6, 5, 8, 0, tzinfo=UTC)
+    # a chooser answering the past cannot send before now
+    d = sto(ALWAYS_OPEN, "low", Chooser(timedelta(hours=-3)))
+    assert d.outcome == "sent" and d.request is not None and d.request.send_after is None
+
+
+def test_the_critical_tier_is_not_delayed_by_the_chooser() -> None:
+    chooser = Chooser(timedelta(hours=3))
+    d = sto(NO_HOLDOUT, "critical", chooser)
+    assert d.outcome == "sent" and d.request is not None and d.request.send_after is None and chooser.asked == []
+    night = datetime(2024, 6, 3, 23, 0, tzinfo=UTC)  # quiet hours: the end of them, as without a chooser
+    d = sto(NO_HOLDOUT, "critical", chooser, now=night)
+    assert d.request is not None and d.request.send_after == datetime(2024, 6, 4, 8, 0, tzinfo=UTC)
+    # which tiers wait for their slot is configuration
+    every = NO_HOLDOUT.model_copy(update={"send_time_tiers": ["critical"]})
+    assert sto(every, "critical", chooser).outcome == "deferred"
+    assert sto(every, "high", chooser).outcome == "sent"
+
+
+def test_the_slot_never_changes_whether_or_what_is_decided() -> None:
+    """Type, id and outcome are decided at the earliest moment; only the send time follows the chooser."""
+    history = run(ALWAYS_OPEN, "high", InterventionHistory(), NOON - timedelta(hours=30)).history
+    plain = run(ALWAYS_OPEN, "high", history, NOON)
+    for hours in (0, 2, 20):
+        d = decide(
+            ALWAYS_OPEN,
+            "student-1",
+            assessment("high"),
+            history,
+            NOON,
+            "UTC",
+            send_time=Chooser(timedelta(hours=hours)),
+        )
+        assert d.request is not None and plain.request is not None
+        assert d.request.intervention_id == plain.request.intervention_id
+        assert d.request.intervention_type == plain.request.intervention_type
+
+
+def test_held_out_requests_keep_the_slot_they_would_have_gone_at() -> None:
+    everyone = PolicyConfig(holdout_share=1.0, quiet_hours=None)
+    d = sto(everyone, "high", Chooser(timedelta(hours=6)))
+    assert d.outcome == "held_out" and d.request is not None and d.request.send_after == NOON + timedelta(hours=6)
+
+
+def test_the_request_carries_what_the_notification_service_renders_from() -> None:
+    snap = SignalSnapshot(user_id="student-1", as_of=NOON, timezone="Europe/Berlin", current_streak_days=12)
+    d = decide(NO_HOLDOUT, "student-1", assessment("high", factors=2), InterventionHistory(), NOON, "Europe/Berlin",
+               signals=snap, locale="de-DE")  # fmt: skip
+    r = d.request
+    assert r is not None and r.signals == snap and r.locale == "de-DE" and r.timezone == "Europe/Berlin"
+    assert [f.description for f in r.factors] == ["No login for 9 days", "Lessons per week fell from 6 to 1"]
+    # an unknown zone is decided (and reported) in the default one
+    r = run(NO_HOLDOUT, "high", InterventionHistory(), NOON, timezone="Mars/Olympus").request
+    assert r is not None and r.timezone == "UTC" and r.signals is None and r.locale is None

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from processors.calendar import is_dormant
 from processors.cohort import CourseCohorts
+from processors.notify.sendtime import CohortActivity
 from processors.pipeline import (
     OWED_KEY,
     ScoreOutcome,
@@ -39,6 +40,7 @@ from processors.pipeline import (
     ingest,
     owe_score,
     owed_request,
+    request_context,
     rescore,
 )
 from processors.policy import PolicyConfig
@@ -143,6 +145,9 @@ class WorkerCore:
         # Records the events path changed reach the table once per commit (core.record_cache).
         self.records = RecordCache(record_cache_size)
         self.cohorts = CourseCohorts()  # the local students' standing in their courses (processors.cohort)
+        # The courses' activity by local weekday x hour: the send-time fallback for students with few observations
+        # (processors.notify.sendtime; in memory, refilled by live events after a restart).
+        self.activity = CohortActivity(policy.send_time)
         self.clock_index = ClockIndex()
         self._pending: dict[str, _Pending] = {}
         # Students a debounce tick re-scored whose outputs Kafka has not acknowledged yet (``flush_debounced``).
@@ -235,7 +240,7 @@ class WorkerCore:
             m.REDELIVERED_MESSAGES.inc()
             return
         record.source_offset = offset
-        result = ingest(record, user_id, events)
+        result = ingest(record, user_id, events, self.activity)
         f.folded = True
         f.meaningful = f.meaningful or result.meaningful
         for e in events:
@@ -390,8 +395,9 @@ class WorkerCore:
         clock = clock or self.now()
         records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
         outcomes = rescore(
-            records, requests, self.models.current(), self.policy, now, clock, self.courses.calendars(), self.cohorts
-        )
+            records, requests, self.models.current(), self.policy, now, clock, self.courses.calendars(), self.cohorts,
+            self.activity,
+        )  # fmt: skip
         sent_at = time.time()
         today = clock.date()
         for (record, request, partition), outcome in zip(items, outcomes, strict=True):
@@ -428,6 +434,10 @@ class WorkerCore:
             for encoded in deferred[start : start + STORE_SLICE]:
                 if key_partition(encoded.key, self.partitions) in owned:
                     self.write(encoded)
+
+    def request_context(self, record: UserRecord, now: datetime) -> dict[str, Any]:
+        """The signals, factors, zone and locale a request made outside the policy carries (the API's trigger)."""
+        return request_context(record, now, self.courses.calendars())
 
     async def score_now(self, user_id: str, trigger: str = "manual") -> ScoreOutcome | None:
         """Re-score one student immediately (the API's 'recalculate'); None if the student is unknown."""
