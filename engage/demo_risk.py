@@ -85,7 +85,7 @@ def show_risk(settings: Settings, console: Console, since: datetime, truth_path:
     by_kind = Counter((r["intervention_type"], r["status"]) for r in requests)
     if by_kind:
         inter = Table(title="Intervention requests (interventions topic)", title_justify="left")
-        for col in ("type", "send", "deferred (quiet hours)", "held out (control group)"):
+        for col in ("type", "send", "deferred (best slot or quiet hours)", "held out (control group)"):
             inter.add_column(col, justify="left" if col == "type" else "right")
         for kind in sorted({k for k, _ in by_kind}):
             inter.add_row(kind, *(str(by_kind.get((kind, s), 0)) for s in ("send", "deferred", "held_out")))
