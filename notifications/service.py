@@ -129,18 +129,18 @@ class NotifyService:
         policy = policy_from_file(s.policy_path) if s.policy_path else policy_from_file()
         catalog = TemplateCatalog.load(s.notify_templates_dir or DEFAULT_TEMPLATES_DIR, policy=policy)
         self.composer = Composer(catalog, links or PlainLinks(s.notify_platform_url), offers)
-        self.producer = EventProducer(
-            s.kafka_bootstrap, self.topics, source="notify", linger_ms=1, report_successes=True
-        )
-        outbox = Outbox(self.producer)
-        self.ledger = Ledger(s.kafka_bootstrap, self.topics.notification_ledger.name, outbox)
-        self.contacts = ContactBook(s.kafka_bootstrap, self.topics.contacts.name, outbox)
         self.inbox: SqliteInbox | None = None
         if channels is None:
             self.inbox = SqliteInbox(s.inbox, max_items_per_user=s.inbox_max_items)
             channels = configured_channels(s, self.inbox)
         self.channels = dict(channels)
         self.deliverer = deliverer or Deliverer.from_settings(s)
+        self.producer = EventProducer(
+            s.kafka_bootstrap, self.topics, source="notify", linger_ms=1, report_successes=True
+        )
+        outbox = Outbox(self.producer)
+        self.ledger = Ledger(s.kafka_bootstrap, self.topics.notification_ledger.name, outbox)
+        self.contacts = ContactBook(s.kafka_bootstrap, self.topics.contacts.name, outbox)
         self.schedule: dict[str, tuple[int, Scheduled]] = {}
         self.stopping = threading.Event()
         conf: dict[str, object] = {
