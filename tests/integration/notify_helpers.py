@@ -295,3 +295,27 @@ def start_subprocess(s: Settings, instance: str, log: Path) -> subprocess.Popen[
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def partitions_by_key(bootstrap: str, topic: str) -> dict[str, int]:
+    """Each message's key -> the partition it is on (every partition read to its end)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-keys-{uuid.uuid4().hex}"})
+    out: dict[str, int] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            deadline = time.monotonic() + 30
+            offset = low
+            while offset < high and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error() is not None:
+                    continue
+                out[(msg.key() or b"").decode()] = p
+                offset = (msg.offset() or 0) + 1
+    finally:
+        consumer.close()
+    return out

@@ -35,6 +35,7 @@ from tests.integration.notify_helpers import (
     make_request,
     notify_settings,
     outcomes,
+    partitions_by_key,
     produce,
     service_thread,
     start_subprocess,
@@ -65,11 +66,19 @@ def test_a_request_is_delivered_by_email_once_even_when_redelivered_and_after_a_
     assert len(sent) == 1 and sent[0]["channel"] == "email" and sent[0]["detail"].startswith("smtp ")
     entries = {e["ledger_key"]: e for e in ledger(s)}
     assert entries[ledger_key("iv-email-1", Channel.email)]["state"] == "sent"
-    # The contact and the request of one student are on the same partition (both keyed by user id, murmur2).
+
+
+def test_a_students_contact_and_requests_land_on_the_same_partition_number(settings, tmp_path):
+    """Both keyed by user id through the repo's producer (murmur2_random): what the service's ownership relies on."""
+    with Providers() as providers:
+        s = notify_settings(settings, tmp_path, providers)
+    users = [f"part-{i}" for i in range(40)]
+    produce(s, contacts=[email_contact(u) for u in users], requests=[make_request(f"iv-{u}", u) for u in users])
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    assert key_partition(b"student-1", topics.contacts.partitions) == key_partition(
-        b"student-1", topics.interventions.partitions
-    )
+    landed = {t: partitions_by_key(s.kafka_bootstrap, t) for t in (topics.contacts.name, topics.interventions.name)}
+    assert landed[topics.contacts.name] == landed[topics.interventions.name]
+    assert landed[topics.contacts.name] == {u: key_partition(u.encode(), s.event_partitions) for u in users}
+    assert len(set(landed[topics.contacts.name].values())) == s.event_partitions  # really spread over all of them
 
 
 def test_a_deferred_request_goes_at_send_after_and_survives_a_restart_in_between(settings, tmp_path):
