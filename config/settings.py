@@ -230,6 +230,27 @@ class Settings(BaseSettings):
     tracking_store_wait_seconds: float = Field(
         2.0, gt=0, description="an open or click waits this long for Kafka before the student is answered anyway"
     )
+    # --- notification service (notifications/service.py, `engage notify`) ------------------------------------
+    notify_metrics_port: int = Field(
+        16068, description="`engage notify` serves /metrics on 127.0.0.1 here (0: not at all)"
+    )
+    notify_instance_id: str = Field(
+        "", description="this process's static group member id (a restart takes its partitions back at once); '' none"
+    )
+    notify_max_in_flight: int = Field(
+        16, ge=1, description="requests a process sends at once; bounds the resends after a crash (see ledger.py)"
+    )
+    notify_max_per_student_24h: int = Field(
+        3, ge=0, description="delivered notifications per student per rolling 24 h, across requests (0: no cap)"
+    )
+    notify_digest_window_seconds: float = Field(
+        900.0, ge=0, description="low/medium requests of one student due within this of each other go as one digest"
+    )
+    notify_platform_url: str = Field(
+        "http://127.0.0.1:3000", description="the platform the untracked links point to (no link tracking set up)"
+    )
+    notify_templates_dir: Path | None = Field(None, description="message templates; default deploy/templates")
+    notify_poll_seconds: float = Field(0.2, gt=0, description="longest wait for requests before due work is checked")
 
     @property
     def model_registry(self) -> Path:

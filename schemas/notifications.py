@@ -3,7 +3,9 @@ compacted topic (``notification_ledger``) so that a re-delivered or re-emitted r
 deferred request survives a restart.
 
 One entry per (intervention, channel) - ``ledger_key`` - holding its newest state; entries about the request as a
-whole (scheduled, held out, merged into a digest, dead-lettered) carry no channel.
+whole (scheduled, held out, merged into a digest, dead-lettered, queued for the success team, and "sent" once a
+channel delivered it, which replaces the scheduled entry so compaction drops the request it carried) carry no
+channel. A request is handled once any of its entries is in a ``FINAL_STATES`` state.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from schemas.events import Channel
 from schemas.interventions import InterventionRequest
 
 LedgerState = Literal["scheduled", "sent", "held_out", "digested", "dead_lettered", "queued"]
+FINAL_STATES: frozenset[LedgerState] = frozenset({"sent", "held_out", "digested", "dead_lettered", "queued"})
 
 
 def ledger_key(intervention_id: str, channel: Channel | None) -> str:
@@ -40,4 +43,7 @@ class LedgerEntry(BaseModel):
     detail: str = Field("", description="the reason of a dead letter, the digest an item went into, ...")
     request: InterventionRequest | None = Field(
         None, description="scheduled: the request itself, so a restart re-schedules it without re-reading its topic"
+    )
+    due_at: AwareDatetime | None = Field(
+        None, description="scheduled: when to send (send_after, or later when the student's 24 h cap was full)"
     )

@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     # notifications: the collector's tracking endpoints verify its tokens, the workers' API serves its inbox store.
     "streams": {"access", "config", "models", "notifications", "processors", "schemas"},
     "sinks": {"config", "processors", "schemas", "streams"},
-    "notifications": {"config", "processors", "schemas"},
+    "notifications": {"config", "processors", "schemas", "streams"},  # the service writes through streams.producer
 }
 PACKAGES = {*MAY_IMPORT, "engage"}
 # Third-party clients only some floors may use: the warehouse is the sinks' business.
