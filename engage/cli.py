@@ -44,8 +44,8 @@ def infra_up() -> None:
     for started in Infra.from_settings(settings).up():
         state = "already running" if started.already_running else "started"
         console.print(f"{started.name:<11} {state} (pid {started.pid}), ready in {started.seconds_to_ready:.2f} s")
+    from kafka_io.admin import ensure_topics
     from schemas.topics import catalogue
-    from streams.admin import ensure_topics
 
     created = ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
     if created:
@@ -83,8 +83,8 @@ def schemas_export(
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every catalogue topic that does not exist yet."""
+    from kafka_io.admin import ensure_topics
     from schemas.topics import catalogue
-    from streams.admin import ensure_topics
 
     s = get_settings()
     created = ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
@@ -353,8 +353,8 @@ def replay_oulad(
 
     _ensure_infra()
     s = get_settings()
+    from kafka_io.admin import ensure_topics
     from schemas.topics import catalogue
-    from streams.admin import ensure_topics
 
     ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
     dataset = OuladDataset.load(data, presentation)

@@ -23,10 +23,10 @@ from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
 from engage.demo_analytics import show_analytics
 from engage.demo_risk import show_risk
 from engage.traffic import TrafficPlan, run_traffic
+from kafka_io.admin import ensure_topics
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import create_all
-from streams.admin import ensure_topics
 
 DEMO_STUDENTS = 400
 DEMO_DAYS = 28

@@ -44,9 +44,9 @@ def contacts_import(
     file: Annotated[Path, typer.Argument(help="JSON lines, one Contact per line (schemas/contacts.py)")],
 ) -> None:
     """Publish contacts to the contacts topic (keyed by user id). Nothing is written if any line is invalid."""
+    from kafka_io.producer import EventProducer
     from notifications.contacts import parse_contacts_jsonl, publish_contacts
     from schemas.topics import catalogue
-    from streams.producer import EventProducer
 
     try:
         text = file.read_text(encoding="utf-8")

@@ -21,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from config.settings import Settings
 from engage.simulator import Population, ground_truth, iter_event_days, write_ground_truth
+from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
-from streams.producer import EventProducer
 
 Via = Literal["collector", "producer"]
 

@@ -1,7 +1,7 @@
 """The contacts of the partitions this process owns, read from the compacted ``contacts`` topic.
 
 Co-partitioning. Contacts and intervention requests are both keyed by user id and produced by this repo's
-``streams.producer.EventProducer`` (the worker's outputs, ``engage contacts import``, and the contacts this
+``kafka_io.producer.EventProducer`` (the worker's outputs, ``engage contacts import``, and the contacts this
 service publishes back), whose partitioner is librdkafka's ``murmur2_random``: Kafka's Java default, the same
 hash for the same key on topics with the same partition count. So the student of a request in partition ``p`` of
 the interventions topic has their contact in partition ``p`` of the contacts topic, and the process owning one
@@ -31,12 +31,12 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from kafka_io.producer import EventProducer
 from notifications.ledger import Out, Outbox, reader
 from processors.notify.dispatch import changed_contact
 from schemas.contacts import Contact
 from schemas.events import Channel
 from schemas.messages import DeadLetter, kept_raw
-from streams.producer import EventProducer
 
 log = logging.getLogger(__name__)
 

@@ -48,8 +48,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
+from kafka_io.producer import DeliveryFailed, EventProducer
 from schemas.notifications import FINAL_STATES, LedgerEntry
-from streams.producer import DeliveryFailed, EventProducer
 
 log = logging.getLogger(__name__)
 

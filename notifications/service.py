@@ -39,6 +39,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from config.settings import Settings
+from kafka_io.producer import EventProducer
 from notifications.channels.base import Channel, ChannelError, Delivery, Message
 from notifications.channels.configured import configured_channels
 from notifications.compose import Composer, LinkMaker, OfferMaker, PlainLinks
@@ -68,7 +69,6 @@ from schemas.interventions import InterventionOutcome, InterventionRequest, Outc
 from schemas.messages import DeadLetter, kept_raw
 from schemas.notifications import LedgerEntry, LedgerState, ledger_key
 from schemas.topics import TopicCatalogue, catalogue
-from streams.producer import EventProducer
 
 log = logging.getLogger(__name__)
 

@@ -29,15 +29,15 @@ import orjson
 from pydantic import ValidationError
 
 from config.settings import Settings
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer
 from schemas.privacy import ErasureReport, ErasureRequest
 from schemas.topics import catalogue
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.tables import DEAD_LETTERS, TABLES, cluster_for
 from sinks.positions import sink_positions
-from streams.admin import ensure_topics
 from streams.erasure import wait_for_confirmation
-from streams.producer import EventProducer
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from config.settings import Settings
+from kafka_io.admin import group_positions
 from schemas.topics import TopicCatalogue, catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.contract_sinks import SPECS
 from sinks.runner import sink_group
-from streams.admin import group_positions
 
 SINK_NAMES = ("events", *SPECS)  # the sinks that store a topic in a table
 ERASURES = "erasures"

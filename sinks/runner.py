@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
+from kafka_io.producer import EventProducer
 from schemas.messages import DeadLetter
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
-from streams.producer import EventProducer
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from config.settings import Settings
+from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
 from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.contract_sinks import SPECS, ContractSink
 from sinks.positions import ERASURES, source_of
 from sinks.runner import RunnerStats, SinkRunner
-from streams.producer import EventProducer
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from config.settings import Settings
+from kafka_io.producer import EventProducer
 from schemas.privacy import ErasureDone, ErasureReport, ErasureRequest
 from schemas.topics import catalogue
-from streams.producer import EventProducer
 
 IN_PROGRESS = "in_progress"
 

@@ -16,8 +16,8 @@ import pytest
 from config.settings import PROJECT_ROOT, Settings
 from deploy.infra import Infra
 from deploy.process import free_ports
+from kafka_io.admin import ensure_topics
 from schemas.topics import catalogue
-from streams.admin import ensure_topics
 
 
 @pytest.fixture(scope="session")

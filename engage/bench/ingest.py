@@ -27,14 +27,14 @@ from engage.bench.loadgen import build_request, run_load
 from engage.bench.report import Figure, Report
 from engage.children import child, wait_http
 from engage.simulator import Population, iter_event_days
+from kafka_io.admin import delete_topics, ensure_topics
+from kafka_io.producer import EventProducer
 from schemas.topics import TopicCatalogue, TopicSpec, catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import create_all
 from sinks.clickhouse.tables import BEHAVIOR_EVENTS
 from sinks.runner import SinkRunner
-from streams.admin import delete_topics, ensure_topics
-from streams.producer import EventProducer
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from engage.bench.ingest import simulated_events
 from engage.bench.loadgen import LoadResult, build_request, run_load
 from engage.bench.report import Figure, Report
 from engage.children import child, wait_for_worker, wait_http
+from kafka_io.admin import delete_topics, ensure_topics
 from schemas.topics import catalogue
-from streams.admin import delete_topics, ensure_topics
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ from engage.children import wait_for_sinks, wait_http
 from engage.oulad.dataset import Enrolment, OuladDataset
 from engage.oulad.mapping import MappingReport
 from engage.oulad.replay import publish_calendars, replay_days
+from kafka_io.admin import ensure_topics, group_lag
+from kafka_io.producer import EventProducer
 from models.features import snapshot_from_row
 from models.heuristic import HeuristicModel
 from models.lightgbm_model import LightGBMRiskModel
@@ -44,8 +46,6 @@ from models.training_data import Warehouse, build, load_warehouse
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
-from streams.admin import ensure_topics, group_lag
-from streams.producer import EventProducer
 
 CUTOFFS = (14, 28, 56, 84, 126)
 LOOK_BACK_DAYS = 8  # a cut-off takes the student's newest snapshot of that day or the 7 before

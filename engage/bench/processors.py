@@ -60,6 +60,7 @@ from engage.bench.streams_io import (
     wait_for_group,
 )
 from engage.children import child, wait_for_sinks, wait_http
+from kafka_io.admin import delete_topics, ensure_topics
 from models.base import RiskModel
 from models.heuristic import HeuristicModel
 from processors.pipeline import UserRecord
@@ -68,7 +69,6 @@ from schemas.signals import SignalSnapshot
 from schemas.topics import TopicSpec, catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
-from streams.admin import delete_topics, ensure_topics
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from analytics.runner import run
 from config.settings import Settings
 from engage.bench.report import Figure, Report, timed
 from engage.simulator import Population, iter_event_days
+from kafka_io.producer import group_by_user
 from models.heuristic import HeuristicModel
 from processors.pipeline import ScoreRequest, UserRecord, ingest, rescore
 from processors.policy import policy_from_file
@@ -55,7 +56,6 @@ from sinks.clickhouse.tables import (
     Table,
 )
 from sinks.contract_sinks import contract_row
-from streams.producer import group_by_user
 
 EVENTS_PER_STUDENT_DAY = 5.0  # the simulator produces about 5.3 per student-day over 8 weeks: aim a bit over
 FLUSH_ROWS = 200_000

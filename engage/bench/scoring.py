@@ -18,6 +18,7 @@ from rich.console import Console
 
 from engage.bench.report import Figure, Report, percentile, timed
 from engage.simulator import Population, iter_event_days
+from kafka_io.producer import group_by_user
 from models.features import feature_matrix
 from models.lightgbm_model import LightGBMRiskModel
 from models.registry import ModelRegistry
@@ -26,7 +27,6 @@ from models.training import TrainConfig, train
 from processors.pipeline import UserRecord, ingest
 from processors.signals import snapshot
 from schemas.signals import SignalSnapshot
-from streams.producer import group_by_user
 
 
 def _snapshots(n: int) -> list[SignalSnapshot]:

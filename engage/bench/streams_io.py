@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from config.settings import Settings
 from engage.traffic import _client_batches
+from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
-from streams.producer import EventProducer
 
 
 def end_offsets(bootstrap: str, topic: str) -> int:

@@ -13,7 +13,7 @@ import uuid
 
 import orjson
 
-from streams.producer import DeliveryCallback, EventProducer
+from kafka_io.producer import DeliveryCallback, EventProducer
 
 
 class EmitsTwice(EventProducer):

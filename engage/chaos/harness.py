@@ -39,11 +39,11 @@ from engage.chaos.supervisor import Supervisor
 from engage.chaos.verify import Verdict, verify
 from engage.children import wait_http
 from engage.simulator import Population, iter_event_days
+from kafka_io.admin import ensure_topics, group_lag
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
 from sinks.positions import sink_lag
-from streams.admin import ensure_topics, group_lag
 
 VERDICT_OK = "ALL-RECORDS-DELIVERED"
 VERDICT_FAILED = "RECORDS-MISSING-OR-DOUBLED"

@@ -28,8 +28,8 @@ from engage.oulad.mapping import (
     study_day_events,
     submission_event,
 )
+from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
-from streams.producer import EventProducer
 
 
 def _local_date(event: dict[str, Any]) -> date:

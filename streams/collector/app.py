@@ -35,9 +35,10 @@ from starlette.routing import Route
 from access.auth import Principal, bearer_key
 from access.keys import KeyRing
 from config.settings import Settings
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import DeliveryFailed, EventProducer
 from schemas.messages import DeadLetter, kept_raw
 from schemas.topics import catalogue
-from streams.admin import ensure_topics
 from streams.admission import Admission
 from streams.collector.openapi import openapi_document
 from streams.collector.tracking import Tracking
@@ -48,7 +49,6 @@ from streams.collector.validation import (
     judge,
     judge_outcomes,
 )
-from streams.producer import DeliveryFailed, EventProducer
 
 log = logging.getLogger(__name__)
 

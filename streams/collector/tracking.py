@@ -59,6 +59,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from kafka_io.producer import DeliveryFailed, EventProducer
 from notifications.tracking.keys import tracking_links
 from notifications.tracking.links import Claims, ExpiredToken, Purpose, TokenError, redirect_allowed
 from notifications.tracking.reports import Report, report, twilio_signature_valid, twilio_status
@@ -66,7 +67,6 @@ from schemas.contacts import Contact, ContactChange
 from schemas.events import Channel
 from schemas.interventions import OutcomeKind
 from schemas.messages import DeadLetter, FieldError, kept_raw
-from streams.producer import DeliveryFailed, EventProducer
 
 if TYPE_CHECKING:
     from streams.collector.app import Collector

@@ -23,12 +23,12 @@ from faust.types import TP, EventT
 
 from access.keys import KeyRing
 from config.settings import Settings
+from kafka_io.producer import EventProducer
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.topics import catalogue
-from streams.producer import EventProducer
 from streams.worker import faust_internals as fi
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.core.backpressure import Backlog
@@ -259,7 +259,7 @@ class EngagementWorker:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run one worker process until SIGTERM/SIGINT (Faust handles the signals and the clean shutdown)."""
-    from streams.admin import ensure_topics
+    from kafka_io.admin import ensure_topics
 
     ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
     datadir = worker_datadir(settings)

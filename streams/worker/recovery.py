@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.admin import group_assigned_partitions
+from kafka_io.admin import group_assigned_partitions
 from streams.worker import faust_internals as fi
 from streams.worker import metrics as m
 from streams.worker.core.durability import exit_to_be_restarted

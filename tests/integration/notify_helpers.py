@@ -22,14 +22,14 @@ from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from config.settings import PROJECT_ROOT, Settings, settings_env
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer
 from notifications.service import NotifyService, notify_group
 from processors.notify.context import SAMPLE_AS_OF, SAMPLE_FACTORS, SAMPLE_STUDENTS, preview_request
 from processors.notify.templates import DEFAULT_TEMPLATES_DIR
 from schemas.contacts import Contact
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.topics import catalogue
-from streams.admin import ensure_topics
-from streams.producer import EventProducer
 from tests.integration.channel_servers import FcmServer, SmtpServer, TwilioServer, _Handler
 from tests.integration.helpers import read_to_end
 

@@ -21,8 +21,8 @@ from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.children import child, wait_http
+from kafka_io.admin import ensure_topics
 from schemas.topics import catalogue
-from streams.admin import ensure_topics
 from tests.integration.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
+from kafka_io.admin import ensure_topics, group_lag
+from kafka_io.producer import EventProducer, key_partition
 from schemas.topics import TopicCatalogue, catalogue
-from streams.admin import ensure_topics, group_lag
-from streams.producer import EventProducer, key_partition
 from tests.integration.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,8 @@ import pytest
 
 from config.settings import Settings
 from deploy.infra import Infra
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.messages import DeadLetter
 from schemas.risk import RiskUpdate
@@ -19,8 +21,6 @@ from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.positions import sink_lag
 from sinks.service import run_sinks
-from streams.admin import ensure_topics
-from streams.producer import EventProducer
 
 pytestmark = pytest.mark.integration
 

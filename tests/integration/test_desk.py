@@ -23,10 +23,10 @@ from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy.infra import Infra
 from deploy.process import free_port
 from desk.runner import Desk, running
+from kafka_io.admin import ensure_topics
 from processors.offers import code_for
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.topics import TopicCatalogue, catalogue
-from streams.admin import ensure_topics
 from tests.integration.helpers import read_to_end
 
 pytestmark = pytest.mark.integration

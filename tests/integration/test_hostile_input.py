@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
+from kafka_io.admin import ensure_topics
 from schemas.topics import catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect
 from sinks.runner import SinkRunner
-from streams.admin import ensure_topics
 from tests.integration.helpers import running_collector
 from tests.unit.test_hostile_input import as_sent, bodies
 

@@ -16,11 +16,11 @@ import pytest
 
 from config.settings import Settings
 from deploy.infra import Infra
+from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect
 from sinks.runner import SinkRunner
-from streams.producer import EventProducer
 from tests.integration.helpers import read_topic, running_collector
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import pytest
 from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
+from kafka_io.admin import ensure_topics
 from models.registry import ModelRegistry
 from models.training import TrainConfig, train
 from schemas.topics import catalogue
-from streams.admin import ensure_topics
 from tests.integration.helpers import read_topic
 from tests.integration.test_worker import _send, _simulated
 from tests.integration.workers import wait_for, workers

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from deploy.process import free_ports
+from kafka_io.producer import EventProducer, key_partition
 from notifications.ledger import Ledger, Out, Outbox
 from notifications.verify import check_sends
 from schemas.contacts import ContactChange
@@ -23,7 +24,6 @@ from schemas.events import Channel
 from schemas.interventions import InterventionType
 from schemas.notifications import LedgerEntry, ledger_key
 from schemas.topics import catalogue
-from streams.producer import EventProducer, key_partition
 from tests.integration.helpers import read_to_end
 from tests.integration.notify_helpers import (
     Providers,
@@ -191,7 +191,7 @@ def test_ledger_figures_rebuild_of_100k_entries_and_write_latency(settings, tmp_
     import asyncio
 
     s = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-ledger"})
-    from streams.admin import ensure_topics
+    from kafka_io.admin import ensure_topics
 
     topics = catalogue(s.topic_prefix, s.event_partitions)
     ensure_topics(s.kafka_bootstrap, topics.all())
@@ -330,7 +330,7 @@ def test_contacts_import_refuses_a_file_naming_the_bad_line_and_publishes_a_good
 
     s = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-import"})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    from streams.admin import ensure_topics
+    from kafka_io.admin import ensure_topics
 
     ensure_topics(s.kafka_bootstrap, topics.all())
     env = {**os.environ, **settings_env(s), "PYTHONPATH": str(PROJECT_ROOT)}

@@ -13,11 +13,11 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from engage.oulad.dataset import OuladDataset
 from engage.oulad.replay import replay
+from kafka_io.admin import ensure_topics
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.positions import SINK_NAMES
 from sinks.service import run_sinks
-from streams.admin import ensure_topics
 from tests.integration.workers import wait_for, workers
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import pytest
 from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
-from streams.admin import ensure_topics
-from streams.producer import EventProducer
 from tests.integration.helpers import running_collector
 from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for
 

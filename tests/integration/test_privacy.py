@@ -19,13 +19,13 @@ from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.children import child, wait_for_sinks
+from kafka_io.admin import group_lag
 from schemas.messages import DeadLetter
 from schemas.privacy import ErasureReport
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
 from sinks.erasure import user_tables
 from sinks.runner import sink_group
-from streams.admin import group_lag
 from streams.erasure import erase_everywhere
 from tests.integration.helpers import read_topic
 from tests.integration.test_worker import _send, _settings, _simulated, _unique_counts
@@ -71,8 +71,8 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
     # The student also appears in a dead letter (a refused input naming them), which must go too.
     letter = DeadLetter(dead_letter_id=f"d-{gone}", received_at=datetime.now(UTC), source="collector",
                         reason="test", raw=orjson.dumps({"user_id": gone, "event_type": "nope"}).decode())  # fmt: skip
+    from kafka_io.producer import EventProducer
     from schemas.topics import catalogue
-    from streams.producer import EventProducer
 
     topics = catalogue(s.topic_prefix, s.event_partitions)
     with EventProducer(s.kafka_bootstrap, topics) as producer:

@@ -16,6 +16,8 @@ import pytest
 
 from config.settings import Settings
 from deploy.infra import Infra
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer
 from schemas.interventions import InterventionOutcome, InterventionType, OutcomeKind
 from schemas.messages import DeadLetter
 from schemas.streaks import StreakMilestone
@@ -24,8 +26,6 @@ from sinks.clickhouse.client import connect
 from sinks.positions import SINK_NAMES
 from sinks.runner import SinkRunner
 from sinks.service import build_runners
-from streams.admin import ensure_topics
-from streams.producer import EventProducer
 from tests.analytics.conftest import request, risk
 
 pytestmark = pytest.mark.integration

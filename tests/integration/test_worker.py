@@ -20,10 +20,10 @@ from deploy.infra import Infra
 from deploy.process import free_port, free_ports
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer, key_partition
 from processors.pipeline import ScoreRequest, UserRecord, ingest, owe_score
 from schemas.topics import TopicSpec, catalogue
-from streams.admin import ensure_topics
-from streams.producer import EventProducer, key_partition
 from tests.integration.helpers import read_to_end, read_topic
 from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for, workers
 

@@ -2,7 +2,9 @@
 
 ``config/`` (settings) and ``access/`` (API keys and roles) are the low floor streams, sinks, models and deploy
 import; the worker (``streams/``) runs no ClickHouse code: the warehouse half of an erasure is ``sinks/``'s.
-Read from the source (the import statements, wherever they are in a module), so a lazy import counts too.
+Every service talks to Kafka through ``kafka_io/`` (the producer, the admin helpers), so none imports another to
+send a message; no two floors import each other (tested). Read from the source (the import statements, wherever
+they are in a module), so a lazy import counts too.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "schemas": set(),
     "config": {"schemas"},
     "access": {"schemas"},
+    "kafka_io": {"schemas"},
     "models": {"config", "schemas"},
     "processors": {"models", "schemas"},
     "deploy": {"config", "schemas"},
     "analytics": {"config", "schemas"},
+    "notifications": {"config", "kafka_io", "processors", "schemas"},
     # notifications: the collector's tracking endpoints verify its tokens, the workers' API serves its inbox store.
-    "streams": {"access", "config", "models", "notifications", "processors", "schemas"},
-    "sinks": {"config", "processors", "schemas", "streams"},
-    "notifications": {"config", "processors", "schemas", "streams"},  # the service writes through streams.producer
+    "streams": {"access", "config", "kafka_io", "models", "notifications", "processors", "schemas"},
+    "sinks": {"config", "kafka_io", "processors", "schemas", "streams"},
+    "desk": {"access", "config", "kafka_io", "processors", "schemas"},
 }
 PACKAGES = {*MAY_IMPORT, "engage"}
 # Third-party clients only some floors may use: the warehouse is the sinks' business.
@@ -79,3 +83,10 @@ def test_the_rules_read_imports_wherever_they_are(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import a.b\nfrom c.d import e\nfrom . import f\n\ndef g():\n    from engage import cli\n")
     assert imported(module) == {"a", "c", "engage"}
+
+
+def test_no_two_floors_import_each_other() -> None:
+    both = sorted(
+        (a, b) for a, allowed in MAY_IMPORT.items() for b in allowed if a < b and a in MAY_IMPORT.get(b, set())
+    )
+    assert not both, f"floors importing each other: {both}"

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from config.settings import Settings
+from kafka_io.producer import EventProducer
 from processors.pipeline import UserRecord, ingest
 from processors.state import UserState
 from schemas.errors import MAX_ERRORS, describe
@@ -38,7 +39,6 @@ from streams.collector.validation import (
     judge,
     judge_outcomes,
 )
-from streams.producer import EventProducer
 from tests.unit.conftest import minimal_event
 
 RECEIVED = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)  # the conftest's minimal events happen at 08:00 UTC

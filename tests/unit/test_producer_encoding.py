@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
+from kafka_io.producer import EventProducer, group_by_user, key_partition
 from schemas.events import parse_event
 from schemas.messages import EventBatch, PartitionBatch
 from schemas.topics import catalogue
-from streams.producer import EventProducer, group_by_user, key_partition
 
 RECEIVED = datetime(2024, 5, 1, 8, 30, 15, 250000, tzinfo=UTC)
 CLIENT_RECEIVED = "2024-05-01T08:00:30+00:00"
@@ -199,7 +199,7 @@ def test_a_producer_whose_messages_time_out_is_renewed_and_senders_are_told(make
     import asyncio
     import time
 
-    from streams.producer import DeliveryFailed
+    from kafka_io.producer import DeliveryFailed
 
     # Nothing listens on port 1 of loopback: every message times out after 300 ms.
     p = EventProducer("127.0.0.1:1", catalogue("unit-test", 1), source="collector", report_successes=True,

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from kafka_io.producer import key_partition
 from processors.notify.sendtime import BUCKETS, MAX_JSON_BYTES, CohortActivity, SendTimeConfig
 from processors.pipeline import UserRecord, ingest, policy_decision
 from processors.policy import PolicyConfig
@@ -16,7 +17,6 @@ from processors.signals import apply_events, snapshot
 from processors.state import UserState
 from schemas.interventions import InterventionRequest
 from schemas.signals import RiskAssessment, Tier
-from streams.producer import key_partition
 from streams.worker.core.ports import Message
 from tests.unit.worker_fakes import PARTITIONS, TOPICS, MemoryOutputs, MemoryTable, make_core
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from kafka_io.producer import key_partition
 from processors.pipeline import ScoreRequest, UserRecord
-from streams.producer import key_partition
 from streams.worker.core.engine import WorkerCore
 from streams.worker.core.ports import Message
 from streams.worker.core.table_keys import position_key

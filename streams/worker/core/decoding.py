@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from streams.producer import key_partition
+from kafka_io.producer import key_partition
 from streams.worker.core.table_keys import POSITION_KEY_PREFIX
 
 # A PartitionBatch with more refused batches than this is refused whole, in one dead letter (not one per item).

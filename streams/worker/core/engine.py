@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from kafka_io.producer import key_partition
 from processors.calendar import is_dormant
 from processors.cohort import CourseCohorts
 from processors.notify.sendtime import CohortActivity
@@ -47,7 +48,6 @@ from processors.policy import PolicyConfig
 from schemas.events import EVENT_TYPES
 from schemas.privacy import ErasureRequest
 from schemas.topics import TopicCatalogue
-from streams.producer import key_partition
 from streams.worker import metrics as m
 from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import ClockIndex, EngineClock
