@@ -48,6 +48,7 @@ from notifications.inbox import SqliteInbox
 from notifications.ledger import Ledger, Out, Outbox
 from notifications.resilience import Deliverer
 from notifications.routing import deliver_first, plan_channels
+from notifications.tracking.keys import tracking_links
 from processors.notify.dispatch import (
     Drop,
     Due,
@@ -62,6 +63,7 @@ from processors.notify.dispatch import (
     plan_due,
 )
 from processors.notify.templates import DEFAULT_TEMPLATES_DIR, TemplateCatalog
+from processors.offers import OfferTerms, offer_for
 from processors.policy import policy_from_file
 from schemas.contacts import Contact, ContactChange
 from schemas.events import Channel as ChannelName
@@ -612,8 +614,15 @@ def serve_metrics(settings: Settings) -> WSGIServer | None:
 
 
 def run_notify(settings: Settings, *, links: LinkMaker | None = None, offers: OfferMaker | None = None) -> None:
-    """Run the service until SIGTERM/SIGINT (from the main thread) - ``engage notify``."""
-    service = NotifyService(settings, links=links, offers=offers)
+    """Run the service until SIGTERM/SIGINT (from the main thread) - ``engage notify``. Links are tracked (opens,
+    clicks, unsubscribes and SMS statuses come back through the collector) and discount offers carry the code the
+    success desk will redeem, unless the caller passes others."""
+    terms = OfferTerms.from_settings(settings)
+    service = NotifyService(
+        settings,
+        links=links or tracking_links(settings),
+        offers=offers or (lambda request: offer_for(request, terms, settings.offer_secret)),
+    )
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: service.stop())
         signal.signal(signal.SIGINT, lambda *_: service.stop())
