@@ -877,8 +877,10 @@ def templates_preview(
 
 
 from engage.desk_cli import desk_app  # noqa: E402 (the desk's commands live in their own module)
+from engage.providers_cli import providers_app  # noqa: E402 (the local provider stand-ins, deploy/providers)
 
 app.add_typer(desk_app, name="desk")
+app.add_typer(providers_app, name="providers")
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ from aiohttp import web
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from config.settings import PROJECT_ROOT, Settings, settings_env
+from deploy.providers.fcm import FcmServer
+from deploy.providers.smtp import SmtpHandler, SmtpServer
+from deploy.providers.twilio import TwilioServer
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
 from notifications.service import NotifyService, notify_group
@@ -30,7 +33,6 @@ from processors.notify.templates import DEFAULT_TEMPLATES_DIR
 from schemas.contacts import Contact
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.topics import catalogue
-from tests.integration.channel_servers import FcmServer, SmtpServer, TwilioServer, _Handler
 from tests.integration.helpers import read_to_end
 
 T = TypeVar("T")
@@ -39,7 +41,7 @@ T = TypeVar("T")
 # -- providers ------------------------------------------------------------------------------------------------
 
 
-class _SlowHandler(_Handler):
+class _SlowHandler(SmtpHandler):
     delay: float = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
+from deploy.providers.fcm import FcmServer, fcm_error
+from deploy.providers.http import Answer
+from deploy.providers.smtp import SmtpServer
 from notifications.channels.base import Message
 from notifications.channels.configured import configured_channels
 from notifications.inbox import SqliteInbox
@@ -18,7 +21,6 @@ from notifications.resilience import Deliverer
 from notifications.routing import FinalOutcome, deliver_first, plan_channels
 from schemas.contacts import Contact, PushToken
 from schemas.events import Channel as ChannelName
-from tests.integration.channel_servers import Answer, FcmServer, SmtpServer, fcm_error
 
 pytestmark = pytest.mark.local_servers
 

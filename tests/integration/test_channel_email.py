@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from deploy.process import free_ports
+from deploy.providers.smtp import SmtpServer
 from notifications.channels.base import Message, Misconfigured, Permanent, Retryable
 from notifications.channels.email import SmtpEmailChannel, address_problem
 from schemas.contacts import Contact
 from schemas.events import Channel
-from tests.integration.channel_servers import SmtpServer
 
 pytestmark = pytest.mark.local_servers
 

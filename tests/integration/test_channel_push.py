@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from deploy.process import free_ports
+from deploy.providers.fcm import FcmServer, fcm_error
+from deploy.providers.http import Answer
 from notifications.channels.base import Delivery, Message, Misconfigured, Permanent, RetireToken, Retryable
 from notifications.channels.push import FcmPushChannel
 from schemas.contacts import Contact, PushToken
 from schemas.events import Channel
-from tests.integration.channel_servers import Answer, FcmServer, fcm_error
 
 pytestmark = pytest.mark.local_servers
 

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from deploy.process import free_ports
+from deploy.providers.http import Answer
+from deploy.providers.twilio import TwilioServer, twilio_error
 from notifications.channels.base import Delivery, Message, Misconfigured, Permanent, Retryable
 from notifications.channels.sms import TwilioSmsChannel, number_problem
 from schemas.contacts import Contact
 from schemas.events import Channel
-from tests.integration.channel_servers import Answer, TwilioServer, twilio_error
 
 pytestmark = pytest.mark.local_servers
 

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
+from deploy.providers.twilio import TwilioServer
 from kafka_io.producer import key_partition
 from notifications.channels.base import Message
 from notifications.channels.sms import TwilioSmsChannel
@@ -31,7 +32,6 @@ from schemas.interventions import InterventionRequest, InterventionType
 from schemas.topics import TopicCatalogue, catalogue
 from sinks.clickhouse.client import connect
 from sinks.service import run_sinks
-from tests.integration.channel_servers import TwilioServer
 from tests.integration.helpers import running_collector
 from tests.integration.workers import SERVER_KEY, WorkerProcess
 
