@@ -32,11 +32,13 @@ def fault_schedule(
     sinks: list[str],
     kills: int,
     server_down_seconds: float = 4.0,
+    notifiers: list[str] | None = None,
 ) -> list[Fault]:
     """``kills`` SIGTERM/SIGKILLs of workers and sinks at random moments of the first ``seconds``, Kafka
     restarted once around 60 % and ClickHouse once around 30 %. Halfway through the ClickHouse outage every
     sink is SIGKILLed (the harness does it: the outage starts when the server has stopped), the moment each
-    holds a batch it could not store yet: the batch that must not be lost."""
+    holds a batch it could not store yet: the batch that must not be lost. With ``notifiers``, each notification
+    process is SIGKILLed once more, mid-stream (the crash between a provider's acceptance and the send ledger)."""
     rng = random.Random(seed)
     # ClickHouse first: its outage must fall while events flow (Kafka's restart can outlast the stream).
     clickhouse_at = seconds * rng.uniform(0.25, 0.35)
@@ -61,4 +63,9 @@ def fault_schedule(
             action, pool = rng.choice(("SIGTERM", "SIGKILL")), workers + sinks
         faults.append(Fault(at, action, rng.choice(pool)))
         slots += 1
+    for name in notifiers or []:
+        at = rng.uniform(0.3, 0.9) * seconds
+        while any(lo <= at <= hi for lo, hi in busy):
+            at = rng.uniform(0.3, 0.9) * seconds
+        faults.append(Fault(at, "SIGKILL", name))
     return sorted(faults, key=lambda f: f.at)

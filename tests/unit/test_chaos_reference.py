@@ -82,3 +82,16 @@ def test_the_fault_schedule_is_repeatable_and_covers_every_kind_of_fault() -> No
         assert {("SIGKILL", "worker"), ("SIGTERM", "worker"), ("SIGKILL", "sink"), ("SIGTERM", "sink")} <= kinds
         assert [f.action for f in plan].count("restart-kafka") == 1
         assert [f.action for f in plan].count("restart-clickhouse") == 1
+
+
+def test_each_notification_process_is_killed_once_mid_stream_and_the_rest_of_the_plan_stays() -> None:
+    from engage.chaos.schedule import fault_schedule
+
+    workers, sinks, notifiers = ["worker-1", "worker-2"], ["sink-1", "sink-2"], ["notify-1", "notify-2"]
+    for seed in range(20):
+        without = fault_schedule(seed, 60.0, workers, sinks, kills=4)
+        plan = fault_schedule(seed, 60.0, workers, sinks, kills=4, notifiers=notifiers)
+        kills = [f for f in plan if f.target.startswith("notify-")]
+        assert sorted(f.target for f in kills) == notifiers
+        assert all(f.action == "SIGKILL" and 18.0 <= f.at <= 54.0 for f in kills)
+        assert [f for f in plan if not f.target.startswith("notify-")] == without
