@@ -231,6 +231,11 @@ class Settings(BaseSettings):
         2.0, gt=0, description="an open or click waits this long for Kafka before the student is answered anyway"
     )
     # --- notification service (notifications/service.py, `engage notify`) ------------------------------------
+    notify_clock: Literal["wall", "request"] = Field(
+        "wall",
+        description="'request': each request is judged (deadline, 24 h cap) at its own instant: replays of history "
+        "(the demo, OULAD), whose decisions carry the event clock's time, like worker_clock=event",
+    )
     notify_metrics_port: int = Field(
         16068, description="`engage notify` serves /metrics on 127.0.0.1 here (0: not at all)"
     )

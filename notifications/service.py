@@ -59,6 +59,7 @@ from processors.notify.dispatch import (
     Skip,
     cap_verdict,
     decide,
+    judged_at,
     missed_deadline,
     plan_due,
 )
@@ -127,6 +128,7 @@ class NotifyService:
     ) -> None:
         s = self.settings = settings
         self.clock = clock
+        self.replaying = settings.notify_clock == "request"
         self.topics: TopicCatalogue = catalogue(s.topic_prefix, s.event_partitions)
         policy = policy_from_file(s.policy_path) if s.policy_path else policy_from_file()
         catalog = TemplateCatalog.load(s.notify_templates_dir or DEFAULT_TEMPLATES_DIR, policy=policy)
@@ -351,9 +353,13 @@ class NotifyService:
         origin = _Origin(self.topics.notification_ledger.name, partition, -1, due.carrier.model_dump_json())
         return lambda: self._guarded(origin, due.carrier.user_id, self._send(partition, due, None))
 
+    def _now(self, due: Due) -> datetime:
+        """When a send is judged (deadline, cap) and recorded: now, or in a replay its own instant (``judged_at``)."""
+        return judged_at(due.carrier, due.due_at) if self.replaying else self.clock()
+
     async def _send(self, partition: int, due: Due, origin: _Origin | None) -> None:
         """Deliver one message (a request, or a digest's carrier with the others merged) on its first channel."""
-        request, now = due.carrier, self.clock()
+        request, now = due.carrier, self._now(due)
         group = (request, *due.merged)
         contact = self.contacts.get(request.user_id, partition)
         if contact is None:
@@ -428,7 +434,7 @@ class NotifyService:
     async def _delivered(
         self, partition: int, due: Due, delivery: Delivery, alone: Sequence[InterventionRequest]
     ) -> None:
-        request, now = due.carrier, self.clock()
+        request, now = due.carrier, self._now(due)
         detail = f"{delivery.provider} {delivery.provider_id}"
         provider, provider_id = delivery.provider, delivery.provider_id
         entries = [  # the channel's entry, and the request's (replacing its scheduled entry and the request in it)
@@ -448,10 +454,11 @@ class NotifyService:
             HANDLED.labels(delivery.channel.value, "digested").inc()
         await self._write(partition, entries, outcomes)
         HANDLED.labels(delivery.channel.value, "sent").inc()
-        RESPONSE_SECONDS.labels("event", request.status).observe(
-            (now - request.triggered_by_event_time).total_seconds()
-        )
-        RESPONSE_SECONDS.labels("decision", request.status).observe((now - request.created_at).total_seconds())
+        if not self.replaying:  # a replay's requests are judged in their own time: no response time to measure
+            RESPONSE_SECONDS.labels("event", request.status).observe(
+                (now - request.triggered_by_event_time).total_seconds()
+            )
+            RESPONSE_SECONDS.labels("decision", request.status).observe((now - request.created_at).total_seconds())
 
     # ---- dead letters -------------------------------------------------------------------------------------------
     async def _dead(

@@ -102,6 +102,14 @@ def decide(request: InterventionRequest, entries: Iterable[LedgerEntry]) -> Acti
     return SendNow()
 
 
+def judged_at(request: InterventionRequest, due_at: datetime | None) -> datetime:
+    """The request's own "now" in a replay of history (``notify_clock=request``): the instant it came due by its own
+    clock - when it was decided, or its ``send_after``, or later if it was scheduled again (the cap). Deadlines and
+    the 24 h cap are then judged in the replay's time, as they would have been live."""
+    own = request.send_after or request.created_at
+    return max(own, due_at) if due_at is not None else own
+
+
 def missed_deadline(request: InterventionRequest, now: datetime) -> str | None:
     """The dead letter's reason when a request comes due after its deadline (None: still in time)."""
     if now <= request.deadline:
@@ -151,6 +159,7 @@ class Due:
 
     carrier: InterventionRequest
     merged: tuple[InterventionRequest, ...] = ()
+    due_at: datetime | None = None  # when it was scheduled for (None: a request sent as it arrived)
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -184,7 +193,7 @@ def plan_due(scheduled: Iterable[Scheduled], now: datetime, window: timedelta) -
                 continue
             taken.add(item.request.intervention_id)
             if not digestible(item.request):
-                out.append(Due(item.request))
+                out.append(Due(item.request, due_at=item.due_at))
                 continue
             group = [item] + [
                 other
@@ -195,7 +204,7 @@ def plan_due(scheduled: Iterable[Scheduled], now: datetime, window: timedelta) -
             ]
             taken.update(o.request.intervention_id for o in group)
             group.sort(key=_carrier_rank)
-            out.append(Due(group[0].request, tuple(g.request for g in group[1:])))
+            out.append(Due(group[0].request, tuple(g.request for g in group[1:]), due_at=item.due_at))
     return out
 
 

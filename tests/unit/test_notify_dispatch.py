@@ -25,6 +25,7 @@ from processors.notify.dispatch import (
     cap_verdict,
     changed_contact,
     decide,
+    judged_at,
     missed_deadline,
     plan_due,
 )
@@ -168,7 +169,8 @@ def test_low_and_medium_requests_of_one_student_in_the_same_slot_become_one_dige
     dues = {d.carrier.user_id: d for d in plan_due(items, NOW, WINDOW)}
     assert dues["u1"].carrier.intervention_id == "med-1"  # the highest tier carries the digest
     assert sorted(r.intervention_id for r in dues["u1"].merged) == ["low-1", "low-2"]
-    assert dues["u2"] == Due(items[4].request)
+    assert dues["u2"] == Due(items[4].request, due_at=NOW)
+    assert dues["u1"].due_at == NOW - timedelta(minutes=1)  # the earliest of the digest
     assert len(dues) == 2
 
 
@@ -283,3 +285,14 @@ def test_a_digest_lists_the_merged_notifications_after_the_carriers_message(comp
     in_app = composer.message(carrier, Channel.in_app, "u1", [("m", line)])
     assert in_app.parts["body"].endswith(f"Also for you: {line}") and in_app.data["digest"] == "m"
     assert len(in_app.parts["body"]) <= 400
+
+
+def test_a_replay_judges_each_request_at_its_own_instant():
+    sent_now = request("a", created_at=NOW - timedelta(days=20), deadline=NOW - timedelta(days=19))
+    assert judged_at(sent_now, None) == NOW - timedelta(days=20)
+    assert missed_deadline(sent_now, judged_at(sent_now, None)) is None  # in its own time it was not late
+    deferred = request("b", status="deferred", send_after=NOW - timedelta(days=3), deadline=NOW)
+    assert judged_at(deferred, None) == NOW - timedelta(days=3)
+    # scheduled again by the cap: judged when the new slot came, so the cap's window moves on
+    assert judged_at(deferred, NOW - timedelta(days=2)) == NOW - timedelta(days=2)
+    assert judged_at(deferred, NOW - timedelta(days=4)) == NOW - timedelta(days=3)
