@@ -19,8 +19,17 @@ from rich.table import Table
 
 from config.settings import Settings, settings_env
 from deploy.infra import Infra
+from deploy.providers.process import start_providers
 from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
 from engage.demo_analytics import show_analytics
+from engage.demo_notify import (
+    delivery_settings,
+    engage_with_messages,
+    publish_demo_contacts,
+    show_notifications,
+    wait_for_notify,
+    work_the_desk,
+)
 from engage.demo_risk import show_risk
 from engage.traffic import TrafficPlan, run_traffic
 from kafka_io.admin import ensure_topics
@@ -30,6 +39,7 @@ from sinks.clickhouse.migrations import create_all
 
 DEMO_STUDENTS = 400
 DEMO_DAYS = 28
+DEMO_SEED = 2026
 
 
 def _service(name: str, args: list[str], settings: Settings, log_dir: Path) -> Any:
@@ -94,16 +104,28 @@ def run_demo(settings: Settings, console: Console) -> None:
     # Four weeks of behaviour replayed in seconds: the worker judges each moment by the event clock, or every
     # early event would look weeks old and every student would look gone.
     settings = settings.model_copy(update={"worker_clock": "event", "silence_tick_seconds": 2.0})
+    settings = delivery_settings(settings)
+    record_dir = log_dir / "providers"
+    contacts = publish_demo_contacts(settings, DEMO_STUDENTS, DEMO_SEED)
     worker_url = f"http://{settings.worker_host}:{settings.worker_web_port}"
     with (
         _service("collector", ["collector"], settings, log_dir) as coll,
         _service("sink", ["sink", "all"], settings, log_dir),
         _service("worker", ["worker"], settings, log_dir) as work,
+        start_providers(settings, record_dir),
+        _service("notify", ["notify", "--instance", "notify-1"], settings, log_dir),
+        _service("desk", ["desk", "serve"], settings, log_dir) as desk,
     ):
         wait_http(f"{collector}/readyz", coll, log=log_dir / "collector.log")
         wait_http(f"{worker_url}/healthz", work, log=log_dir / "worker.log")
+        wait_http(f"http://127.0.0.1:{settings.desk_port}/healthz", desk, log=log_dir / "desk.log")
         console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
         console.print(f"  worker      signals, streaks, scoring; engagement API on {worker_url}")
+        console.print(
+            f"  notify      delivering interventions to local SMTP/FCM/Twilio stand-ins and the in-app inbox "
+            f"({contacts} student contacts published)"
+        )
+        console.print(f"  desk        outreach queue and offers on http://127.0.0.1:{settings.desk_port}")
         console.print(
             f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
             "(time compressed, event times preserved) ..."
@@ -111,7 +133,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         plan = TrafficPlan(
             students=DEMO_STUDENTS,
             days=DEMO_DAYS,
-            seed=2026,
+            seed=DEMO_SEED,
             via="collector",
             truth_path=log_dir / "ground_truth.jsonl",
         )
@@ -138,9 +160,17 @@ def run_demo(settings: Settings, console: Console) -> None:
         processed = wait_for_worker(worker_url, result.accepted, timeout=180)
         time.sleep(2.5 * settings.silence_tick_seconds)  # one silence pass: students who went quiet re-scored
         console.print(f"  {processed:,} events folded into student state and scored by the worker")
-        wait_for_sinks(settings)  # risk updates, interventions and milestones stored too
+        wait_for_notify(settings)
+        wait_for_sinks(settings)  # risk updates, interventions, milestones and outcomes stored too
+        console.print("Students open, click and read their messages; the success team works the queue ...")
+        engagement = engage_with_messages(settings, record_dir, worker_url)
+        work_the_desk(settings, record_dir, engagement)
+        time.sleep(2.0)
+        wait_for_sinks(settings)
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
     show_risk(settings, console, since, log_dir / "ground_truth.jsonl")
+    console.rule("[bold]Interventions delivered")
+    show_notifications(settings, console, record_dir, engagement)
     show_analytics(settings, console)
 
 
@@ -198,6 +228,8 @@ def _summary(
                     f"Who churns:  {truth} (the simulator's ground truth)",
                     "Analysts:     .venv/bin/engage query   (lists the named queries; --format csv|json)",
                     "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
+                    f"E-mails:      {settings.run_dir / 'demo' / 'providers' / 'mail'} (as the SMTP server received them)",
+                    "Delivery:     .venv/bin/engage notify   .venv/bin/engage desk serve | list --state overdue",
                     "Benchmarks:   make bench        Stop servers: make down",
                     f"Engagement:   curl -H 'Authorization: Bearer {settings.server_keys[0].partition(':')[2]}' "
                     f"http://{settings.worker_host}:{settings.worker_web_port}/v1/users/sim-000001/engagement",
