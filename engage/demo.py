@@ -228,7 +228,7 @@ def _summary(
                     f"Who churns:  {truth} (the simulator's ground truth)",
                     "Analysts:     .venv/bin/engage query   (lists the named queries; --format csv|json)",
                     "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
-                    f"E-mails:      {settings.run_dir / 'demo' / 'providers' / 'mail'} (as the SMTP server received them)",
+                    f"E-mails:      {settings.run_dir / 'demo' / 'providers' / 'mail'} (as received by SMTP)",
                     "Delivery:     .venv/bin/engage notify   .venv/bin/engage desk serve | list --state overdue",
                     "Benchmarks:   make bench        Stop servers: make down",
                     f"Engagement:   curl -H 'Authorization: Bearer {settings.server_keys[0].partition(':')[2]}' "

@@ -262,7 +262,8 @@ def _show_response_time(settings: Settings, console: Console, accepted: list[Acc
     p99 = seconds[min(len(seconds) - 1, int(0.99 * len(seconds)))]
     console.print(
         f"[bold]Response time[/bold], event received -> provider accepted ({len(seconds):,} sends triggered by an "
-        f"event; the others by a student's silence; whole seconds): p50 {p50:.1f} s, p99 {p99:.1f} s, max {seconds[-1]:.1f} s (the seed's aim: < 5 minutes)"
+        f"event; the others by a student's silence; whole seconds): "
+        f"p50 {p50:.1f} s, p99 {p99:.1f} s, max {seconds[-1]:.1f} s (the seed's aim: < 5 minutes)"
     )
 
 
