@@ -7,7 +7,8 @@
 --   decision's day). Engagement with the messages of treated decisions, from intervention_outcomes (tracking
 --   back: opens, clicks, provider delivery reports, in-app reads): delivered, opened (a click counts as an open:
 --   images may be blocked), clicked, each counted once per decision however often it happened, and the open and
---   click rates as shares of treated decisions.
+--   click rates as shares of treated decisions. Discount offers: codes issued and redeemed (by the desk's
+--   outcomes), and the redemption rate as a share of the codes issued.
 -- param: from Date = today() - 90 | first decision day included
 -- param: as_of Date = today() | data is complete up to this day
 SELECT
@@ -26,7 +27,10 @@ SELECT
     opened,
     clicked,
     round(100 * opened / treated, 1) AS open_rate_pct,
-    round(100 * clicked / treated, 1) AS click_rate_pct
+    round(100 * clicked / treated, 1) AS click_rate_pct,
+    offers_issued,
+    offers_redeemed,
+    if(offers_issued > 0, round(100 * offers_redeemed / offers_issued, 1), nan) AS redemption_rate_pct
 FROM
 (
     SELECT
@@ -39,6 +43,8 @@ FROM
         countIf(arm = 'treated' AND was_delivered) AS delivered,
         countIf(arm = 'treated' AND (was_opened OR was_clicked)) AS opened,
         countIf(arm = 'treated' AND was_clicked) AS clicked,
+        countIf(arm = 'treated' AND was_issued) AS offers_issued,
+        countIf(arm = 'treated' AND was_redeemed) AS offers_redeemed,
         treated_returned / treated AS p_treated,
         holdout_returned / holdout AS p_holdout,
         sqrt(p_treated * (1 - p_treated) / treated + p_holdout * (1 - p_holdout) / holdout) AS std_err
@@ -51,7 +57,9 @@ FROM
             returned,
             was_delivered,
             was_opened,
-            was_clicked
+            was_clicked,
+            was_issued,
+            was_redeemed
         FROM
         (
             SELECT
@@ -95,7 +103,9 @@ FROM
                 intervention_id,
                 max(outcome = 'delivered') AS was_delivered,
                 max(outcome = 'opened') AS was_opened,
-                max(outcome = 'clicked') AS was_clicked
+                max(outcome = 'clicked') AS was_clicked,
+                max(outcome = 'offer_issued') AS was_issued,
+                max(outcome = 'offer_redeemed') AS was_redeemed
             FROM intervention_outcomes
             WHERE toDate(at) >= {from:Date}
             GROUP BY intervention_id

@@ -214,6 +214,7 @@ def test_intervention_effectiveness_uplift_with_confidence_interval(warehouse: W
 
     e1, e2 = request("e1", "2026-11-01", "send", remind, "low"), request("e2", "2026-11-01", "send", remind, "low")
     e3, e4 = request("e3", "2026-11-02", "deferred", remind, "low"), request("e4", "2026-11-02", "send", remind, "low")
+    e8 = request("e8", "2026-11-03", "send", reach, "critical")
     warehouse.contract(
         OUTCOMES,
         outcome(e1, OutcomeKind.opened),
@@ -224,9 +225,14 @@ def test_intervention_effectiveness_uplift_with_confidence_interval(warehouse: W
         outcome(e3, OutcomeKind.clicked),
         outcome(e4, OutcomeKind.failed),
         outcome(outreach, OutcomeKind.delivered),
+        # offers: codes issued for e7 and e8 (e7's twice: one decision), e8's redeemed
+        outcome(outreach, OutcomeKind.offer_issued),
+        outcome(outreach, OutcomeKind.offer_issued, hour=13),
+        outcome(e8, OutcomeKind.offer_issued),
+        outcome(e8, OutcomeKind.offer_redeemed, hour=18),
     )
     result = warehouse.query("intervention_effectiveness", **{"from": "2026-11-01", "as_of": "2026-11-22"})
-    assert result.columns[-10:] == [
+    assert result.columns[-13:] == [
         "treated_return_pct",
         "holdout_return_pct",
         "uplift_pts",
@@ -237,13 +243,19 @@ def test_intervention_effectiveness_uplift_with_confidence_interval(warehouse: W
         "clicked",
         "open_rate_pct",
         "click_rate_pct",
+        "offers_issued",
+        "offers_redeemed",
+        "redemption_rate_pct",
     ]
     # reminders: treated 2/4, held out 1/2; uplift 0 +- 1.96 * sqrt(.25/4 + .25/2) = 0 +- 84.9 points;
     # opened 3 of 4 treated (e1, e2, e3), clicked 2 (e1, e3), delivered 1 (e2). Outreach: e7 delivered, no opens.
-    assert rows(result) == [
-        ("human_outreach", "critical", 2, 2, 1, 0, 100.0, 0.0, 100.0, 100.0, 100.0, 1, 0, 0, 0.0, 0.0),
-        ("gentle_reminder", "low", 4, 2, 2, 1, 50.0, 50.0, 0.0, -84.9, 84.9, 1, 3, 2, 75.0, 50.0),
+    # Offers: 2 issued to critical decisions, 1 redeemed: 50 %; none for reminders (no rate: NaN, read as None).
+    found = rows(result)
+    assert [r[:-1] for r in found] == [
+        ("human_outreach", "critical", 2, 2, 1, 0, 100.0, 0.0, 100.0, 100.0, 100.0, 1, 0, 0, 0.0, 0.0, 2, 1),
+        ("gentle_reminder", "low", 4, 2, 2, 1, 50.0, 50.0, 0.0, -84.9, 84.9, 1, 3, 2, 75.0, 50.0, 0, 0),
     ]
+    assert found[0][-1] == 50.0 and found[1][-1] is None  # NaN reads as None
 
 
 def _prediction_data(warehouse: Warehouse) -> None:
