@@ -49,7 +49,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -59,6 +59,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from access.auth import Principal
+from config.settings import Settings
 from kafka_io.producer import DeliveryFailed, EventProducer
 from notifications.tracking.keys import tracking_links
 from notifications.tracking.links import Claims, ExpiredToken, Purpose, TokenError, redirect_allowed
@@ -67,9 +69,21 @@ from schemas.contacts import Contact, ContactChange
 from schemas.events import Channel
 from schemas.interventions import OutcomeKind
 from schemas.messages import DeadLetter, FieldError, kept_raw
+from schemas.topics import TopicCatalogue
+from streams.admission import Admission
 
-if TYPE_CHECKING:
-    from streams.collector.app import Collector
+
+class Collector(Protocol):
+    """What the tracking endpoints use of the collector (``streams.collector.app.Collector``): its settings, topics,
+    producer, admission control and key check. A protocol, so this module does not import the app that mounts it."""
+
+    settings: Settings
+    topics: TopicCatalogue
+    producer: EventProducer | None
+    admission: Admission
+
+    def authenticate(self, request: Request) -> Principal | None: ...
+
 
 log = logging.getLogger(__name__)
 
