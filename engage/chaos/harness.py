@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -53,6 +54,7 @@ from kafka_io.admin import ensure_topics, group_lag
 from kafka_io.producer import EventProducer
 from notifications.contacts import publish_contacts
 from notifications.service import notify_group
+from processors.policy import policy_from_file
 from schemas.contacts import Contact, PushToken
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
@@ -97,6 +99,7 @@ class ChaosReport:
     feed: FeedStats = field(default_factory=FeedStats)
     restarts: dict[str, int] = field(default_factory=dict)
     settle_seconds: float = 0.0
+    settle_waits: Counter[str] = field(default_factory=Counter)  # what settling waited for, in 2 s turns
     stuck: bool = False  # workers, sinks or notifiers never caught up (their lag never reached 0)
     verdict: Verdict | None = None
     notify: NotifyVerdict | None = None  # the notify case (None: no notifiers, or the run did not get there)
@@ -142,6 +145,17 @@ def _events(population: Population, config: ChaosConfig) -> list[list[dict[str, 
     return [events for _, events in iter_event_days(population, config.days)]
 
 
+def _notify_policy(run_dir: Path) -> Path:
+    """The shipped policy without quiet hours and with send-time optimisation for the low tier only: most requests
+    go out at once (``send``), so sends are in flight while the notifiers are SIGKILLed, and the low tier's are
+    deferred to the student's best slot (hours away: they must stay scheduled in the ledger)."""
+    policy = policy_from_file().model_copy(update={"quiet_hours": None, "send_time_tiers": ["low"]})
+    path = run_dir / "policy.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(policy.model_dump_json(indent=2), encoding="utf-8")
+    return path
+
+
 def _contacts(population: Population, seed: int) -> list[Contact]:
     """A contact per student: a verified e-mail for all, push tokens for about a third. No phone numbers: the
     Twilio record carries no intervention id, so an SMS sent twice could not be told from two SMS; without them
@@ -175,6 +189,8 @@ class _Chaos:
         ports = free_ports(5 + config.workers + 3)  # all at once: see free_ports
         # Every process gets the same settings: the notifiers' channels point at the stand-ins.
         self.settings = standin_settings(_settings(config, ports[:5]), (ports[-3], ports[-2], ports[-1]))
+        if config.notifiers:
+            self.settings = self.settings.model_copy(update={"policy_path": _notify_policy(self.settings.run_dir)})
         self.infra = Infra.from_settings(self.settings)
         self.supervisor = Supervisor()
         self.report = ChaosReport(config)
@@ -305,19 +321,25 @@ class _Chaos:
         topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
         group = f"{self.settings.topic_prefix}-worker"
         calm = 0
+        waited = self.report.settle_waits
         while time.monotonic() - started < self.config.settle_timeout:
             self._wait(2.0, started)
             if not all(m.running for m in self.supervisor.procs.values()):
                 calm = 0
+                waited["a process restarting"] += 1
                 continue
             try:
-                lag = group_lag(self.settings.kafka_bootstrap, group, topics.events.name)
-                lag += sum(sink_lag(self.settings).values())
-                lag += self._notify_owes()
-            except Exception:
+                lags = {
+                    "workers": group_lag(self.settings.kafka_bootstrap, group, topics.events.name),
+                    "sinks": sum(sink_lag(self.settings).values()),
+                    "notifiers": self._notify_owes(),
+                }
+            except Exception as exc:
                 calm = 0
+                waited[f"{type(exc).__name__} reading the lag"] += 1
                 continue
-            calm = calm + 1 if lag == 0 else 0
+            waited.update(name for name, n in lags.items() if n)
+            calm = calm + 1 if not any(lags.values()) else 0
             if calm >= 2:
                 return time.monotonic() - started
         self.report.stuck = True
@@ -440,11 +462,13 @@ class _Chaos:
         self.report.settle_seconds = self._settle()
         if self.report.stuck:
             console.print(
-                f"  [red]workers, sinks and notifiers did not catch up in {config.settle_timeout:.0f} s[/red]"
+                f"  [red]workers, sinks and notifiers did not catch up in {config.settle_timeout:.0f} s[/red] "
+                f"(waited for: {dict(self.report.settle_waits)})"
             )
         else:
             console.print(
                 f"  workers, sinks and notifiers caught up {self.report.settle_seconds:.0f} s after the stream"
+                + (f" (waited for: {dict(self.report.settle_waits)})" if self.report.settle_waits else "")
             )
         accepted = stats.accepted_ids
         expected = expected_by_user((e for day in days for e in day if e["event_id"] in accepted), datetime.now(UTC))
