@@ -8,18 +8,26 @@ Own servers on free ports under its own run directory, stopped by PID at the end
    once each; the supervisor restarts whatever died.
 3. When the stream ended and every fault ran, everything is running again; once the workers and sinks have
    caught up (consumer groups without lag), ``verify`` compares every student with ``reference``.
+
+The notify case (``notifiers`` > 0): the provider stand-ins (SMTP, FCM, Twilio; not faulted) run beside, every
+student has a contact, and ``notify-1..N`` deliver the workers' intervention requests while each is SIGKILLed once
+mid-stream (and lives through the Kafka restart); after they caught up too, ``notify_check`` checks that every
+request owed by then reached a provider once or became a dead letter, never both, duplicates within their bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import random
 import shutil
 import signal
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,7 +40,10 @@ from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy import server
 from deploy.infra import Infra
 from deploy.process import free_ports
+from deploy.providers.process import standin_settings, start_providers
+from engage.chaos import notify_check
 from engage.chaos.feed import FeedStats, feed
+from engage.chaos.notify_check import NotifyVerdict
 from engage.chaos.reference import expected_by_user
 from engage.chaos.schedule import Fault, fault_schedule
 from engage.chaos.supervisor import Supervisor
@@ -40,6 +51,11 @@ from engage.chaos.verify import Verdict, verify
 from engage.children import wait_http
 from engage.simulator import Population, iter_event_days
 from kafka_io.admin import ensure_topics, group_lag
+from kafka_io.producer import EventProducer
+from notifications.contacts import publish_contacts
+from notifications.service import notify_group
+from processors.policy import policy_from_file
+from schemas.contacts import Contact, PushToken
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
@@ -47,6 +63,9 @@ from sinks.positions import sink_lag
 
 VERDICT_OK = "ALL-RECORDS-DELIVERED"
 VERDICT_FAILED = "RECORDS-MISSING-OR-DOUBLED"
+# A deferred request is owed once its send_after is this far in the past (the service polls every 0.2 s; a send
+# takes well under a second against the stand-ins).
+NOTIFY_MARGIN = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,7 @@ class ChaosConfig:
     seed: int = 2026
     workers: int = 2
     sinks: int = 2
+    notifiers: int = 2  # `engage notify` processes (0: no notify case)
     broken_sink: bool = False  # run ``engage.chaos.broken_sink`` (commits before inserting) instead
     double_emitting_worker: bool = False  # run ``engage.chaos.broken_worker`` (each output twice, two ids) instead
     settle_timeout: float = 240.0
@@ -79,13 +99,16 @@ class ChaosReport:
     feed: FeedStats = field(default_factory=FeedStats)
     restarts: dict[str, int] = field(default_factory=dict)
     settle_seconds: float = 0.0
-    stuck: bool = False  # workers or sinks never caught up (their lag never reached 0)
+    settle_waits: Counter[str] = field(default_factory=Counter)  # what settling waited for, in 2 s turns
+    stuck: bool = False  # workers, sinks or notifiers never caught up (their lag never reached 0)
     verdict: Verdict | None = None
+    notify: NotifyVerdict | None = None  # the notify case (None: no notifiers, or the run did not get there)
 
     @property
     def delivered(self) -> bool:
         ok = self.verdict is not None and self.verdict.delivered
-        return ok and self.feed.lost_batches == 0 and not self.stuck
+        notified = not self.config.notifiers or (self.notify is not None and self.notify.delivered)
+        return ok and notified and self.feed.lost_batches == 0 and not self.stuck
 
 
 def _settings(config: ChaosConfig, ports: list[int]) -> Settings:
@@ -111,24 +134,69 @@ def _settings(config: ChaosConfig, ports: list[int]) -> Settings:
     )
 
 
-def _events(config: ChaosConfig) -> list[list[dict[str, Any]]]:
-    """The known set: every simulated student-day, ending two days ago (no event can look like the future)."""
+def _population(config: ChaosConfig) -> Population:
+    """The simulated students, their days ending two days ago (no event can look like the future)."""
     end = date.today() - timedelta(days=2)
-    population = Population.generate(config.students, seed=config.seed, start=end - timedelta(days=config.days - 1))
+    return Population.generate(config.students, seed=config.seed, start=end - timedelta(days=config.days - 1))
+
+
+def _events(population: Population, config: ChaosConfig) -> list[list[dict[str, Any]]]:
+    """The known set: every simulated student-day."""
     return [events for _, events in iter_event_days(population, config.days)]
+
+
+def _notify_policy(run_dir: Path) -> Path:
+    """The shipped policy without quiet hours and with send-time optimisation for the low tier only: most requests
+    go out at once (``send``), so sends are in flight while the notifiers are SIGKILLed, and the low tier's are
+    deferred to the student's best slot (hours away: they must stay scheduled in the ledger)."""
+    policy = policy_from_file().model_copy(update={"quiet_hours": None, "send_time_tiers": ["low"]})
+    path = run_dir / "policy.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(policy.model_dump_json(indent=2), encoding="utf-8")
+    return path
+
+
+def _contacts(population: Population, seed: int) -> list[Contact]:
+    """A contact per student: a verified e-mail for all, push tokens for about a third. No phone numbers: the
+    Twilio record carries no intervention id, so an SMS sent twice could not be told from two SMS; without them
+    every send lands where it names its request (e-mail header, push data, the inbox item's id)."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    out = []
+    for s in population.students:
+        tokens = (
+            [PushToken(token=f"chaos-{s.user_id}", platform="android", registered_at=now)]
+            if rng.random() < 1 / 3
+            else []
+        )
+        out.append(
+            Contact(
+                user_id=s.user_id,
+                email=f"{s.user_id}@students.example",
+                email_verified=True,
+                push_tokens=tokens,
+                locale=s.locale,
+                timezone=s.timezone,
+            )
+        )
+    return out
 
 
 class _Chaos:
     def __init__(self, config: ChaosConfig, console: Console) -> None:
         self.config = config
         self.console = console
-        ports = free_ports(5 + config.workers)  # all at once: see free_ports
-        self.settings = _settings(config, ports[:5])
+        ports = free_ports(5 + config.workers + 3)  # all at once: see free_ports
+        # Every process gets the same settings: the notifiers' channels point at the stand-ins.
+        self.settings = standin_settings(_settings(config, ports[:5]), (ports[-3], ports[-2], ports[-1]))
+        if config.notifiers:
+            self.settings = self.settings.model_copy(update={"policy_path": _notify_policy(self.settings.run_dir)})
         self.infra = Infra.from_settings(self.settings)
         self.supervisor = Supervisor()
         self.report = ChaosReport(config)
         self.log_dir = self.settings.run_dir / "logs"
-        self.worker_ports = ports[5:]
+        self.worker_ports = ports[5 : 5 + config.workers]
+        self.notifiers = [f"notify-{i}" for i in range(1, config.notifiers + 1)]
         self._starting: list[threading.Thread] = []  # servers starting again after their restart
         self._kill_sinks_at: float | None = None  # halfway through the ClickHouse outage
 
@@ -145,6 +213,9 @@ class _Chaos:
         sink = ["-m", "engage.chaos.broken_sink"] if self.config.broken_sink else ["-m", "engage.cli", "sink", "all"]
         for i in range(1, self.config.sinks + 1):
             self.supervisor.add(f"sink-{i}", [py, *sink], env, self.log_dir / f"sink-{i}.log")
+        for name in self.notifiers:  # metrics port 0: none (two on one port would clash)
+            argv = [py, "-m", "engage.cli", "notify", "--instance", name, "--metrics-port", "0"]
+            self.supervisor.add(name, argv, env, self.log_dir / f"{name}.log")
         collector = self.supervisor.procs["collector"]
         assert collector.proc is not None
         wait_http(f"{self._collector_url}/readyz", collector.proc, log=collector.log)
@@ -233,24 +304,42 @@ class _Chaos:
             self._wait(0.1, started)
 
     # --- settle and verify -------------------------------------------------------------------------------
+    def _notify_owes(self) -> int:
+        """Requests the notifiers have not taken in yet (group lag) plus those the ledger holds as due by now
+        (deferred or capped requests whose time passed, allowing ``NOTIFY_MARGIN`` for the send itself)."""
+        if not self.notifiers:
+            return 0
+        topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
+        lag = group_lag(self.settings.kafka_bootstrap, notify_group(self.settings), topics.interventions.name)
+        ledger = notify_check.read_ledger(self.settings.kafka_bootstrap, topics.notification_ledger.name)
+        return lag + notify_check.owed_now(ledger, datetime.now(UTC) - NOTIFY_MARGIN)
+
     def _settle(self) -> float:
-        """Until every process runs and the workers and sinks have committed everything (twice in a row)."""
+        """Until every process runs and the workers, sinks and notifiers have committed everything (twice in a
+        row), and the notifiers owe no due request."""
         started = time.monotonic()
         topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
         group = f"{self.settings.topic_prefix}-worker"
         calm = 0
+        waited = self.report.settle_waits
         while time.monotonic() - started < self.config.settle_timeout:
             self._wait(2.0, started)
             if not all(m.running for m in self.supervisor.procs.values()):
                 calm = 0
+                waited["a process restarting"] += 1
                 continue
             try:
-                lag = group_lag(self.settings.kafka_bootstrap, group, topics.events.name)
-                lag += sum(sink_lag(self.settings).values())
-            except Exception:
+                lags = {
+                    "workers": group_lag(self.settings.kafka_bootstrap, group, topics.events.name),
+                    "sinks": sum(sink_lag(self.settings).values()),
+                    "notifiers": self._notify_owes(),
+                }
+            except Exception as exc:
                 calm = 0
+                waited[f"{type(exc).__name__} reading the lag"] += 1
                 continue
-            calm = calm + 1 if lag == 0 else 0
+            waited.update(name for name, n in lags.items() if n)
+            calm = calm + 1 if not any(lags.values()) else 0
             if calm >= 2:
                 return time.monotonic() - started
         self.report.stuck = True
@@ -287,6 +376,24 @@ class _Chaos:
             verdict = check()
         return verdict
 
+    def _verify_notify(self, record_dir: Path) -> NotifyVerdict:
+        """The notify case (``notify_check``): what was owed at the cutoff against what the providers accepted."""
+        s, topics = self.settings, catalogue(self.settings.topic_prefix, self.settings.event_partitions)
+        cutoff = datetime.now(UTC) - NOTIFY_MARGIN
+        requests = notify_check.read_requests(s.kafka_bootstrap, topics.interventions.name)
+        ledger = notify_check.read_ledger(s.kafka_bootstrap, topics.notification_ledger.name)
+        outcomes = notify_check.read_outcomes(s.kafka_bootstrap, topics.intervention_outcomes.name)
+        sends = notify_check.read_sends(record_dir, s.inbox)
+        crashes = sum(len(self.supervisor.procs[name].exits) for name in self.notifiers)
+        return notify_check.judge(
+            notify_check.plan(requests, ledger, cutoff),
+            sends,
+            outcomes.get("dead_lettered", set()),
+            outcomes.get("digested", set()),
+            crashes,
+            s.notify_max_in_flight,
+        )
+
     # --- the run -----------------------------------------------------------------------------------------
     def run(self) -> ChaosReport:
         config, console = self.config, self.console
@@ -298,49 +405,76 @@ class _Chaos:
             self.settings.kafka_bootstrap, catalogue(self.settings.topic_prefix, self.settings.event_partitions).all()
         )
         migrate(connect(self.settings), self.settings.clickhouse_database)
-        try:
-            self._start_processes()
-            days = _events(config)
-            workers = [f"worker-{i}" for i in range(1, config.workers + 1)]
-            sinks = [f"sink-{i}" for i in range(1, config.sinks + 1)]
-            schedule = fault_schedule(config.seed, config.seconds, workers, sinks, config.kills)
-            console.print(
-                f"  streaming {sum(map(len, days)):,} events of {config.students:,} students x {config.days} days "
-                f"over {config.seconds:.0f} s through the collector; {len(schedule)} faults scheduled (seed "
-                f"{config.seed}); logs in {self.log_dir}"
-            )
-            key = self.settings.write_keys[0].partition(":")[2]
-            stats = self.report.feed
-            feeding = threading.Thread(
-                target=lambda: asyncio.run(
-                    feed(f"{self._collector_url}/v1/events", key, days, config.seconds, stats, seed=config.seed)
-                ),
-                name="chaos-feed",
-                daemon=True,  # a run that times out or is interrupted must not be kept alive by its feed
-            )
-            started = time.monotonic()
-            feeding.start()
-            self._run_faults(schedule, started, feeding)
-            feeding.join()
-            console.print(
-                f"  stream done in {stats.seconds:.0f} s: {len(stats.accepted_ids):,} events accepted, "
-                f"{stats.retries:,} requests retried, {stats.sent_twice} batches sent twice on purpose"
-            )
-            self.report.settle_seconds = self._settle()
-            if self.report.stuck:
-                console.print(f"  [red]workers and sinks did not catch up in {config.settle_timeout:.0f} s[/red]")
-            else:
-                console.print(f"  workers and sinks caught up {self.report.settle_seconds:.0f} s after the stream")
-            accepted = stats.accepted_ids
-            expected = expected_by_user(
-                (e for day in days for e in day if e["event_id"] in accepted), datetime.now(UTC)
-            )
-            self.report.verdict = self._verify(expected)
-        finally:
-            self.report.restarts = {name: m.starts - 1 for name, m in self.supervisor.procs.items()}
-            self.supervisor.stop_all()
-            self.infra.down()
+        record_dir = self.settings.run_dir / "providers"
+        population = _population(config)
+        with ExitStack() as stack:  # the stand-ins stop last: after everything that could send to them
+            try:
+                if self.notifiers:
+                    providers = stack.enter_context(start_providers(self.settings, record_dir))
+                    console.print(f"  providers   pid {providers.proc.pid} (SMTP, FCM, Twilio stand-ins)")
+                    self._publish_contacts(population)
+                self._run_stream(population, record_dir)
+            finally:
+                self.report.restarts = {name: m.starts - 1 for name, m in self.supervisor.procs.items()}
+                self.supervisor.stop_all()
+                self.infra.down()
         return self.report
+
+    def _publish_contacts(self, population: Population) -> None:
+        topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
+        producer = EventProducer(self.settings.kafka_bootstrap, topics, source="chaos")
+        try:
+            contacts = _contacts(population, self.config.seed)
+            if publish_contacts(producer, topics.contacts.name, contacts):
+                raise RuntimeError("Kafka did not acknowledge the students' contacts")
+        finally:
+            producer.close()
+
+    def _run_stream(self, population: Population, record_dir: Path) -> None:
+        config, console = self.config, self.console
+        self._start_processes()
+        days = _events(population, config)
+        workers = [f"worker-{i}" for i in range(1, config.workers + 1)]
+        sinks = [f"sink-{i}" for i in range(1, config.sinks + 1)]
+        schedule = fault_schedule(config.seed, config.seconds, workers, sinks, config.kills, notifiers=self.notifiers)
+        console.print(
+            f"  streaming {sum(map(len, days)):,} events of {config.students:,} students x {config.days} days "
+            f"over {config.seconds:.0f} s through the collector; {len(schedule)} faults scheduled (seed "
+            f"{config.seed}); logs in {self.log_dir}"
+        )
+        key = self.settings.write_keys[0].partition(":")[2]
+        stats = self.report.feed
+        feeding = threading.Thread(
+            target=lambda: asyncio.run(
+                feed(f"{self._collector_url}/v1/events", key, days, config.seconds, stats, seed=config.seed)
+            ),
+            name="chaos-feed",
+            daemon=True,  # a run that times out or is interrupted must not be kept alive by its feed
+        )
+        started = time.monotonic()
+        feeding.start()
+        self._run_faults(schedule, started, feeding)
+        feeding.join()
+        console.print(
+            f"  stream done in {stats.seconds:.0f} s: {len(stats.accepted_ids):,} events accepted, "
+            f"{stats.retries:,} requests retried, {stats.sent_twice} batches sent twice on purpose"
+        )
+        self.report.settle_seconds = self._settle()
+        if self.report.stuck:
+            console.print(
+                f"  [red]workers, sinks and notifiers did not catch up in {config.settle_timeout:.0f} s[/red] "
+                f"(waited for: {dict(self.report.settle_waits)})"
+            )
+        else:
+            console.print(
+                f"  workers, sinks and notifiers caught up {self.report.settle_seconds:.0f} s after the stream"
+                + (f" (waited for: {dict(self.report.settle_waits)})" if self.report.settle_waits else "")
+            )
+        accepted = stats.accepted_ids
+        expected = expected_by_user((e for day in days for e in day if e["event_id"] in accepted), datetime.now(UTC))
+        self.report.verdict = self._verify(expected)
+        if self.notifiers:
+            self.report.notify = self._verify_notify(record_dir)
 
 
 def run_chaos(config: ChaosConfig, console: Console) -> ChaosReport:
@@ -379,8 +513,22 @@ def show(report: ChaosReport, console: Console) -> None:
         console.print(f"  {name}: {value:,}")
     for d in verdict.differences[:10]:
         console.print(f"  [red]{d.user_id}[/red] {d.check}: expected {d.expected}, found {d.observed}")
+    if report.notify is not None:
+        if report.notify.delivered:
+            console.print("  [green]notify: every owed request sent once or dead-lettered, within the bound[/green]")
+        else:
+            console.print("  [red]notify: requests lost, doubled beyond the bound, or sent and dead-lettered[/red]")
+        for line in report.notify.lines():
+            console.print(f"    {line}")
+        check = report.notify.check
+        for what, ids in (("lost", report.notify.lost), ("sent and dead-lettered", check.sent_and_dead),
+                          ("unexpected", check.unexpected)):  # fmt: skip
+            if ids:
+                console.print(f"    [red]{what}:[/red] {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+    elif report.config.notifiers:
+        console.print("  [red]notify: no verdict[/red]")
     if report.stuck:
-        console.print("  [red]the workers or sinks never caught up with the stream (see the logs)[/red]")
+        console.print("  [red]the workers, sinks or notifiers never caught up with the stream (see the logs)[/red]")
     if report.feed.lost_batches:
         console.print(f"  [red]{report.feed.lost_batches} batches never accepted by the collector[/red]")
     console.print(

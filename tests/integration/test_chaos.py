@@ -1,8 +1,9 @@
 """The chaos suite's short form: the same harness as `make chaos`, fewer students and seconds.
 
-A correct pipeline must come out with every record delivered once; a sink that commits before inserting (rows
-lost) and a worker that emits each output twice under two ids (outputs doubled) must be caught: the verifier
-can fail both ways.
+A correct pipeline must come out with every record delivered once, and every intervention request owed by the end
+sent once (or dead-lettered) by the notification processes SIGKILLed mid-stream; a sink that commits before
+inserting (rows lost) and a worker that emits each output twice under two ids (outputs doubled) must be caught:
+the verifier can fail both ways. (Those two run without notifiers: the notify case adds nothing to them.)
 """
 
 from __future__ import annotations
@@ -40,16 +41,22 @@ def test_every_record_is_delivered_once_through_kills_and_server_restarts(tmp_pa
     actions = {(run.fault.action, run.fault.target.split("-")[0]) for run in report.faults}
     assert {("SIGKILL", "worker"), ("SIGTERM", "worker"), ("SIGKILL", "sink"), ("SIGTERM", "sink")} <= actions
     assert {("restart-kafka", "kafka"), ("restart-clickhouse", "clickhouse")} <= actions
+    assert ("SIGKILL", "notify") in actions
     assert report.verdict is not None
     assert report.delivered, out[-4000:]
     assert VERDICT_OK in out
     assert report.feed.sent_twice > 0  # duplicates were sent, and still counted once
     assert report.verdict.totals["event rows (FINAL)"] == len(report.feed.accepted_ids)
+    # The notify case ran and had something to prove: requests were owed and reached the providers.
+    assert report.notify is not None and report.notify.delivered, out[-4000:]
+    assert report.notify.check.sent_once > 0, report.notify.lines()
+    assert report.notify.crashes >= 1
+    assert "notify: every owed request sent once or dead-lettered" in out
 
 
 def test_a_sink_that_commits_before_inserting_is_caught(tmp_path: Path, settings: Settings) -> None:
     console = Console(record=True, width=150)
-    report = run_chaos(_short(tmp_path, settings, broken_sink=True), console)
+    report = run_chaos(_short(tmp_path, settings, broken_sink=True, notifiers=0), console)
     out = console.export_text()
     assert not report.delivered
     assert VERDICT_FAILED in out and VERDICT_OK not in out
@@ -61,7 +68,7 @@ def test_a_sink_that_commits_before_inserting_is_caught(tmp_path: Path, settings
 
 def test_a_worker_that_emits_each_output_twice_under_two_ids_is_caught(tmp_path: Path, settings: Settings) -> None:
     console = Console(record=True, width=150)
-    report = run_chaos(_short(tmp_path, settings, double_emitting_worker=True), console)
+    report = run_chaos(_short(tmp_path, settings, double_emitting_worker=True, notifiers=0), console)
     out = console.export_text()
     assert not report.delivered
     assert VERDICT_FAILED in out and VERDICT_OK not in out
