@@ -11,6 +11,7 @@ from rich.console import Console
 
 from config.settings import get_settings
 from engage import notify_cli
+from engage.bench.notify_command import bench_notify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
 infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
@@ -617,6 +618,9 @@ def bench_sendtime(
         send_time=SendTimeConfig(half_life_days=half_life_days, min_observations=min_observations),
     )
     run_sendtime_bench(console, out, config, _policy())
+
+
+bench_app.command("notify")(bench_notify)
 
 
 @bench_app.command("oulad")
