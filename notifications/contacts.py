@@ -32,7 +32,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from kafka_io.producer import EventProducer
-from notifications.ledger import Out, Outbox, reader
+from notifications.ledger import Out, Outbox, reader, watermarks
 from processors.notify.dispatch import changed_contact
 from schemas.contacts import Contact
 from schemas.events import Channel
@@ -59,7 +59,7 @@ class ContactBook:
     def load(self, partition: int) -> int:
         """Read ``partition`` from its beginning to its end; returns how many contacts it holds."""
         self.drop(partition)
-        low, _ = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10, cached=False)
+        low, _ = watermarks(self._consumer, self.topic, partition)
         self._next[partition] = low
         self._assign()
         self._catch_up(partition)
@@ -89,7 +89,7 @@ class ContactBook:
         return len(messages)
 
     def _catch_up(self, partition: int, timeout: float = 30.0) -> None:
-        _, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10, cached=False)
+        _, high = watermarks(self._consumer, self.topic, partition)
         deadline = time.monotonic() + timeout
         while self._next.get(partition, high) < high:
             if time.monotonic() > deadline:

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
@@ -140,11 +140,26 @@ def reader(bootstrap: str, name: str) -> Consumer:
     )
 
 
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float = 60.0) -> tuple[int, int]:
+    """The partition's low and high offsets, asked again while the broker does not know the partition yet (right after
+    a broker restart the metadata lags: ``_UNKNOWN_PARTITION``, leader not available, timeouts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10.0, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("watermarks of %s[%d] not known yet (%s); asking again", topic, partition, exc)
+            time.sleep(0.5)
+
+
 def read_to_end(
     consumer: Consumer, topic: str, partition: int, start: int = OFFSET_BEGINNING, timeout: float = 60.0
 ) -> Iterator[Message]:
     """Every message of ``topic[partition]`` from ``start`` up to its end offset as it is when called."""
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10.0, cached=False)
+    low, high = watermarks(consumer, topic, partition, timeout)
     first = low if start == OFFSET_BEGINNING else max(start, low)
     if first >= high:
         return

@@ -129,6 +129,7 @@ class NotifyService:
         s = self.settings = settings
         self.clock = clock
         self.replaying = settings.notify_clock == "request"
+        self.fatal: Exception | None = None  # set when a rebalance callback failed: run() raises it
         self.topics: TopicCatalogue = catalogue(s.topic_prefix, s.event_partitions)
         policy = policy_from_file(s.policy_path) if s.policy_path else policy_from_file()
         catalog = TemplateCatalog.load(s.notify_templates_dir or DEFAULT_TEMPLATES_DIR, policy=policy)
@@ -169,6 +170,17 @@ class NotifyService:
 
     # ---- partitions ---------------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Load each assigned partition's ledger and contacts. Nothing may escape a librdkafka rebalance callback
+        (an error raised here surfaced as a non-exception object that killed the polling thread and left the service
+        hung): a partition that cannot be loaded stops the service with an error, so it is restarted."""
+        try:
+            self._load_assigned(partitions)
+        except Exception as exc:
+            log.error("loading assigned partitions failed: %s", exc)
+            self.fatal = exc
+            self.stopping.set()
+
+    def _load_assigned(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             if tp.topic != self.topics.interventions.name:
                 continue
@@ -220,6 +232,8 @@ class NotifyService:
                 # In a thread, so the event loop stays free; rebalance callbacks run there while nothing else
                 # of this service runs (no batch is in progress between two turns).
                 messages = await asyncio.to_thread(self.consumer.consume, 500, timeout)
+                if self.fatal is not None:
+                    raise RuntimeError(f"the notification service cannot go on: {self.fatal}") from self.fatal
                 self.contacts.drain()
                 await self._handle_batch(messages)
                 await self._send_due()
@@ -258,6 +272,8 @@ class NotifyService:
         for msg in messages:
             err = msg.error()
             if err is not None:
+                if err.fatal():  # e.g. fenced by a newer member with the same instance id: only a restart helps
+                    raise RuntimeError(f"the notification service's consumer failed for good: {err}")
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue

@@ -351,3 +351,25 @@ def test_contacts_import_refuses_a_file_naming_the_bad_line_and_publishes_a_good
     assert imported.returncode == 0, imported.stderr
     stored = read_to_end(s.kafka_bootstrap, topics.contacts.name)
     assert sorted(c["user_id"] for c in stored) == [f"imp-{i}" for i in range(5)]
+
+
+def test_watermarks_are_asked_again_until_the_broker_knows_the_partition(settings, tmp_path):
+    # Right after a broker restart a partition can be unknown for a moment; the ledger and contacts reads ask again
+    # instead of failing (an error raised in the rebalance callback once left the service hung).
+    import threading
+
+    from kafka_io.admin import ensure_topics
+    from notifications.ledger import reader, watermarks
+    from schemas.topics import TopicSpec
+
+    topic = f"{settings.topic_prefix}-late-{os.getpid()}-{time.monotonic_ns()}"
+    consumer = reader(settings.kafka_bootstrap, "watermarks-test")
+    creating = threading.Timer(2.0, lambda: ensure_topics(settings.kafka_bootstrap, [TopicSpec(topic, 2)]))
+    creating.start()
+    try:
+        started = time.monotonic()
+        assert watermarks(consumer, topic, 1, timeout=30.0) == (0, 0)
+        assert time.monotonic() - started >= 1.5  # it waited for the topic rather than answering early
+    finally:
+        creating.join()
+        consumer.close()
