@@ -25,6 +25,7 @@ bench: install system-deps
 	$(BIN)/engage bench queries
 	$(BIN)/engage bench scoring
 	$(BIN)/engage bench sendtime
+	$(BIN)/engage bench notify
 
 # Workers and sinks killed, Kafka and ClickHouse restarted while events stream; ALL-RECORDS-DELIVERED or exit 1.
 # `make test` runs a shorter form (tests/integration/test_chaos.py).

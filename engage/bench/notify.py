@@ -201,7 +201,7 @@ class Bench:
         self.templates = _templates_with_sms(self.work / "templates")
         policy_path = self.work / "policy.json"
         policy_path.write_text(json.dumps(bench_policy(json.loads(DEFAULT_POLICY_PATH.read_text())), indent=2))
-        self.policy = policy_from_file(policy_path)
+        policy_from_file(policy_path)  # a broken bench policy is refused before anything starts
         self.settings = standin_settings(
             base.model_copy(
                 update={
@@ -275,40 +275,26 @@ class Bench:
         self.console.print(f"deliveries on {channel.value}: the bare loop ...")
         bare = [r.model_copy(update={"intervention_id": f"bare-{r.intervention_id}"}) for r in requests]
         self.bare_ids |= {r.intervention_id for r in bare}
-        times, errors = asyncio.run(self._bare(s, channel, bare, contacts))
+        times, errors = self._bare(s, channel, bare, contacts)
         run.bare_sent, run.bare_errors = len(times), errors[:5]
         run.bare_rate = delivery_rate(times)
         return run
 
-    async def _bare(
+    def _bare(
         self, s: Settings, channel: Channel, requests: Sequence[InterventionRequest], contacts: Sequence[Contact]
     ) -> tuple[list[datetime], list[str]]:
-        """The same messages through the same channel objects, ``notify_max_in_flight`` at once, nothing else."""
-        inbox = SqliteInbox(self.work / f"inbox-bare-{channel.value}.sqlite3", max_items_per_user=s.inbox_max_items)
-        channels = configured_channels(s, inbox)
-        sender = channels[channel]
-        composer = Composer(TemplateCatalog.load(self.templates, policy=self.policy), tracking_links(s))
-        gate = asyncio.Semaphore(s.notify_max_in_flight)
-        times: list[datetime] = []
-        errors: list[str] = []
-
-        async def one(request: InterventionRequest, contact: Contact) -> None:
-            async with gate:
-                try:
-                    prepared = composer.prepare(request, contact)
-                    message = composer.message(prepared, channel, recipients(channel, contact)[0])
-                    await sender.send(message)
-                    times.append(datetime.now(UTC))
-                except Exception as exc:  # counted and shown: a bare loop has no fallback
-                    errors.append(f"{type(exc).__name__}: {exc}")
-
-        try:
-            await asyncio.gather(*(one(r, c) for r, c in zip(requests, contacts, strict=True)))
-        finally:
-            for c in channels.values():
-                await c.aclose()
-            inbox.close()
-        return times, errors
+        """``bare_loop`` in a fresh process of its own, like the service's (the bench's own process is not alike:
+        other imports, other objects for the collector to walk)."""
+        given, answer = self.work / f"bare-{channel.value}.jsonl", self.work / f"bare-{channel.value}.json"
+        given.write_text("".join(orjson.dumps({"request": r.model_dump(mode="json"), "contact": c.model_dump(
+            mode="json")}).decode() + "\n" for r, c in zip(requests, contacts, strict=True)))  # fmt: skip
+        argv = [sys.executable, "-m", "engage.bench.notify", str(given), channel.value, str(answer)]
+        with child(argv, self.work / f"bare-{channel.value}.log", settings_env(s)) as proc:
+            code = proc.wait(timeout=self.cfg.settle_seconds)
+        if code != 0:
+            raise RuntimeError(f"the bare loop exited with {code}; see {self.work / f'bare-{channel.value}.log'}")
+        result = orjson.loads(answer.read_bytes())
+        return [datetime.fromisoformat(t) for t in result["times"]], list(result["errors"])
 
     # ---- 2. response time ----------------------------------------------------------------------------------------
     def response(self, rate: int) -> ResponseRun:
@@ -388,6 +374,53 @@ class Bench:
             if iid not in self.bare_ids and not (a.provider == "twilio" and iid.startswith("unattributed")):
                 accepted.append(iid)
         return check_sends(expected, accepted, dead, digested)
+
+
+async def bare_loop(
+    s: Settings, channel: Channel, requests: Sequence[InterventionRequest], contacts: Sequence[Contact], inbox: Path
+) -> tuple[list[datetime], list[str]]:
+    """The same messages through the same channel objects, ``notify_max_in_flight`` at once, nothing else: no Kafka,
+    no ledger, no retries or breaker, no fallback. (when each send was accepted, errors)."""
+    store = SqliteInbox(inbox, max_items_per_user=s.inbox_max_items)
+    channels = configured_channels(s, store)
+    sender = channels[channel]
+    policy = policy_from_file(s.policy_path) if s.policy_path else policy_from_file()
+    catalog = TemplateCatalog.load(s.notify_templates_dir or DEFAULT_TEMPLATES_DIR, policy=policy)
+    composer = Composer(catalog, tracking_links(s))
+    gate = asyncio.Semaphore(s.notify_max_in_flight)
+    times: list[datetime] = []
+    errors: list[str] = []
+
+    async def one(request: InterventionRequest, contact: Contact) -> None:
+        async with gate:
+            try:
+                prepared = composer.prepare(request, contact)
+                message = composer.message(prepared, channel, recipients(channel, contact)[0])
+                await sender.send(message)
+                times.append(datetime.now(UTC))
+            except Exception as exc:  # counted and shown: a bare loop has no fallback
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    try:
+        await asyncio.gather(*(one(r, c) for r, c in zip(requests, contacts, strict=True)))
+    finally:
+        for c in channels.values():
+            await c.aclose()
+        store.close()
+    return times, errors
+
+
+def _bare_main(given: Path, channel: Channel, answer: Path) -> None:
+    """``python -m engage.bench.notify GIVEN CHANNEL ANSWER``: the bare loop over GIVEN's (request, contact) lines
+    with the settings of the environment; the times and errors written to ANSWER."""
+    from config.settings import get_settings
+
+    lines = [orjson.loads(line) for line in given.read_bytes().splitlines() if line]
+    requests = [InterventionRequest.model_validate(x["request"]) for x in lines]
+    contacts = [Contact.model_validate(x["contact"]) for x in lines]
+    s = get_settings()
+    times, errors = asyncio.run(bare_loop(s, channel, requests, contacts, given.with_suffix(".sqlite3")))
+    answer.write_bytes(orjson.dumps({"times": [t.isoformat() for t in times], "errors": errors[:20]}))
 
 
 def _to_send(request: dict[str, Any]) -> bool:
@@ -500,4 +533,7 @@ def run(base: Settings, console: Console, out: Path, cfg: NotifyBenchConfig | No
     return report
 
 
-__all__ = ["NotifyBenchConfig", "Response", "offer_live", "run"]
+__all__ = ["NotifyBenchConfig", "Response", "bare_loop", "offer_live", "run"]
+
+if __name__ == "__main__":
+    _bare_main(Path(sys.argv[1]), Channel(sys.argv[2]), Path(sys.argv[3]))
