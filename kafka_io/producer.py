@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -277,10 +277,6 @@ class EventProducer:
     ) -> None:
         """Queue events, dead letters and intervention outcomes; resolve when all are acknowledged, raise
         ``DeliveryFailed`` if not."""
-        if not self.report_successes:
-            raise RuntimeError("send_async needs an EventProducer created with report_successes=True")
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
         messages = [(self.topics.events.name, k, v) for k, v, _ in self.encode_batches(events, received_at)]
         messages += [
             (self.topics.dead_letters.name, dl.source.encode(), dl.model_dump_json().encode()) for dl in dead_letters
@@ -288,8 +284,20 @@ class EventProducer:
         messages += [
             (self.topics.intervention_outcomes.name, o.user_id.encode(), o.model_dump_json().encode()) for o in outcomes
         ]
+        await self.send_acknowledged(messages)
+
+    async def send_acknowledged(
+        self, messages: Sequence[tuple[str, bytes, bytes] | tuple[str, bytes, bytes, int]]
+    ) -> None:
+        """Queue pre-encoded (topic, key, value[, partition]) messages (partition -1 or left out: the key's); resolve
+        when Kafka acknowledged all of them, raise ``DeliveryFailed`` if any failed. Each report also goes through
+        the producer's own callback (counters, renewal on timeouts)."""
+        if not self.report_successes:
+            raise RuntimeError("send_acknowledged needs an EventProducer created with report_successes=True")
         if not messages:
             return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         pending = [len(messages)]
         errors: list[str] = []
         lock = threading.Lock()
@@ -305,14 +313,14 @@ class EventProducer:
             self._delivered(err, msg)
             with lock:
                 if err is not None:
-                    errors.append(str(err))
+                    errors.append(f"{msg.topic()}: {err}")
                 pending[0] -= 1
                 last = pending[0] == 0
             if last:
                 loop.call_soon_threadsafe(settle)
 
-        for topic, key, value in messages:
-            self._produce(topic, key, value, on_delivery)
+        for topic, key, value, *partition in messages:
+            self._produce(topic, key, value, on_delivery, partition[0] if partition else -1)
         await done
 
     def send_dead_letter(self, letter: DeadLetter) -> None:

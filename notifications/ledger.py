@@ -36,9 +36,7 @@ step when it matters).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +46,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from kafka_io.producer import DeliveryFailed, EventProducer
+from kafka_io.producer import EventProducer
 from schemas.notifications import FINAL_STATES, LedgerEntry
 
 log = logging.getLogger(__name__)
@@ -88,34 +86,7 @@ class Outbox:
         self.producer = producer
 
     async def send(self, messages: Sequence[Out]) -> None:
-        if not messages:
-            return
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        pending = [len(messages)]
-        errors: list[str] = []
-        lock = threading.Lock()
-
-        def settle() -> None:
-            if done.done():
-                return
-            if errors:
-                done.set_exception(DeliveryFailed("; ".join(errors[:3])))
-            else:
-                done.set_result(None)
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            with lock:
-                if err is not None:
-                    errors.append(f"{msg.topic()}: {err}")
-                pending[0] -= 1
-                last = pending[0] == 0
-            if last:
-                loop.call_soon_threadsafe(settle)
-
-        for m in messages:
-            self.producer.send_encoded(m.key, m.value, on_delivery, topic=m.topic, partition=m.partition)
-        await done
+        await self.producer.send_acknowledged([(m.topic, m.key, m.value, m.partition) for m in messages])
 
 
 # -- reading a partition to its end -------------------------------------------------------------------------------

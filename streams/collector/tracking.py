@@ -44,7 +44,6 @@ import asyncio
 import base64
 import html
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -143,32 +142,7 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 async def produce_acknowledged(producer: EventProducer, messages: Sequence[tuple[str, bytes, bytes]]) -> None:
     """Queue (topic, key, value) messages, keyed (partition: the key's murmur2 hash, the producer's partitioner);
     return once Kafka acknowledged all of them, raise ``DeliveryFailed`` if any failed."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    pending = [len(messages)]
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def settle() -> None:
-        if done.done():
-            return
-        if errors:
-            done.set_exception(DeliveryFailed("; ".join(errors[:3])))
-        else:
-            done.set_result(None)
-
-    def on_delivery(err: Any, msg: Any) -> None:
-        with lock:
-            if err is not None:
-                errors.append(str(err))
-            pending[0] -= 1
-            last = pending[0] == 0
-        if last:
-            loop.call_soon_threadsafe(settle)
-
-    for topic, key, value in messages:
-        producer.send_encoded(key, value, on_delivery, topic=topic)
-    await done
+    await producer.send_acknowledged(messages)
 
 
 class Tracking:
