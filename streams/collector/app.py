@@ -40,6 +40,7 @@ from kafka_io.producer import DeliveryFailed, EventProducer
 from schemas.messages import DeadLetter, kept_raw
 from schemas.topics import catalogue
 from streams.admission import Admission
+from streams.collector.bodies import TooLarge, read_body
 from streams.collector.openapi import openapi_document
 from streams.collector.tracking import Tracking
 from streams.collector.validation import (
@@ -74,10 +75,6 @@ for _outcome in ("accepted", "rejected", "duplicate"):
     EVENTS.labels(_outcome)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
@@ -90,21 +87,6 @@ def _problem(status: int, error: str, detail: str, retry_after: int | None = Non
     return _json(status, body, headers={"Retry-After": str(retry_after)})
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body as sent, refusing more than ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
     """The body decompressed if gzip, refusing more than ``limit`` bytes; ValueError if it cannot be decoded."""
     if encoding == "gzip":
@@ -114,7 +96,7 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
         except zlib.error as exc:
             raise ValueError(f"body is not valid gzip: {exc}") from None
         if len(body) > limit or inflater.unconsumed_tail:
-            raise _TooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+            raise TooLarge(f"decompressed body exceeds the limit of {limit} bytes")
         if not inflater.eof:  # cut short: what was inflated may still parse, but it is not what the client sent
             raise ValueError("body is not valid gzip: the stream is truncated")
     elif encoding not in ("identity", ""):
@@ -213,9 +195,9 @@ class Collector:
         limit = self.settings.collector_max_body_bytes
         sent = b""
         try:
-            sent = await _read_body(request, limit)
+            sent = await read_body(request, limit)
             raw = _decoded(sent, request.headers.get("content-encoding", "identity").lower(), limit)
-        except _TooLarge as exc:
+        except TooLarge as exc:
             return _problem(413, "payload_too_large", str(exc))
         except ValueError as exc:  # not gzip after all, or an encoding we do not speak: kept like non-JSON
             await self._dead_letter_body(sent, str(exc), principal.app_id, received_at)

@@ -70,6 +70,7 @@ from schemas.interventions import OutcomeKind
 from schemas.messages import DeadLetter, FieldError, kept_raw
 from schemas.topics import TopicCatalogue
 from streams.admission import Admission
+from streams.collector.bodies import TooLarge, read_body
 
 
 class Collector(Protocol):
@@ -108,21 +109,6 @@ NO_CACHE = {
 MAX_FORM_BYTES = 64 * 1024
 CHANNEL_WORDS = {Channel.email: "e-mail", Channel.sms: "text messages", Channel.push: "push notifications",
                  Channel.in_app: "in-app messages"}  # fmt: skip
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _page(status: int, title: str, text: str, form: bool = False) -> HTMLResponse:
@@ -292,8 +278,8 @@ class Tracking:
                 503, {"error": "misconfigured", "detail": "no Twilio auth token is configured to check the signature"}
             )
         try:
-            body = await _bounded_body(request, MAX_FORM_BYTES)
-        except _TooLarge as exc:
+            body = await read_body(request, MAX_FORM_BYTES)
+        except TooLarge as exc:
             HITS.labels("status", "400").inc()
             return _json(413, {"error": "payload_too_large", "detail": str(exc)})
         params = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
@@ -348,8 +334,8 @@ class Tracking:
     async def _store_contact(self, request: Request, app_id: str) -> Response:
         user_id = request.path_params["user_id"]
         try:
-            raw = await _bounded_body(request, self.collector.settings.collector_max_body_bytes)
-        except _TooLarge as exc:
+            raw = await read_body(request, self.collector.settings.collector_max_body_bytes)
+        except TooLarge as exc:
             return _json(413, {"error": "payload_too_large", "detail": str(exc)})
         contact, problem, errors = self._contact(raw, user_id)
         if contact is None:
