@@ -273,9 +273,9 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_at_most_what_was_in_flight
                 ]
             contacts.append(email_contact(user, **fields))
             requests.append(make_request(f"iv-kill-{i:03d}", user, channels=channels))
-        bad = requests[7].model_copy(update={"user_id": "kill-unknown", "intervention_id": "iv-kill-unknown"})
-        requests.append(bad)  # one dead letter among them
         produce(s, contacts=contacts, requests=requests)
+        # one dead letter, produced after the kill so that the restarted process is the one that counts it
+        bad = requests[7].model_copy(update={"user_id": "kill-unknown", "intervention_id": "iv-kill-unknown"})
         log = tmp_path / "notify.log"
         first = start_subprocess(s, "notify-0", log)
         try:
@@ -287,6 +287,8 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_at_most_what_was_in_flight
             if first.poll() is None:
                 first.kill()
         assert at_kill < len(requests), "everything was sent before the kill: the test proved nothing"
+        requests.append(bad)
+        produce(s, requests=[bad])
         second = start_subprocess(s, "notify-0", log)
         try:
             wanted = {r.intervention_id for r in requests}
