@@ -48,6 +48,12 @@ class TopicCatalogue:
     contacts: TopicSpec
     contact_changes: TopicSpec
     notification_ledger: TopicSpec
+    xp_awards: TopicSpec
+    level_ups: TopicSpec
+    achievements: TopicSpec
+    celebrations: TopicSpec
+    standings: TopicSpec
+    leaderboard_snapshots: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -64,6 +70,12 @@ class TopicCatalogue:
             self.contacts,
             self.contact_changes,
             self.notification_ledger,
+            self.xp_awards,
+            self.level_ups,
+            self.achievements,
+            self.celebrations,
+            self.standings,
+            self.leaderboard_snapshots,
         ]
 
 
@@ -162,5 +174,39 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=-1,
             key="ledger_key",
             contract="schemas.notifications.LedgerEntry",
+        ),
+        # Gamification (PRODUCT.md §7): the worker's awards, level-ups, unlocks and celebrations, keyed by student.
+        xp_awards=TopicSpec(
+            f"{prefix}.xp-awards.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.gamification.XpAward"
+        ),
+        level_ups=TopicSpec(
+            f"{prefix}.level-ups.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.gamification.LevelUp"
+        ),
+        achievements=TopicSpec(
+            f"{prefix}.achievements.v1",
+            partitions,
+            retention_ms=30 * DAY_MS,
+            contract="schemas.gamification.AchievementUnlocked",
+        ),
+        celebrations=TopicSpec(
+            f"{prefix}.celebrations.v1",
+            partitions,
+            retention_ms=30 * DAY_MS,
+            contract="schemas.gamification.Celebration",
+        ),
+        # Each student's newest XP on every board they are on: what the leaderboard service rebuilds from.
+        standings=TopicSpec(
+            f"{prefix}.standings.v1",
+            partitions,
+            cleanup_policy="compact",
+            retention_ms=-1,
+            contract="schemas.gamification.Standing",
+        ),
+        leaderboard_snapshots=TopicSpec(
+            f"{prefix}.leaderboard-snapshots.v1",
+            1,
+            retention_ms=7 * DAY_MS,
+            key="board",
+            contract="schemas.gamification.LeaderboardRow",
         ),
     )

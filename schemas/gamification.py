@@ -1,0 +1,132 @@
+"""Gamification messages (PRODUCT.md §7): XP awards, level-ups, achievement unlocks, celebrations, standings.
+
+Every id is deterministic, built from what caused the message, so a replay or a re-delivery produces the same
+id and the sinks' ReplacingMergeTree tables (and any consumer) keep one copy:
+- an award: ``{user_id}:{event_id}:{rule_id}`` (an event earns a rule's XP at most once; a day's award, which has
+  no single event behind it, uses ``day:{local date}`` as its event part, a streak bonus ``streak:{milestone id}``);
+- a level-up: ``{user_id}:level:{level}``;
+- an unlock: ``{user_id}:{achievement_id}`` (each achievement unlocks once per student);
+- a celebration: ``{kind}:{the id of what it celebrates}``.
+
+A ``Standing`` is a student's XP on every leaderboard they are on, sent after each batch that changed it; the
+leaderboard service keeps the newest per student (the topic is compacted by user id).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.events import Identifier
+
+GAMIFICATION_SCHEMA_VERSION: Literal[1] = 1
+
+
+def award_id(user_id: str, source: str, rule_id: str) -> str:
+    return f"{user_id}:{source}:{rule_id}"
+
+
+def level_up_id(user_id: str, level: int) -> str:
+    return f"{user_id}:level:{level}"
+
+
+def unlock_id(user_id: str, achievement_id: str) -> str:
+    return f"{user_id}:{achievement_id}"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = GAMIFICATION_SCHEMA_VERSION
+
+
+class XpAward(_Message):
+    """XP one rule gave a student for one event (or for an active day, or a streak milestone)."""
+
+    award_id: str = Field(description="f'{user_id}:{source}:{rule_id}', stable under replays")
+    user_id: Identifier
+    rule_id: str
+    rules_version: int = Field(description="the version of the rules file that priced it")
+    source: str = Field(description="the event id, 'day:{local date}' or 'streak:{milestone id}'")
+    course_id: str = Field("", description="the event's course, '' when it has none")
+    xp: int = Field(ge=0, description="what was added to the student's total (base x multiplier, rounded)")
+    base_xp: int = Field(ge=0)
+    multiplier: float = Field(ge=1.0, description="the streak multiplier in force, 1.0 when none")
+    total_xp: int = Field(ge=0, description="the student's all-time XP after this award")
+    local_day: date = Field(description="the student's local date of the event (what daily caps count in)")
+    event_time: AwareDatetime
+
+
+class LevelUp(_Message):
+    level_up_id: str = Field(description="f'{user_id}:level:{level}'")
+    user_id: Identifier
+    level: int = Field(ge=2)
+    total_xp: int = Field(ge=0)
+    event_time: AwareDatetime = Field(description="event time of the event whose XP crossed the threshold")
+
+
+class AchievementUnlocked(_Message):
+    unlock_id: str = Field(description="f'{user_id}:{achievement_id}'")
+    user_id: Identifier
+    achievement_id: str
+    name: str
+    description: str
+    rules_version: int
+    event_time: AwareDatetime = Field(description="event time of the event that completed it")
+    first_seen: AwareDatetime | None = Field(None, description="the student's first event: for time-to-unlock")
+    backfilled: bool = Field(False, description="unlocked by `engage gamification backfill` from the warehouse")
+
+
+class CelebrationKind(StrEnum):
+    streak_milestone = "streak_milestone"
+    level_up = "level_up"
+    achievement = "achievement"
+
+
+class Celebration(_Message):
+    """Something to congratulate the student on, for the in-app inbox and notifications."""
+
+    celebration_id: str = Field(description="f'{kind}:{source_id}'")
+    user_id: Identifier
+    kind: CelebrationKind
+    source_id: str = Field(description="the milestone, level-up or unlock id")
+    title: str
+    body: str
+    event_time: AwareDatetime
+
+
+class BoardXp(BaseModel):
+    """XP on one scope's boards: all-time, the UTC day and the ISO week (UTC) of the newest award."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    total: int = Field(ge=0)
+    day: date = Field(description="UTC date of ``day_xp``")
+    day_xp: int = Field(ge=0)
+    week: str = Field(pattern=r"^\d{4}-W\d{2}$", description="ISO week (UTC) of ``week_xp``, e.g. 2026-W49")
+    week_xp: int = Field(ge=0)
+
+
+class Standing(_Message):
+    """A student's XP on every board they are on: global, and per course under its id."""
+
+    user_id: Identifier
+    level: int = Field(ge=1)
+    global_xp: BoardXp
+    courses: dict[str, BoardXp] = Field(default_factory=dict)
+    seq: int = Field(ge=0, description="increases with every standing of this student: newer replaces older")
+
+
+class LeaderboardRow(_Message):
+    """One row of a leaderboard snapshot (``engage leaderboards`` writes the top of each board periodically)."""
+
+    snapshot_id: str = Field(description="f'{board}:{period}:{taken_at}:{rank}'")
+    board: str = Field(description="'global' or 'course:{course_id}'")
+    period: str = Field(description="'all', a UTC date 2026-12-05 or an ISO week 2026-W49")
+    taken_at: AwareDatetime
+    rank: int = Field(ge=1)
+    user_id: Identifier
+    xp: int = Field(ge=0)
