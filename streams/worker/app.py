@@ -204,7 +204,13 @@ class EngagementWorker:
         grace = s.worker_lost_message_grace_seconds
         self.app.timer(max(0.5, grace / 3), name="read-lost-tails")(self.recovery.read_lost_tails)
         self.app.timer(ASSIGNMENT_CHECK_SECONDS, name="watch-assignment")(self.recovery.watch_assignment)
+        # Scoring checks the registry too, but only when it scores: a promotion during a quiet spell would wait
+        # for the next event (and the serving gauge would say the old model until then).
+        self.app.timer(max(0.5, s.model_check_seconds), name="watch-model")(self._watch_model)
         register_views(self.app, self.core, s, self.keys, self.users.name)
+
+    async def _watch_model(self) -> None:
+        self.core.models.current()
 
     def _before_seek(self) -> None:
         dropped = self.core.rebalanced()  # after a rebalance: cached records of partitions now elsewhere go

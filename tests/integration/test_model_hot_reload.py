@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from config.settings import Settings
@@ -50,18 +51,25 @@ def test_promotion_under_traffic_switches_the_scoring_model(infra: Infra, settin
         assert wait_for(lambda: scored_by("heuristic-1"), timeout=60)
         pid = worker.proc.pid if worker.proc else None
         registry.promote("hot")
-        _send(s, events[half:])  # traffic keeps flowing while the worker picks the new model up
+        third = half + (len(events) - half) // 2
+        _send(s, events[half:third])  # traffic keeps flowing while the worker picks the new model up
+
+        def serving(version: str) -> bool:
+            return f'engage_model_serving{{model_version="{version}"}} 1.0' in httpx.get(f"{worker.url}/metrics").text
+
+        # The worker watches the registry on a timer, not only when it scores: the switch does not wait for an
+        # event (scores made in the same check interval as the promotion may still come from the old model, so
+        # whether the events above were scored by the new one is a race this test does not depend on).
+        assert wait_for(lambda: serving("lightgbm-hot"), timeout=60), "the worker never loaded the promoted model"
+        assert not serving("heuristic-1")
+        _send(s, events[third:])
         if not wait_for(lambda: scored_by("lightgbm-hot"), timeout=120):
-            # What the worker did (events taken, rebalances, commits unstuck) and what it left on the topic: a
-            # failure here (seen once in a clean-clone run and 1 of 3 runs beside two busy loops) showed no score
-            # at all after the promotion, as if the worker had stopped taking events.
             wanted = ("engage_model", "risk_updates_total", "engage_worker_")
-            metrics = [line for line in __import__("httpx").get(f"{worker.url}/metrics").text.splitlines()
-                       if line.startswith(wanted)]  # fmt: skip
+            metrics = [line for line in httpx.get(f"{worker.url}/metrics").text.splitlines() if line.startswith(wanted)]
             topic = catalogue(s.topic_prefix, s.event_partitions).events.name
             lag = group_lag(s.kafka_bootstrap, f"{s.topic_prefix}-worker", topic)
             raise AssertionError(
-                f"the promoted model never took over: {worker.engagement(user).json()['risk']} "
+                f"the promoted model never scored {user}: {worker.engagement(user).json()['risk']} "
                 f"events not committed by the worker: {lag}; {metrics}"
             )
         assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid  # no restart
