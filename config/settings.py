@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         None, description="trained models and the promoted pointer; default run_dir/models"
     )
     model_check_seconds: float = Field(5.0, description="how often workers look for a newly promoted model")
+    # --- gamification (processors/gamification) ---
+    gamification: bool = Field(True, description="XP, levels, achievements and standings in the worker's fold")
+    gamification_rules_path: Path | None = Field(
+        None, description="gamification rules JSON; default deploy/policy/gamification.json"
+    )
+    gamification_check_seconds: float = Field(5.0, description="how often workers look for a changed rules file")
 
     # --- sinks ---------------------------------------------------------------------------------------
     # Each sink has its own batch size and interval (``sinks.service.BATCHING``: ClickHouse wants 10k-100k

@@ -15,6 +15,8 @@ import orjson
 
 from models.base import RiskModel
 from processors.cohort import CourseCohorts
+from processors.gamification.engine import GameOutcome, GameState, NewEvent, play
+from processors.gamification.rules import GameRules
 from processors.notify.sendtime import CohortActivity, slot_chooser
 from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
 from processors.signals import HALF_LIFE_DAYS, ApplyResult, apply_events, current_course, snapshot
@@ -51,6 +53,7 @@ class UserRecord:
     # a record can reach Kafka before the outputs sent beside it, so whoever restores the record while its
     # batch is still uncommitted sends them again (ids make that idempotent). Cleared once the batch is committed.
     outbox: list[list[str]] = field(default_factory=list)
+    game: GameState = field(default_factory=GameState)  # XP, level, achievements (processors.gamification)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -73,6 +76,8 @@ class UserRecord:
             d[OWED_KEY] = list(self.owed)
         if self.outbox:
             d["outbox"] = self.outbox
+        if not self.game.is_empty():
+            d["game"] = self.game.to_dict()
         return d
 
     @classmethod
@@ -93,6 +98,7 @@ class UserRecord:
             source_offset=int(d.get("offset", -1)),
             owed=tuple(d[OWED_KEY]) if d.get(OWED_KEY) else None,
             outbox=d.get("outbox") or [],
+            game=GameState.from_dict(d.get("game")),  # absent in records written before gamification
         )
 
     @staticmethod
@@ -124,6 +130,32 @@ def ingest(
     if activity is not None and result.active_hours:
         activity.add(current_course(record.state), result.active_hours)
     return result
+
+
+def ingest_and_play(
+    record: UserRecord,
+    user_id: str,
+    events: list[dict[str, Any]],
+    activity: CohortActivity | None,
+    rules: GameRules | None,
+) -> tuple[ApplyResult, GameOutcome | None]:
+    """``ingest``, then the gamification rules on exactly the events it accepted (None: gamification off)."""
+    before = record.state.streak.current.last_active
+    result = ingest(record, user_id, events, activity)
+    if rules is None or not (result.accepted or result.milestones):
+        return result, None
+    first = record.state.first_seen
+    outcome = play(
+        record.game,
+        rules,
+        user_id,
+        [NewEvent(ev, at, day) for ev, at, day in result.accepted],
+        record.state.streak,
+        result.milestones,
+        before,
+        datetime.fromtimestamp(first, UTC) if first is not None else None,
+    )
+    return result, outcome
 
 
 @dataclass(frozen=True, slots=True)

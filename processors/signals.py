@@ -114,6 +114,9 @@ class ApplyResult:
     newest: datetime | None = None  # the newest event_time among the new events (not duplicates or rejected ones)
     # Active local hours the state's activity histogram newly counted, (bucket, epoch hour): for the cohort's.
     active_hours: list[tuple[int, int]] = field(default_factory=list)
+    # The new events themselves, in arrival order, with their event time and local day (ordinal): for the
+    # gamification rules, which must see exactly the events counted here (no duplicate, no rejected one).
+    accepted: list[tuple[dict[str, Any], datetime, int]] = field(default_factory=list)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -243,9 +246,11 @@ def apply_events(
     last_login, last_activity = state.last_login, state.last_activity
     max_day = state.max_day
     meaningful = False
+    fresh = result.accepted
     for ev, dt, ts in accepted:
         local = dt.astimezone(zone) if zone is not None else dt
         day = local.toordinal()
+        fresh.append((ev, dt, day))
         if day > max_day:
             max_day = day
         b = buckets.get(day)

@@ -26,6 +26,7 @@ from yarl import URL
 from access.auth import bearer_key
 from access.keys import KeyRing
 from config.settings import Settings
+from processors.gamification.views import game_view
 from processors.pipeline import UserRecord
 from processors.signals import snapshot
 from schemas.interventions import InterventionRequest, InterventionType
@@ -118,6 +119,7 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                 "broken_recently": snap.streak_broken_recently,
             },
             "last_intervention": record.last_intervention,
+            "gamification": game_view(record.game, worker.rules.current()) if worker.rules is not None else None,
         }
 
     @app.page("/v1/users/{user_id}/engagement")

@@ -27,6 +27,7 @@ from kafka_io.producer import EventProducer
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider
+from processors.gamification.rules import DEFAULT_RULES_PATH
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.topics import catalogue
 from streams.worker import faust_internals as fi
@@ -37,6 +38,7 @@ from streams.worker.core.engine import WorkerCore
 from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 from streams.worker.courses import CourseDirectory
+from streams.worker.game_rules import RulesProvider
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.recovery import OffsetRecovery
 
@@ -173,6 +175,11 @@ class EngagementWorker:
             clock=EngineClock(settings.worker_clock, settings.event_clock_idle_seconds, ownership.owned),
             debounce_seconds=settings.score_debounce_seconds,
             record_cache_size=settings.worker_record_cache_size,
+            rules=RulesProvider(
+                settings.gamification_rules_path or DEFAULT_RULES_PATH, settings.gamification_check_seconds
+            )
+            if settings.gamification
+            else None,
         )
         self.silence = SilencePass(
             self.core,
@@ -205,12 +212,15 @@ class EngagementWorker:
         self.app.timer(max(0.5, grace / 3), name="read-lost-tails")(self.recovery.read_lost_tails)
         self.app.timer(ASSIGNMENT_CHECK_SECONDS, name="watch-assignment")(self.recovery.watch_assignment)
         # Scoring checks the registry too, but only when it scores: a promotion during a quiet spell would wait
-        # for the next event (and the serving gauge would say the old model until then).
-        self.app.timer(max(0.5, s.model_check_seconds), name="watch-model")(self._watch_model)
+        # for the next event (and the serving gauge would say the old model until then). Same for the rules file.
+        check = min(s.model_check_seconds, s.gamification_check_seconds)
+        self.app.timer(max(0.5, check), name="watch-model-and-rules")(self._watch_model_and_rules)
         register_views(self.app, self.core, s, self.keys, self.users.name)
 
-    async def _watch_model(self) -> None:
+    async def _watch_model_and_rules(self) -> None:
         self.core.models.current()
+        if self.core.rules is not None:
+            self.core.rules.current()
 
     def _before_seek(self) -> None:
         dropped = self.core.rebalanced()  # after a rebalance: cached records of partitions now elsewhere go

@@ -53,6 +53,13 @@ INTERVENTIONS = Counter(
     ["intervention_type", "outcome"],
 )
 STREAK_MILESTONES = Counter("engage_streak_milestones_total", "Streak milestones reached", ["milestone_days"])
+XP_AWARDED = Counter("engage_xp_awarded_total", "XP awarded, by rule", ["rule"])
+LEVEL_UPS = Counter("engage_level_ups_total", "Level-ups")
+ACHIEVEMENTS = Counter("engage_achievements_unlocked_total", "Achievements unlocked", ["achievement"])
+RULES_RELOADS = Counter(
+    "engage_gamification_rules_reloads_total", "Gamification rules files read after a change, by outcome", ["outcome"]
+)
+RULES_VERSION = Gauge("engage_gamification_rules_version", "The version of the gamification rules in force")
 CACHED_RECORDS = Gauge(
     "engage_worker_cached_records", "Student records held decoded in memory (worker_record_cache_size bounds them)"
 )

@@ -38,7 +38,7 @@ from processors.pipeline import (
     ScoreOutcome,
     ScoreRequest,
     UserRecord,
-    ingest,
+    ingest_and_play,
     owe_score,
     owed_request,
     request_context,
@@ -53,7 +53,15 @@ from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import ClockIndex, EngineClock
 from streams.worker.core.decoding import decode_message
 from streams.worker.core.outputs import Emitter
-from streams.worker.core.ports import Calendars, Message, Models, Outputs, Ownership, RecordTable
+from streams.worker.core.ports import (
+    Calendars,
+    GameRulesSource,
+    Message,
+    Models,
+    Outputs,
+    Ownership,
+    RecordTable,
+)
 from streams.worker.core.record_cache import RecordCache
 from streams.worker.core.table_keys import is_student_key, position_key
 
@@ -91,6 +99,7 @@ class _Folded:
     meaningful: bool = False  # anything that calls for a re-score (processors.signals)
     newest: datetime | None = None  # newest event_time of the new events folded (ApplyResult.newest)
     received: datetime | None = None  # newest received_at
+    xp_changed: bool = False  # a standing is owed (one per student and gather, after the last message)
 
 
 ScoreItem = tuple[UserRecord, ScoreRequest, int | None]  # record, why, partition on the events path (else None)
@@ -129,6 +138,7 @@ class WorkerCore:
         clock: EngineClock,
         debounce_seconds: float,
         record_cache_size: int,
+        rules: GameRulesSource | None = None,
     ) -> None:
         self.table = table
         self.outputs = outputs
@@ -141,6 +151,7 @@ class WorkerCore:
         self.backlog = backlog
         self.clock = clock
         self.debounce_seconds = debounce_seconds
+        self.rules = rules  # the gamification rules in force (None: gamification off)
         self.emit = Emitter(outputs, topics)
         # Records the events path changed reach the table once per commit (core.record_cache).
         self.records = RecordCache(record_cache_size)
@@ -197,6 +208,8 @@ class WorkerCore:
         for user_id, f in students.items():
             if not f.folded:
                 continue  # every message of theirs was folded before (re-delivered): the record is as it should be
+            if f.xp_changed:
+                self.emit.standing(f.record, user_id)
             newest = f.newest
             if newest is not None:
                 self.clock.advance(f.partition, newest, wall)
@@ -240,7 +253,12 @@ class WorkerCore:
             m.REDELIVERED_MESSAGES.inc()
             return
         record.source_offset = offset
-        result = ingest(record, user_id, events, self.activity)
+        result, game = ingest_and_play(
+            record, user_id, events, self.activity, self.rules.current() if self.rules is not None else None
+        )
+        if game is not None:
+            self.emit.game(record, game)
+            f.xp_changed = f.xp_changed or game.standing is not None
         f.folded = True
         f.meaningful = f.meaningful or result.meaningful
         for e in events:

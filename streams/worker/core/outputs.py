@@ -1,4 +1,4 @@
-"""What the worker sends: risk updates, interventions, streak milestones, erasure confirmations, dead letters.
+"""What the worker sends: risk updates, interventions, streak milestones, gamification, erasures, dead letters.
 
 On the events path each output is also kept in the student's record (its outbox) until the batch behind it is
 committed, so that a worker that crashes after Kafka acknowledged the record but not the outputs sends them
@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from processors.gamification.engine import GameOutcome
 from processors.pipeline import ScoreOutcome, UserRecord
 from schemas.messages import DeadLetter, kept_raw
 from schemas.privacy import ErasureDone
@@ -56,6 +57,26 @@ class Emitter:
     def milestone(self, record: UserRecord, user_id: str, milestone: StreakMilestone) -> None:
         m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
         self.send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
+
+    def game(self, record: UserRecord, outcome: GameOutcome) -> None:
+        """What a batch earned: XP awards, level-ups, unlocks and celebrations, each kept in the outbox."""
+        t = self.topics
+        for award in outcome.awards:
+            m.XP_AWARDED.labels(award.rule_id).inc(award.xp)
+            self.send_kept(record, t.xp_awards.name, award.user_id, award.model_dump_json())
+        for up in outcome.level_ups:
+            m.LEVEL_UPS.inc()
+            self.send_kept(record, t.level_ups.name, up.user_id, up.model_dump_json())
+        for unlock in outcome.unlocks:
+            m.ACHIEVEMENTS.labels(unlock.achievement_id).inc()
+            self.send_kept(record, t.achievements.name, unlock.user_id, unlock.model_dump_json())
+        for c in outcome.celebrations:
+            self.send_kept(record, t.celebrations.name, c.user_id, c.model_dump_json())
+
+    def standing(self, record: UserRecord, user_id: str) -> None:
+        """The student's XP on their boards, once per gather that changed it (the leaderboard service's input)."""
+        standing = record.game.standing(user_id)
+        self.send_kept(record, self.topics.standings.name, user_id, standing.model_dump_json())
 
     def erased(self, erasure_id: str, found: bool) -> None:
         """Confirm an erasure on the erasures topic (keyed by its id)."""

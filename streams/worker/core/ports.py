@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from models.base import RiskModel
+from processors.gamification.rules import GameRules
 from schemas.courses import CourseCalendar
 
 
@@ -62,6 +63,12 @@ class Ownership(Protocol):
 
 class Calendars(Protocol):
     def calendars(self) -> Mapping[str, CourseCalendar]: ...
+
+
+class GameRulesSource(Protocol):
+    """The gamification rules in force now (``processors.gamification.provider.RulesProvider`` reloads them)."""
+
+    def current(self) -> GameRules: ...
 
 
 class Models(Protocol):

@@ -1,0 +1,409 @@
+"""Apply the gamification rules to a batch of a student's new events: XP, level-ups, unlocks, celebrations.
+
+``play`` runs in the worker's fold right after the signals (``processors.pipeline.ingest``), on the events the
+signals accepted (duplicates and re-delivered messages never reach it), and keeps its state in the student's
+record. So the exactness the signals have holds here too: a re-delivered message, a client retry or a worker
+killed mid-batch never awards twice and never loses an award, and every id is deterministic.
+
+Rules a reader should know:
+- Daily caps count in the student's local day. An event more than ``CAP_DAYS`` local days older than the
+  newest day seen earns no XP (its day's counter is gone, and awarding it could exceed the cap).
+- The streak multiplier is that of the student's streak on the event's local day, as known when the event
+  arrives; an award is never re-priced later.
+- Leaderboard XP counts in UTC days and ISO weeks (UTC): one period boundary for every student on a board.
+- ``in_a_row`` runs follow arrival order; everything else does not depend on the order events arrive in, as
+  long as no event arrives more than a day late.
+- Achievements unlock once per student (their ids are remembered); a rule added later starts counting from
+  the events it sees (``engage gamification backfill`` unlocks what the warehouse's history already earned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from processors.gamification.levels import level_for
+from processors.gamification.rules import (
+    ACTIVE,
+    AllOfAchievement,
+    ComebackAchievement,
+    CountAchievement,
+    EventFilter,
+    GameRules,
+    InARowAchievement,
+    LevelAchievement,
+    StreakAchievement,
+    WithinAchievement,
+    is_active_type,
+    unlock_ids,
+)
+from processors.streaks import StreakState
+from schemas.gamification import (
+    AchievementUnlocked,
+    BoardXp,
+    Celebration,
+    CelebrationKind,
+    LevelUp,
+    Standing,
+    XpAward,
+    award_id,
+    level_up_id,
+    unlock_id,
+)
+from schemas.streaks import StreakMilestone
+
+CAP_DAYS = 8  # local days of daily-cap counters kept before the newest day
+GLOBAL = ""  # the scope key of the global boards in ``GameState.boards``
+
+
+@dataclass(slots=True)
+class GameState:
+    """One student's gamification state (kept in their record; a few hundred bytes of JSON)."""
+
+    xp: int = 0
+    level: int = 1
+    seq: int = 0  # standings sent
+    latest_day: int = 0  # newest local day ordinal an event was awarded on
+    caps: dict[str, int] = field(default_factory=dict)  # f"{rule}|{local day}" -> awards that day
+    counts: dict[str, int] = field(default_factory=dict)  # count / in_a_row achievement rule -> events / run
+    within: dict[str, dict[int, int]] = field(default_factory=dict)  # within rule -> local day -> matching events
+    unlocked: dict[str, float] = field(default_factory=dict)  # unlock id -> event time (epoch s)
+    once: dict[str, list[str]] = field(default_factory=dict)  # once-per-course rule -> courses awarded
+    # scope ('' global, else a course id) -> [total, UTC day ordinal, that day's XP, ISO week, that week's XP]
+    boards: dict[str, list[Any]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        """Nothing earned or counted yet (the record then leaves the key out)."""
+        return not (self.xp or self.caps or self.counts or self.within or self.unlocked or self.once or self.boards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "xp": self.xp,
+            "level": self.level,
+            "seq": self.seq,
+            "day": self.latest_day,
+            "caps": self.caps,
+            "counts": self.counts,
+            "within": {k: [[d, n] for d, n in v.items()] for k, v in self.within.items()},
+            "unlocked": self.unlocked,
+            "once": self.once,
+            "boards": self.boards,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> GameState:
+        if not d:
+            return cls()
+        return cls(
+            xp=int(d["xp"]),
+            level=int(d["level"]),
+            seq=int(d["seq"]),
+            latest_day=int(d["day"]),
+            caps=dict(d["caps"]),
+            counts=dict(d["counts"]),
+            within={k: {int(day): int(n) for day, n in v} for k, v in d["within"].items()},
+            unlocked=dict(d["unlocked"]),
+            once={k: list(v) for k, v in d.get("once", {}).items()},
+            boards={k: list(v) for k, v in d["boards"].items()},
+        )
+
+    def standing(self, user_id: str) -> Standing:
+        boards = {scope: _board_xp(v) for scope, v in self.boards.items()}
+        empty = BoardXp(total=0, day=date(1970, 1, 1), day_xp=0, week="1970-W01", week_xp=0)
+        return Standing(
+            user_id=user_id,
+            level=self.level,
+            global_xp=boards.pop(GLOBAL, empty),
+            courses=boards,
+            seq=self.seq,
+        )
+
+
+def _board_xp(v: list[Any]) -> BoardXp:
+    return BoardXp(total=v[0], day=date.fromordinal(v[1]), day_xp=v[2], week=v[3], week_xp=v[4])
+
+
+@dataclass(slots=True)
+class GameOutcome:
+    """What one batch earned; ``standing`` is set when the student's XP changed."""
+
+    awards: list[XpAward] = field(default_factory=list)
+    level_ups: list[LevelUp] = field(default_factory=list)
+    unlocks: list[AchievementUnlocked] = field(default_factory=list)
+    celebrations: list[Celebration] = field(default_factory=list)
+    standing: Standing | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event the signals accepted, with its local day (ordinal, in the student's zone)."""
+
+    event: dict[str, Any]
+    at: datetime
+    local_day: int
+
+
+def _number(ev: dict[str, Any], name: str) -> float | None:
+    payload = ev.get("payload")
+    if not isinstance(payload, dict):
+        return None
+    if name == "score_pct":
+        score, top = payload.get("score"), payload.get("max_score")
+        if isinstance(score, int | float) and isinstance(top, int | float) and top > 0:
+            return 100.0 * score / top
+        return None
+    value = payload.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def matches(f: EventFilter, ev: dict[str, Any]) -> bool:
+    kind = ev.get("event_type")
+    if f.event_type == ACTIVE:
+        if not is_active_type(kind):
+            return False
+    elif kind != f.event_type:
+        return False
+    for c in f.when:
+        x = _number(ev, c.field)
+        if x is None or not c.holds(x):
+            return False
+    return True
+
+
+def iso_week(d: date) -> str:
+    year, week, _ = d.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _add_to_board(boards: dict[str, list[Any]], scope: str, xp: int, utc_day: date) -> None:
+    b = boards.get(scope)
+    day, week = utc_day.toordinal(), iso_week(utc_day)
+    if b is None:
+        boards[scope] = [xp, day, xp, week, xp]
+        return
+    b[0] += xp
+    if day > b[1]:
+        b[1], b[2] = day, xp
+    elif day == b[1]:
+        b[2] += xp
+    if week > b[3]:  # 'YYYY-Www' sorts as time does
+        b[3], b[4] = week, xp
+    elif week == b[3]:
+        b[4] += xp
+
+
+class _Batch:
+    """One call of ``play``: the state, the rules and what has been earned so far."""
+
+    def __init__(self, game: GameState, rules: GameRules, user_id: str, first_seen: datetime | None) -> None:
+        self.game, self.rules, self.user_id, self.first_seen = game, rules, user_id, first_seen
+        self.out = GameOutcome()
+        self.names = rules.achievement_names()
+
+    def award(self, rule_id: str, source: str, base: int, mult: float, ev: NewEvent, course: str) -> None:
+        xp = int(base * mult + 0.5)
+        if xp <= 0:
+            return
+        g = self.game
+        g.xp += xp
+        utc_day = ev.at.astimezone(UTC).date()
+        _add_to_board(g.boards, GLOBAL, xp, utc_day)
+        if course:
+            _add_to_board(g.boards, course, xp, utc_day)
+        self.out.awards.append(
+            XpAward(
+                award_id=award_id(self.user_id, source, rule_id),
+                user_id=self.user_id,
+                rule_id=rule_id,
+                rules_version=self.rules.version,
+                source=source,
+                course_id=course,
+                xp=xp,
+                base_xp=base,
+                multiplier=round(mult, 4),
+                total_xp=g.xp,
+                local_day=date.fromordinal(ev.local_day),
+                event_time=ev.at,
+            )
+        )
+
+    def unlock(self, uid: str, at: datetime) -> None:
+        g = self.game
+        if uid in g.unlocked:
+            return
+        g.unlocked[uid] = at.timestamp()
+        name, description = self.names.get(uid, (uid, uid))
+        unlocked = AchievementUnlocked(
+            unlock_id=unlock_id(self.user_id, uid),
+            user_id=self.user_id,
+            achievement_id=uid,
+            name=name,
+            description=description,
+            rules_version=self.rules.version,
+            event_time=at,
+            first_seen=self.first_seen,
+        )
+        self.out.unlocks.append(unlocked)
+        title = f"Achievement unlocked: {name}"
+        self.celebrate(CelebrationKind.achievement, unlocked.unlock_id, title, description, at)
+
+    def celebrate(self, kind: CelebrationKind, source_id: str, title: str, body: str, at: datetime) -> None:
+        self.out.celebrations.append(
+            Celebration(
+                celebration_id=f"{kind.value}:{source_id}",
+                user_id=self.user_id,
+                kind=kind,
+                source_id=source_id,
+                title=title,
+                body=body,
+                event_time=at,
+            )
+        )
+
+
+def play(
+    game: GameState,
+    rules: GameRules,
+    user_id: str,
+    events: Sequence[NewEvent],
+    streak: StreakState,
+    milestones: Sequence[StreakMilestone] = (),
+    last_active_before: int = 0,
+    first_seen: datetime | None = None,
+) -> GameOutcome:
+    """Fold the batch's new events (in arrival order) into ``game`` (updated in place); what they earned.
+
+    ``streak`` is the student's streak state after the batch was folded; ``milestones`` the streak milestones
+    the batch reached; ``last_active_before`` the last active local day before the batch (0: none), for
+    comebacks; ``first_seen`` the student's first event, carried by unlocks for time-to-unlock analysis.
+    """
+    if not events and not milestones:
+        return GameOutcome()
+    b = _Batch(game, rules, user_id, first_seen)
+    xp_before, multiplier = game.xp, rules.streak_multiplier
+    newest = max((e.local_day for e in events), default=game.latest_day)
+    game.latest_day = max(game.latest_day, newest)
+    oldest_capped = game.latest_day - CAP_DAYS
+    streak_on: dict[int, int] = {}
+    last_at = max((e.at for e in events), default=None)
+    for ev in events:
+        e = ev.event
+        course = e.get("course_id") if isinstance(e.get("course_id"), str) else ""
+        for rule in rules.xp:
+            if not matches(rule.match, e):
+                continue
+            if rule.once_per_course and (not course or course in game.once.get(rule.id, ())):
+                continue
+            if rule.daily_cap is not None:
+                if ev.local_day < oldest_capped:
+                    continue
+                key = f"{rule.id}|{ev.local_day}"
+                if game.caps.get(key, 0) >= rule.daily_cap:
+                    continue
+                game.caps[key] = game.caps.get(key, 0) + 1
+            if rule.once_per_course:
+                game.once.setdefault(rule.id, []).append(str(course))
+            mult = 1.0
+            if multiplier is not None and rule.streak_multiplier:
+                days = streak_on.get(ev.local_day)
+                if days is None:
+                    days = streak_on[ev.local_day] = streak.as_of(ev.local_day).current
+                mult = multiplier.at(days)
+            b.award(rule.id, str(e.get("event_id")), rule.xp, mult, ev, str(course or ""))
+        _event_achievements(b, ev)
+    for m in milestones:
+        bonus = rules.streak_milestone_xp.get(m.milestone_days, 0)
+        source = NewEvent({}, m.event_time, m.reached_on.toordinal())
+        b.award(f"streak.{m.milestone_days}", f"streak:{m.milestone_id}", bonus, 1.0, source, "")
+        b.celebrate(
+            CelebrationKind.streak_milestone,
+            m.milestone_id,
+            f"{m.milestone_days}-day streak!",
+            f"You have studied {m.streak_days} days in a row.",
+            m.event_time,
+        )
+    if last_at is None:
+        last_at = max(m.event_time for m in milestones)
+    _batch_achievements(b, events, streak, last_active_before, last_at)
+    game.caps = {k: n for k, n in game.caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
+    if game.xp != xp_before:
+        game.seq += 1
+        b.out.standing = game.standing(user_id)
+    return b.out
+
+
+def _event_achievements(b: _Batch, ev: NewEvent) -> None:
+    g, e = b.game, ev.event
+    for a in b.rules.achievements:
+        if isinstance(a, CountAchievement):
+            if matches(a.match, e):
+                n = g.counts[a.id] = g.counts.get(a.id, 0) + 1
+                _tiers(b, a.id, a.tiers, n, ev.at)
+        elif isinstance(a, InARowAchievement):
+            if matches(a.match, e):
+                n = g.counts[a.id] = g.counts.get(a.id, 0) + 1
+                _tiers(b, a.id, a.tiers, n, ev.at)
+            elif matches(a.breaks, e):
+                g.counts[a.id] = 0
+        elif isinstance(a, WithinAchievement) and a.id not in g.unlocked and matches(a.match, e):
+            days = g.within.setdefault(a.id, {})
+            days[ev.local_day] = days.get(ev.local_day, 0) + 1
+            # every window of a.days days that contains this day
+            for start in range(ev.local_day - a.days + 1, ev.local_day + 1):
+                if sum(days.get(d, 0) for d in range(start, start + a.days)) >= a.count:
+                    b.unlock(a.id, ev.at)
+                    del g.within[a.id]
+                    break
+            else:  # days too old to share a window with any day still likely to arrive
+                keep_from = max(days) - a.days - CAP_DAYS
+                for d in [d for d in days if d < keep_from]:
+                    del days[d]
+
+
+def _tiers(b: _Batch, rule_id: str, tiers: tuple[int, ...], n: int, at: datetime) -> None:
+    ids = [f"{rule_id}.{t}" for t in tiers] if len(tiers) > 1 else [rule_id]
+    for tier, uid in zip(tiers, ids, strict=True):
+        if n >= tier:
+            b.unlock(uid, at)
+
+
+def _batch_achievements(
+    b: _Batch, events: Sequence[NewEvent], streak: StreakState, last_active_before: int, at: datetime
+) -> None:
+    g, rules = b.game, b.rules
+    level = level_for(g.xp, rules.levels)
+    for new_level in range(g.level + 1, level + 1):
+        up = LevelUp(level_up_id=level_up_id(b.user_id, new_level), user_id=b.user_id, level=new_level,
+                     total_xp=g.xp, event_time=at)  # fmt: skip
+        b.out.level_ups.append(up)
+        b.celebrate(CelebrationKind.level_up, up.level_up_id, f"Level {new_level}!",
+                    f"You reached level {new_level} with {g.xp:,} XP.", at)  # fmt: skip
+    g.level = max(g.level, level)
+    longest = max(streak.current.longest, streak.current.run_len)
+    active_days = sorted({e.local_day for e in events if is_active_type(e.event.get("event_type"))})
+    gaps, previous = [], last_active_before
+    for d in active_days:
+        if d > previous:
+            if previous:
+                gaps.append(d - previous - 1)
+            previous = d
+    for a in rules.achievements:
+        if isinstance(a, StreakAchievement):
+            _tiers(b, a.id, a.tiers, longest, at)
+        elif (isinstance(a, ComebackAchievement) and any(gap >= a.after_days for gap in gaps)) or (
+            isinstance(a, LevelAchievement) and g.level >= a.level
+        ):
+            b.unlock(a.id, at)
+    changed = True
+    while changed:  # all_of may require another all_of (the rules refuse cycles)
+        changed = False
+        for a in rules.achievements:
+            if isinstance(a, AllOfAchievement) and a.id not in g.unlocked and all(r in g.unlocked for r in a.requires):
+                b.unlock(a.id, at)
+                changed = True
+
+
+def known_unlocks(rules: GameRules) -> set[str]:
+    return {uid for a in rules.achievements for uid in unlock_ids(a)}
