@@ -179,7 +179,7 @@ class EventProducer:
             self._user_callback(err, msg)
 
     def _produce(
-        self, topic: str, key: bytes, value: bytes, callback: DeliveryCallback | None, partition: int = -1
+        self, topic: str, key: bytes, value: bytes | None, callback: DeliveryCallback | None, partition: int = -1
     ) -> None:
         while True:
             try:
@@ -251,13 +251,13 @@ class EventProducer:
     def send_encoded(
         self,
         key: bytes,
-        value: bytes,
+        value: bytes | None,
         callback: DeliveryCallback | None = None,
         topic: str | None = None,
         partition: int = -1,
     ) -> None:
         """Queue one pre-encoded message, by default on the events topic (benchmarks and tests encode ahead of
-        time, or write other topics); ``partition`` -1: the one the key hashes to."""
+        time, or write other topics); ``partition`` -1: the one the key hashes to; ``value`` None: a tombstone."""
         self._produce(topic or self.topics.events.name, key, value, callback, partition)
 
     @property

@@ -22,7 +22,7 @@ class EmitsTwice(EventProducer):
     def send_encoded(
         self,
         key: bytes,
-        value: bytes,
+        value: bytes | None,
         callback: DeliveryCallback | None = None,
         topic: str | None = None,
         partition: int = -1,
@@ -34,7 +34,7 @@ class EmitsTwice(EventProducer):
             self.topics.streak_milestones.name: "milestone_id",
         }
         id_field = ids.get(topic or "")
-        if id_field is not None:
+        if id_field is not None and value is not None:
             doc = orjson.loads(value)
             doc[id_field] = f"{doc[id_field]}:{uuid.uuid4().hex[:8]}"
             super().send_encoded(key, orjson.dumps(doc), None, topic, partition)

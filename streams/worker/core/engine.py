@@ -385,6 +385,8 @@ class WorkerCore:
         record = cached or (UserRecord.from_bytes(raw) if raw is not None else None)
         if record is not None:
             self.emit.forget_tier(record.tier)
+            if record.game.seq:
+                self.emit.forget_standing(user_id)
         if raw is not None:
             self.table.delete(key, partition if partition is not None else key_partition(key, self.partitions))
         self._pending.pop(user_id, None)

@@ -78,6 +78,10 @@ class Emitter:
         standing = record.game.standing(user_id)
         self.send_kept(record, self.topics.standings.name, user_id, standing.model_dump_json())
 
+    def forget_standing(self, user_id: str) -> None:
+        """An erased student leaves the leaderboards: a tombstone on the compacted standings topic."""
+        self.outputs.send_encoded(user_id.encode(), None, topic=self.topics.standings.name)
+
     def erased(self, erasure_id: str, found: bool) -> None:
         """Confirm an erasure on the erasures topic (keyed by its id)."""
         done = ErasureDone(erasure_id=erasure_id, erased_at=datetime.now(UTC), found=found)

@@ -40,7 +40,7 @@ class RecordTable(Protocol):
 class Outputs(Protocol):
     """Where risk updates, interventions, milestones, erasure confirmations and dead letters go."""
 
-    def send_encoded(self, key: bytes, value: bytes, *, topic: str) -> None: ...
+    def send_encoded(self, key: bytes, value: bytes | None, *, topic: str) -> None: ...  # None: a tombstone
 
     @property
     def in_flight(self) -> int: ...
