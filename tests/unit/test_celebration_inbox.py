@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from engage.chaos.notify_check import read_sends
 from notifications.celebrations import celebration_item, is_celebration
 from notifications.inbox import InboxItem, SqliteInbox
 from schemas.gamification import Celebration, CelebrationKind
@@ -75,3 +76,12 @@ def test_reading_a_celebration_marks_it_read_and_sends_nothing(tmp_path: Path) -
     asyncio.run(scenario())
     assert store.unread("s1") == 0
     store.close()
+
+
+def test_the_chaos_check_counts_intervention_items_not_celebrations(tmp_path: Path) -> None:
+    """The notify chaos case reads the inbox as in-app sends: a celebration there is no intervention's send."""
+    store = SqliteInbox(tmp_path / "inbox.sqlite3")
+    store.add(celebration_item(party(), T0))
+    store.add(InboxItem("s1", "iv-1", "Keep going", "One lesson", T0))
+    store.close()
+    assert read_sends(tmp_path / "no-records", tmp_path / "inbox.sqlite3") == ["iv-1"]
