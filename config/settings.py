@@ -130,6 +130,18 @@ class Settings(BaseSettings):
         None, description="gamification rules JSON; default deploy/policy/gamification.json"
     )
     gamification_check_seconds: float = Field(5.0, description="how often workers look for a changed rules file")
+    # --- badges (processors/gamification/badges.py, GET /v1/users/{id}/badges): Open Badges 3.0, unsigned ---
+    badges_issuer_id: str = Field(
+        "https://engage.example.org/issuer",
+        pattern=r"^https?://\S+$",
+        description="the issuer Profile's id (an http(s) URL) in exported badges; achievement ids are built under it",
+    )
+    badges_issuer_name: str = Field("Student Engagement Engine", min_length=1, description="the issuer's name")
+    badges_identity_salt: str = Field(
+        "engage-badges-v1",
+        min_length=1,
+        description="salt of the hashed student identity in badges (published in each badge, as OB 3.0 has it)",
+    )
 
     # --- sinks ---------------------------------------------------------------------------------------
     # Each sink has its own batch size and interval (``sinks.service.BATCHING``: ClickHouse wants 10k-100k

@@ -9,6 +9,8 @@ requests the ledger holds as scheduled.
 The loop: take a batch of requests (and contact changes) -> handle each student's in order, up to
 ``notify_max_in_flight`` students at once -> for each request the ledger entries, the outcome and any dead letter
 are written and acknowledged -> commit the batch's offsets -> send what is due (deferred requests, digests).
+It also consumes the worker's celebrations (same partitions) and puts each in the student's in-app inbox once, outside
+the intervention policy (``notifications.celebrations``).
 What to do with a request is ``processors.notify.dispatch``; which channel, with what fallback, ``routing``; the
 message, ``compose``. Nothing a request carries stops the service: a request that does not parse, an unknown
 student, a template that fails, an invalid address, a provider answering garbage - each ends as a dead letter
@@ -40,6 +42,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from kafka_io.producer import EventProducer
+from notifications.celebrations import celebration_item
 from notifications.channels.base import Channel, ChannelError, Delivery, Message
 from notifications.channels.configured import configured_channels
 from notifications.compose import Composer, LinkMaker, OfferMaker, PlainLinks
@@ -68,6 +71,7 @@ from processors.offers import OfferTerms, offer_for
 from processors.policy import policy_from_file
 from schemas.contacts import Contact, ContactChange
 from schemas.events import Channel as ChannelName
+from schemas.gamification import Celebration
 from schemas.interventions import InterventionOutcome, InterventionRequest, OutcomeKind
 from schemas.messages import DeadLetter, kept_raw
 from schemas.notifications import LedgerEntry, LedgerState, ledger_key
@@ -90,6 +94,12 @@ RESPONSE_SECONDS = Histogram(
 )
 SCHEDULED = Gauge("engage_notify_scheduled", "Requests waiting for their time (deferred, or held by the cap)")
 CAPPED = Counter("engage_notify_capped_total", "Requests over the per-student 24 h cap, by action", ["action"])
+CELEBRATED = Counter(
+    "engage_notify_celebrations_total",
+    "Celebrations taken from the celebrations topic, by result (added to the inbox, duplicate: already there, "
+    "unsubscribed: the student turned in-app off)",
+    ["result"],
+)
 OWNED = Gauge("engage_notify_partitions", "Partitions of the interventions topic this process owns")
 
 
@@ -167,6 +177,8 @@ class NotifyService:
             HANDLED.labels(channel.value, "sent")
         for reason in ("invalid_request", "no_contact", "undeliverable"):
             DEAD_LETTERS.labels(reason)
+        for result in ("added", "duplicate", "unsubscribed"):
+            CELEBRATED.labels(result)
 
     # ---- partitions ---------------------------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -218,7 +230,7 @@ class NotifyService:
     async def run(self) -> None:
         """Consume until ``stop()``. Each turn: a batch, its commit, then what is due."""
         self.consumer.subscribe(
-            [self.topics.interventions.name, self.topics.contact_changes.name],
+            [self.topics.interventions.name, self.topics.contact_changes.name, self.topics.celebrations.name],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
@@ -294,9 +306,15 @@ class NotifyService:
                 return change.user_id, lambda: self._guarded(
                     origin, change.user_id, self._contact_change(origin, change)
                 )
+            if origin.topic == self.topics.celebrations.name:
+                party = Celebration.model_validate_json(value)
+                return party.user_id, lambda: self._guarded(origin, party.user_id, self._celebrate(origin, party))
             request = InterventionRequest.model_validate_json(value)
         except ValidationError as exc:
-            kind = "contact change" if origin.topic == self.topics.contact_changes.name else "intervention request"
+            kind = {
+                self.topics.contact_changes.name: "contact change",
+                self.topics.celebrations.name: "celebration",
+            }.get(origin.topic, "intervention request")
             reason = f"invalid {kind} at {origin.topic}[{origin.partition}]@{origin.offset}: {_errors(exc)}"
             return f"\0invalid-{origin.partition}-{origin.offset}", lambda: self._dead_input(origin, reason)
         return request.user_id, lambda: self._guarded(origin, request.user_id, self._request(origin, request))
@@ -545,6 +563,19 @@ class NotifyService:
             await self._dead_input(
                 origin, f"no contact for user {change.user_id} (a contact change from {change.source})", change.user_id
             )
+
+    # ---- celebrations -------------------------------------------------------------------------------------------
+    async def _celebrate(self, origin: _Origin, celebration: Celebration) -> None:
+        """Into the student's inbox, once (the item id is the celebration id); no policy, cap or ledger. A store
+        that fails is this celebration's dead letter (``_guarded``)."""
+        contact = self.contacts.get(celebration.user_id, origin.partition)
+        if contact is not None and ChannelName.in_app in contact.unsubscribed:
+            CELEBRATED.labels("unsubscribed").inc()
+            return
+        if self.inbox is None:  # channels were given (tests): celebrations still go to the settings' inbox
+            self.inbox = SqliteInbox(self.settings.inbox, max_items_per_user=self.settings.inbox_max_items)
+        added = await asyncio.to_thread(self.inbox.add, celebration_item(celebration, self.clock()))
+        CELEBRATED.labels("added" if added else "duplicate").inc()
 
     # ---- writing ------------------------------------------------------------------------------------------------
     def _dead_letter_out(self, letter: DeadLetter) -> Out:

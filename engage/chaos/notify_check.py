@@ -19,6 +19,7 @@ acknowledgement resends at most what was in flight).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from deploy.providers.record import read_accepted
 from engage.chaos.verify import topic_messages
+from notifications.celebrations import CELEBRATION
 from notifications.verify import SendCheck, check_sends
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.notifications import FINAL_STATES, LedgerEntry
@@ -182,11 +184,13 @@ def read_outcomes(bootstrap: str, topic: str) -> dict[str, set[str]]:
 
 
 def read_sends(record_dir: Path, inbox: Path) -> list[str | None]:
-    """One intervention id per accepted e-mail or push, and per in-app item (None: a record naming none)."""
+    """One intervention id per accepted e-mail or push, and per in-app item (None: a record naming none); the
+    worker's celebrations in the inbox are not interventions and are left out."""
     ids: list[str | None] = [a.intervention_id for a in read_accepted(record_dir)]
     if inbox.exists():
         with sqlite3.connect(f"file:{inbox}?mode=ro", uri=True) as db:
-            ids += [str(row[0]) for row in db.execute("SELECT item_id FROM inbox_items")]
+            rows = db.execute("SELECT item_id, data FROM inbox_items").fetchall()
+        ids += [str(item) for item, data in rows if json.loads(data).get("type") != CELEBRATION]
     return ids
 
 

@@ -26,6 +26,7 @@ from yarl import URL
 from access.auth import bearer_key
 from access.keys import KeyRing
 from config.settings import Settings
+from processors.gamification.badges import BadgeIssuer, badges_view
 from processors.gamification.views import game_view
 from processors.pipeline import UserRecord
 from processors.signals import snapshot
@@ -133,6 +134,23 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
             if record is None:
                 return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
             return self.json(engagement(user_id, record))
+
+    issuer = BadgeIssuer(s.badges_issuer_id, s.badges_issuer_name, s.badges_identity_salt)
+
+    @app.page("/v1/users/{user_id}/badges")
+    class Badges(View):
+        """The student's achievements as unsigned Open Badges 3.0 credentials (``processors.gamification.badges``)."""
+
+        async def get(self, request: Request, user_id: str) -> Response:
+            if (refused := refuse(self, request, "read")) is not None:
+                return refused
+            if (forwarded := await forward(self, request, user_id)) is not None:
+                return forwarded
+            record, rules = worker.record(user_id), worker.rules
+            if record is None or rules is None:
+                why = f"no events seen for {user_id!r}" if record is None else "gamification is off"
+                return self.json({"error": "not_found", "detail": why}, status=404)
+            return self.json(badges_view(user_id, record.game.unlocked, rules.current(), issuer))
 
     @app.page("/v1/users/{user_id}")
     class Student(View):

@@ -10,6 +10,7 @@
   lost. Two racing requests may both write them; the event id is the same (``notifications.tracking.reports``),
   so it is counted once, and the effectiveness query counts distinct interventions.
 - ``?platform=ios|android|web`` says where it was read (the event's ``platform``; default web).
+- A celebration (``notifications.celebrations``) is not an intervention: reading it only marks it read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from config.settings import Settings
+from notifications.celebrations import is_celebration
 from notifications.inbox import InboxStore, SqliteInbox
 from notifications.tracking.reports import report
 from schemas.events import Channel, Platform
@@ -95,7 +97,8 @@ class InboxApi:
             names = ", ".join(p.value for p in Platform)
             return 400, {"error": "bad_request", "detail": f"platform must be one of {names}"}
         unread = await self._call(lambda s: s.items(user_id, limit=self.max_items, unread_only=True))
-        if not any(i.item_id == item_id for i in unread):
+        item = next((i for i in unread if i.item_id == item_id), None)
+        if item is None:
             everything = await self._call(lambda s: s.items(user_id, limit=self.max_items))
             if not any(i.item_id == item_id for i in everything):
                 READS.labels("not_found").inc()
@@ -103,6 +106,10 @@ class InboxApi:
             READS.labels("already_read").inc()
             return 200, {"item_id": item_id, "read": True, "newly_read": False}
         now = self.clock()
+        if is_celebration(item):
+            await self._call(lambda s: s.mark_read(user_id, [item_id], now))
+            READS.labels("read").inc()
+            return 200, {"item_id": item_id, "read": True, "newly_read": True}
         made = report(
             OutcomeKind.opened,
             intervention_id=item_id,
