@@ -283,13 +283,15 @@ def play(
         return GameOutcome()
     b = _Batch(game, rules, user_id, first_seen)
     xp_before, multiplier = game.xp, rules.streak_multiplier
-    newest = max((e.local_day for e in events), default=game.latest_day)
-    game.latest_day = max(game.latest_day, newest)
-    oldest_capped = game.latest_day - CAP_DAYS
     streak_on: dict[int, int] = {}
     last_at = max((e.at for e in events), default=None)
     for ev in events:
         e = ev.event
+        # The newest day seen before this event, in arrival order (not the batch's newest: how messages are
+        # gathered into batches must not decide whether an event is too late to earn capped XP).
+        if ev.local_day > game.latest_day:
+            game.latest_day = ev.local_day
+        oldest_capped = game.latest_day - CAP_DAYS
         course = e.get("course_id") if isinstance(e.get("course_id"), str) else ""
         for rule in rules.xp:
             if not matches(rule.match, e):
@@ -327,6 +329,7 @@ def play(
     if last_at is None:
         last_at = max(m.event_time for m in milestones)
     _batch_achievements(b, events, streak, last_active_before, last_at)
+    oldest_capped = game.latest_day - CAP_DAYS
     game.caps = {k: n for k, n in game.caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
     if game.xp != xp_before:
         game.seq += 1
