@@ -7,7 +7,8 @@ killed mid-batch never awards twice and never loses an award, and every id is de
 
 Rules a reader should know:
 - Daily caps count in the student's local day. An event more than ``CAP_DAYS`` local days older than the
-  newest day seen earns no XP (its day's counter is gone, and awarding it could exceed the cap).
+  newest day seen before it (in arrival order, whatever the batches) earns no capped XP (its day's counter
+  is gone, and awarding it could exceed the cap).
 - The streak multiplier is that of the student's streak on the event's local day, as known when the event
   arrives; an award is never re-priced later.
 - Leaderboard XP counts in UTC days and ISO weeks (UTC): one period boundary for every student on a board.
