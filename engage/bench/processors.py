@@ -14,7 +14,8 @@ them, packed per partition (``PartitionBatch``, ``engage.bench.streams_io.encode
 - scale-out: 1 and 2 worker processes on one topic's partitions, each student's state on exactly one worker,
   and a second worker joining mid-stream (a rebalance under load) losing and double-counting nothing;
 - end to end: producer -> Kafka -> worker -> sinks -> ClickHouse, events/s until every event and every final
-  risk update is stored.
+  risk update is stored;
+- the cost of gamification: our worker draining the same events with it on and off (``engage.bench.gamification``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from rich.console import Console
 
 from config.settings import Settings, settings_env
 from deploy.process import free_port
+from engage.bench.gamification import figures as game_figures
+from engage.bench.gamification import gamification_cost
 from engage.bench.ingest import simulated_events
 from engage.bench.loadgen import LoadResult, build_request, run_load
 from engage.bench.peer.venv import peer_command, peer_env, peer_python
@@ -83,6 +86,7 @@ class ProcessorsBenchConfig:
     latency_seconds: float = 15.0
     api_rate: float = 200.0  # engagement API requests/s during the 5,000 events/s run
     join_rate: int = 20_000  # events/s offered while a second worker joins
+    game_rounds: int = 2  # drains with gamification on and off, alternating (``engage.bench.gamification``)
 
 
 @dataclass
@@ -485,6 +489,7 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
     peer_python(settings.run_dir)
     try:
         ours, peer, details = _throughput(b, events)
+        game = gamification_cost(b, events, cfg.game_rounds)
         latency = {rate: _latency(b, events, rate, api=rate == 5_000) for rate in cfg.latency_rates}
         scale = _scale_out(b, events, simulated_events(cfg.scale_events))
         e2e = _end_to_end(b, events)
@@ -510,6 +515,8 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
                             f"the drain, the peer {peer.timed_share:.0%})"))  # fmt: skip
     report.add(Figure("CPU per million events", ours.cpu / n * 1e6, "CPU s", "Quix Streams peer",
                       peer.cpu / n * 1e6))  # fmt: skip
+    for figure in game_figures(game, n, peer):
+        report.add(figure)
     report.add(Figure("peak memory (RSS) of the process", ours.peak_mb, "MB", "Quix Streams peer", peer.peak_mb))
     report.add(Figure("state per million students", details["state_bytes_per_student"] * 1e6 / 1e9, "GB",
                       notes="mean record size in the changelog x 1,000,000"))  # fmt: skip
@@ -554,13 +561,16 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
             "risk_updates": details["risk_updates"],
             "outputs": details["outputs"],
             "throughput_rounds": details["rounds"],
+            "gamification_rounds": game.rounds,
+            "gamification_outputs": game.outputs,
         }
     )
     report.print(console)
     report.problems = [*details["differences"], *(f"{u}: our events_total differs from the sent events"
                                                     for u in details["ours_vs_sent_events"]),
                        *(f"{u}: wrong count after the rebalance" for u in scale["join_wrong_counts"]),
-                       *(f"{u}: wrong count when scaled out" for u in scale["wrong_counts"])]  # fmt: skip
+                       *(f"{u}: wrong count when scaled out" for u in scale["wrong_counts"]),
+                       *game.problems]  # fmt: skip
     if report.problems:
         console.print(f"[red]results differ ({len(report.problems):,}): {report.problems[:5]}[/red]")
     console.print(f"saved {report.save(out)}")

@@ -7,7 +7,8 @@ killed mid-batch never awards twice and never loses an award, and every id is de
 
 Rules a reader should know:
 - Daily caps count in the student's local day. An event more than ``CAP_DAYS`` local days older than the
-  newest day seen earns no XP (its day's counter is gone, and awarding it could exceed the cap).
+  newest day seen before it (in arrival order, whatever the batches) earns no capped XP (its day's counter
+  is gone, and awarding it could exceed the cap).
 - The streak multiplier is that of the student's streak on the event's local day, as known when the event
   arrives; an award is never re-priced later.
 - Leaderboard XP counts in UTC days and ISO weeks (UTC): one period boundary for every student on a board.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from processors.gamification.levels import level_for
@@ -29,6 +31,7 @@ from processors.gamification.rules import (
     ACTIVE,
     AllOfAchievement,
     ComebackAchievement,
+    Condition,
     CountAchievement,
     EventFilter,
     GameRules,
@@ -36,10 +39,11 @@ from processors.gamification.rules import (
     LevelAchievement,
     StreakAchievement,
     WithinAchievement,
+    XpRule,
     is_active_type,
     unlock_ids,
 )
-from processors.streaks import StreakState
+from processors.streaks import ACTIVE_EVENT_TYPES, StreakState
 from schemas.gamification import (
     AchievementUnlocked,
     BoardXp,
@@ -56,6 +60,7 @@ from schemas.streaks import StreakMilestone
 
 CAP_DAYS = 8  # local days of daily-cap counters kept before the newest day
 GLOBAL = ""  # the scope key of the global boards in ``GameState.boards``
+EventAchievement = CountAchievement | InARowAchievement | WithinAchievement  # judged event by event
 
 
 @dataclass(slots=True)
@@ -165,11 +170,70 @@ def matches(f: EventFilter, ev: dict[str, Any]) -> bool:
             return False
     elif kind != f.event_type:
         return False
-    for c in f.when:
+    return _holds(f.when, ev)
+
+
+def _holds(when: tuple[Condition, ...], ev: dict[str, Any]) -> bool:
+    for c in when:
         x = _number(ev, c.field)
         if x is None or not c.holds(x):
             return False
     return True
+
+
+def _types(f: EventFilter) -> frozenset[str]:
+    """The event types a filter can match."""
+    return ACTIVE_EVENT_TYPES if f.event_type == ACTIVE else frozenset({f.event_type})
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The rules indexed by event type for the per-event loop, and the unlock names, made once per rules object.
+
+    Each event is checked only against the XP rules and the count / in_a_row / within achievements that can match
+    its type (in the file's order, as before): most events match one or two of a dozen rules.
+    """
+
+    xp: dict[str, tuple[XpRule, ...]]
+    achievements: dict[str, tuple[EventAchievement, ...]]
+    names: dict[str, tuple[str, str]]
+
+    @classmethod
+    def of(cls, rules: GameRules) -> _Plan:
+        xp: dict[str, list[XpRule]] = {}
+        for rule in rules.xp:
+            for t in _types(rule.match):
+                xp.setdefault(t, []).append(rule)
+        per_type: dict[str, list[EventAchievement]] = {}
+        for a in rules.achievements:
+            if isinstance(a, CountAchievement | WithinAchievement):
+                types = _types(a.match)
+            elif isinstance(a, InARowAchievement):
+                types = _types(a.match) | _types(a.breaks)
+            else:
+                continue
+            for t in types:
+                per_type.setdefault(t, []).append(a)
+        return cls(
+            {t: tuple(v) for t, v in xp.items()},
+            {t: tuple(v) for t, v in per_type.items()},
+            rules.achievement_names(),
+        )
+
+
+_PLANS: dict[int, tuple[GameRules, _Plan]] = {}
+
+
+def _plan(rules: GameRules) -> _Plan:
+    """The plan of ``rules`` (a worker holds one rules object until a reload, so this is a dict lookup)."""
+    hit = _PLANS.get(id(rules))
+    if hit is not None and hit[0] is rules:
+        return hit[1]
+    if len(_PLANS) >= 8:  # old rules objects after reloads
+        _PLANS.clear()
+    plan = _Plan.of(rules)
+    _PLANS[id(rules)] = (rules, plan)  # holds ``rules``, so its id is not reused while cached
+    return plan
 
 
 def iso_week(d: date) -> str:
@@ -177,9 +241,15 @@ def iso_week(d: date) -> str:
     return f"{year}-W{week:02d}"
 
 
+@lru_cache(maxsize=4096)
+def _week_of(day: int) -> str:
+    return iso_week(date.fromordinal(day))
+
+
 def _add_to_board(boards: dict[str, list[Any]], scope: str, xp: int, utc_day: date) -> None:
     b = boards.get(scope)
-    day, week = utc_day.toordinal(), iso_week(utc_day)
+    day = utc_day.toordinal()
+    week = _week_of(day)
     if b is None:
         boards[scope] = [xp, day, xp, week, xp]
         return
@@ -200,7 +270,8 @@ class _Batch:
     def __init__(self, game: GameState, rules: GameRules, user_id: str, first_seen: datetime | None) -> None:
         self.game, self.rules, self.user_id, self.first_seen = game, rules, user_id, first_seen
         self.out = GameOutcome()
-        self.names = rules.achievement_names()
+        self.plan = _plan(rules)
+        self.names = self.plan.names
 
     def award(self, rule_id: str, source: str, base: int, mult: float, ev: NewEvent, course: str) -> None:
         xp = int(base * mult + 0.5)
@@ -283,16 +354,26 @@ def play(
         return GameOutcome()
     b = _Batch(game, rules, user_id, first_seen)
     xp_before, multiplier = game.xp, rules.streak_multiplier
-    newest = max((e.local_day for e in events), default=game.latest_day)
-    game.latest_day = max(game.latest_day, newest)
-    oldest_capped = game.latest_day - CAP_DAYS
     streak_on: dict[int, int] = {}
     last_at = max((e.at for e in events), default=None)
+    latest_before = game.latest_day
+    xp_rules, event_achievements = b.plan.xp, b.plan.achievements
     for ev in events:
         e = ev.event
-        course = e.get("course_id") if isinstance(e.get("course_id"), str) else ""
-        for rule in rules.xp:
-            if not matches(rule.match, e):
+        # The newest day seen before this event, in arrival order (not the batch's newest: how messages are
+        # gathered into batches must not decide whether an event is too late to earn capped XP).
+        if ev.local_day > game.latest_day:
+            game.latest_day = ev.local_day
+        kind = e.get("event_type")
+        if not isinstance(kind, str):
+            continue
+        candidates = xp_rules.get(kind, ())  # the rules whose event type is this one (``_Plan``)
+        if candidates:
+            oldest_capped = game.latest_day - CAP_DAYS
+            c = e.get("course_id")
+            course = c if isinstance(c, str) else ""
+        for rule in candidates:
+            if rule.match.when and not _holds(rule.match.when, e):
                 continue
             if rule.once_per_course and (not course or course in game.once.get(rule.id, ())):
                 continue
@@ -304,15 +385,17 @@ def play(
                     continue
                 game.caps[key] = game.caps.get(key, 0) + 1
             if rule.once_per_course:
-                game.once.setdefault(rule.id, []).append(str(course))
+                game.once.setdefault(rule.id, []).append(course)
             mult = 1.0
             if multiplier is not None and rule.streak_multiplier:
                 days = streak_on.get(ev.local_day)
                 if days is None:
                     days = streak_on[ev.local_day] = streak.as_of(ev.local_day).current
                 mult = multiplier.at(days)
-            b.award(rule.id, str(e.get("event_id")), rule.xp, mult, ev, str(course or ""))
-        _event_achievements(b, ev)
+            b.award(rule.id, str(e.get("event_id")), rule.xp, mult, ev, course)
+        achievements = event_achievements.get(kind)
+        if achievements:
+            _event_achievements(b, ev, achievements)
     for m in milestones:
         bonus = rules.streak_milestone_xp.get(m.milestone_days, 0)
         source = NewEvent({}, m.event_time, m.reached_on.toordinal())
@@ -327,16 +410,19 @@ def play(
     if last_at is None:
         last_at = max(m.event_time for m in milestones)
     _batch_achievements(b, events, streak, last_active_before, last_at)
-    game.caps = {k: n for k, n in game.caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
+    if game.latest_day != latest_before:  # else no counter became too old (new ones are never too old)
+        oldest_capped = game.latest_day - CAP_DAYS
+        game.caps = {k: n for k, n in game.caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
     if game.xp != xp_before:
         game.seq += 1
         b.out.standing = game.standing(user_id)
     return b.out
 
 
-def _event_achievements(b: _Batch, ev: NewEvent) -> None:
+def _event_achievements(b: _Batch, ev: NewEvent, achievements: tuple[EventAchievement, ...]) -> None:
+    """The count, in_a_row and within achievements that can match the event's type (``_Plan``)."""
     g, e = b.game, ev.event
-    for a in b.rules.achievements:
+    for a in achievements:
         if isinstance(a, CountAchievement):
             if matches(a.match, e):
                 n = g.counts[a.id] = g.counts.get(a.id, 0) + 1
@@ -349,13 +435,20 @@ def _event_achievements(b: _Batch, ev: NewEvent) -> None:
                 g.counts[a.id] = 0
         elif isinstance(a, WithinAchievement) and a.id not in g.unlocked and matches(a.match, e):
             days = g.within.setdefault(a.id, {})
-            days[ev.local_day] = days.get(ev.local_day, 0) + 1
-            # every window of a.days days that contains this day
-            for start in range(ev.local_day - a.days + 1, ev.local_day + 1):
-                if sum(days.get(d, 0) for d in range(start, start + a.days)) >= a.count:
-                    b.unlock(a.id, ev.at)
-                    del g.within[a.id]
+            day, n = ev.local_day, a.days
+            days[day] = days.get(day, 0) + 1
+            # every window of n days that contains this day, sliding over the 2n - 1 days around it
+            around = [days.get(d, 0) for d in range(day - n + 1, day + n)]
+            window = sum(around[:n])
+            reached = window >= a.count
+            for k in range(n - 1):
+                if reached:
                     break
+                window += around[k + n] - around[k]
+                reached = window >= a.count
+            if reached:
+                b.unlock(a.id, ev.at)
+                del g.within[a.id]
             else:  # days too old to share a window with any day still likely to arrive
                 keep_from = max(days) - a.days - CAP_DAYS
                 for d in [d for d in days if d < keep_from]:
