@@ -2,8 +2,8 @@
 
 Every id is deterministic, built from what caused the message, so a replay or a re-delivery produces the same
 id and the sinks' ReplacingMergeTree tables (and any consumer) keep one copy:
-- an award: ``{user_id}:{event_id}:{rule_id}`` (an event earns a rule's XP at most once; a day's award, which has
-  no single event behind it, uses ``day:{local date}`` as its event part, a streak bonus ``streak:{milestone id}``);
+- an award: ``{user_id}:{event_id}:{rule_id}`` (an event earns a rule's XP at most once; a first-activity-of-the-day
+  award is the day's first event's; a streak bonus uses ``streak:{milestone id}`` as its event part);
 - a level-up: ``{user_id}:level:{level}``;
 - an unlock: ``{user_id}:{achievement_id}`` (each achievement unlocks once per student);
 - a celebration: ``{kind}:{the id of what it celebrates}``.
@@ -50,7 +50,7 @@ class XpAward(_Message):
     user_id: Identifier
     rule_id: str
     rules_version: int = Field(description="the version of the rules file that priced it")
-    source: str = Field(description="the event id, 'day:{local date}' or 'streak:{milestone id}'")
+    source: str = Field(description="the event id, or 'streak:{milestone id}' for a streak bonus")
     course_id: str = Field("", description="the event's course, '' when it has none")
     xp: int = Field(ge=0, description="what was added to the student's total (base x multiplier, rounded)")
     base_xp: int = Field(ge=0)
