@@ -5,6 +5,7 @@ the reference says so instead of guessing."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engage.chaos.reference import CAP_DAYS, XP, Sent, expected_by_user, play_reference
+from engage.chaos.reference import CAP_DAYS, XP, Expected, Sent, expected_by_user, play_reference
+from engage.chaos.verify import GAME_CHECKS, UNSURE, WORKER_CHECKS, game_differences
 from processors.gamification.rules import rules_from_file
 from processors.pipeline import UserRecord, ingest_and_play
 
@@ -151,3 +153,69 @@ def test_a_comeback_is_unsure_when_a_later_day_could_arrive_before_the_one_that_
 def test_sent_rows_need_no_event_fields_beyond_the_rules() -> None:
     walk = play_reference([Sent({"event_type": "login"}, 1000), Sent({"event_type": "login"}, 1001)], RULES)
     assert walk.xp == 20 and walk.level == 1 and walk.achievements == ()
+
+
+# --- the verifier's gamification checks ------------------------------------------------------------------
+
+
+def _award(user: str, source: str, rule: str, xp: int, award_id: str | None = None) -> dict[str, Any]:
+    return {"award_id": award_id or f"{user}:{source}:{rule}", "user_id": user, "rule_id": rule, "xp": xp}
+
+
+def _unlock(user: str, achievement: str, unlock_id: str | None = None) -> dict[str, Any]:
+    return {"unlock_id": unlock_id or f"{user}:{achievement}", "user_id": user, "achievement_id": achievement}
+
+
+def _expected(xp: int, achievements: tuple[str, ...], unsure: frozenset[str] = frozenset()) -> Expected:
+    return Expected(xp=xp, achievements=achievements, unsure=unsure)
+
+
+def test_outputs_sent_again_under_their_own_ids_match_the_reference_and_the_worker() -> None:
+    expected = {"u1": _expected(30, ("first-lesson",)), "u2": _expected(10, ())}
+    awards = [_award("u1", "e1", "first_activity_of_day", 10), _award("u1", "e2", "lesson_completed", 20),
+              _award("u2", "e9", "first_activity_of_day", 10)]  # fmt: skip
+    unlocks = [_unlock("u1", "first-lesson")]
+    skipped: Counter[str] = Counter()
+    again = awards + awards[:2]  # re-sent from an outbox after a crash: same ids, same XP
+    assert game_differences(expected, again, unlocks * 2, {"u1": 30, "u2": 10}, skipped) == []
+    assert skipped == Counter()
+
+
+def test_an_award_or_an_unlock_under_two_ids_and_a_lost_or_invented_unlock_are_reported() -> None:
+    unlocked, two_ids, xp_reference, xp_worker, two_values = GAME_CHECKS
+    expected = {"u1": _expected(30, ("first-lesson", "streak.3"))}
+    awards = [_award("u1", "e1", "first_activity_of_day", 10), _award("u1", "e2", "lesson_completed", 20),
+              _award("u1", "e2", "lesson_completed", 20, award_id="u1:e2:lesson_completed:retry")]  # fmt: skip
+    unlocks = [_unlock("u1", "first-lesson"), _unlock("u1", "first-lesson", "u1:first-lesson:x"),
+               _unlock("u1", "lessons.10")]  # fmt: skip
+    found = game_differences(expected, awards, unlocks, {"u1": 30}, Counter())
+    by_check = {d.check: d for d in found}
+    assert set(by_check) == {unlocked, two_ids, xp_reference, xp_worker}
+    assert by_check[xp_reference].doubled and (by_check[xp_reference].observed == 50)
+    assert by_check[xp_worker].expected == 30 and by_check[xp_worker].observed == 50
+    assert by_check[unlocked].missing and by_check[unlocked].doubled  # streak.3 lost, lessons.10 invented
+    assert by_check[two_ids].doubled
+    # The same award id with two XP values: a re-priced award (one of them is wrong).
+    repriced = [_award("u1", "e1", "first_activity_of_day", 10), _award("u1", "e1", "first_activity_of_day", 11)]
+    found = game_differences({"u1": _expected(10, ())}, repriced, [], {"u1": 11}, Counter())
+    assert {d.check for d in found} == {two_values, xp_reference}
+
+
+def test_what_the_reference_is_unsure_of_is_skipped_for_that_student_alone_and_counted() -> None:
+    unlocked, _, xp_reference, xp_worker, _ = GAME_CHECKS
+    expected = {
+        "u1": _expected(30, ("quiz-streak.3",), frozenset({XP, "quiz-streak.3", "level-5"})),
+        "u2": _expected(10, ("quiz-streak.3",)),
+    }
+    awards = [_award("u1", "e1", "quiz_passed", 33), _award("u2", "e5", "quiz_passed", 10)]
+    skipped: Counter[str] = Counter()
+    found = game_differences(expected, awards, [_unlock("u2", "quiz-streak.3")], {"u1": 33, "u2": 10}, skipped)
+    assert found == []  # u1's XP (33, not 30) and in_a_row could go either way; the worker agrees with its awards
+    assert skipped == Counter({xp_reference: 1, unlocked: 1})
+    # ... but the awards must still add up to what the worker says, sure or not.
+    found = game_differences(expected, awards, [_unlock("u2", "quiz-streak.3")], {"u1": 40, "u2": 10}, Counter())
+    assert [(d.user_id, d.check) for d in found] == [("u1", xp_worker)]
+    # The API checks: the same sentinel skips them for that student.
+    assert WORKER_CHECKS["worker: XP"][0](expected["u1"]) is UNSURE
+    assert WORKER_CHECKS["worker: XP"][0](expected["u2"]) == 10
+    assert WORKER_CHECKS["worker: achievements unlocked"][0](expected["u1"]) is UNSURE
