@@ -1,9 +1,12 @@
 """Compare, per student, what the live system holds with what the sent events define (``reference``).
 
-Three places are read: the workers' state through the engagement API (event counts, signal totals, streaks),
-ClickHouse (event rows, daily activity, streak milestones, the newest risk update) and the output topics (every
-risk update, intervention and milestone the workers emitted, against what ClickHouse stored of them). A
-difference in either direction is reported: too few is a lost record, too many is a record counted twice.
+Three places are read: the workers' state through the engagement API (event counts, signal totals, streaks, XP,
+level and achievements), ClickHouse (event rows, daily activity, streak milestones, the newest risk update) and
+the output topics (every risk update, intervention and milestone the workers emitted, against what ClickHouse
+stored of them; every XP award and achievement unlock, against the reference). A difference in either direction
+is reported: too few is a lost record, too many is a record counted twice. A gamification result the reference
+cannot be sure of (``Expected.unsure``: the feed let events arrive out of order) is skipped for that student
+alone and counted in ``Verdict.skipped``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,19 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from engage.chaos.reference import Expected
+from engage.chaos.reference import XP, Expected
+
+UNSURE = object()  # what the reference says when the arrival order decides (the check is skipped, and counted)
+
+
+def _sure(value: Callable[[Expected], Any]) -> Callable[[Expected], Any]:
+    """``value``, or UNSURE when the student's XP is (the level follows it)."""
+    return lambda e: UNSURE if XP in e.unsure else value(e)
+
+
+def _game(body: dict[str, Any]) -> dict[str, Any]:
+    return body.get("gamification") or {}  # None when the worker runs without gamification: a difference
+
 
 # check name -> (what the reference says, where the live value is read)
 WORKER_CHECKS: dict[str, tuple[Callable[[Expected], Any], Callable[[dict[str, Any]], Any]]] = {
@@ -29,7 +44,23 @@ WORKER_CHECKS: dict[str, tuple[Callable[[Expected], Any], Callable[[dict[str, An
     "worker: active days 30d": (lambda e: e.active_days_30d, lambda b: b["signals"]["active_days_30d"]),
     "worker: current streak": (lambda e: e.current_streak, lambda b: b["streak"]["current_days"]),
     "worker: longest streak": (lambda e: e.longest_streak, lambda b: b["streak"]["longest_days"]),
+    "worker: XP": (_sure(lambda e: e.xp), lambda b: _game(b).get("xp")),
+    "worker: level": (_sure(lambda e: e.level), lambda b: _game(b).get("level")),
+    "worker: achievements unlocked": (
+        lambda e: UNSURE if e.unsure - {XP} else len(e.achievements),
+        lambda b: _game(b).get("achievements_unlocked"),
+    ),
 }
+# The gamification outputs on Kafka, per student, against the reference and the worker's answer. An award's id
+# names what earned it (user, event or milestone, rule), an unlock's the achievement (user, achievement): the same
+# id sent again is at-least-once and fine, the same award or unlock under two ids is counted twice.
+GAME_CHECKS = (
+    "kafka: achievements unlocked",
+    "kafka: no achievement unlocked under two ids",
+    "kafka: XP of the distinct awards",
+    "kafka: XP of the distinct awards is the worker's XP",
+    "kafka: no award id with two XP values",
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,7 @@ class Verdict:
     users: int
     differences: list[Difference] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)  # whole-run figures for the report
+    skipped: Counter[str] = field(default_factory=Counter)  # check -> students it skipped (``Expected.unsure``)
 
     @property
     def delivered(self) -> bool:
@@ -119,14 +151,21 @@ class Verdict:
 
     def by_check(self) -> dict[str, int]:
         """Students wrong per check (every check listed, 0 when none)."""
-        out = dict.fromkeys([*WORKER_CHECKS, *CLICKHOUSE_CHECKS], 0)
+        out = dict.fromkeys([*WORKER_CHECKS, *CLICKHOUSE_CHECKS, *GAME_CHECKS], 0)
         for d in self.differences:
             out[d.check] = out.get(d.check, 0) + 1
         return out
 
 
-def worker_differences(expected: Mapping[str, Expected], worker_url: str, headers: dict[str, str]) -> list[Difference]:
-    """Ask the engagement API for every student (any worker forwards to the owner) and compare."""
+def worker_differences(
+    expected: Mapping[str, Expected],
+    worker_url: str,
+    headers: dict[str, str],
+    skipped: Counter[str] | None = None,
+    answers: dict[str, dict[str, Any]] | None = None,
+) -> list[Difference]:
+    """Ask the engagement API for every student (any worker forwards to the owner) and compare; a check the
+    reference is unsure of is counted in ``skipped``; each answer is kept in ``answers``."""
     out: list[Difference] = []
     with httpx.Client(base_url=worker_url, headers=headers, timeout=10.0) as client:
         for user_id, exp in expected.items():
@@ -135,9 +174,60 @@ def worker_differences(expected: Mapping[str, Expected], worker_url: str, header
                 out.append(Difference(user_id, "worker: events", exp.events, f"HTTP {resp.status_code}"))
                 continue
             body = resp.json()
+            if answers is not None:
+                answers[user_id] = body
             for check, (want, got) in WORKER_CHECKS.items():
-                if want(exp) != got(body):
-                    out.append(Difference(user_id, check, want(exp), got(body)))
+                wanted = want(exp)
+                if wanted is UNSURE:
+                    if skipped is not None:
+                        skipped[check] += 1
+                elif wanted != got(body):
+                    out.append(Difference(user_id, check, wanted, got(body)))
+    return out
+
+
+def game_differences(
+    expected: Mapping[str, Expected],
+    awards: list[dict[str, Any]],
+    unlocks: list[dict[str, Any]],
+    worker_xp: Mapping[str, Any],
+    skipped: Counter[str],
+) -> list[Difference]:
+    """The XP awards and unlocks on Kafka per student (``GAME_CHECKS``): the distinct awards' XP against the
+    reference and against the worker's total (``worker_xp``: user -> the API's XP); the achievements unlocked
+    against the reference, none missing, none extra, each under one id. What the reference is unsure of is left
+    out of the comparison for that student and counted in ``skipped``."""
+    unlocked, two_ids, xp_reference, xp_worker, two_values = GAME_CHECKS
+    xp_of: dict[str, dict[str, set[int]]] = {}  # user -> award id -> the XP values it was sent with
+    for a in awards:
+        xp_of.setdefault(str(a.get("user_id")), {}).setdefault(str(a.get("award_id")), set()).add(int(a["xp"]))
+    ids_of: dict[str, dict[str, set[str]]] = {}  # user -> achievement -> the unlock ids it was sent under
+    for u in unlocks:
+        named = ids_of.setdefault(str(u.get("user_id")), {})
+        named.setdefault(str(u.get("achievement_id")), set()).add(str(u.get("unlock_id")))
+    out: list[Difference] = []
+    for user in sorted(set(expected) | set(xp_of) | set(ids_of)):
+        exp = expected.get(user, Expected())
+        per_award = xp_of.get(user, {})
+        if any(len(values) > 1 for values in per_award.values()):
+            out.append(Difference(user, two_values, len(per_award), sum(len(v) for v in per_award.values())))
+        total = sum(max(values) for values in per_award.values())
+        if XP in exp.unsure:
+            skipped[xp_reference] += 1
+        elif total != exp.xp:
+            out.append(Difference(user, xp_reference, exp.xp, total))
+        answered = user in worker_xp or user not in expected  # one the API did not answer is a difference already
+        if answered and total != worker_xp.get(user, 0):
+            out.append(Difference(user, xp_worker, worker_xp.get(user, 0), total))
+        named = ids_of.get(user, {})
+        unsure = exp.unsure - {XP}
+        if unsure:
+            skipped[unlocked] += 1
+        want, got = sorted(set(exp.achievements) - unsure), sorted(set(named) - unsure)
+        if want != got:
+            out.append(Difference(user, unlocked, want, got))
+        if any(len(ids) > 1 for ids in named.values()):
+            out.append(Difference(user, two_ids, len(named), sum(len(ids) for ids in named.values())))
     return out
 
 
@@ -257,10 +347,15 @@ def verify(
     dead_letters_expected: int = 0,
     bootstrap: str | None = None,
     output_topics: Mapping[str, str] | None = None,
+    game_topics: tuple[str, str] | None = None,
 ) -> Verdict:
     """Every check for every student; the dead letters must be exactly the events the collector refused; and
     with ``bootstrap`` and ``output_topics`` (table -> topic), the outputs on Kafka and in ClickHouse must be the
-    same, each once (``compare_output``)."""
+    same, each once (``compare_output``); with ``game_topics`` (the XP awards' and the unlocks' topics), the
+    gamification outputs must match the reference and the workers (``game_differences``)."""
+    skipped: Counter[str] = Counter()
+    answers: dict[str, dict[str, Any]] = {}
+    worker = worker_differences(expected, worker_url, headers, skipped, answers)
     differences, totals = clickhouse_differences(expected, client, database)
     if bootstrap is not None and output_topics is not None:
         differences += output_differences(client, database, bootstrap, output_topics)
@@ -268,6 +363,13 @@ def verify(
         differences.append(
             Difference("(all)", "clickhouse: dead letters (whole run)", dead_letters_expected, totals["dead letters"])
         )
-    differences = worker_differences(expected, worker_url, headers) + differences
+    if bootstrap is not None and game_topics is not None:
+        awards, unlocks = (topic_messages(bootstrap, topic) for topic in game_topics)
+        worker_xp = {user: _game(body).get("xp") for user, body in answers.items()}
+        differences += game_differences(expected, awards, unlocks, worker_xp, skipped)
+        totals["XP awards (distinct ids)"] = len({a.get("award_id") for a in awards})
+        totals["XP awards sent again under their own id"] = len(awards) - totals["XP awards (distinct ids)"]
+        totals["achievements unlocked (distinct ids)"] = len({u.get("unlock_id") for u in unlocks})
+    differences = worker + differences
     totals = {"events expected": sum(e.events for e in expected.values()), **totals}
-    return Verdict(users=len(expected), differences=differences, totals=totals)
+    return Verdict(users=len(expected), differences=differences, totals=totals, skipped=skipped)
