@@ -12,8 +12,9 @@ Rules a reader should know:
 - The streak multiplier is that of the student's streak on the event's local day, as known when the event
   arrives; an award is never re-priced later.
 - Leaderboard XP counts in UTC days and ISO weeks (UTC): one period boundary for every student on a board.
-- ``in_a_row`` runs follow arrival order; everything else does not depend on the order events arrive in, as
-  long as no event arrives more than a day late.
+- ``in_a_row`` runs and comebacks follow arrival order (a comeback is a new active day after a gap among the days
+  known when it arrives: a late event that fills the gap afterwards does not take it back); everything else does
+  not depend on the order events arrive in, as long as no event arrives more than a day late.
 - Achievements unlock once per student (their ids are remembered); a rule added later starts counting from
   the events it sees (``engage gamification backfill`` unlocks what the warehouse's history already earned).
 """
