@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engage.gamification_backfill import EVENT_COLUMNS, BackfillSummary, event_from_row, replay_unlocks
+from processors.gamification.rules import rules_from_file
 from processors.pipeline import UserRecord, ingest_and_play
 from processors.state import UserState
 from schemas.gamification import unlock_id
@@ -90,14 +91,37 @@ def test_local_days_come_from_the_stored_zone_and_offset() -> None:
         assert "streak" not in {u.achievement_id for u in replay_unlocks(user, utc_only, rules())}
 
 
-def test_the_replay_unlocks_what_the_live_fold_unlocks() -> None:
-    """The same history in one batch, as a worker may have received it: the same unlocks."""
-    for user, group in itertools.groupby(EVENTS, key=lambda e: e["user_id"]):
-        events = list(group)
-        record = UserRecord(state=UserState(user_id=user))
-        _, outcome = ingest_and_play(record, user, events, None, rules())
-        live = {u.unlock_id for u in outcome.unlocks} if outcome else set()
-        assert {u.unlock_id for u in replay_unlocks(user, events, rules())} == live
+def _studious(user: str, days: int) -> list[dict[str, Any]]:
+    """Three lessons and a quiz a day (a comeback after a 10-day break halfway), in event-time order."""
+    out: list[dict[str, Any]] = []
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    for d in (d for d in range(days) if not days // 2 <= d < days // 2 + 10):
+        for k in range(4):
+            kind = "quiz_submitted" if k == 3 else "lesson_completed"
+            payload = {"quiz_id": f"q{d}", "score": 80.0, "max_score": 100.0} if k == 3 else {"lesson_id": f"l{k}",
+                       "duration_seconds": 60.0}  # fmt: skip
+            out.append({"event_id": f"{user}-{d}-{k}", "user_id": user, "event_type": kind, "platform": "web",
+                        "event_time": (start + timedelta(days=d, hours=k)).isoformat(), "timezone": "Europe/Paris",
+                        "course_id": "c-1", "payload": payload})  # fmt: skip
+    return out
+
+
+def test_a_fold_per_day_unlocks_what_a_fold_per_event_does() -> None:
+    """Events arriving one by one (the finest a worker can see them) and the backfill's day per fold agree, on
+    the shipped rules; one fold for the whole history would not (capped XP, hence levels, are lost)."""
+    shipped = rules_from_file()
+    events = _studious("p1", 70)
+    record = UserRecord(state=UserState(user_id="p1"))
+    one_by_one: set[str] = set()
+    for event in events:
+        _, outcome = ingest_and_play(record, "p1", [event], None, shipped)
+        one_by_one |= {u.achievement_id for u in outcome.unlocks} if outcome else set()
+    replayed = [u.achievement_id for u in replay_unlocks("p1", events, shipped)]
+    assert set(replayed) == one_by_one and len(replayed) == len(one_by_one)
+    assert {"lessons.100", "streak.30", "comeback", "level-5", "all-rounder"} <= one_by_one
+    whole = UserRecord(state=UserState(user_id="p1"))
+    _, at_once = ingest_and_play(whole, "p1", events, None, shipped)
+    assert at_once is not None and whole.game.xp < record.game.xp
 
 
 def test_the_summary_skips_what_is_stored_and_counts_per_achievement() -> None:
