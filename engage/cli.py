@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from config.settings import get_settings
-from engage import notify_cli
+from engage import gamification_cli, notify_cli
 from engage.bench.notify_command import bench_notify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
@@ -31,6 +31,7 @@ app.add_typer(model_app, name="model")
 privacy_app = typer.Typer(no_args_is_help=True, help="Erase a student everywhere (the right to erasure).")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(notify_cli.app)  # engage notify, engage contacts import
+app.add_typer(gamification_cli.app, name="gamification")  # engage gamification backfill
 
 # Tables (benchmarks, the demo's summary) need more than the 80 columns assumed when output is not a terminal.
 console = Console(width=max(Console().width, 120))

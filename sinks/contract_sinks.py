@@ -1,4 +1,5 @@
-"""Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters).
+"""Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters,
+and gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
@@ -21,11 +22,16 @@ from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
 from sinks.clickhouse.migrations import create_all
 from sinks.clickhouse.tables import (
+    ACHIEVEMENTS_UNLOCKED,
+    CELEBRATIONS,
     DEAD_LETTERS,
     INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
+    LEADERBOARD_SNAPSHOTS,
+    LEVEL_UPS,
     RISK_UPDATES,
     STREAK_MILESTONES,
+    XP_AWARDS,
     Table,
     cluster_for,
 )
@@ -72,6 +78,14 @@ SPECS: dict[str, ContractSinkSpec] = {
     ),
     "milestones": ContractSinkSpec("streak_milestones", STREAK_MILESTONES, lambda t: t.streak_milestones.name),
     "dead-letters": ContractSinkSpec("dead_letters", DEAD_LETTERS, lambda t: t.dead_letters.name),
+    # Gamification. Standings are not stored: derived state, kept as the leaderboard snapshots.
+    "xp-awards": ContractSinkSpec("xp_awards", XP_AWARDS, lambda t: t.xp_awards.name),
+    "level-ups": ContractSinkSpec("level_ups", LEVEL_UPS, lambda t: t.level_ups.name),
+    "achievements": ContractSinkSpec("achievements_unlocked", ACHIEVEMENTS_UNLOCKED, lambda t: t.achievements.name),
+    "celebrations": ContractSinkSpec("celebrations", CELEBRATIONS, lambda t: t.celebrations.name),
+    "leaderboard-snapshots": ContractSinkSpec(
+        "leaderboard_snapshots", LEADERBOARD_SNAPSHOTS, lambda t: t.leaderboard_snapshots.name
+    ),
 }
 
 

@@ -39,6 +39,11 @@ BATCHING: dict[str, Batching] = {
     "outcomes": Batching(10_000, 2.0),
     "milestones": Batching(10_000, 2.0),
     "dead-letters": Batching(10_000, 2.0),
+    "xp-awards": Batching(50_000, 2.0),  # about one award per active event: the busiest after events
+    "level-ups": Batching(10_000, 2.0),
+    "achievements": Batching(10_000, 2.0),
+    "celebrations": Batching(10_000, 2.0),
+    "leaderboard-snapshots": Batching(10_000, 2.0),
     ERASURES: Batching(1, 0.0),  # rare, each carried out on its own, as soon as it comes
 }
 

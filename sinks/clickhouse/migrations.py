@@ -17,13 +17,17 @@ from typing import Any
 
 from sinks.clickhouse.client import insert_columns
 from sinks.clickhouse.tables import (
+    ACHIEVEMENTS_UNLOCKED,
     BEHAVIOR_EVENTS,
     BEHAVIOR_EVENTS_LANDING,
     BEHAVIOR_EVENTS_VIEW,
+    CELEBRATIONS,
     DEAD_LETTERS,
     INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
     LABELLED_PREDICTIONS,
+    LEADERBOARD_SNAPSHOTS,
+    LEVEL_UPS,
     RISK_UPDATES,
     STREAK_MILESTONES,
     TABLES,
@@ -31,6 +35,7 @@ from sinks.clickhouse.tables import (
     USER_DAILY_ACTIVITY_VIEW,
     USER_DAILY_SIGNALS,
     USER_DAILY_SIGNALS_VIEW,
+    XP_AWARDS,
     AggregateView,
     Cluster,
     SchemaObject,
@@ -183,6 +188,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         8,
         "the student's time zone and locale on intervention requests (what their message was rendered in)",
         (AddColumns("intervention_requests", ("timezone", "locale")),),
+    ),
+    Migration(
+        9,
+        "gamification: XP awards, level-ups, achievement unlocks, celebrations, leaderboard snapshots",
+        (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS),
     ),
 )
 

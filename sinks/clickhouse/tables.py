@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from processors.streaks import ACTIVE_EVENT_TYPES
 from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
+from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LevelUp, XpAward
 from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
 from schemas.risk import RiskUpdate
@@ -171,7 +172,7 @@ BEHAVIOR_EVENTS_VIEW = LandingView("behavior_events_mv", BEHAVIOR_EVENTS_LANDING
 def _contract_table(
     name: str,
     model: type[BaseModel],
-    partition_by: str,
+    partition_by: str | None,
     order_by: str,
     retention_months: int | None,
     shard_key: str = "cityHash64(user_id)",
@@ -204,6 +205,25 @@ STREAK_MILESTONES = _contract_table(
 DEAD_LETTERS = _contract_table(
     "dead_letters", DeadLetter, "toYYYYMM(received_at)", "(source, received_at, dead_letter_id)", 3, "rand()"
 )
+
+# Gamification (PRODUCT.md §7). Each sort key is the message's deterministic id (or what it is made of), so a
+# re-sent message collapses into one row. Rows collapse only within a partition, so each month partition is
+# of a time the id fixes (an award's event, a level-up's batch, a snapshot's moment). An unlock has no such
+# time: ``engage gamification backfill`` may find an unlock at another event than the worker did (the
+# warehouse keeps 13 months of events), so ``achievements_unlocked`` is not partitioned (a few dozen rows per
+# student, kept forever). XP awards and celebrations are kept 25 months (a student's total is on their newest
+# award, ``total_xp``: dropping old months loses no total), leaderboard snapshots 13. Standings are not
+# warehoused: they are derived, and the snapshots are what is kept of them.
+XP_AWARDS = _contract_table("xp_awards", XpAward, "toYYYYMM(event_time)", "(user_id, award_id)", 25)
+LEVEL_UPS = _contract_table("level_ups", LevelUp, "toYYYYMM(event_time)", "(user_id, level_up_id)", None)
+ACHIEVEMENTS_UNLOCKED = _contract_table(
+    "achievements_unlocked", AchievementUnlocked, None, "(user_id, unlock_id)", None
+)
+CELEBRATIONS = _contract_table("celebrations", Celebration, "toYYYYMM(event_time)", "(user_id, celebration_id)", 25)
+LEADERBOARD_SNAPSHOTS = _contract_table(
+    "leaderboard_snapshots", LeaderboardRow, "toYYYYMM(taken_at)", "(board, period, taken_at, rank)", 13
+)
+GAMIFICATION_TABLES = (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS)
 
 
 # --- daily aggregates ------------------------------------------------------------------------------------
@@ -355,6 +375,7 @@ OBJECTS: list[SchemaObject] = [
     USER_DAILY_SIGNALS,
     USER_DAILY_SIGNALS_VIEW,
     LABELLED_PREDICTIONS,
+    *GAMIFICATION_TABLES,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 

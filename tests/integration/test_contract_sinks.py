@@ -1,4 +1,5 @@
-"""Risk updates, interventions, milestones and dead letters into ClickHouse, on the real servers."""
+"""Risk updates, interventions, milestones, dead letters and gamification's messages into ClickHouse, on the real
+servers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,19 @@ from config.settings import Settings
 from deploy.infra import Infra
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
+from schemas.gamification import (
+    AchievementUnlocked,
+    BoardXp,
+    Celebration,
+    CelebrationKind,
+    LeaderboardRow,
+    LevelUp,
+    Standing,
+    XpAward,
+    award_id,
+    level_up_id,
+    unlock_id,
+)
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.messages import DeadLetter
 from schemas.risk import RiskUpdate
@@ -19,7 +33,7 @@ from schemas.signals import RiskFactor, SignalSnapshot
 from schemas.streaks import StreakMilestone, milestone_id
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
-from sinks.positions import sink_lag
+from sinks.positions import SERVICE_NAMES, sink_lag
 from sinks.service import run_sinks
 
 pytestmark = pytest.mark.integration
@@ -120,6 +134,8 @@ def test_migrations_on_the_local_server(infra: Infra, settings: Settings) -> Non
     assert all(at is not None for _, _, at in status(client, db))
     tables = {r[0] for r in client.execute(f"SELECT name FROM system.tables WHERE database = '{db}'")}
     assert {"behavior_events", "risk_updates", "intervention_requests", "streak_milestones", "dead_letters"} <= tables
+    assert {"xp_awards", "level_ups", "achievements_unlocked", "celebrations", "leaderboard_snapshots"} <= tables
+    assert "standings" not in tables  # derived state: the leaderboard snapshots are what is kept of it
 
 
 def test_intervention_outcomes_reported_over_http_land_in_clickhouse(infra: Infra, settings: Settings) -> None:
@@ -152,3 +168,114 @@ def test_intervention_outcomes_reported_over_http_land_in_clickhouse(infra: Infr
         "WHERE user_id = 'u9'"
     )
     assert stored == [("i-9", "opened", datetime(2026, 11, 20, 10, 0, tzinfo=UTC))]
+
+
+GAME_SINKS = ["xp-awards", "level-ups", "achievements", "celebrations", "leaderboard-snapshots"]
+
+
+def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settings) -> None:
+    """Worker-free: the messages are produced here, as the worker and the leaderboard service would send them."""
+    assert set(GAME_SINKS) <= set(SERVICE_NAMES)  # started by ``engage sink all``
+    s = settings.model_copy(update={"topic_prefix": f"gs-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    ensure_topics(s.kafka_bootstrap, topics.all())
+    when = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    award = XpAward(
+        award_id=award_id("g1", "ev-1", "quiz_passed"),
+        user_id="g1",
+        rule_id="quiz_passed",
+        rules_version=3,
+        source="ev-1",
+        course_id="c-1",
+        xp=17,
+        base_xp=15,
+        multiplier=1.1,
+        total_xp=117,
+        local_day=date(2026, 11, 21),  # the student's zone is ahead of UTC
+        event_time=when,
+    )
+    up = LevelUp(level_up_id=level_up_id("g1", 2), user_id="g1", level=2, total_xp=117, event_time=when)
+    live = AchievementUnlocked(
+        unlock_id=unlock_id("g1", "first-lesson"),
+        user_id="g1",
+        achievement_id="first-lesson",
+        name="First steps",
+        description="Completed your first lesson",
+        rules_version=3,
+        event_time=when,
+        first_seen=when - timedelta(days=2),
+    )
+    backfilled = live.model_copy(
+        update={"unlock_id": unlock_id("g2", "lessons.10"), "user_id": "g2", "achievement_id": "lessons.10",
+                "first_seen": None, "backfilled": True}
+    )  # fmt: skip
+    cheer = Celebration(
+        celebration_id=f"level_up:{up.level_up_id}",
+        user_id="g1",
+        kind=CelebrationKind.level_up,
+        source_id=up.level_up_id,
+        title="Level 2!",
+        body="You reached level 2 with 117 XP.",
+        event_time=when,
+    )
+    board_rows = [
+        LeaderboardRow(
+            snapshot_id=f"global:2026-W47:{when.isoformat()}:{rank}",
+            board="global",
+            period="2026-W47",
+            taken_at=when,
+            rank=rank,
+            user_id=user,
+            xp=xp,
+        )
+        for rank, user, xp in ((1, "g1", 117), (2, "g2", 90))
+    ]
+    xp = BoardXp(total=117, day=date(2026, 11, 20), day_xp=17, week="2026-W47", week_xp=117)
+    standing = Standing(user_id="g1", level=2, global_xp=xp, seq=1)
+    sent: list[tuple[str, str, str]] = [
+        (topics.xp_awards.name, "g1", award.model_dump_json()),
+        (topics.level_ups.name, "g1", up.model_dump_json()),
+        (topics.achievements.name, "g1", live.model_dump_json()),
+        (topics.achievements.name, "g2", backfilled.model_dump_json()),
+        (topics.celebrations.name, "g1", cheer.model_dump_json()),
+        *((topics.leaderboard_snapshots.name, "global", r.model_dump_json()) for r in board_rows),
+    ]
+    with EventProducer(s.kafka_bootstrap, topics) as producer:
+        for _ in range(2):  # everything twice: a re-delivery must not show up as a second row
+            for topic, key, value in sent:
+                producer.send_encoded(key.encode(), value.encode(), topic=topic)
+        producer.send_encoded(b"g1", standing.model_dump_json().encode(), topic=topics.standings.name)
+        producer.send_encoded(b"g1", b'{"award_id": ', topic=topics.xp_awards.name)  # cut short
+    expected_lag = {"xp-awards": 3, "level-ups": 2, "achievements": 4, "celebrations": 2, "leaderboard-snapshots": 4}
+    assert sink_lag(s, GAME_SINKS) == expected_lag
+    stats = run_sinks(s, GAME_SINKS, idle_exit=2.0)
+    assert stats["xp_awards"].dead_letters == 1
+    assert {name: st.rows_written for name, st in stats.items()} == {
+        "xp_awards": 2,
+        "level_ups": 2,
+        "achievements_unlocked": 4,
+        "celebrations": 2,
+        "leaderboard_snapshots": 4,
+    }
+    assert sink_lag(s, GAME_SINKS) == dict.fromkeys(GAME_SINKS, 0)
+
+    client = connect(s)
+    db = s.clickhouse_database
+    assert client.execute(
+        f"SELECT award_id, course_id, xp, base_xp, multiplier, total_xp, local_day, event_time "
+        f"FROM {db}.xp_awards FINAL"
+    ) == [("g1:ev-1:quiz_passed", "c-1", 17, 15, 1.1, 117, date(2026, 11, 21), when)]
+    assert client.execute(f"SELECT level_up_id, level, total_xp FROM {db}.level_ups FINAL") == [("g1:level:2", 2, 117)]
+    assert client.execute(
+        f"SELECT unlock_id, achievement_id, name, toUInt32(first_seen), backfilled "
+        f"FROM {db}.achievements_unlocked FINAL ORDER BY unlock_id"
+    ) == [
+        ("g1:first-lesson", "first-lesson", "First steps", int((when - timedelta(days=2)).timestamp()), 0),
+        ("g2:lessons.10", "lessons.10", "First steps", 0, 1),  # first_seen unknown: 0
+    ]
+    assert client.execute(f"SELECT celebration_id, kind, title FROM {db}.celebrations FINAL") == [
+        ("level_up:g1:level:2", "level_up", "Level 2!")
+    ]
+    assert client.execute(
+        f"SELECT board, period, rank, user_id, xp FROM {db}.leaderboard_snapshots FINAL ORDER BY rank"
+    ) == [("global", "2026-W47", 1, "g1", 117), ("global", "2026-W47", 2, "g2", 90)]

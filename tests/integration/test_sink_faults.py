@@ -18,6 +18,17 @@ from config.settings import Settings
 from deploy.infra import Infra
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
+from schemas.gamification import (
+    AchievementUnlocked,
+    Celebration,
+    CelebrationKind,
+    LeaderboardRow,
+    LevelUp,
+    XpAward,
+    award_id,
+    level_up_id,
+    unlock_id,
+)
 from schemas.interventions import InterventionOutcome, InterventionType, OutcomeKind
 from schemas.messages import DeadLetter
 from schemas.streaks import StreakMilestone
@@ -38,6 +49,11 @@ TABLES = {
     "intervention_outcomes": 100,
     "streak_milestones": 60,
     "dead_letters": 60,
+    "xp_awards": 200,
+    "level_ups": 60,
+    "achievements_unlocked": 60,
+    "celebrations": 60,
+    "leaderboard_snapshots": 60,
 }
 EVENTS_PER_MESSAGE = 2
 
@@ -115,9 +131,57 @@ def _send_wave(producer: EventProducer, topics: TopicCatalogue, wave: int) -> No
         )
         for i in range(TABLES["dead_letters"])
     ]
+    encoded += _gamification_wave(topics, wave, base)
     for topic, value in encoded:
         producer.send_encoded(b"k", value.encode(), topic=topic)
     producer.flush()
+
+
+def _gamification_wave(topics: TopicCatalogue, wave: int, base: datetime) -> list[tuple[str, str]]:
+    encoded = [
+        (
+            topics.xp_awards.name,
+            XpAward(award_id=award_id(f"w{wave}-x{i}", "e1", "lesson"), user_id=f"w{wave}-x{i}", rule_id="lesson",
+                    rules_version=1, source="e1", xp=10, base_xp=10, multiplier=1.0, total_xp=10,
+                    local_day=base.date(), event_time=base).model_dump_json(),
+        )
+        for i in range(TABLES["xp_awards"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.level_ups.name,
+            LevelUp(level_up_id=level_up_id(f"w{wave}-l{i}", 2), user_id=f"w{wave}-l{i}", level=2, total_xp=100,
+                    event_time=base).model_dump_json(),
+        )
+        for i in range(TABLES["level_ups"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.achievements.name,
+            AchievementUnlocked(unlock_id=unlock_id(f"w{wave}-a{i}", "first"), user_id=f"w{wave}-a{i}",
+                                achievement_id="first", name="First", description="d", rules_version=1,
+                                event_time=base).model_dump_json(),
+        )
+        for i in range(TABLES["achievements_unlocked"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.celebrations.name,
+            Celebration(celebration_id=f"level_up:w{wave}-c{i}:level:2", user_id=f"w{wave}-c{i}",
+                        kind=CelebrationKind.level_up, source_id=f"w{wave}-c{i}:level:2", title="Level 2!", body="b",
+                        event_time=base).model_dump_json(),
+        )
+        for i in range(TABLES["celebrations"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.leaderboard_snapshots.name,
+            LeaderboardRow(snapshot_id=f"global:all:w{wave}:{i + 1}", board="global", period="all", taken_at=base,
+                           rank=i + 1, user_id=f"w{wave}-b{i}", xp=1000 - i).model_dump_json(),
+        )
+        for i in range(TABLES["leaderboard_snapshots"])
+    ]  # fmt: skip
+    return encoded
 
 
 def _expected(waves: int) -> dict[str, int]:

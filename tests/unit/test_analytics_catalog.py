@@ -21,6 +21,9 @@ EXPECTED = {
     "streak_distribution",
     "offer_redemption",
     "outreach_sla",
+    "xp_distribution",
+    "achievement_unlocks",
+    "achievement_retention",
 }
 
 
@@ -62,7 +65,9 @@ def test_bad_values_are_refused_with_the_reason(name: str, params: dict[str, str
 
 
 def test_unknown_query_names_the_known_ones() -> None:
-    with pytest.raises(QueryError, match="no query named 'retention'; known: at_risk_now"):
+    with pytest.raises(
+        QueryError, match="no query named 'retention'; known: achievement_retention, achievement_unlocks, at_risk_now"
+    ):
         get("retention")
 
 
