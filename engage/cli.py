@@ -881,10 +881,12 @@ def templates_preview(
 
 
 from engage.desk_cli import desk_app  # noqa: E402 (the desk's commands live in their own module)
+from engage.leaderboards_cli import leaderboards_app  # noqa: E402 (the leaderboard service, leaderboards/)
 from engage.providers_cli import providers_app  # noqa: E402 (the local provider stand-ins, deploy/providers)
 
 app.add_typer(desk_app, name="desk")
 app.add_typer(providers_app, name="providers")
+app.add_typer(leaderboards_app, name="leaderboards")
 
 
 def main() -> None:
