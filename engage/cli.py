@@ -11,6 +11,7 @@ from rich.console import Console
 
 from config.settings import get_settings
 from engage import notify_cli
+from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
@@ -621,6 +622,7 @@ def bench_sendtime(
 
 
 bench_app.command("notify")(bench_notify)
+bench_app.command("leaderboard")(bench_leaderboard)
 
 
 @bench_app.command("oulad")

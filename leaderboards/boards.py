@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from sortedcontainers import SortedList
@@ -69,11 +70,13 @@ class InvalidStanding(ValueError):
 # --- periods -------------------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=512)  # a handful of distinct periods, asked for on every standing
 def iso_week(day: date) -> str:
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
 
 
+@lru_cache(maxsize=512)
 def week_monday(week: str) -> date:
     """The Monday of an ISO week "2026-W49"; ValueError naming it when it is not one."""
     year, sep, number = week.partition("-W")
@@ -85,10 +88,12 @@ def week_monday(week: str) -> date:
         raise ValueError(f"{week!r} is not a week of {year} (ISO years have 52 or 53)") from None
 
 
+@lru_cache(maxsize=512)
 def previous_day(day: str) -> str:
     return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
 
 
+@lru_cache(maxsize=512)
 def previous_week(week: str) -> str:
     return iso_week(week_monday(week) - timedelta(days=7))
 

@@ -16,6 +16,7 @@ leaderboard-snapshots topic (``leaderboards.snapshots``).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -127,6 +128,10 @@ class StandingsConsumer:
             self.held.read_at_start += self._apply(messages)
         with self.held.lock:
             self.held.boards.seal()
+        # The boards are long-lived: out of the collector's generations, so its full passes (which would walk
+        # every board list while readers wait) skip them.
+        gc.collect()
+        gc.freeze()
         seconds = time.monotonic() - started
         metrics.REBUILD_SECONDS.set(seconds)
         metrics.REBUILD_STANDINGS.set(self.held.read_at_start)
@@ -211,7 +216,9 @@ class StandingsConsumer:
             positions = self._consumer.position(self._partitions)
             lag = 0
             for tp in positions:
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                # The end offsets the last fetches brought: a broker round trip each (cached=False) waits behind
+                # the consumer's long-polling fetch, and cost ~0.5 s per partition of the applying thread's time.
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
                 lag += max(0, high - tp.offset) if tp.offset >= 0 else 0
         except Exception as exc:  # Kafka away for a moment: the gauges keep their last values
             log.warning("leaderboards: lag not measured (%s)", exc)
