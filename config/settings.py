@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     leaderboard_max_limit: int = Field(1_000, ge=1, description="largest ?limit= a top-N request may ask for")
     leaderboard_max_neighbours: int = Field(50, ge=0, description="largest ?neighbours= a position request may ask")
     leaderboard_apply_batch: int = Field(
-        256, ge=1, description="standings applied per hold of the boards' lock (readers wait at most one batch)"
+        32, ge=1, description="standings applied per hold of the boards' lock (readers wait at most one batch)"
     )
 
     # --- tracking back (notifications/tracking/, streams/collector/tracking.py) -----------------------------

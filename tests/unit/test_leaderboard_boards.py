@@ -244,3 +244,31 @@ def test_api_periods_resolve_against_today() -> None:
     for bad in ("month", "2026-13-01", "2026-W99", "20261205"):
         with pytest.raises(ValueError, match=bad):
             resolve_period(bad, DAY)
+
+
+# --- snapshots -----------------------------------------------------------------------------------------------------
+
+
+def test_snapshots_take_the_top_of_current_boards_with_distinct_ids_for_tied_ranks() -> None:
+    from datetime import UTC, datetime
+
+    from leaderboards.snapshots import slot, snapshot_rows
+
+    boards = Boards()
+    boards.apply(standing("old", 1, xp(70, 70, 70, day=date(2026, 12, 4))))  # yesterday: kept, not current
+    boards.apply(standing("ann", 1, xp(50, 5, 5), c1=xp(50, 5, 5)))
+    boards.apply(standing("bob", 1, xp(50, 5, 5)))
+    boards.apply(standing("cid", 1, xp(10, 1, 1)))
+    taken = slot(datetime(2026, 12, 5, 10, 7, 31, tzinfo=UTC), 300)
+    assert taken == datetime(2026, 12, 5, 10, 5, tzinfo=UTC)
+    rows = snapshot_rows(boards, taken, top=2)
+    by_board: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+    for r in rows:
+        by_board.setdefault((r.board, r.period), []).append((r.rank, r.user_id, r.xp))
+    assert set(by_board) == {(s, p) for s in (GLOBAL, "course:c1") for p in (ALL, DAY.isoformat(), WEEK)}
+    assert by_board[(GLOBAL, ALL)] == [(1, "old", 70), (2, "ann", 50)]
+    assert by_board[(GLOBAL, DAY.isoformat())] == [(1, "ann", 5), (1, "bob", 5)]
+    ids = [r.snapshot_id for r in rows]
+    assert len(set(ids)) == len(ids)
+    assert f"global:{DAY.isoformat()}:{taken.isoformat()}:2" in ids
+    assert snapshot_rows(boards, taken, top=2) == rows  # the same boards and slot: the same ids
