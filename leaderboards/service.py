@@ -148,8 +148,7 @@ class StandingsConsumer:
             self.held.read_at_start += self._apply(messages)
         with self.held.lock:
             self.held.boards.seal()
-        gc.collect()
-        _freeze_survivors()
+        gc.freeze()  # the boards, as built: a full collection of them would stop the process for seconds
         seconds = time.monotonic() - started
         metrics.REBUILD_SECONDS.set(seconds)
         metrics.REBUILD_STANDINGS.set(self.held.read_at_start)

@@ -65,6 +65,14 @@ def _rss(pid: int) -> int:
     return 0
 
 
+def _answers(url: str) -> bool:
+    """200 from ``url``; a slow answer (the service busy rebuilding) is a no, not an error."""
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.TimeoutException:
+        return False
+
+
 def _metric(url: str, name: str) -> float:
     """Sum of a metric's samples on the service's /metrics."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
@@ -113,7 +121,7 @@ class Bench:
         with child([sys.executable, "-m", "engage.cli", "leaderboards", "serve"], log, settings_env(s)) as proc:
             wait_http(f"{url}/healthz", proc, timeout=60, log=log)
             deadline = time.monotonic() + ready_timeout
-            while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+            while not _answers(f"{url}/readyz"):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the leaderboard service did not become ready; see {log}")
                 time.sleep(0.5)
