@@ -220,6 +220,19 @@ class Settings(BaseSettings):
     def offer_secret(self) -> bytes:
         return self.offer_code_secret.get_secret_value().encode()
 
+    # --- leaderboards (leaderboards/, `engage leaderboards serve`): ranks from the compacted standings topic --------
+    leaderboard_port: int = Field(16074, description="`engage leaderboards serve`: its API and /metrics on 127.0.0.1")
+    leaderboard_snapshot_seconds: float = Field(
+        300.0, ge=0, description="publish the top of each current board to leaderboard_snapshots this often (0: never)"
+    )
+    leaderboard_snapshot_top: int = Field(100, ge=1, le=10_000, description="rows per board in a snapshot")
+    leaderboard_default_limit: int = Field(100, ge=1, description="rows a top-N request gets without ?limit=")
+    leaderboard_max_limit: int = Field(1_000, ge=1, description="largest ?limit= a top-N request may ask for")
+    leaderboard_max_neighbours: int = Field(50, ge=0, description="largest ?neighbours= a position request may ask")
+    leaderboard_apply_batch: int = Field(
+        32, ge=1, description="standings applied per hold of the boards' lock (readers wait at most one batch)"
+    )
+
     # --- tracking back (notifications/tracking/, streams/collector/tracking.py) -----------------------------
     # Opens, clicks, unsubscribes and provider delivery reports come back through the collector's /t/... and
     # /v1/webhooks/... endpoints, with encrypted tokens (no student id in a URL in clear).

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from config.settings import get_settings
 from engage import gamification_cli, notify_cli
+from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
@@ -622,6 +623,7 @@ def bench_sendtime(
 
 
 bench_app.command("notify")(bench_notify)
+bench_app.command("leaderboard")(bench_leaderboard)
 
 
 @bench_app.command("oulad")
@@ -882,10 +884,12 @@ def templates_preview(
 
 
 from engage.desk_cli import desk_app  # noqa: E402 (the desk's commands live in their own module)
+from engage.leaderboards_cli import leaderboards_app  # noqa: E402 (the leaderboard service, leaderboards/)
 from engage.providers_cli import providers_app  # noqa: E402 (the local provider stand-ins, deploy/providers)
 
 app.add_typer(desk_app, name="desk")
 app.add_typer(providers_app, name="providers")
+app.add_typer(leaderboards_app, name="leaderboards")
 
 
 def main() -> None:

@@ -1,0 +1,380 @@
+"""The leaderboard service: the standings topic in, ranks out (HTTP, ``leaderboards.api``), snapshots published.
+
+Every student's newest standing is on the compacted standings topic (key: user id), so the boards are state that
+can always be rebuilt: at start the consumer reads every partition from the beginning to the end offsets it finds
+(bulk: scores into dicts, each board sorted once at the end), then the API answers, and the consumer keeps
+applying new standings in batches of ``leaderboard_apply_batch`` under the lock readers take (a reader waits for
+at most one batch). No consumer group offsets: every service process holds every board (the boards are the whole
+point of the stage), and a restart reads the topic again. A tombstone (a student erased) removes the student.
+
+A message that is not a ``Standing`` (or whose key is not its user id, which compaction relies on) is
+dead-lettered and counted, never silently skipped.
+
+Every ``leaderboard_snapshot_seconds`` the top ``leaderboard_snapshot_top`` of each current board goes to the
+leaderboard-snapshots topic (``leaderboards.snapshots``).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import uvicorn
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from pydantic import ValidationError
+
+from config.settings import Settings
+from kafka_io.producer import EventProducer
+from leaderboards import metrics
+from leaderboards.boards import Boards, InvalidStanding
+from leaderboards.snapshots import slot, snapshot_rows
+from schemas.gamification import Standing
+from schemas.messages import DeadLetter
+from schemas.topics import TopicCatalogue, catalogue
+
+log = logging.getLogger(__name__)
+
+SOURCE = "leaderboards"
+Clock = Callable[[], datetime]
+LAG_EVERY_SECONDS = 2.0
+FREEZE_EVERY_SECONDS = 30.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _freeze_survivors() -> None:
+    """Collect the young generations, then move what survived out of the collector's reach (``gc.freeze``).
+
+    The boards are long-lived objects that form no cycles; left in the oldest generation, each full collection
+    walked them all (~120 ms at 1M students, with the process stopped: readers waited). Cyclic garbage is
+    collected while young, before it is frozen.
+    """
+    gc.collect(1)
+    gc.freeze()
+
+
+@dataclass
+class Held:
+    """The boards, and the lock the consumer (writing) and the API (reading) share."""
+
+    boards: Boards = field(default_factory=lambda: Boards(bulk=True))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ready: threading.Event = field(default_factory=threading.Event)
+    read_at_start: int = 0  # standings read so far during the rebuild
+
+    def refresh_gauges(self) -> None:
+        with self.lock:
+            counts = self.boards.counts()
+            students, courses = len(self.boards), sum(1 for s in self.boards.scopes() if s != "global")
+        for (board, period), n in counts.items():
+            metrics.STUDENTS.labels(board, period).set(n)
+        metrics.HELD.set(students)
+        metrics.COURSE_BOARDS.set(courses)
+
+
+class StandingsConsumer:
+    """Reads the standings topic: to its end first (the rebuild), then as standings come."""
+
+    def __init__(self, settings: Settings, held: Held, producer: EventProducer, clock: Clock = _now) -> None:
+        self.settings, self.held, self.producer, self.clock = settings, held, producer, clock
+        self.topics: TopicCatalogue = catalogue(settings.topic_prefix, settings.event_partitions)
+        self.topic = self.topics.standings.name
+        self.batch = settings.leaderboard_apply_batch
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"{settings.topic_prefix}-leaderboards-{uuid.uuid4().hex[:8]}",  # never joined or committed
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 16 * 1024 * 1024,
+            }
+        )
+        self._partitions: list[TopicPartition] = []
+        self._last_timestamp = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            gc.disable()  # the rebuild makes millions of objects and no cycles: no collector passes over them
+            try:
+                self._rebuild(stop)
+            finally:
+                gc.enable()
+            next_lag = next_freeze = 0.0
+            while not stop.is_set():
+                self._apply(self._consumer.consume(num_messages=self.batch * 8, timeout=0.2))
+                now = time.monotonic()
+                if now >= next_lag:
+                    self._measure_lag()
+                    next_lag = now + LAG_EVERY_SECONDS
+                if now >= next_freeze:
+                    _freeze_survivors()
+                    next_freeze = now + FREEZE_EVERY_SECONDS
+        finally:
+            self._consumer.close()
+
+    def _rebuild(self, stop: threading.Event) -> None:
+        started = time.monotonic()
+        meta = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        if meta.error is not None:
+            raise RuntimeError(f"the standings topic {self.topic} cannot be read: {meta.error}")
+        self._partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+        pending: dict[int, int] = {}
+        for tp in self._partitions:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=30)
+            if high > low:
+                pending[tp.partition] = high
+        self._consumer.assign(self._partitions)
+        log.info("leaderboards: rebuilding from %s (%d standings at most)", self.topic, sum(pending.values()))
+        while pending and not stop.is_set():
+            messages = self._consumer.consume(num_messages=10_000, timeout=0.5)
+            for msg in messages:
+                err = msg.error()
+                partition = msg.partition() or 0
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    pending.pop(partition, None)  # the end as it is now, compacted gaps and all
+                elif err is None and (msg.offset() or 0) + 1 >= pending.get(partition, 0):
+                    pending.pop(partition, None)
+            self.held.read_at_start += self._apply(messages)
+        with self.held.lock:
+            self.held.boards.seal()
+        gc.freeze()  # the boards, as built: a full collection of them would stop the process for seconds
+        seconds = time.monotonic() - started
+        metrics.REBUILD_SECONDS.set(seconds)
+        metrics.REBUILD_STANDINGS.set(self.held.read_at_start)
+        self.held.ready.set()
+        metrics.READY.set(1)
+        self.held.refresh_gauges()
+        log.info("leaderboards: %d students on the boards after %.1f s; serving", len(self.held.boards), seconds)
+
+    def _apply(self, messages: list[Message]) -> int:
+        """Decode outside the lock, apply in batches under it; the number of messages (not errors) read."""
+        decoded: list[tuple[Standing | str, Message]] = []  # a standing, or the user id of a tombstone
+        read = 0
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("leaderboards: consumer error: %s", err)
+                continue
+            read += 1
+            item = self._decode(msg)
+            if item is not None:
+                decoded.append((item, msg))
+            stamp = msg.timestamp()[1]
+            if stamp > 0:
+                self._last_timestamp = stamp / 1000
+        today = self.clock().date()
+        counts = dict.fromkeys(metrics.STANDING_OUTCOMES, 0)
+        for start in range(0, len(decoded), self.batch):
+            with self.held.lock:
+                for item, msg in decoded[start : start + self.batch]:
+                    if isinstance(item, str):
+                        counts["forgotten"] += self.held.boards.forget(item)
+                        continue
+                    try:
+                        applied = self.held.boards.apply(item, today)
+                    except InvalidStanding as exc:
+                        self._dead_letter(msg.value() or b"", str(exc), msg, item.user_id)
+                        counts["invalid"] += 1
+                        continue
+                    counts[applied.outcome] += 1
+                    for reason, _board, _period in applied.skipped:
+                        metrics.SKIPPED.labels(reason).inc()
+        for outcome, n in counts.items():
+            if n:
+                metrics.STANDINGS.labels(outcome).inc(n)
+        return read
+
+    def _decode(self, msg: Message) -> Standing | str | None:
+        key = (msg.key() or b"").decode("utf-8", errors="replace")
+        value = msg.value()
+        if value is None:
+            return key or None  # a tombstone: the student was erased
+        try:
+            standing = Standing.model_validate_json(value)
+        except ValidationError as exc:
+            self._dead_letter(value, f"not a standing: {exc}", msg, key or None)
+            metrics.STANDINGS.labels("invalid").inc()
+            return None
+        if key != standing.user_id:
+            self._dead_letter(value, f"keyed {key!r} but the standing is {standing.user_id!r}'s", msg, None)
+            metrics.STANDINGS.labels("invalid").inc()
+            return None
+        return standing
+
+    def _dead_letter(self, value: bytes, reason: str, msg: Message | None, user_id: str | None) -> None:
+        letter = DeadLetter(
+            dead_letter_id=str(uuid.uuid4()),
+            received_at=self.clock(),
+            source=SOURCE,
+            reason=reason,
+            user_id=user_id,
+            raw=value.decode("utf-8", errors="replace"),
+            original_topic=self.topic,
+            original_partition=None if msg is None else msg.partition(),
+            original_offset=None if msg is None else msg.offset(),
+        )
+        log.warning("leaderboards: dead letter: %s", reason[:300])
+        self.producer.send_dead_letter(letter)
+
+    def _measure_lag(self) -> None:
+        try:
+            positions = self._consumer.position(self._partitions)
+            lag = 0
+            for tp in positions:
+                # The end offsets the last fetches brought: a broker round trip each (cached=False) waits behind
+                # the consumer's long-polling fetch, and cost ~0.5 s per partition of the applying thread's time.
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                lag += max(0, high - tp.offset) if tp.offset >= 0 else 0
+        except Exception as exc:  # Kafka away for a moment: the gauges keep their last values
+            log.warning("leaderboards: lag not measured (%s)", exc)
+            return
+        metrics.LAG.set(lag)
+        metrics.LAG_SECONDS.set(max(0.0, time.time() - self._last_timestamp) if lag and self._last_timestamp else 0)
+        self.held.refresh_gauges()
+
+
+class SnapshotPublisher:
+    """The top of every current board to the snapshots topic, at every interval's start (and once when ready)."""
+
+    def __init__(self, settings: Settings, held: Held, producer: EventProducer, clock: Clock = _now) -> None:
+        self.held, self.producer, self.clock = held, producer, clock
+        self.interval = settings.leaderboard_snapshot_seconds
+        self.top = settings.leaderboard_snapshot_top
+        self.topic = catalogue(settings.topic_prefix, settings.event_partitions).leaderboard_snapshots.name
+
+    def run(self, stop: threading.Event) -> None:
+        if self.interval <= 0:
+            return
+        while not self.held.ready.wait(0.5):
+            if stop.is_set():
+                return
+        while not stop.is_set():
+            try:
+                self.publish(slot(self.clock(), self.interval))
+            except Exception as exc:  # Kafka away: the next interval takes a new snapshot
+                metrics.SNAPSHOTS.labels("failed").inc()
+                log.warning("leaderboards: snapshot not published (%s)", exc)
+            wait = self.interval - self.clock().timestamp() % self.interval
+            stop.wait(wait)
+
+    def publish(self, taken_at: datetime, timeout: float = 30.0) -> int:
+        with self.held.lock:
+            rows = snapshot_rows(self.held.boards, taken_at, self.top)
+        for row in rows:
+            self.producer.send_encoded(row.board.encode(), row.model_dump_json().encode(), topic=self.topic)
+        if self.producer.flush(timeout) or self.producer.stats.failed:
+            raise RuntimeError(f"Kafka did not acknowledge the snapshot ({self.producer.stats.last_error})")
+        metrics.SNAPSHOT_ROWS.inc(len(rows))
+        metrics.SNAPSHOTS.labels("ok").inc()
+        return len(rows)
+
+
+# --- the process ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    settings: Settings
+    held: Held
+    consumer: StandingsConsumer
+    snapshots: SnapshotPublisher
+    producer: EventProducer
+    server: uvicorn.Server
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    failed: list[BaseException] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.leaderboard_port}"
+
+    def _guard(self, name: str, target: Callable[[threading.Event], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(self.stop)
+            except BaseException as exc:
+                log.exception("leaderboards: the %s thread died; stopping the process", name)
+                self.failed.append(exc)
+                self.server.should_exit = True
+
+        return threading.Thread(target=run, name=f"leaderboards-{name}", daemon=True)
+
+    def start_background(self) -> None:
+        self.threads = [self._guard("consumer", self.consumer.run), self._guard("snapshots", self.snapshots.run)]
+        for thread in self.threads:
+            thread.start()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+        self.producer.close(10.0)
+
+
+def build(settings: Settings, clock: Clock = _now) -> Service:
+    from leaderboards.api import create_app
+
+    held = Held()
+    topics = catalogue(settings.topic_prefix, settings.event_partitions)
+    producer = EventProducer(settings.kafka_bootstrap, topics, source=SOURCE)
+    app = create_app(settings, held, clock)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.leaderboard_port, log_level="warning", lifespan="off")
+    return Service(
+        settings,
+        held,
+        StandingsConsumer(settings, held, producer, clock),
+        SnapshotPublisher(settings, held, producer, clock),
+        producer,
+        uvicorn.Server(config),
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM (uvicorn's handlers) or a dying thread; the exit code."""
+    service = build(settings)
+    service.start_background()
+    log.info("leaderboards: API on %s, reading %s", service.url, service.consumer.topic)
+    try:
+        service.server.run()
+    finally:
+        service.shutdown()
+    return 1 if service.failed else 0
+
+
+@contextmanager
+def running(settings: Settings, clock: Clock = _now, ready_timeout: float = 120.0) -> Iterator[Service]:
+    """A whole service in this process, rebuilt and answering, until the block ends."""
+    service = build(settings, clock)
+    service.start_background()
+    api = threading.Thread(target=service.server.run, name="leaderboards-api", daemon=True)
+    api.start()
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while True:
+            if service.failed:
+                raise RuntimeError(f"the leaderboard service failed: {service.failed[0]!r}")
+            try:
+                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the leaderboard service did not become ready on {service.url}")
+            time.sleep(0.05)
+        yield service
+    finally:
+        service.server.should_exit = True
+        api.join(timeout=10)
+        service.shutdown()
