@@ -15,6 +15,8 @@ Rules a reader should know:
 - ``in_a_row`` runs and comebacks follow arrival order (a comeback is a new active day after a gap among the days
   known when it arrives: a late event that fills the gap afterwards does not take it back); everything else does
   not depend on the order events arrive in, as long as no event arrives more than a day late.
+- Outputs are built with ``model_construct`` (no validation: ~100k awards per million events, and the engine
+  builds them from values it has checked); ``tests/unit`` validates what it builds against the contracts.
 - Achievements unlock once per student (their ids are remembered); a rule added later starts counting from
   the events it sees (``engage gamification backfill`` unlocks what the warehouse's history already earned).
 """
@@ -46,8 +48,8 @@ from processors.gamification.rules import (
 )
 from processors.streaks import ACTIVE_EVENT_TYPES, StreakState
 from schemas.gamification import (
+    GAMIFICATION_SCHEMA_VERSION,
     AchievementUnlocked,
-    BoardXp,
     Celebration,
     CelebrationKind,
     LevelUp,
@@ -115,31 +117,48 @@ class GameState:
             boards={k: list(v) for k, v in d["boards"].items()},
         )
 
+    def standing_row(self, user_id: str) -> dict[str, Any]:
+        """The student's ``Standing`` as a JSON-ready dict (the worker encodes it with orjson)."""
+        boards = {scope: _board_row(v) for scope, v in self.boards.items()}
+        empty = {"total": 0, "day": date(1970, 1, 1), "day_xp": 0, "week": "1970-W01", "week_xp": 0}
+        return {
+            "schema_version": GAMIFICATION_SCHEMA_VERSION,
+            "user_id": user_id,
+            "level": self.level,
+            "global_xp": boards.pop(GLOBAL, empty),
+            "courses": boards,
+            "seq": self.seq,
+        }
+
     def standing(self, user_id: str) -> Standing:
-        boards = {scope: _board_xp(v) for scope, v in self.boards.items()}
-        empty = BoardXp(total=0, day=date(1970, 1, 1), day_xp=0, week="1970-W01", week_xp=0)
-        return Standing(
-            user_id=user_id,
-            level=self.level,
-            global_xp=boards.pop(GLOBAL, empty),
-            courses=boards,
-            seq=self.seq,
-        )
+        return Standing.model_validate(self.standing_row(user_id))
 
 
-def _board_xp(v: list[Any]) -> BoardXp:
-    return BoardXp(total=v[0], day=date.fromordinal(v[1]), day_xp=v[2], week=v[3], week_xp=v[4])
+def _board_row(v: list[Any]) -> dict[str, Any]:
+    return {"total": v[0], "day": date.fromordinal(v[1]), "day_xp": v[2], "week": v[3], "week_xp": v[4]}
 
 
 @dataclass(slots=True)
 class GameOutcome:
-    """What one batch earned; ``standing`` is set when the student's XP changed."""
+    """What one batch earned; ``standing`` is set when the student's XP changed.
 
-    awards: list[XpAward] = field(default_factory=list)
+    Awards (about one for every two events) and the standing are kept as JSON-ready dicts with the contracts'
+    fields, the worker's hot path: building a pydantic model for each cost more than the rest of the fold.
+    ``awards`` and ``standing`` build the contract models from them (tests and the backfill read those)."""
+
+    award_rows: list[dict[str, Any]] = field(default_factory=list)
     level_ups: list[LevelUp] = field(default_factory=list)
     unlocks: list[AchievementUnlocked] = field(default_factory=list)
     celebrations: list[Celebration] = field(default_factory=list)
-    standing: Standing | None = None
+    standing_row: dict[str, Any] | None = None
+
+    @property
+    def awards(self) -> list[XpAward]:
+        return [XpAward.model_validate(r) for r in self.award_rows]
+
+    @property
+    def standing(self) -> Standing | None:
+        return Standing.model_validate(self.standing_row) if self.standing_row is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,21 +303,22 @@ class _Batch:
         _add_to_board(g.boards, GLOBAL, xp, utc_day)
         if course:
             _add_to_board(g.boards, course, xp, utc_day)
-        self.out.awards.append(
-            XpAward(
-                award_id=award_id(self.user_id, source, rule_id),
-                user_id=self.user_id,
-                rule_id=rule_id,
-                rules_version=self.rules.version,
-                source=source,
-                course_id=course,
-                xp=xp,
-                base_xp=base,
-                multiplier=round(mult, 4),
-                total_xp=g.xp,
-                local_day=date.fromordinal(ev.local_day),
-                event_time=ev.at,
-            )
+        self.out.award_rows.append(
+            {
+                "schema_version": GAMIFICATION_SCHEMA_VERSION,
+                "award_id": award_id(self.user_id, source, rule_id),
+                "user_id": self.user_id,
+                "rule_id": rule_id,
+                "rules_version": self.rules.version,
+                "source": source,
+                "course_id": course,
+                "xp": xp,
+                "base_xp": base,
+                "multiplier": round(mult, 4),
+                "total_xp": g.xp,
+                "local_day": date.fromordinal(ev.local_day),
+                "event_time": ev.at,
+            }
         )
 
     def unlock(self, uid: str, at: datetime) -> None:
@@ -307,7 +327,7 @@ class _Batch:
             return
         g.unlocked[uid] = at.timestamp()
         name, description = self.names.get(uid, (uid, uid))
-        unlocked = AchievementUnlocked(
+        unlocked = AchievementUnlocked.model_construct(
             unlock_id=unlock_id(self.user_id, uid),
             user_id=self.user_id,
             achievement_id=uid,
@@ -323,7 +343,7 @@ class _Batch:
 
     def celebrate(self, kind: CelebrationKind, source_id: str, title: str, body: str, at: datetime) -> None:
         self.out.celebrations.append(
-            Celebration(
+            Celebration.model_construct(
                 celebration_id=f"{kind.value}:{source_id}",
                 user_id=self.user_id,
                 kind=kind,
@@ -416,7 +436,7 @@ def play(
         game.caps = {k: n for k, n in game.caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
     if game.xp != xp_before:
         game.seq += 1
-        b.out.standing = game.standing(user_id)
+        b.out.standing_row = game.standing_row(user_id)
     return b.out
 
 
@@ -469,7 +489,7 @@ def _batch_achievements(
     g, rules = b.game, b.rules
     level = level_for(g.xp, rules.levels)
     for new_level in range(g.level + 1, level + 1):
-        up = LevelUp(level_up_id=level_up_id(b.user_id, new_level), user_id=b.user_id, level=new_level,
+        up = LevelUp.model_construct(level_up_id=level_up_id(b.user_id, new_level), user_id=b.user_id, level=new_level,
                      total_xp=g.xp, event_time=at)  # fmt: skip
         b.out.level_ups.append(up)
         b.celebrate(CelebrationKind.level_up, up.level_up_id, f"Level {new_level}!",

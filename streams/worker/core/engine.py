@@ -258,7 +258,7 @@ class WorkerCore:
         )
         if game is not None:
             self.emit.game(record, game)
-            f.xp_changed = f.xp_changed or game.standing is not None
+            f.xp_changed = f.xp_changed or game.standing_row is not None
         f.folded = True
         f.meaningful = f.meaningful or result.meaningful
         for e in events:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import orjson
+from pydantic import BaseModel
+
 from processors.gamification.engine import GameOutcome
 from processors.pipeline import ScoreOutcome, UserRecord
 from schemas.messages import DeadLetter, kept_raw
@@ -19,6 +22,17 @@ from schemas.streaks import StreakMilestone
 from schemas.topics import TopicCatalogue
 from streams.worker import metrics as m
 from streams.worker.core.ports import Message, Outputs
+
+
+def _fields(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.__dict__
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _encoded(message: BaseModel) -> str:
+    """A contract message as JSON, straight from its fields (dates and times in ISO 8601, enums by value)."""
+    return orjson.dumps(message.__dict__, default=_fields).decode()
 
 
 class Emitter:
@@ -59,24 +73,31 @@ class Emitter:
         self.send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
 
     def game(self, record: UserRecord, outcome: GameOutcome) -> None:
-        """What a batch earned: XP awards, level-ups, unlocks and celebrations, each kept in the outbox."""
+        """What a batch earned: XP awards, level-ups, unlocks and celebrations, each kept in the outbox.
+
+        Awards come as dicts and the rest unvalidated (``model_construct``), all encoded with orjson from their
+        fields: pydantic's validation and serialiser cost more than the rest of the gamification fold."""
         t = self.topics
-        for award in outcome.awards:
-            m.XP_AWARDED.labels(award.rule_id).inc(award.xp)
-            self.send_kept(record, t.xp_awards.name, award.user_id, award.model_dump_json())
+        xp: dict[str, int] = {}
+        for award in outcome.award_rows:
+            xp[award["rule_id"]] = xp.get(award["rule_id"], 0) + award["xp"]
+            self.send_kept(record, t.xp_awards.name, award["user_id"], orjson.dumps(award).decode())
+        for rule, n in xp.items():
+            m.XP_AWARDED.labels(rule).inc(n)
+        if outcome.level_ups:
+            m.LEVEL_UPS.inc(len(outcome.level_ups))
         for up in outcome.level_ups:
-            m.LEVEL_UPS.inc()
-            self.send_kept(record, t.level_ups.name, up.user_id, up.model_dump_json())
+            self.send_kept(record, t.level_ups.name, up.user_id, _encoded(up))
         for unlock in outcome.unlocks:
             m.ACHIEVEMENTS.labels(unlock.achievement_id).inc()
-            self.send_kept(record, t.achievements.name, unlock.user_id, unlock.model_dump_json())
+            self.send_kept(record, t.achievements.name, unlock.user_id, _encoded(unlock))
         for c in outcome.celebrations:
-            self.send_kept(record, t.celebrations.name, c.user_id, c.model_dump_json())
+            self.send_kept(record, t.celebrations.name, c.user_id, _encoded(c))
 
     def standing(self, record: UserRecord, user_id: str) -> None:
         """The student's XP on their boards, once per gather that changed it (the leaderboard service's input)."""
-        standing = record.game.standing(user_id)
-        self.send_kept(record, self.topics.standings.name, user_id, standing.model_dump_json())
+        row = record.game.standing_row(user_id)
+        self.send_kept(record, self.topics.standings.name, user_id, orjson.dumps(row).decode())
 
     def forget_standing(self, user_id: str) -> None:
         """An erased student leaves the leaderboards: a tombstone on the compacted standings topic."""
