@@ -232,6 +232,14 @@ class Settings(BaseSettings):
     leaderboard_apply_batch: int = Field(
         32, ge=1, description="standings applied per hold of the boards' lock (readers wait at most one batch)"
     )
+    leaderboard_url: str = Field(
+        "", description="where workers ask for a student's ranks (the engagement API); '' = 127.0.0.1:leaderboard_port"
+    )
+    leaderboard_timeout_seconds: float = Field(0.5, gt=0, description="the engagement API waits this long for ranks")
+
+    @property
+    def leaderboards_base(self) -> str:
+        return self.leaderboard_url.rstrip("/") or f"http://127.0.0.1:{self.leaderboard_port}"
 
     # --- tracking back (notifications/tracking/, streams/collector/tracking.py) -----------------------------
     # Opens, clicks, unsubscribes and provider delivery reports come back through the collector's /t/... and

@@ -117,6 +117,10 @@ class GameState:
             boards={k: list(v) for k, v in d["boards"].items()},
         )
 
+    def courses_by_xp(self) -> list[str]:
+        """The courses the student earned XP in, most XP first."""
+        return sorted((c for c in self.boards if c != GLOBAL), key=lambda c: (-self.boards[c][0], c))
+
     def standing_row(self, user_id: str) -> dict[str, Any]:
         """The student's ``Standing`` as a JSON-ready dict (the worker encodes it with orjson)."""
         boards = {scope: _board_row(v) for scope, v in self.boards.items()}

@@ -35,6 +35,7 @@ from streams.admission import Admission
 from streams.erasure import erasure_status, request_erasure
 from streams.worker.core.engine import WorkerCore
 from streams.worker.inbox_api import InboxApi
+from streams.worker.leaderboard_positions import positions
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,13 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
             record = worker.record(user_id)
             if record is None:
                 return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
-            return self.json(engagement(user_id, record))
+            body = engagement(user_id, record)
+            if body["gamification"] is not None:
+                body["gamification"]["leaderboards"] = await positions(
+                    app.http_client, s.leaderboards_base, user_id, record.game.courses_by_xp(),
+                    request.headers.get("Authorization"), s.leaderboard_timeout_seconds,
+                )  # fmt: skip
+            return self.json(body)
 
     issuer = BadgeIssuer(s.badges_issuer_id, s.badges_issuer_name, s.badges_identity_salt)
 
