@@ -22,6 +22,7 @@ from deploy.infra import Infra
 from deploy.providers.process import start_providers
 from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
 from engage.demo_analytics import show_analytics
+from engage.demo_game import collect_gamification, show_gamification
 from engage.demo_notify import (
     delivery_settings,
     engage_with_messages,
@@ -115,10 +116,12 @@ def run_demo(settings: Settings, console: Console) -> None:
         start_providers(settings, record_dir),
         _service("notify", ["notify", "--instance", "notify-1"], settings, log_dir),
         _service("desk", ["desk", "serve"], settings, log_dir) as desk,
+        _service("leaderboards", ["leaderboards", "serve"], settings, log_dir) as boards,
     ):
         wait_http(f"{collector}/readyz", coll, log=log_dir / "collector.log")
         wait_http(f"{worker_url}/healthz", work, log=log_dir / "worker.log")
         wait_http(f"http://127.0.0.1:{settings.desk_port}/healthz", desk, log=log_dir / "desk.log")
+        wait_http(f"{settings.leaderboards_base}/readyz", boards, log=log_dir / "leaderboards.log")
         console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
         console.print(f"  worker      signals, streaks, scoring; engagement API on {worker_url}")
         console.print(
@@ -126,6 +129,7 @@ def run_demo(settings: Settings, console: Console) -> None:
             f"({contacts} student contacts published)"
         )
         console.print(f"  desk        outreach queue and offers on http://127.0.0.1:{settings.desk_port}")
+        console.print(f"  boards      XP leaderboards (global and per course) on {settings.leaderboards_base}")
         console.print(
             f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
             "(time compressed, event times preserved) ..."
@@ -165,12 +169,14 @@ def run_demo(settings: Settings, console: Console) -> None:
         console.print("Students open, click and read their messages; the success team works the queue ...")
         engagement = engage_with_messages(settings, record_dir, worker_url)
         work_the_desk(settings, record_dir, engagement)
+        game = collect_gamification(settings, worker_url)
         time.sleep(2.0)
         wait_for_sinks(settings)
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
     show_risk(settings, console, since, log_dir / "ground_truth.jsonl")
     console.rule("[bold]Interventions delivered")
     show_notifications(settings, console, record_dir, engagement)
+    show_gamification(settings, console, game)
     show_analytics(settings, console)
 
 

@@ -34,7 +34,7 @@ def _get(client: httpx.Client, url: str) -> dict[str, Any] | None:
 def collect_gamification(settings: Settings, worker_url: str, timeout: float = 60.0) -> GameView:
     """Wait for the leaderboard service to hold the standings, then read the weekly board and the top students."""
     key = settings.server_keys[0].partition(":")[2]
-    board_url = f"http://127.0.0.1:{settings.leaderboard_port}/v1/leaderboards/global"
+    board_url = f"{settings.leaderboards_base}/v1/leaderboards/global"
     view = GameView()
     with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
         deadline, last = time.monotonic() + timeout, -1
@@ -69,20 +69,22 @@ def show_gamification(settings: Settings, console: Console, view: GameView) -> N
             title=f"Weekly leaderboard, global ({view.period}, {view.students_on_board} students with XP)",
             title_justify="left",
         )
-        for col, justify in (("rank", "right"), ("student", "left"), ("XP this week", "right"),
-                             ("level", "right"), ("XP all-time", "right"), ("newest achievements", "left")):  # fmt: skip
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column("rank", justify="right")
+        table.add_column("student")
+        table.add_column("XP this week", justify="right")
+        table.add_column("level", justify="right")
+        table.add_column("XP all-time", justify="right")
+        table.add_column("newest achievements")
         for row in view.top:
             table.add_row(str(row["rank"]), row["user_id"], f"{row['xp']:,}", str(row["level"] or ""),
                           f"{row['xp_total'] or 0:,}", ", ".join(row["achievements"][:3]))  # fmt: skip
         console.print(table)
     if view.neighbours:
         n = view.neighbours
-        around = [*n["above"], {"rank": n["rank"], "user_id": f"[bold]{n['user_id']}[/bold]", "xp": n["xp"]},
-                  *n["below"]]  # fmt: skip
         console.print(f"  A student's view of the board: rank {n['rank']} of {n['students']}, with their neighbours")
-        for r in around:
-            console.print(f"    {r['rank']:>4}  {r['user_id']:<24} {r['xp']:>6,} XP")
+        for r in [*n["above"], n, *n["below"]]:
+            line = f"{r['rank']:>6}  {r['user_id']:<14} {r['xp']:>6,} XP"
+            console.print(f"[bold]{line}  <- {r['user_id']}[/bold]" if r is n else line)
     db = settings.clickhouse_database
     client = connect(settings)
     (awards, xp), = client.execute(f"SELECT count(), sum(xp) FROM {db}.xp_awards FINAL")  # fmt: skip

@@ -382,6 +382,7 @@ def test_prometheus_scrapes_the_ports_the_engine_serves_metrics_on() -> None:
         "engage-model-monitor": [f"127.0.0.1:{inspect.signature(model_monitor).parameters['port'].default}"],
         "engage-desk": [f"127.0.0.1:{default['desk_port']}"],
         "engage-notify": [f"127.0.0.1:{default['notify_metrics_port']}"],
+        "engage-leaderboards": [f"127.0.0.1:{default['leaderboard_port']}"],
     }
     jobs_in_rules = set(re.findall(r'job="([^"]+)"', ALERTS.read_text()))
     assert jobs_in_rules <= set(targets)
