@@ -253,8 +253,8 @@ def sink(
     names: Annotated[
         list[str],
         typer.Argument(
-            help="events, risk-updates, interventions, outcomes, milestones, dead-letters, erasures (the warehouse "
-            "half of erasing a student), all"
+            help="events, risk-updates, interventions, outcomes, milestones, dead-letters, xp-awards, level-ups, "
+            "achievements, celebrations, leaderboard-snapshots, erasures (the warehouse half of erasing a student), all"
         ),
     ],
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,

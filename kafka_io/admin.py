@@ -13,7 +13,8 @@ from schemas.topics import TopicSpec
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
-    """Create missing topics; return the names that were created now."""
+    """Create missing topics; return the names that were created now, once every partition of theirs has a
+    leader (a created topic's partitions get theirs a moment later: a request in between is refused)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)
     new = [
@@ -31,7 +32,25 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _wait_for_leaders(admin, created, timeout)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    waiting = set(names)
+    while waiting:
+        topics = admin.list_topics(timeout=timeout).topics
+        waiting = {
+            n
+            for n in waiting
+            if n not in topics or not topics[n].partitions or any(p.leader < 0 for p in topics[n].partitions.values())
+        }
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader after {timeout:.0f} s: {sorted(waiting)}")
+        time.sleep(0.05)
 
 
 def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> None:
@@ -57,6 +76,26 @@ def _committed(consumer: Consumer, parts: list[TopicPartition], timeout: float =
             time.sleep(0.2)
 
 
+_NO_LEADER_YET = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> tuple[int, int]:
+    """A partition's (log start, log end), waiting out a leader that is still being elected or loaded (a topic
+    created a moment ago answers NOT_LEADER_FOR_PARTITION for a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in _NO_LEADER_YET) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def group_positions(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of ``topic``: (offset ``group`` committed, or the log start if none; log end)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
@@ -66,7 +105,7 @@ def group_positions(bootstrap: str, group: str, topic: str) -> dict[int, tuple[i
         committed = {tp.partition: tp.offset for tp in _committed(consumer, parts)}
         positions = {}
         for tp in parts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = _watermarks(consumer, tp)
             done = committed.get(tp.partition, -1)
             positions[tp.partition] = (done if done >= 0 else low, high)
         return positions
