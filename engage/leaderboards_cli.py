@@ -1,4 +1,4 @@
-"""`engage leaderboards serve`: the leaderboard service (``leaderboards.service``) as one process."""
+"""`engage leaderboards serve`: the leaderboard service (``leaderboards.runner``) as one process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ leaderboards_app = typer.Typer(no_args_is_help=True, help="Leaderboards: ranks f
 @leaderboards_app.command("serve")
 def serve() -> None:
     """Rebuild the boards from the standings topic, then serve ranks on 127.0.0.1:leaderboard_port and keep up."""
-    from leaderboards.service import serve as run
+    from leaderboards.runner import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise typer.Exit(run(get_settings()))

@@ -21,12 +21,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import httpx
 import uvicorn
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
@@ -48,7 +46,7 @@ LAG_EVERY_SECONDS = 2.0
 FREEZE_EVERY_SECONDS = 30.0
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -85,7 +83,7 @@ class Held:
 class StandingsConsumer:
     """Reads the standings topic: to its end first (the rebuild), then as standings come."""
 
-    def __init__(self, settings: Settings, held: Held, producer: EventProducer, clock: Clock = _now) -> None:
+    def __init__(self, settings: Settings, held: Held, producer: EventProducer, clock: Clock = utc_now) -> None:
         self.settings, self.held, self.producer, self.clock = settings, held, producer, clock
         self.topics: TopicCatalogue = catalogue(settings.topic_prefix, settings.event_partitions)
         self.topic = self.topics.standings.name
@@ -248,7 +246,7 @@ class StandingsConsumer:
 class SnapshotPublisher:
     """The top of every current board to the snapshots topic, at every interval's start (and once when ready)."""
 
-    def __init__(self, settings: Settings, held: Held, producer: EventProducer, clock: Clock = _now) -> None:
+    def __init__(self, settings: Settings, held: Held, producer: EventProducer, clock: Clock = utc_now) -> None:
         self.held, self.producer, self.clock = held, producer, clock
         self.interval = settings.leaderboard_snapshot_seconds
         self.top = settings.leaderboard_snapshot_top
@@ -321,60 +319,3 @@ class Service:
         for thread in self.threads:
             thread.join(timeout=30)
         self.producer.close(10.0)
-
-
-def build(settings: Settings, clock: Clock = _now) -> Service:
-    from leaderboards.api import create_app
-
-    held = Held()
-    topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    producer = EventProducer(settings.kafka_bootstrap, topics, source=SOURCE)
-    app = create_app(settings, held, clock)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.leaderboard_port, log_level="warning", lifespan="off")
-    return Service(
-        settings,
-        held,
-        StandingsConsumer(settings, held, producer, clock),
-        SnapshotPublisher(settings, held, producer, clock),
-        producer,
-        uvicorn.Server(config),
-    )
-
-
-def serve(settings: Settings) -> int:
-    """Run until SIGINT/SIGTERM (uvicorn's handlers) or a dying thread; the exit code."""
-    service = build(settings)
-    service.start_background()
-    log.info("leaderboards: API on %s, reading %s", service.url, service.consumer.topic)
-    try:
-        service.server.run()
-    finally:
-        service.shutdown()
-    return 1 if service.failed else 0
-
-
-@contextmanager
-def running(settings: Settings, clock: Clock = _now, ready_timeout: float = 120.0) -> Iterator[Service]:
-    """A whole service in this process, rebuilt and answering, until the block ends."""
-    service = build(settings, clock)
-    service.start_background()
-    api = threading.Thread(target=service.server.run, name="leaderboards-api", daemon=True)
-    api.start()
-    deadline = time.monotonic() + ready_timeout
-    try:
-        while True:
-            if service.failed:
-                raise RuntimeError(f"the leaderboard service failed: {service.failed[0]!r}")
-            try:
-                if httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the leaderboard service did not become ready on {service.url}")
-            time.sleep(0.05)
-        yield service
-    finally:
-        service.server.should_exit = True
-        api.join(timeout=10)
-        service.shutdown()

@@ -10,15 +10,16 @@ The 'on' side must have sent XP awards and standings and the 'off' side none, or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from engage.bench.report import Figure
-from engage.bench.streams_io import encode, end_offsets, send
+from rich.console import Console
+
+from engage.bench.report import Figure, Run
+from engage.bench.streams_io import end_offsets
 from schemas.topics import catalogue
 
-if TYPE_CHECKING:
-    from engage.bench.processors import Bench, Run
+Drain = Callable[[str, bool], tuple[Run, dict[str, int]]]
 
 AIM_COST = 0.15  # at most 15 % slower with gamification on (issue #22)
 
@@ -38,38 +39,28 @@ class GameCost:
         return self.on.seconds / self.off.seconds - 1.0
 
 
-def _game_outputs(bootstrap: str, prefix: str) -> dict[str, int]:
+def gamification_outputs(bootstrap: str, prefix: str) -> dict[str, int]:
+    """Messages on each gamification topic (a drain's 'on' side must have sent some, its 'off' side none)."""
     topics = catalogue(prefix)
     names = {"xp_awards": topics.xp_awards, "level_ups": topics.level_ups, "achievements": topics.achievements,
              "celebrations": topics.celebrations, "standings": topics.standings}  # fmt: skip
     return {k: end_offsets(bootstrap, t.name) for k, t in names.items()}
 
 
-def _drain(b: Bench, events: list[dict[str, Any]], name: str, on: bool) -> tuple[Run, dict[str, int]]:
-    from engage.bench.processors import _processed, _timed_drain
-
-    s = b.fresh(name, gamification=on)
-    encoded = encode(s, events, b.cfg.client_batch)
-    messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
-    with b.worker(s, name) as (proc, url):
-        run, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, timeout=900)
-    return run, _game_outputs(s.kafka_bootstrap, s.topic_prefix)
-
-
-def gamification_cost(b: Bench, events: list[dict[str, Any]], rounds: int) -> GameCost:
-    """``rounds`` pairs of drains of the same events, gamification on and off, alternating which goes first."""
+def gamification_cost(drain: Drain, console: Console, n: int, rounds: int) -> GameCost:
+    """``rounds`` pairs of drains of the same ``n`` events, gamification on and off, alternating which goes first
+    (``drain(name, on)``: one drain by a fresh worker, and what it sent on the gamification topics)."""
     ons: list[Run] = []
     offs: list[Run] = []
     cost_rounds: list[dict[str, float]] = []
     outputs: dict[str, int] = {}
     problems: list[str] = []
-    n = len(events)
     for k in range(rounds):
         seconds: dict[str, float] = {}
         for on in (True, False) if k % 2 == 0 else (False, True):
             side = "on" if on else "off"
-            b.console.print(f"gamification cost, round {k + 1}: {n:,} events, gamification {side} ...")
-            run, sent = _drain(b, events, f"game-{side}{k}", on)
+            console.print(f"gamification cost, round {k + 1}: {n:,} events, gamification {side} ...")
+            run, sent = drain(f"game-{side}{k}", on)
             (ons if on else offs).append(run)
             seconds[side] = run.seconds
             if on:

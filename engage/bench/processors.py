@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,11 @@ from rich.console import Console
 from config.settings import Settings, settings_env
 from deploy.process import free_port
 from engage.bench.gamification import figures as game_figures
-from engage.bench.gamification import gamification_cost
+from engage.bench.gamification import gamification_cost, gamification_outputs
 from engage.bench.ingest import simulated_events
 from engage.bench.loadgen import LoadResult, build_request, run_load
 from engage.bench.peer.venv import peer_command, peer_env, peer_python
-from engage.bench.report import Figure, Report, percentile
+from engage.bench.report import Figure, Report, Run, percentile
 from engage.bench.streams_io import (
     LiveReader,
     cpu_seconds,
@@ -87,17 +87,6 @@ class ProcessorsBenchConfig:
     api_rate: float = 200.0  # engagement API requests/s during the 5,000 events/s run
     join_rate: int = 20_000  # events/s offered while a second worker joins
     game_rounds: int = 2  # drains with gamification on and off, alternating (``engage.bench.gamification``)
-
-
-@dataclass
-class Run:
-    """One process draining or serving a topic: what it took."""
-
-    seconds: float = float("nan")
-    cpu: float = float("nan")
-    peak_mb: float = float("nan")
-    timed_share: float = 1.0  # of a drain's work, the part inside its timed window (``streams_io.Drain``)
-    latencies: list[float] = field(default_factory=list)
 
 
 def expected_counts(events: list[dict[str, Any]]) -> dict[str, int]:
@@ -477,6 +466,19 @@ def _end_to_end(b: Bench, events: list[dict[str, Any]]) -> dict[str, Any]:
             "students_with_risk": users_with_risk, "students": len(expected_counts(events))}  # fmt: skip
 
 
+def _game_drain(b: Bench, events: list[dict[str, Any]]) -> Callable[[str, bool], tuple[Run, dict[str, int]]]:
+    """One drain of ``events`` by a fresh worker with gamification on or off, and what it sent on its topics."""
+
+    def drain(name: str, on: bool) -> tuple[Run, dict[str, int]]:
+        s = b.fresh(name, gamification=on)
+        messages = send(s, catalogue(s.topic_prefix).events.name, encode(s, events, b.cfg.client_batch))
+        with b.worker(s, name) as (proc, url):
+            run, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, timeout=900)
+        return run, gamification_outputs(s.kafka_bootstrap, s.topic_prefix)
+
+    return drain
+
+
 def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchConfig | None = None) -> Report:
     cfg = cfg or ProcessorsBenchConfig()
     b = Bench(settings, console, cfg)
@@ -489,7 +491,7 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
     peer_python(settings.run_dir)
     try:
         ours, peer, details = _throughput(b, events)
-        game = gamification_cost(b, events, cfg.game_rounds)
+        game = gamification_cost(_game_drain(b, events), b.console, len(events), cfg.game_rounds)
         latency = {rate: _latency(b, events, rate, api=rate == 5_000) for rate in cfg.latency_rates}
         scale = _scale_out(b, events, simulated_events(cfg.scale_events))
         e2e = _end_to_end(b, events)

@@ -108,3 +108,14 @@ def _fmt(value: float | None) -> str:
     if value >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"
+
+
+@dataclass
+class Run:
+    """One process draining or serving a topic: what it took."""
+
+    seconds: float = float("nan")
+    cpu: float = float("nan")
+    peak_mb: float = float("nan")
+    timed_share: float = 1.0  # of a drain's work, the part inside its timed window (``streams_io.Drain``)
+    latencies: list[float] = field(default_factory=list)

@@ -13,7 +13,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
-from leaderboards.service import running
+from leaderboards.runner import running
 from schemas.topics import catalogue
 from tests.integration.test_worker import _send
 from tests.integration.test_worker_gamification import _event

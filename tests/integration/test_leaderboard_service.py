@@ -20,7 +20,8 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
 from leaderboards.boards import iso_week
-from leaderboards.service import Service, running
+from leaderboards.runner import running
+from leaderboards.service import Service
 from schemas.gamification import BoardXp, Standing
 from schemas.topics import catalogue
 from tests.integration.helpers import read_to_end
