@@ -123,7 +123,7 @@ class Standing(_Message):
 class LeaderboardRow(_Message):
     """One row of a leaderboard snapshot (``engage leaderboards`` writes the top of each board periodically)."""
 
-    snapshot_id: str = Field(description="f'{board}:{period}:{taken_at}:{rank}'")
+    snapshot_id: str = Field(description="f'{board}:{period}:{taken_at}:{position}' (position 1..N: tied ranks repeat)")
     board: str = Field(description="'global' or 'course:{course_id}'")
     period: str = Field(description="'all', a UTC date 2026-12-05 or an ISO week 2026-W49")
     taken_at: AwareDatetime
