@@ -24,15 +24,9 @@ from streams.worker import metrics as m
 from streams.worker.core.ports import Message, Outputs
 
 
-def _fields(value: object) -> object:
-    if isinstance(value, BaseModel):
-        return value.__dict__
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 def _encoded(message: BaseModel) -> str:
-    """A contract message as JSON, straight from its fields (dates and times in ISO 8601, enums by value)."""
-    return orjson.dumps(message.__dict__, default=_fields).decode()
+    """A flat contract message as JSON, straight from its fields (dates and times in ISO 8601, enums by value)."""
+    return orjson.dumps(message.__dict__).decode()
 
 
 class Emitter:
