@@ -32,6 +32,8 @@ class EmitsTwice(EventProducer):
             self.topics.risk_updates.name: "update_id",
             self.topics.interventions.name: "intervention_id",
             self.topics.streak_milestones.name: "milestone_id",
+            self.topics.xp_awards.name: "award_id",
+            self.topics.achievements.name: "unlock_id",
         }
         id_field = ids.get(topic or "")
         if id_field is not None and value is not None:

@@ -35,7 +35,7 @@ from streams.admission import Admission
 from streams.erasure import erasure_status, request_erasure
 from streams.worker.core.engine import WorkerCore
 from streams.worker.inbox_api import InboxApi
-from streams.worker.leaderboard_positions import positions
+from streams.worker.leaderboard_positions import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
     ``keys``: settings' keys + the key registry, re-read when it changes; ``table_name``: the record table's,
     whose partitions say which worker owns a student."""
     s = settings
+    ranks = Ranks(s.leaderboards_base, s.leaderboard_timeout_seconds)
 
     def refuse(view: View, request: Request, action: str) -> Response | None:
         principal = keys.lookup(bearer_key(request.headers.get("Authorization")))
@@ -136,10 +137,9 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                 return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
             body = engagement(user_id, record)
             if body["gamification"] is not None:
-                body["gamification"]["leaderboards"] = await positions(
-                    app.http_client, s.leaderboards_base, user_id, record.game.courses_by_xp(),
-                    request.headers.get("Authorization"), s.leaderboard_timeout_seconds,
-                )  # fmt: skip
+                body["gamification"]["leaderboards"] = await ranks.of(
+                    app.http_client, user_id, record.game.courses_by_xp(), request.headers.get("Authorization")
+                )
             return self.json(body)
 
     issuer = BadgeIssuer(s.badges_issuer_id, s.badges_issuer_name, s.badges_identity_salt)

@@ -2,12 +2,16 @@
 
 The boards are a global question the worker cannot answer from its own partitions, so the engagement API asks
 the leaderboard service, with the caller's own key and a short timeout. Ranks are an extra: when the service is
-away the answer says so (``available: false``) instead of failing the whole engagement answer.
+away the answer says so (``available: false``) instead of failing the whole engagement answer, and for
+``retry_seconds`` after a failure the worker does not ask again (``Ranks``): a read must not wait on a service
+that is down, or reads pile up and overload the API (its ``max_in_progress`` would turn them into 503s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -54,3 +58,26 @@ async def positions(
         if not (isinstance(a, dict) and "error" in a)
     ]
     return {"available": not errors, **({"detail": errors[0]} if errors else {}), "boards": boards}
+
+
+class Ranks:
+    """``positions`` behind a breaker: after an answer with an error, none is asked for ``retry_seconds``."""
+
+    def __init__(
+        self, base_url: str, timeout: float, retry_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.base_url, self.timeout, self.retry_seconds, self.clock = base_url, timeout, retry_seconds, clock
+        self._failed_at: float | None = None
+        self._detail = ""
+
+    async def of(
+        self, session: aiohttp.ClientSession, user_id: str, courses: list[str], authorization: str | None
+    ) -> dict[str, Any]:
+        if self._failed_at is not None and self.clock() - self._failed_at < self.retry_seconds:
+            return {"available": False, "detail": self._detail, "boards": []}
+        answer = await positions(session, self.base_url, user_id, courses, authorization, self.timeout)
+        if answer["available"]:
+            self._failed_at = None
+        else:
+            self._failed_at, self._detail = self.clock(), answer["detail"]
+        return answer

@@ -1,0 +1,53 @@
+"""The engagement API's ranks client stops asking a leaderboard service that failed, for a while."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from deploy.process import free_port
+from streams.worker.leaderboard_positions import Ranks
+
+pytestmark = pytest.mark.local_servers
+
+
+def test_after_a_failed_answer_no_request_is_made_until_the_retry_time_has_passed() -> None:
+    asked: list[str] = []
+    status = {"code": 503}
+
+    async def position(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        if status["code"] != 200:
+            return web.json_response({"error": "unavailable"}, status=status["code"])
+        return web.json_response({"rank": 2, "xp": 40, "students": 9, "period": request.match_info["period"]})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/v1/leaderboards/{board}/{period}/users/{user}", position)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        now = [100.0]
+        ranks = Ranks(f"http://127.0.0.1:{port}", timeout=2.0, retry_seconds=5.0, clock=lambda: now[0])
+        try:
+            async with aiohttp.ClientSession() as session:
+                first = await ranks.of(session, "ann", ["c1"], "Bearer k")
+                assert first["available"] is False and "503" in first["detail"]
+                assert len(asked) == 3  # global this week, all-time, and course c1 this week
+                status["code"] = 200
+                now[0] += 4.9
+                skipped = await ranks.of(session, "ann", ["c1"], "Bearer k")
+                assert skipped == {"available": False, "detail": first["detail"], "boards": []}
+                assert len(asked) == 3, "asked a service that failed less than retry_seconds ago"
+                now[0] += 0.2
+                back = await ranks.of(session, "ann", [], "Bearer k")
+                assert back["available"] is True and len(asked) == 5
+                assert [b["rank"] for b in back["boards"]] == [2, 2]
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
