@@ -292,15 +292,18 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_at_most_what_was_in_flight
         second = start_subprocess(s, "notify-0", log)
         try:
             wanted = {r.intervention_id for r in requests}
-            wait_for(
-                "every request handled",
-                lambda: (
-                    wanted
-                    <= (set(by_intervention(outcomes(s), "sent")) | set(by_intervention(outcomes(s), "dead_lettered")))
-                ),
-                timeout=180,
-                every=0.5,
-            )
+
+            def handled() -> set[str]:
+                return set(by_intervention(outcomes(s), "sent")) | set(by_intervention(outcomes(s), "dead_lettered"))
+
+            try:
+                wait_for("every request handled", lambda: wanted <= handled(), timeout=180, every=0.5)
+            except AssertionError:
+                missing = sorted(wanted - handled())
+                raise AssertionError(
+                    f"{len(missing)} requests never handled: {missing[:20]}; the restarted notifier's log ends:\n"
+                    + log.read_text()[-4000:]
+                ) from None
             wait_for("the offsets committed", lambda: all_committed(s))
             metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         finally:
