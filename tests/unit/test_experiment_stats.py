@@ -140,3 +140,22 @@ def test_analysis_of_a_variant_nobody_saw() -> None:
     treat = report.metric("returned_7d")[1]
     assert treat.arm == Arm(0, 0) and treat.lift is None and treat.chance_to_beat is None
     assert report.srm is not None and report.srm.mismatch  # 100 against 0 of a 50/50 split
+
+
+def test_the_report_renders_every_metric_and_the_flags() -> None:
+    import io
+
+    from rich.console import Console
+
+    from engage.experiments_cli import render
+
+    report = analyse([_row("control", 5210, 1563), _row("treat", 4790, 1581, unsubscribed=3)], EXPERIMENT)
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    for table in render(report):
+        console.print(table)
+    text = out.getvalue()
+    assert "exp1 (template, running): exposures, control = control" in text
+    for metric in ("returned_7d", "opened", "clicked", "retained_30d", "unsubscribed"):
+        assert metric in text
+    assert "+10.0 % *" in text  # (1581 / 4790) / (1563 / 5210) - 1, significant
