@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from config.settings import get_settings
-from engage import gamification_cli, notify_cli
+from engage import experiments_cli, gamification_cli, notify_cli
+from engage.bench.experiments import bench_experiments
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 
@@ -33,6 +34,7 @@ privacy_app = typer.Typer(no_args_is_help=True, help="Erase a student everywhere
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(notify_cli.app)  # engage notify, engage contacts import
 app.add_typer(gamification_cli.app, name="gamification")  # engage gamification backfill
+app.add_typer(experiments_cli.app, name="experiments")  # engage experiments report NAME, engage experiments check FILE
 
 # Tables (benchmarks, the demo's summary) need more than the 80 columns assumed when output is not a terminal.
 console = Console(width=max(Console().width, 120))
@@ -624,6 +626,7 @@ def bench_sendtime(
 
 bench_app.command("notify")(bench_notify)
 bench_app.command("leaderboard")(bench_leaderboard)
+bench_app.command("experiments")(bench_experiments)
 
 
 @bench_app.command("oulad")

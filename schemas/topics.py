@@ -54,6 +54,7 @@ class TopicCatalogue:
     celebrations: TopicSpec
     standings: TopicSpec
     leaderboard_snapshots: TopicSpec
+    exposures: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -76,6 +77,7 @@ class TopicCatalogue:
             self.celebrations,
             self.standings,
             self.leaderboard_snapshots,
+            self.exposures,
         ]
 
 
@@ -208,5 +210,9 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=7 * DAY_MS,
             key="board",
             contract="schemas.gamification.LeaderboardRow",
+        ),
+        # Experiments (PRODUCT.md §6): each time a service acts on a student's variant; keyed by student.
+        exposures=TopicSpec(
+            f"{prefix}.exposures.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.experiments.Exposure"
         ),
     )

@@ -1,8 +1,10 @@
 """Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters,
-and gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots).
+gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, and experiment exposures).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
+A spec with ``contract`` set also validates each message against it first: one that fails is dead-lettered with
+pydantic's reason instead of being stored with defaults (exposures: a readout must never count a guessed one).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings
 from schemas.columns import Column
+from schemas.experiments import Exposure
 from schemas.topics import TopicCatalogue
 from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
@@ -25,6 +29,7 @@ from sinks.clickhouse.tables import (
     ACHIEVEMENTS_UNLOCKED,
     CELEBRATIONS,
     DEAD_LETTERS,
+    EXPERIMENT_EXPOSURES,
     INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
     LEADERBOARD_SNAPSHOTS,
@@ -68,6 +73,7 @@ class ContractSinkSpec:
     name: str
     table: Table
     topic: Callable[[TopicCatalogue], str]
+    contract: type[BaseModel] | None = None  # validate each message against it before storing
 
 
 SPECS: dict[str, ContractSinkSpec] = {
@@ -86,6 +92,8 @@ SPECS: dict[str, ContractSinkSpec] = {
     "leaderboard-snapshots": ContractSinkSpec(
         "leaderboard_snapshots", LEADERBOARD_SNAPSHOTS, lambda t: t.leaderboard_snapshots.name
     ),
+    # Experiments: validated, so an exposure that fails its contract is dead-lettered, never counted.
+    "exposures": ContractSinkSpec("experiment_exposures", EXPERIMENT_EXPOSURES, lambda t: t.exposures.name, Exposure),
 }
 
 
@@ -96,6 +104,7 @@ class ContractSink(BatchingSink):
         self.name = spec.name
         self.settings = settings
         self.table = spec.table
+        self.contract = spec.contract
         self._target = f"{settings.clickhouse_database}.{spec.table.name}"
         self._client = connect(settings)
 
@@ -107,9 +116,23 @@ class ContractSink(BatchingSink):
             message = orjson.loads(value)
             if not isinstance(message, dict):
                 raise TypeError(f"expected a JSON object, got {type(message).__name__}")
-            return [contract_row(self.table, message, partition, offset)]
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+        except (orjson.JSONDecodeError, TypeError) as exc:
             raise UndecodableMessage(f"not a {self.table.name} message: {exc!r}") from exc
+        if self.contract is not None:
+            self._validate(message)
+        try:
+            return [contract_row(self.table, message, partition, offset)]
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UndecodableMessage(f"not a {self.table.name} message: {exc!r}") from exc
+
+    def _validate(self, message: dict[str, Any]) -> None:
+        assert self.contract is not None
+        try:
+            self.contract.model_validate(message)
+        except ValidationError as exc:
+            errors = exc.errors()
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}" for e in errors)
+            raise UndecodableMessage(f"not a valid {self.contract.__name__}: {problems}") from exc
 
     def write(self, batch: SinkBatch) -> None:
         columns = [list(c) for c in zip(*batch.rows, strict=True)]

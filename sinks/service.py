@@ -44,6 +44,7 @@ BATCHING: dict[str, Batching] = {
     "achievements": Batching(10_000, 2.0),
     "celebrations": Batching(10_000, 2.0),
     "leaderboard-snapshots": Batching(10_000, 2.0),
+    "exposures": Batching(10_000, 2.0),  # one per message an experiment shaped
     ERASURES: Batching(1, 0.0),  # rare, each carried out on its own, as soon as it comes
 }
 

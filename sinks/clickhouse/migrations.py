@@ -23,6 +23,7 @@ from sinks.clickhouse.tables import (
     BEHAVIOR_EVENTS_VIEW,
     CELEBRATIONS,
     DEAD_LETTERS,
+    EXPERIMENT_EXPOSURES,
     INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
     LABELLED_PREDICTIONS,
@@ -194,6 +195,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "gamification: XP awards, level-ups, achievement unlocks, celebrations, leaderboard snapshots",
         (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS),
     ),
+    Migration(10, "experiments: exposures (each time a service acted on a student's variant)", (EXPERIMENT_EXPOSURES,)),
 )
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from processors.streaks import ACTIVE_EVENT_TYPES
 from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
+from schemas.experiments import Exposure
 from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LevelUp, XpAward
 from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
@@ -225,6 +226,13 @@ LEADERBOARD_SNAPSHOTS = _contract_table(
 )
 GAMIFICATION_TABLES = (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS)
 
+# Experiments (PRODUCT.md §6): every exposure, one row each. The sort key starts with the experiment (a readout
+# reads one) and ends in the moment and the message, so a re-delivered exposure collapses and a second message to
+# the same student in the same variant (the same ``exposure_id``) is kept: opens and clicks are attributed to it.
+EXPERIMENT_EXPOSURES = _contract_table(
+    "experiment_exposures", Exposure, "toYYYYMM(at)", "(experiment, user_id, exposure_id, at, intervention_id)", 25
+)
+
 
 # --- daily aggregates ------------------------------------------------------------------------------------
 _ACTIVE_TYPES = ", ".join(f"'{t}'" for t in sorted(ACTIVE_EVENT_TYPES))
@@ -376,6 +384,7 @@ OBJECTS: list[SchemaObject] = [
     USER_DAILY_SIGNALS_VIEW,
     LABELLED_PREDICTIONS,
     *GAMIFICATION_TABLES,
+    EXPERIMENT_EXPOSURES,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 

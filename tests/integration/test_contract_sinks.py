@@ -3,6 +3,7 @@ servers."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -279,3 +280,50 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
     assert client.execute(
         f"SELECT board, period, rank, user_id, xp FROM {db}.leaderboard_snapshots FINAL ORDER BY rank"
     ) == [("global", "2026-W47", 1, "g1", 117), ("global", "2026-W47", 2, "g2", 90)]
+
+
+def test_exposures_are_stored_once_and_one_failing_its_contract_is_dead_lettered(
+    infra: Infra, settings: Settings
+) -> None:
+    from schemas.experiments import Exposure, Surface, exposure_id
+    from tests.integration.helpers import read_topic
+
+    assert "exposures" in SERVICE_NAMES
+    s = settings.model_copy(update={"topic_prefix": f"ex-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    ensure_topics(s.kafka_bootstrap, topics.all())
+    when = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    first = Exposure(
+        exposure_id=exposure_id("copy", "e1", "control"),
+        experiment="copy",
+        variant="control",
+        user_id="e1",
+        at=when,
+        surface=Surface.template,
+        intervention_id="i-1",
+        context={"tier": "low", "channel": "email"},
+    )
+    second = first.model_copy(update={"at": when + timedelta(days=1), "intervention_id": "i-2"})
+    wrong_id = first.model_dump(mode="json") | {"exposure_id": "copy:e1:treatment"}  # names another variant
+    with EventProducer(s.kafka_bootstrap, topics) as producer:
+        for _ in range(2):  # a re-delivery must not show up as a second row
+            for message in (first, second):
+                producer.send_encoded(b"e1", message.model_dump_json().encode(), topic=topics.exposures.name)
+        producer.send_encoded(b"e1", json.dumps(wrong_id).encode(), topic=topics.exposures.name)
+    stats = run_sinks(s, ["exposures"], idle_exit=2.0)
+    assert stats["experiment_exposures"].dead_letters == 1
+    assert sink_lag(s, ["exposures"]) == {"exposures": 0}
+    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=10)
+    reason = letters[0]["reason"]
+    assert reason.startswith("not a valid Exposure: ") and "exposure_id must be 'copy:e1:control'" in reason
+    assert "copy:e1:treatment" in letters[0]["raw"]
+    client = connect(s)
+    rows = client.execute(
+        f"SELECT exposure_id, variant, surface, intervention_id, context, at "
+        f"FROM {s.clickhouse_database}.experiment_exposures FINAL ORDER BY at"
+    )
+    assert [r[:4] for r in rows] == [
+        ("copy:e1:control", "control", "template", "i-1"),
+        ("copy:e1:control", "control", "template", "i-2"),  # a second message: kept, so its opens count
+    ]
+    assert json.loads(rows[0][4]) == {"tier": "low", "channel": "email"} and rows[0][5] == when

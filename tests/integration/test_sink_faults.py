@@ -18,6 +18,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
+from schemas.experiments import Exposure, Surface, exposure_id
 from schemas.gamification import (
     AchievementUnlocked,
     Celebration,
@@ -54,6 +55,7 @@ TABLES = {
     "achievements_unlocked": 60,
     "celebrations": 60,
     "leaderboard_snapshots": 60,
+    "experiment_exposures": 60,
 }
 EVENTS_PER_MESSAGE = 2
 
@@ -180,6 +182,14 @@ def _gamification_wave(topics: TopicCatalogue, wave: int, base: datetime) -> lis
                            rank=i + 1, user_id=f"w{wave}-b{i}", xp=1000 - i).model_dump_json(),
         )
         for i in range(TABLES["leaderboard_snapshots"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.exposures.name,
+            Exposure(exposure_id=exposure_id("copy", f"w{wave}-e{i}", "control"), experiment="copy",
+                     variant="control", user_id=f"w{wave}-e{i}", at=base, surface=Surface.template).model_dump_json(),
+        )
+        for i in range(TABLES["experiment_exposures"])
     ]  # fmt: skip
     return encoded
 

@@ -24,6 +24,7 @@ EXPECTED = {
     "xp_distribution",
     "achievement_unlocks",
     "achievement_retention",
+    "experiment_readout",
 }
 
 

@@ -300,7 +300,7 @@ def test_real_payload_models_have_no_type_conflicts():
 def test_topic_names_are_distinct_and_versioned():
     topics = catalogue().all()
     names = [t.name for t in topics]
-    assert len(names) == len(set(names)) == 19
+    assert len(names) == len(set(names)) == 20
     for name in names:
         assert re.fullmatch(r"engage\.[a-z][a-z0-9-]*\.v[0-9]+", name), name
 
