@@ -1,0 +1,1 @@
+"""Experiments (PRODUCT.md §6): deterministic assignment, readouts and a bandit, as pure functions."""
