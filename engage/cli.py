@@ -11,6 +11,7 @@ from rich.console import Console
 
 from config.settings import get_settings
 from engage import gamification_cli, notify_cli
+from engage.bench.bandit import bench_bandit
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 
@@ -624,6 +625,7 @@ def bench_sendtime(
 
 bench_app.command("notify")(bench_notify)
 bench_app.command("leaderboard")(bench_leaderboard)
+bench_app.command("bandit")(bench_bandit)
 
 
 @bench_app.command("oulad")
