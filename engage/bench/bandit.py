@@ -398,7 +398,7 @@ def bench_bandit(
     students: Annotated[int, typer.Option(help="Simulated students")] = 5_000,
     weeks: Annotated[int, typer.Option(help="Simulated weeks of decisions")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the students, the schedule and the bandits' draws")] = 2026,
-    backoff_strength: Annotated[float, typer.Option(help="Pseudo-observations a context inherits")] = 20.0,
+    backoff_strength: Annotated[float, typer.Option(help="Pseudo-observations a context inherits")] = 5.0,
 ) -> None:
     """Thompson sampling vs random and the oracles on simulated students with known triggers (no servers)."""
     config = BanditBenchConfig(

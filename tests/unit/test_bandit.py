@@ -20,7 +20,7 @@ from processors.experiments.bandit import (
 )
 from schemas.interventions import OutcomeKind
 
-CFG = BanditConfig()
+CFG = BanditConfig(backoff_strength=20.0)  # explicit: the back-off tests count its pseudo-observations
 MEDIUM = Context("medium", "competition")
 ARMS = ("achievement_notification", "peer_comparison")
 
