@@ -11,6 +11,7 @@ from rich.console import Console
 
 from config.settings import get_settings
 from engage import experiments_cli, gamification_cli, notify_cli
+from engage.bench.bandit import bench_bandit
 from engage.bench.experiments import bench_experiments
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
@@ -627,6 +628,7 @@ def bench_sendtime(
 bench_app.command("notify")(bench_notify)
 bench_app.command("leaderboard")(bench_leaderboard)
 bench_app.command("experiments")(bench_experiments)
+bench_app.command("bandit")(bench_bandit)
 
 
 @bench_app.command("oulad")
