@@ -1,5 +1,5 @@
 """Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters,
-and gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots).
+gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, and the daily profiles).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
@@ -31,6 +31,7 @@ from sinks.clickhouse.tables import (
     LEVEL_UPS,
     RISK_UPDATES,
     STREAK_MILESTONES,
+    USER_PROFILES_DAILY,
     XP_AWARDS,
     Table,
     cluster_for,
@@ -86,6 +87,7 @@ SPECS: dict[str, ContractSinkSpec] = {
     "leaderboard-snapshots": ContractSinkSpec(
         "leaderboard_snapshots", LEADERBOARD_SNAPSHOTS, lambda t: t.leaderboard_snapshots.name
     ),
+    "profiles": ContractSinkSpec("user_profiles_daily", USER_PROFILES_DAILY, lambda t: t.profiles.name),
 }
 
 

@@ -35,6 +35,7 @@ from sinks.clickhouse.tables import (
     USER_DAILY_ACTIVITY_VIEW,
     USER_DAILY_SIGNALS,
     USER_DAILY_SIGNALS_VIEW,
+    USER_PROFILES_DAILY,
     XP_AWARDS,
     AggregateView,
     Cluster,
@@ -193,6 +194,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         9,
         "gamification: XP awards, level-ups, achievement unlocks, celebrations, leaderboard snapshots",
         (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS),
+    ),
+    # Version 10 is the experiments' (exposures); versions apply in this tuple's order, so 11 stays after 10.
+    Migration(
+        11,
+        "personalisation: each student's daily profile (formats, study time, pace, difficulty, triggers)",
+        (USER_PROFILES_DAILY,),
     ),
 )
 

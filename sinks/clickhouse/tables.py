@@ -30,6 +30,7 @@ from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_co
 from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LevelUp, XpAward
 from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
+from schemas.profile import Profile
 from schemas.risk import RiskUpdate
 from schemas.streaks import StreakMilestone
 
@@ -225,6 +226,10 @@ LEADERBOARD_SNAPSHOTS = _contract_table(
 )
 GAMIFICATION_TABLES = (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS)
 
+# Personalisation (PRODUCT.md §8): one row per student and local day (the worker sends a day's profile on the
+# student's first re-score that day; a re-sent one collapses into the same row). Kept 13 months like the signals.
+USER_PROFILES_DAILY = _contract_table("user_profiles_daily", Profile, "toYYYYMM(day)", "(user_id, day)", 13)
+
 
 # --- daily aggregates ------------------------------------------------------------------------------------
 _ACTIVE_TYPES = ", ".join(f"'{t}'" for t in sorted(ACTIVE_EVENT_TYPES))
@@ -376,6 +381,7 @@ OBJECTS: list[SchemaObject] = [
     USER_DAILY_SIGNALS_VIEW,
     LABELLED_PREDICTIONS,
     *GAMIFICATION_TABLES,
+    USER_PROFILES_DAILY,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 

@@ -235,7 +235,8 @@ def test_every_object_is_created_by_exactly_one_migration_in_order():
 
     created = [step for m in MIGRATIONS for step in m.steps if not isinstance(step, AddColumns | RecreateView)]
     assert sorted(o.name for o in created) == sorted(o.name for o in OBJECTS)
-    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+    versions = [m.version for m in MIGRATIONS]  # applied in this order: ascending, each once (10 may be missing
+    assert versions[0] == 1 and versions == sorted(set(versions))  # in a branch that adds 11 beside another's 10)
     for view in (o for o in created if isinstance(o, LandingView | AggregateView)):
         source = view.landing if isinstance(view, LandingView) else view.source
         assert created.index(source) < created.index(view) and created.index(view.target) < created.index(view)
