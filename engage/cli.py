@@ -13,6 +13,7 @@ from config.settings import get_settings
 from engage import gamification_cli, notify_cli
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
+from engage.bench.profile import bench_profile
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
 infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
@@ -624,6 +625,7 @@ def bench_sendtime(
 
 bench_app.command("notify")(bench_notify)
 bench_app.command("leaderboard")(bench_leaderboard)
+bench_app.command("profile")(bench_profile)
 
 
 @bench_app.command("oulad")

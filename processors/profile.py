@@ -193,7 +193,8 @@ class _Means:
                 self.weights[i] += 1
 
     def mean(self, i: int) -> float | None:
-        return self.sums[i] / self.weights[i] if self.weights[i] >= COHORT_MIN else None
+        # COHORT_MIN observations weigh a little less than COHORT_MIN once forgetting has begun
+        return self.sums[i] / self.weights[i] if self.weights[i] > COHORT_MIN - 1 else None
 
 
 class ProfileCohorts:
@@ -315,7 +316,8 @@ def build_profile(
     # Formats: Dirichlet(FORMAT_PRIOR * cohort shares) + views; each share's marginal is a Beta.
     views = prefs[:n]
     total = sum(views)
-    shares = prior[_SHARES : _SHARES + n]
+    floored = [max(s, 1e-3) for s in prior[_SHARES : _SHARES + n]]  # a format nobody views is still possible
+    shares = [s / sum(floored) for s in floored]
     alpha = [v + FORMAT_PRIOR * s for v, s in zip(views, shares, strict=True)]
     a_sum = sum(alpha)
     share_a = np.array(alpha)
