@@ -29,6 +29,7 @@ bench: install system-deps
 	$(BIN)/engage bench leaderboard
 	$(BIN)/engage bench experiments
 	$(BIN)/engage bench bandit
+	$(BIN)/engage bench profile
 
 # Workers and sinks killed, Kafka and ClickHouse restarted while events stream; ALL-RECORDS-DELIVERED or exit 1.
 # `make test` runs a shorter form (tests/integration/test_chaos.py).

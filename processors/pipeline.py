@@ -19,10 +19,12 @@ from processors.gamification.engine import GameOutcome, GameState, NewEvent, pla
 from processors.gamification.rules import GameRules
 from processors.notify.sendtime import CohortActivity, slot_chooser
 from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
+from processors.profile import ProfileCohorts, TriggerStats, build_profile, cohort_values, local_day
 from processors.signals import HALF_LIFE_DAYS, ApplyResult, apply_events, current_course, snapshot
 from processors.state import UserState
 from schemas.courses import CourseCalendar
 from schemas.interventions import InterventionRequest
+from schemas.profile import Profile
 from schemas.risk import RiskUpdate, Trigger
 from schemas.signals import RiskAssessment, SignalSnapshot, Tier
 
@@ -54,6 +56,10 @@ class UserRecord:
     # batch is still uncommitted sends them again (ids make that idempotent). Cleared once the batch is committed.
     outbox: list[list[str]] = field(default_factory=list)
     game: GameState = field(default_factory=GameState)  # XP, level, achievements (processors.gamification)
+    # Interventions sent by trigger group and what came of them (processors.profile), and the student's local day
+    # (ordinal) of the last profile emitted: the next is due on the first re-score of a later local day.
+    triggers: TriggerStats = field(default_factory=TriggerStats)
+    profile_day: int = 0
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -78,6 +84,10 @@ class UserRecord:
             d["outbox"] = self.outbox
         if not self.game.is_empty():
             d["game"] = self.game.to_dict()
+        if not self.triggers.is_empty():
+            d["triggers"] = self.triggers.to_dict()
+        if self.profile_day:
+            d["profile_day"] = self.profile_day
         return d
 
     @classmethod
@@ -99,6 +109,8 @@ class UserRecord:
             owed=tuple(d[OWED_KEY]) if d.get(OWED_KEY) else None,
             outbox=d.get("outbox") or [],
             game=GameState.from_dict(d.get("game")),  # absent in records written before gamification
+            triggers=TriggerStats.from_dict(d.get("triggers")),  # absent before the profile, or while empty
+            profile_day=int(d.get("profile_day", 0)),
         )
 
     @staticmethod
@@ -127,6 +139,11 @@ def ingest(
     half_life = activity.config.half_life_days if activity is not None else HALF_LIFE_DAYS
     result = apply_events(record.state, user_id, events, half_life)
     record.state = result.state
+    triggers = record.triggers
+    for intervention_id, clicked in result.responses:
+        triggers.respond(intervention_id, clicked)
+    if triggers.awaiting and result.new_events and record.state.last_activity is not None:
+        triggers.active(record.state.last_activity)
     if activity is not None and result.active_hours:
         activity.add(current_course(record.state), result.active_hours)
     return result
@@ -236,10 +253,34 @@ def request_context(
     }
 
 
+def student_profile(
+    record: UserRecord,
+    user_id: str,
+    snap: SignalSnapshot,
+    profiles: ProfileCohorts,
+    activity: CohortActivity | None,
+    config: PolicyConfig,
+    calendars: Mapping[str, CourseCalendar] | None,
+    observe: bool = True,
+) -> Profile:
+    """The student's profile as of the snapshot (``processors.profile``), with their course's cohort as the prior;
+    ``observe``: also count the student in that cohort (the daily profile does; the API's live read does not)."""
+    course = current_course(record.state)
+    prior = profiles.prior(course)
+    cohort_hours = activity.profile(course, snap.as_of.timestamp()) if activity is not None else None
+    profile = build_profile(
+        user_id, record.state, snap, record.triggers, prior, cohort_hours, config.send_time, calendars
+    )
+    if observe:
+        profiles.observe(course, cohort_values(record.state, snap, record.triggers))
+    return profile
+
+
 @dataclass(slots=True)
 class ScoreOutcome:
     update: RiskUpdate
     decision: Decision
+    profile: Profile | None = None  # the day's profile, on the first re-score of each of the student's local days
 
     @property
     def intervention(self) -> InterventionRequest | None:
@@ -256,6 +297,7 @@ def rescore(
     calendars: Mapping[str, CourseCalendar] | None = None,
     cohorts: CourseCohorts | None = None,
     activity: CohortActivity | None = None,
+    profiles: ProfileCohorts | None = None,
 ) -> list[ScoreOutcome]:
     """Score several students in one model call, apply the intervention policy, update their records.
 
@@ -271,7 +313,13 @@ def rescore(
     assessments = model.score_many(snapshots)
     outcomes = []
     for record, request, snap, assessment in zip(records, requests, snapshots, assessments, strict=True):
-        outcomes.append(_record_score(record, request, snap, assessment, policy, now, policy_now or now, activity))
+        outcome = _record_score(record, request, snap, assessment, policy, now, policy_now or now, activity)
+        if profiles is not None:
+            day = local_day(record.state, request.as_of)
+            if day > record.profile_day:
+                outcome.profile = student_profile(record, request.user_id, snap, profiles, activity, policy, calendars)
+                record.profile_day = day
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -313,6 +361,10 @@ def _record_score(
     record.scored_at = now.timestamp()
     record.clock_at = policy_now.timestamp()
     record.last_assessment = assessment.model_dump(mode="json")
-    if decision.request is not None:
-        record.last_intervention = decision.request.model_dump(mode="json")
+    sent = decision.request
+    if sent is not None:
+        record.last_intervention = sent.model_dump(mode="json")
+        if sent.status != "held_out":  # the control group is sent nothing: no exposure to learn from
+            at = (sent.send_after or sent.created_at).timestamp()
+            record.triggers.sent(sent.intervention_id, sent.intervention_type, at)
     return ScoreOutcome(update, decision)

@@ -44,16 +44,21 @@ from processors.cohort import CohortRanks, CohortValues, CourseCohorts
 from processors.policy import SendTimeConfig
 from processors.state import (
     BUCKET_WIDTH,
+    COMPLETION,
     CONTENT_VIEWS,
     COURSE_ENROLLED,
     COURSE_UNENROLLED,
     COURSE_UNKNOWN,
+    FORMAT_INDEX,
     LESSONS_COMPLETED,
     LESSONS_STARTED,
     LOGINS,
     NOTIF_DELIVERED,
     NOTIF_OPENED,
+    PREF_WIDTH,
     QUIZ_BP,
+    QUIZ_RETRIES,
+    QUIZ_SUBMISSIONS,
     QUIZZES,
     SESSION_SECONDS,
     SESSIONS,
@@ -117,6 +122,9 @@ class ApplyResult:
     # The new events themselves, in arrival order, with their event time and local day (ordinal): for the
     # gamification rules, which must see exactly the events counted here (no duplicate, no rejected one).
     accepted: list[tuple[dict[str, Any], datetime, int]] = field(default_factory=list)
+    # Opens and clicks that name an intervention, (intervention id, clicked?): for the profile's trigger counts
+    # (``processors.profile.TriggerStats``), which the record's intervention history can attribute.
+    responses: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -241,6 +249,7 @@ def apply_events(
         state.locale = locale
 
     buckets, courses = state.buckets, state.courses
+    prefs = state.prefs
     activity, active_hours = state.activity, result.active_hours
     day_times: dict[int, datetime] = {}
     last_login, last_activity = state.last_login, state.last_activity
@@ -280,6 +289,14 @@ def apply_events(
         if code == _CONTENT_VIEWED:
             b[CONTENT_VIEWS] += 1
             b[STUDY_SECONDS] += round(_num(payload, "seconds_viewed"))
+            fmt = FORMAT_INDEX.get(payload.get("content_format"))  # type: ignore[arg-type]
+            if fmt is not None:
+                if prefs is None:
+                    prefs = state.prefs = [0.0] * PREF_WIDTH
+                prefs[fmt] += 1
+                pct = payload.get("completion_pct")
+                if isinstance(pct, (int, float)) and 0.0 < pct <= 100.0:  # else (missing, out of range) counted as 0
+                    prefs[COMPLETION + fmt] += pct / 100
         elif code == _LESSON_STARTED:
             b[LESSONS_STARTED] += 1
         elif code == _LESSON_COMPLETED:
@@ -296,6 +313,12 @@ def apply_events(
                 b[QUIZZES] += 1
                 b[QUIZ_BP] += score_bp
             b[STUDY_SECONDS] += round(_num(payload, "duration_seconds"))
+            if prefs is None:
+                prefs = state.prefs = [0.0] * PREF_WIDTH
+            prefs[QUIZ_SUBMISSIONS] += 1
+            attempt = payload.get("attempt")
+            if attempt.__class__ is int and attempt > 1:
+                prefs[QUIZ_RETRIES] += 1
             course_id, quiz_id = ev.get("course_id"), payload.get("quiz_id")
             if isinstance(course_id, str) and isinstance(quiz_id, str):
                 entry = courses.get(course_id)
@@ -304,8 +327,12 @@ def apply_events(
                 record_submission(entry, quiz_id, score_bp)  # "due but not submitted", course scores
         elif code == _NOTIF_DELIVERED:
             b[NOTIF_DELIVERED] += 1
-        elif code == _NOTIF_OPENED:
-            b[NOTIF_OPENED] += 1
+        elif code in (_NOTIF_OPENED, _NOTIF_CLICKED):
+            if code == _NOTIF_OPENED:
+                b[NOTIF_OPENED] += 1
+            intervention = payload.get("intervention_id")
+            if isinstance(intervention, str) and intervention:
+                result.responses.append((intervention, code == _NOTIF_CLICKED))
         elif code == _COURSE_PROGRESS or code >= _ENROLLED:
             course_id = ev.get("course_id")
             if isinstance(course_id, str):

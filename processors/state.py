@@ -15,7 +15,10 @@ What it holds, and its bounds (a daily learner after a year serialises to ~9 KB,
 - the streak state (``processors.streaks.StreakState``);
 - the activity histogram for send-time optimisation (``processors.notify.sendtime.ActivityHistogram``: active
   local hours by weekday x hour, decayed; ~200 bytes of JSON for a regular student, at most 2 KiB), and the
-  locale of the newest event that carried one (what the notification service renders in).
+  locale of the newest event that carried one (what the notification service renders in);
+- the personalisation counters (``prefs``, all time, ``PREF_WIDTH`` numbers: content views and summed completion
+  per format, quiz submissions and retries), the evidence of ``processors.profile``; absent until content or a
+  quiz is seen.
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ CONTENT_VIEWS = 9
 NOTIF_DELIVERED = 10
 NOTIF_OPENED = 11
 BUCKET_WIDTH = 12
+
+# Personalisation counters (``UserState.prefs``): views per format, then summed completion (0..1) per format, in
+# ``FORMATS`` order, then quiz submissions and retries (attempt > 1).
+FORMATS: tuple[str, ...] = ("video", "audio", "text", "interactive")
+FORMAT_INDEX: dict[str, int] = {f: i for i, f in enumerate(FORMATS)}
+COMPLETION = len(FORMATS)
+QUIZ_SUBMISSIONS = 2 * len(FORMATS)
+QUIZ_RETRIES = QUIZ_SUBMISSIONS + 1
+PREF_WIDTH = QUIZ_RETRIES + 1
 
 # Course entry layout: [status, status_time, progress_pct or None, progress_time]
 COURSE_UNKNOWN, COURSE_ENROLLED, COURSE_UNENROLLED = 0, 1, 2
@@ -132,6 +144,7 @@ class UserState:
     streak: StreakState = field(default_factory=StreakState)
     activity: ActivityHistogram = field(default_factory=ActivityHistogram)
     locale: str | None = None  # BCP 47, of the newest event (by event time) that carried one
+    prefs: list[float] | None = None  # personalisation counters (layout above); None until one is counted
     _index: set[int] | None = field(default=None, repr=False, compare=False)  # cache of ``seen`` for lookups
 
     def zone(self) -> tzinfo:
@@ -198,6 +211,8 @@ class UserState:
             d["activity"] = self.activity.to_dict()
         if self.locale is not None:
             d["locale"] = self.locale
+        if self.prefs is not None:
+            d["prefs"] = [round(v, 3) for v in self.prefs]
         return d
 
     @classmethod
@@ -221,4 +236,13 @@ class UserState:
             streak=StreakState.from_list(d["streak"]),
             activity=ActivityHistogram.from_dict(d.get("activity")),  # absent in records written before it
             locale=d.get("locale"),
+            prefs=_prefs(d.get("prefs")),  # absent in records written before the profile
         )
+
+
+def _prefs(raw: Any) -> list[float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != PREF_WIDTH or not all(isinstance(v, int | float) for v in raw):
+        raise ValueError(f"UserState prefs: expected {PREF_WIDTH} numbers, got {raw!r}")
+    return [float(v) for v in raw]

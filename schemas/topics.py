@@ -48,6 +48,7 @@ class TopicCatalogue:
     contacts: TopicSpec
     contact_changes: TopicSpec
     notification_ledger: TopicSpec
+    profiles: TopicSpec
     xp_awards: TopicSpec
     level_ups: TopicSpec
     achievements: TopicSpec
@@ -71,6 +72,7 @@ class TopicCatalogue:
             self.contacts,
             self.contact_changes,
             self.notification_ledger,
+            self.profiles,
             self.xp_awards,
             self.level_ups,
             self.achievements,
@@ -176,6 +178,10 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=-1,
             key="ledger_key",
             contract="schemas.notifications.LedgerEntry",
+        ),
+        # Personalisation (PRODUCT.md §8): each student's profile, one message per student and local day.
+        profiles=TopicSpec(
+            f"{prefix}.profiles.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.profile.Profile"
         ),
         # Gamification (PRODUCT.md §7): the worker's awards, level-ups, unlocks and celebrations, keyed by student.
         xp_awards=TopicSpec(

@@ -1,5 +1,6 @@
 """Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters,
-gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, and experiment exposures).
+gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, experiment exposures and the
+daily profiles).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
@@ -36,6 +37,7 @@ from sinks.clickhouse.tables import (
     LEVEL_UPS,
     RISK_UPDATES,
     STREAK_MILESTONES,
+    USER_PROFILES_DAILY,
     XP_AWARDS,
     Table,
     cluster_for,
@@ -94,6 +96,7 @@ SPECS: dict[str, ContractSinkSpec] = {
     ),
     # Experiments: validated, so an exposure that fails its contract is dead-lettered, never counted.
     "exposures": ContractSinkSpec("experiment_exposures", EXPERIMENT_EXPOSURES, lambda t: t.exposures.name, Exposure),
+    "profiles": ContractSinkSpec("user_profiles_daily", USER_PROFILES_DAILY, lambda t: t.profiles.name),
 }
 
 

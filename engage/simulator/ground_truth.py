@@ -23,6 +23,9 @@ class GroundTruth:
 
     ``churn_day`` is the first day without any learning (unenrolling churners still visit that day to
     unenrol); ``last_active_day`` is the last day with any event, ``None`` if the student never showed up.
+    The preferences a personalisation profile should recover: ``preferred_format`` (chosen for ~74 % of the
+    student's content views and finished more often), ``study_hours`` (local hours their sessions start in,
+    ascending) and ``responsive_trigger`` (the intervention group they open more: engage.simulator.triggers).
     """
 
     user_id: str
@@ -34,6 +37,9 @@ class GroundTruth:
     start_day: int
     unenrols: bool
     timezone: str
+    preferred_format: str = ""
+    study_hours: tuple[int, ...] = ()
+    responsive_trigger: str = ""
 
 
 def ground_truth(population: Population, days: int) -> list[GroundTruth]:
@@ -54,6 +60,9 @@ def ground_truth(population: Population, days: int) -> list[GroundTruth]:
                 start_day=student.start_day,
                 unenrols=churns and student.unenrols,
                 timezone=student.timezone,
+                preferred_format=student.preferred_format,
+                study_hours=student.study_hours,
+                responsive_trigger=student.responsive_trigger,
             )
         )
     return records

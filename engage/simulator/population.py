@@ -151,6 +151,8 @@ CHRONOTYPES: tuple[tuple[tuple[int, ...], float], ...] = (
     ((21, 22), 0.25),
 )
 FORMAT_WEIGHTS: tuple[float, ...] = (0.4, 0.15, 0.25, 0.2)  # in CONTENT_FORMATS order
+# The intervention group each student responds to (schemas.profile.TriggerGroup values), and how often.
+TRIGGER_WEIGHTS: dict[str, float] = {"reminders": 0.4, "achievement": 0.25, "competition": 0.2, "social": 0.15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,9 @@ class Student:
     unenrols: bool
     burst_days: int  # binge_then_quit: length of the intense start
     fade_days: float  # slowly_fading: e-folding time of the daily activity
+    # The intervention group the student responds to (engage.simulator.triggers); drawn from a stream of its
+    # own, so adding it left every other draw, and so every event, as it was.
+    responsive_trigger: str = "reminders"
 
     @property
     def churns(self) -> bool:
@@ -241,7 +246,13 @@ def draw_student(index: int, seed: int, start: date, archetype: Archetype) -> St
         unenrols=churn_day is not None and rng.random() < archetype.unenrol_probability,
         burst_days=after if archetype.name == "binge_then_quit" else 0,
         fade_days=after / 2 if archetype.name == "slowly_fading" else 0.0,
+        responsive_trigger=_draw_trigger(seed, index),
     )
+
+
+def _draw_trigger(seed: int, index: int) -> str:
+    rng = random.Random(derive_seed(seed, "trigger", index))
+    return rng.choices(list(TRIGGER_WEIGHTS), weights=list(TRIGGER_WEIGHTS.values()))[0]
 
 
 def _quotas(n: int, mix: Mapping[str, float]) -> dict[str, int]:

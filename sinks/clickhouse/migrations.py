@@ -36,6 +36,7 @@ from sinks.clickhouse.tables import (
     USER_DAILY_ACTIVITY_VIEW,
     USER_DAILY_SIGNALS,
     USER_DAILY_SIGNALS_VIEW,
+    USER_PROFILES_DAILY,
     XP_AWARDS,
     AggregateView,
     Cluster,
@@ -196,6 +197,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS),
     ),
     Migration(10, "experiments: exposures (each time a service acted on a student's variant)", (EXPERIMENT_EXPOSURES,)),
+    Migration(
+        11,
+        "personalisation: each student's daily profile (formats, study time, pace, difficulty, triggers)",
+        (USER_PROFILES_DAILY,),
+    ),
 )
 
 

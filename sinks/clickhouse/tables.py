@@ -31,6 +31,7 @@ from schemas.experiments import Exposure
 from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LevelUp, XpAward
 from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
+from schemas.profile import Profile
 from schemas.risk import RiskUpdate
 from schemas.streaks import StreakMilestone
 
@@ -233,6 +234,10 @@ EXPERIMENT_EXPOSURES = _contract_table(
     "experiment_exposures", Exposure, "toYYYYMM(at)", "(experiment, user_id, exposure_id, at, intervention_id)", 25
 )
 
+# Personalisation (PRODUCT.md §8): one row per student and local day (the worker sends a day's profile on the
+# student's first re-score that day; a re-sent one collapses into the same row). Kept 13 months like the signals.
+USER_PROFILES_DAILY = _contract_table("user_profiles_daily", Profile, "toYYYYMM(day)", "(user_id, day)", 13)
+
 
 # --- daily aggregates ------------------------------------------------------------------------------------
 _ACTIVE_TYPES = ", ".join(f"'{t}'" for t in sorted(ACTIVE_EVENT_TYPES))
@@ -385,6 +390,7 @@ OBJECTS: list[SchemaObject] = [
     LABELLED_PREDICTIONS,
     *GAMIFICATION_TABLES,
     EXPERIMENT_EXPOSURES,
+    USER_PROFILES_DAILY,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 

@@ -36,6 +36,7 @@ from streams.erasure import erasure_status, request_erasure
 from streams.worker.core.engine import WorkerCore
 from streams.worker.inbox_api import InboxApi
 from streams.worker.leaderboard_positions import Ranks
+from streams.worker.profile_api import profile_view
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,20 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                     app.http_client, user_id, record.game.courses_by_xp(), request.headers.get("Authorization")
                 )
             return self.json(body)
+
+    @app.page("/v1/users/{user_id}/profile")
+    class StudentProfile(View):
+        """The student's personalisation profile, each value with its evidence (``streams.worker.profile_api``)."""
+
+        async def get(self, request: Request, user_id: str) -> Response:
+            if (refused := refuse(self, request, "read")) is not None:
+                return refused
+            if (forwarded := await forward(self, request, user_id)) is not None:
+                return forwarded
+            record = worker.record(user_id)
+            if record is None:
+                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+            return self.json(profile_view(worker, user_id, record))
 
     issuer = BadgeIssuer(s.badges_issuer_id, s.badges_issuer_name, s.badges_identity_salt)
 

@@ -82,3 +82,7 @@ UNACKNOWLEDGED_WRITES = Gauge(
     "engage_worker_unacknowledged_writes",
     "Changelog writes and outputs sent to Kafka and not acknowledged yet, when last waited for",
 )
+PROFILES = Counter(
+    "engage_worker_profiles_total",
+    "Daily personalisation profiles sent (one per student and local day, on their first re-score that day)",
+)

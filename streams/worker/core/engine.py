@@ -45,6 +45,7 @@ from processors.pipeline import (
     rescore,
 )
 from processors.policy import PolicyConfig
+from processors.profile import ProfileCohorts
 from schemas.events import EVENT_TYPES
 from schemas.privacy import ErasureRequest
 from schemas.topics import TopicCatalogue
@@ -159,6 +160,9 @@ class WorkerCore:
         # The courses' activity by local weekday x hour: the send-time fallback for students with few observations
         # (processors.notify.sendtime; in memory, refilled by live events after a restart).
         self.activity = CohortActivity(policy.send_time)
+        # The courses' mean profile values: the priors the students' daily profiles are smoothed toward
+        # (processors.profile; in memory, refilled as students are profiled after a restart).
+        self.profiles = ProfileCohorts()
         self.clock_index = ClockIndex()
         self._pending: dict[str, _Pending] = {}
         # Students a debounce tick re-scored whose outputs Kafka has not acknowledged yet (``flush_debounced``).
@@ -416,7 +420,7 @@ class WorkerCore:
         records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
         outcomes = rescore(
             records, requests, self.models.current(), self.policy, now, clock, self.courses.calendars(), self.cohorts,
-            self.activity,
+            self.activity, self.profiles,
         )  # fmt: skip
         sent_at = time.time()
         today = clock.date()

@@ -1,4 +1,5 @@
-"""What the worker sends: risk updates, interventions, streak milestones, gamification, erasures, dead letters.
+"""What the worker sends: risk updates, interventions, daily profiles, streak milestones, gamification, erasures,
+dead letters.
 
 On the events path each output is also kept in the student's record (its outbox) until the batch behind it is
 committed, so that a worker that crashes after Kafka acknowledged the record but not the outputs sends them
@@ -42,7 +43,7 @@ class Emitter:
             record.outbox.append([topic, key, value])
 
     def risk(self, outcome: ScoreOutcome, user_id: str, sent_at: float, keep: UserRecord | None = None) -> None:
-        """A re-score's risk update, and its intervention if the policy decided one."""
+        """A re-score's risk update, its intervention if the policy decided one, and the day's profile if due."""
         update = outcome.update
         self.outputs.send_encoded(
             user_id.encode(), update.model_dump_json().encode(), topic=self.topics.risk_updates.name
@@ -61,6 +62,9 @@ class Emitter:
         m.INTERVENTIONS.labels(kind, decision.outcome).inc()
         if decision.request is not None:
             self.send_kept(keep, self.topics.interventions.name, user_id, decision.request.model_dump_json())
+        if outcome.profile is not None:
+            m.PROFILES.inc()
+            self.send_kept(keep, self.topics.profiles.name, user_id, _encoded(outcome.profile))
 
     def milestone(self, record: UserRecord, user_id: str, milestone: StreakMilestone) -> None:
         m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
