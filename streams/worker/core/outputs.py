@@ -64,7 +64,7 @@ class Emitter:
             self.send_kept(keep, self.topics.interventions.name, user_id, decision.request.model_dump_json())
         if outcome.profile is not None:
             m.PROFILES.inc()
-            self.send_kept(keep, self.topics.profiles.name, user_id, _encoded(outcome.profile))
+            self.send_kept(keep, self.topics.profiles.name, user_id, outcome.profile.model_dump_json())
 
     def milestone(self, record: UserRecord, user_id: str, milestone: StreakMilestone) -> None:
         m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
