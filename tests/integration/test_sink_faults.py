@@ -18,6 +18,10 @@ from config.settings import Settings
 from deploy.infra import Infra
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
+from processors.pipeline import UserRecord, ingest, student_profile
+from processors.policy import PolicyConfig
+from processors.profile import ProfileCohorts
+from processors.signals import snapshot
 from schemas.experiments import Exposure, Surface, exposure_id
 from schemas.gamification import (
     AchievementUnlocked,
@@ -32,6 +36,7 @@ from schemas.gamification import (
 )
 from schemas.interventions import InterventionOutcome, InterventionType, OutcomeKind
 from schemas.messages import DeadLetter
+from schemas.profile import Profile
 from schemas.streaks import StreakMilestone
 from schemas.topics import TopicCatalogue, catalogue
 from sinks.clickhouse.client import connect
@@ -56,6 +61,7 @@ TABLES = {
     "celebrations": 60,
     "leaderboard_snapshots": 60,
     "experiment_exposures": 60,
+    "user_profiles_daily": 60,
 }
 EVENTS_PER_MESSAGE = 2
 
@@ -191,7 +197,26 @@ def _gamification_wave(topics: TopicCatalogue, wave: int, base: datetime) -> lis
         )
         for i in range(TABLES["experiment_exposures"])
     ]  # fmt: skip
+    profile = _a_profile()
+    encoded += [
+        (
+            topics.profiles.name,
+            profile.model_copy(update={"user_id": f"w{wave}-p{i}", "profile_id": f"w{wave}-p{i}:{profile.day}"})
+            .model_dump_json(),
+        )
+        for i in range(TABLES["user_profiles_daily"])
+    ]  # fmt: skip
     return encoded
+
+
+def _a_profile() -> Profile:
+    """A real profile, as the worker builds one (the sink's rows come from it, one per student and day)."""
+    record = UserRecord.load(None, "p")
+    now = datetime.now(UTC)
+    ingest(record, "p", [{"event_id": "p1", "user_id": "p", "event_type": "login", "event_time": now.isoformat(),
+                          "platform": "web", "payload": {}}])  # fmt: skip
+    snap = snapshot(record.state, now)
+    return student_profile(record, "p", snap, ProfileCohorts(), None, PolicyConfig(), None, observe=False)
 
 
 def _expected(waves: int) -> dict[str, int]:
