@@ -107,6 +107,18 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
         async with app.http_client.request(request.method, url, headers=headers, data=body) as resp:
             return view.bytes(await resp.read(), content_type=resp.content_type, status=resp.status)
 
+    async def read_student(view: View, request: Request, user_id: str) -> UserRecord | Response:
+        """The record of a student this worker owns, or the answer instead: 401/403 without a read key, the owning
+        worker's answer (forwarded), 404 for a student with no events."""
+        if (refused := refuse(view, request, "read")) is not None:
+            return refused
+        if (forwarded := await forward(view, request, user_id)) is not None:
+            return forwarded
+        record = worker.record(user_id)
+        if record is None:
+            return view.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+        return record
+
     def engagement(user_id: str, record: UserRecord) -> dict[str, Any]:
         snap = snapshot(record.state, worker.now(), worker.courses.calendars())
         return {
@@ -129,13 +141,9 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
     @app.page("/v1/users/{user_id}/engagement")
     class Engagement(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            if (refused := refuse(self, request, "read")) is not None:
-                return refused
-            if (forwarded := await forward(self, request, user_id)) is not None:
-                return forwarded
-            record = worker.record(user_id)
-            if record is None:
-                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+            record = await read_student(self, request, user_id)
+            if not isinstance(record, UserRecord):
+                return record
             body = engagement(user_id, record)
             if body["gamification"] is not None:
                 body["gamification"]["leaderboards"] = await ranks.of(
@@ -148,13 +156,9 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
         """The student's personalisation profile, each value with its evidence (``streams.worker.profile_api``)."""
 
         async def get(self, request: Request, user_id: str) -> Response:
-            if (refused := refuse(self, request, "read")) is not None:
-                return refused
-            if (forwarded := await forward(self, request, user_id)) is not None:
-                return forwarded
-            record = worker.record(user_id)
-            if record is None:
-                return self.json({"error": "not_found", "detail": f"no events seen for {user_id!r}"}, status=404)
+            record = await read_student(self, request, user_id)
+            if not isinstance(record, UserRecord):
+                return record
             return self.json(profile_view(worker, user_id, record))
 
     issuer = BadgeIssuer(s.badges_issuer_id, s.badges_issuer_name, s.badges_identity_salt)
@@ -164,14 +168,11 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
         """The student's achievements as unsigned Open Badges 3.0 credentials (``processors.gamification.badges``)."""
 
         async def get(self, request: Request, user_id: str) -> Response:
-            if (refused := refuse(self, request, "read")) is not None:
-                return refused
-            if (forwarded := await forward(self, request, user_id)) is not None:
-                return forwarded
-            record, rules = worker.record(user_id), worker.rules
-            if record is None or rules is None:
-                why = f"no events seen for {user_id!r}" if record is None else "gamification is off"
-                return self.json({"error": "not_found", "detail": why}, status=404)
+            record, rules = await read_student(self, request, user_id), worker.rules
+            if not isinstance(record, UserRecord):
+                return record
+            if rules is None:
+                return self.json({"error": "not_found", "detail": "gamification is off"}, status=404)
             return self.json(badges_view(user_id, record.game.unlocked, rules.current(), issuer))
 
     @app.page("/v1/users/{user_id}")
