@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         None, description="gamification rules JSON; default deploy/policy/gamification.json"
     )
     gamification_check_seconds: float = Field(5.0, description="how often workers look for a changed rules file")
+    # --- experiments and the bandit (processors/experiments): what chooses an intervention's type and send time ---
+    experiments: bool = Field(True, description="workers apply the running experiments and the bandit to decisions")
+    experiments_path: Path | None = Field(
+        None, description="experiments JSON (and the global holdout); default deploy/policy/experiments.json"
+    )
+    bandit: bool = Field(True, description="Thompson sampling chooses the type for students no experiment holds")
+    bandit_seed: int = Field(0, description="seeds each decision's draws (with its id): a replay picks the same type")
     # --- badges (processors/gamification/badges.py, GET /v1/users/{id}/badges): Open Badges 3.0, unsigned ---
     badges_issuer_id: str = Field(
         "https://engage.example.org/issuer",

@@ -9,21 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from models.base import RiskModel
 from processors.cohort import CourseCohorts
+from processors.experiments.arms import MAX_PENDING, Arms, Closed, Pending, close_windows
+from processors.experiments.assignment import exposure
 from processors.gamification.engine import GameOutcome, GameState, NewEvent, play
 from processors.gamification.rules import GameRules
 from processors.notify.sendtime import CohortActivity, slot_chooser
-from processors.policy import Decision, InterventionHistory, PolicyConfig, decide
+from processors.policy import Decision, InterventionHistory, PolicyConfig, SlotChooser, decide
 from processors.profile import ProfileCohorts, TriggerStats, build_profile, cohort_values, local_day
 from processors.signals import HALF_LIFE_DAYS, ApplyResult, apply_events, current_course, snapshot
 from processors.state import UserState
 from schemas.courses import CourseCalendar
-from schemas.interventions import InterventionRequest
+from schemas.experiments import ArmOutcome, Exposure
+from schemas.interventions import InterventionRequest, InterventionType
 from schemas.profile import Profile
 from schemas.risk import RiskUpdate, Trigger
 from schemas.signals import RiskAssessment, SignalSnapshot, Tier
@@ -60,6 +63,8 @@ class UserRecord:
     # (ordinal) of the last profile emitted: the next is due on the first re-score of a later local day.
     triggers: TriggerStats = field(default_factory=TriggerStats)
     profile_day: int = 0
+    # Bandit-chosen interventions whose 7-day window is still open (processors.experiments.arms.Pending).
+    arms: list[Pending] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -88,6 +93,8 @@ class UserRecord:
             d["triggers"] = self.triggers.to_dict()
         if self.profile_day:
             d["profile_day"] = self.profile_day
+        if self.arms:
+            d["arms"] = [p.to_list() for p in self.arms]
         return d
 
     @classmethod
@@ -111,6 +118,7 @@ class UserRecord:
             game=GameState.from_dict(d.get("game")),  # absent in records written before gamification
             triggers=TriggerStats.from_dict(d.get("triggers")),  # absent before the profile, or while empty
             profile_day=int(d.get("profile_day", 0)),
+            arms=[Pending.from_list(row) for row in d.get("arms", ())],
         )
 
     @staticmethod
@@ -218,12 +226,20 @@ def policy_decision(
     now: datetime,
     triggered_by_event_time: datetime,
     activity: CohortActivity | None = None,
+    arms: Arms | None = None,
 ) -> Decision:
     """The policy's decision on a score, sent at the student's best slot (``processors.notify.sendtime``) for the
     tiers that use one; the request carries the snapshot, factors, zone and locale it was decided on. The worker
-    and ``engage bench sendtime`` both decide here."""
+    and ``engage bench sendtime`` both decide here. ``arms``: experiments and the bandit choose the type and the
+    send-time strategy (``processors.experiments.arms``), the bandit in the student's leading trigger group."""
     state = record.state
-    chooser = slot_chooser(state.activity, activity, current_course(state), policy.send_time)
+    course = current_course(state)
+    chooser = slot_chooser(state.activity, activity, course, policy.send_time)
+    strategies: dict[str, SlotChooser | None] = {
+        "sto": chooser,
+        "cohort_only": slot_chooser(None, activity, course, policy.send_time),
+        "immediate": None,
+    }
     return decide(
         policy,
         user_id,
@@ -235,6 +251,9 @@ def policy_decision(
         send_time=chooser,
         signals=snap,
         locale=state.locale,
+        arms=arms,
+        profile_bucket=record.triggers.leading_group() if arms is not None else None,
+        strategies=strategies,
     )
 
 
@@ -281,6 +300,8 @@ class ScoreOutcome:
     update: RiskUpdate
     decision: Decision
     profile: Profile | None = None  # the day's profile, on the first re-score of each of the student's local days
+    exposures: list[Exposure] = field(default_factory=list)  # the experiments that shaped the request
+    arm_outcomes: list[ArmOutcome] = field(default_factory=list)  # bandit windows this score closed
 
     @property
     def intervention(self) -> InterventionRequest | None:
@@ -298,6 +319,7 @@ def rescore(
     cohorts: CourseCohorts | None = None,
     activity: CohortActivity | None = None,
     profiles: ProfileCohorts | None = None,
+    arms: Arms | None = None,
 ) -> list[ScoreOutcome]:
     """Score several students in one model call, apply the intervention policy, update their records.
 
@@ -305,7 +327,8 @@ def rescore(
     hours — the same wall clock live, the event clock when history is replayed faster than real time.
     ``calendars`` are the known course calendars (course id -> calendar) for the calendar signals;
     ``cohorts`` the course cohorts the students are ranked in (and recorded into); ``activity`` the cohorts'
-    activity profiles, the send-time fallback for students with few observations of their own.
+    activity profiles, the send-time fallback for students with few observations of their own; ``arms`` the
+    experiments and the bandit (None: the policy alone chooses).
     """
     snapshots: list[SignalSnapshot] = [
         snapshot(r.state, q.as_of, calendars, cohorts) for r, q in zip(records, requests, strict=True)
@@ -313,7 +336,7 @@ def rescore(
     assessments = model.score_many(snapshots)
     outcomes = []
     for record, request, snap, assessment in zip(records, requests, snapshots, assessments, strict=True):
-        outcome = _record_score(record, request, snap, assessment, policy, now, policy_now or now, activity)
+        outcome = _record_score(record, request, snap, assessment, policy, now, policy_now or now, activity, arms)
         if profiles is not None:
             day = local_day(record.state, request.as_of)
             if day > record.profile_day:
@@ -332,6 +355,7 @@ def _record_score(
     now: datetime,
     policy_now: datetime,
     activity: CohortActivity | None = None,
+    arms: Arms | None = None,
 ) -> ScoreOutcome:
     record.score_seq += 1
     record.owed = None  # any score pays what was owed: it sees every event folded so far
@@ -354,7 +378,7 @@ def _record_score(
     )
     decision = policy_decision(
         record, request.user_id, assessment, snap, policy, policy_now, request.triggered_by_event_time or request.as_of,
-        activity,
+        activity, arms,
     )  # fmt: skip
     record.history = decision.history
     record.tier = assessment.tier
@@ -367,4 +391,43 @@ def _record_score(
         if sent.status != "held_out":  # the control group is sent nothing: no exposure to learn from
             at = (sent.send_after or sent.created_at).timestamp()
             record.triggers.sent(sent.intervention_id, sent.intervention_type, at)
-    return ScoreOutcome(update, decision)
+    outcome = ScoreOutcome(update, decision)
+    _arms_bookkeeping(record, request.user_id, decision, policy_now, outcome)
+    return outcome
+
+
+def _arms_bookkeeping(
+    record: UserRecord, user_id: str, decision: Decision, now: datetime, outcome: ScoreOutcome
+) -> None:
+    """Close the bandit windows this score decides (the student came back, or the window ran out), open one for a
+    bandit-chosen request, and make the exposures of the experiments that shaped a request that goes out."""
+    if record.arms:
+        last = record.state.last_activity
+        record.arms, closed = close_windows(record.arms, last, now.timestamp())
+        outcome.arm_outcomes = [_arm_outcome(user_id, c) for c in closed]
+    sent = decision.request
+    if sent is None or sent.status == "held_out":
+        return
+    choice = decision.choice
+    if choice is not None and choice.chosen_by == "bandit" and choice.context is not None:
+        at = (sent.send_after or sent.created_at).timestamp()
+        where = choice.context
+        record.arms.append(Pending(sent.intervention_id, sent.intervention_type.value, where.tier,
+                                   where.profile or "", at))  # fmt: skip
+        del record.arms[:-MAX_PENDING]
+    known = {"tier": sent.tier, "chosen_by": sent.chosen_by}
+    outcome.exposures = [exposure(a, sent.created_at, sent.intervention_id, known) for a in decision.shaped]
+
+
+def _arm_outcome(user_id: str, closed: Closed) -> ArmOutcome:
+    p = closed.pending
+    return ArmOutcome(
+        intervention_id=p.intervention_id,
+        user_id=user_id,
+        arm=InterventionType(p.arm),
+        tier=cast(Tier, p.tier),
+        profile=p.profile,
+        success=closed.success,
+        sent_at=datetime.fromtimestamp(p.sent_at, UTC),
+        at=datetime.fromtimestamp(closed.at, UTC),
+    )

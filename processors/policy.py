@@ -52,6 +52,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from processors.experiments.arms import Arms, TypeChoice
+from processors.experiments.assignment import Assignment
 from schemas.events import Channel
 from schemas.interventions import InterventionRequest, InterventionType, RequestStatus
 from schemas.signals import RiskAssessment, SignalSnapshot, Tier
@@ -269,6 +271,8 @@ class Decision:
     history: InterventionHistory  # store this; the same object as the input when nothing was recorded
     request: InterventionRequest | None = None
     detail: str = ""
+    choice: TypeChoice | None = None  # what chose the type, when experiments and the bandit were asked
+    shaped: tuple[Assignment, ...] = ()  # the experiments' assignments that shaped the request (its exposures)
 
     @property
     def send_after(self) -> datetime | None:
@@ -365,12 +369,20 @@ def decide(
     send_time: SlotChooser | None = None,
     signals: SignalSnapshot | None = None,
     locale: str | None = None,
+    arms: Arms | None = None,
+    profile_bucket: str | None = None,
+    strategies: Mapping[str, SlotChooser | None] | None = None,
 ) -> Decision:
     """Apply the policy (see the module docstring for the order of checks). ``now`` must be timezone-aware.
 
     ``send_time`` picks the slot for the tiers in ``config.send_time_tiers``; ``signals`` (the snapshot the
     assessment was made on) and ``locale`` are carried in the request for the notification service to render
-    from, with the assessment's factors and the zone the decision was made in."""
+    from, with the assessment's factors and the zone the decision was made in.
+
+    ``arms`` (experiments and the bandit, ``processors.experiments.arms``) choose the type among those allowed now
+    and the send-time strategy, for students outside the policy's control group; ``strategies`` maps a strategy to
+    its chooser (a strategy it lacks uses ``send_time``); ``profile_bucket`` is the bandit's context below the
+    tier. The returned ``Decision`` says what chose them, for the caller's exposures and bandit windows."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     tier = assessment.tier
@@ -392,14 +404,30 @@ def decide(
     if cap is not None:
         return Decision("capped", history, detail=cap)
 
-    kind = kinds[0]
+    held_out = in_holdout(config, user_id)
+    event_time = triggered_by_event_time or now
+    choice = strategy = None
+    if arms is not None and not held_out:
+        decision_id = f"{user_id}\x1f{event_time.astimezone(UTC).isoformat()}"
+        choice = arms.intervention_type(user_id, tier, kinds, profile_bucket, decision_id)
+        if tier in config.send_time_tiers:  # other tiers go at once: a strategy would change nothing
+            strategy = arms.send_time_strategy(user_id, tier)
+            if strategies is not None and strategy.strategy in strategies:
+                send_time = strategies[strategy.strategy]
+    kind = choice.kind if choice is not None else kinds[0]
     deadline = at + timedelta(hours=tier_policy.deadline_hours)
     send_at = _send_time(config, send_time, tier, now, at, deadline, zone)
     send_after = send_at if send_at > now else None
-    status: RequestStatus = "held_out" if in_holdout(config, user_id) else "deferred" if send_after else "send"
-    event_time = triggered_by_event_time or now
+    status: RequestStatus = "held_out" if held_out else "deferred" if send_after else "send"
+    shaped: list[Assignment] = []
+    if choice is not None and choice.assignment is not None:
+        shaped.append(choice.assignment)
+    if strategy is not None and strategy.assignment is not None:
+        shaped.append(strategy.assignment)
     request = InterventionRequest(
-        intervention_id=intervention_id(user_id, kind, event_time),
+        # The policy's own choice names the decision, whatever chose the type: a decision replayed after a crash
+        # keeps its id even if the bandit's posteriors moved in between (the notification service sends an id once).
+        intervention_id=intervention_id(user_id, kinds[0], event_time),
         user_id=user_id,
         created_at=now,
         status=status,
@@ -417,7 +445,9 @@ def decide(
         factors=list(assessment.factors),
         timezone=zone.key,
         locale=locale,
+        chosen_by=choice.chosen_by if choice is not None else "policy",
+        arms={a.experiment.key: a.variant.id for a in shaped if a.variant is not None},
     )
     entry = HistoryEntry(request.intervention_id, kind, tier, send_at, _ENTRY_STATUS[status])
     outcome: DecisionOutcome = "sent" if status == "send" else status
-    return Decision(outcome, history.with_entry(entry, now, config), request)
+    return Decision(outcome, history.with_entry(entry, now, config), request, choice=choice, shaped=tuple(shaped))

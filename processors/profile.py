@@ -49,7 +49,7 @@ from processors.state import (
     UserState,
 )
 from schemas.courses import CourseCalendar
-from schemas.interventions import InterventionType
+from schemas.interventions import RETURN_WINDOW_SECONDS, InterventionType
 from schemas.profile import (
     TRIGGER_GROUPS,
     TRIGGER_OF,
@@ -70,7 +70,8 @@ COMPLETION_PRIOR = 4.0
 RETRY_PRIOR = 5.0
 TRIGGER_PRIOR = 2.0
 CREDIBLE = 0.90
-RETURN_WINDOW = 7 * 86_400.0  # seconds after a send in which activity counts as coming back
+RETURN_WINDOW = RETURN_WINDOW_SECONDS  # seconds after a send in which activity counts as coming back
+LEADING_MIN_SENDS = 3  # sends before a student's own opens name their leading trigger group
 MAX_AWAITING = 16  # sends whose responses are still attributed; older than the window they go anyway
 COHORT_MEMORY = 5_000.0
 COHORT_MIN = 20.0
@@ -139,6 +140,15 @@ class TriggerStats:
             if at <= sent_at + 2 * RETURN_WINDOW:
                 kept.append(entry)  # a late open may still come; a send two windows old goes
         self.awaiting = kept
+
+    def leading_group(self, min_sends: int = LEADING_MIN_SENDS) -> str | None:
+        """The trigger group whose sends this student opened most (smoothed: (opened + 1) / (sent + 2)), once they
+        were sent ``min_sends`` interventions; None before. The bandit's context below the tier: cheap, from the
+        counts alone (the daily profile's ``preferred_trigger`` is the same ranking with the cohort's prior)."""
+        if sum(row[EXPOSED] for row in self.counts) < min_sends:
+            return None
+        g = max(range(len(TRIGGER_GROUPS)), key=lambda i: (self.counts[i][OPENED] + 1) / (self.counts[i][EXPOSED] + 2))
+        return TRIGGER_GROUPS[g].value
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": 1, "n": self.counts, "a": self.awaiting, "u": self.unattributed}

@@ -19,6 +19,8 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Identifier
+from schemas.interventions import InterventionType
+from schemas.signals import Tier
 
 EXPERIMENTS_SCHEMA_VERSION: Literal[1] = 1
 EXPERIMENT_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -62,3 +64,23 @@ class Exposure(BaseModel):
         if self.exposure_id != expected:
             raise ValueError(f"exposure_id must be {expected!r} (experiment:user_id:variant), got {self.exposure_id!r}")
         return self
+
+
+class ArmOutcome(BaseModel):
+    """What became of one intervention the bandit chose: the student came back within the window, or did not.
+
+    The worker sends one per bandit-chosen intervention when its window closes (``processors.experiments.arms``);
+    every worker folds them all into its posteriors (``streams.worker.bandit_learner``). Its id is the
+    intervention's: a copy re-sent after a crash is recognised and counted once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = EXPERIMENTS_SCHEMA_VERSION
+    intervention_id: str = Field(min_length=1, description="the intervention the bandit chose the type of")
+    user_id: Identifier
+    arm: InterventionType = Field(description="the intervention type chosen")
+    tier: Tier = Field(description="the student's risk tier at the decision: the context")
+    profile: str = Field("", max_length=64, description="the profile bucket of the context, '' none")
+    success: bool = Field(description="the student was active within the window after the send")
+    sent_at: AwareDatetime = Field(description="when the intervention went (or was due to)")
+    at: AwareDatetime = Field(description="when the window closed: the return, or the window's end")

@@ -39,6 +39,9 @@ class InterventionType(StrEnum):
 RequestStatus = Literal["send", "held_out", "deferred"]
 
 
+ChosenBy = Literal["policy", "experiment", "bandit"]
+
+
 class InterventionRequest(BaseModel):
     """One decided intervention for one student, with the reason in words and a deadline to act by."""
 
@@ -71,6 +74,12 @@ class InterventionRequest(BaseModel):
     )
     timezone: str | None = Field(None, description="the student's IANA zone as the worker knows it")
     locale: str | None = Field(None, description="the student's locale as the worker knows it (BCP 47)")
+    # How the intervention type (and send time) were chosen: the policy's first allowed type, an experiment's
+    # variant, or the bandit; ``arms`` names each experiment that shaped this request and its variant.
+    chosen_by: ChosenBy = Field("policy", description="what picked the intervention type: policy, experiment, bandit")
+    arms: dict[str, str] = Field(
+        default_factory=dict, description="experiment key -> variant id, for each experiment that shaped the request"
+    )
 
     @model_validator(mode="after")
     def _send_after_matches_status(self) -> InterventionRequest:
@@ -79,6 +88,10 @@ class InterventionRequest(BaseModel):
         if self.status == "send" and self.send_after is not None:
             raise ValueError("a request to send now cannot carry send_after; use status 'deferred'")
         return self
+
+
+#: "Returned within 7 days": the student is active again within this many seconds after an intervention went.
+RETURN_WINDOW_SECONDS = 7 * 86_400.0
 
 
 class OutcomeKind(StrEnum):

@@ -56,6 +56,7 @@ class TopicCatalogue:
     standings: TopicSpec
     leaderboard_snapshots: TopicSpec
     exposures: TopicSpec
+    bandit_outcomes: TopicSpec
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -80,6 +81,7 @@ class TopicCatalogue:
             self.standings,
             self.leaderboard_snapshots,
             self.exposures,
+            self.bandit_outcomes,
         ]
 
 
@@ -220,5 +222,13 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
         # Experiments (PRODUCT.md §6): each time a service acts on a student's variant; keyed by student.
         exposures=TopicSpec(
             f"{prefix}.exposures.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.experiments.Exposure"
+        ),
+        # What became of each bandit-chosen intervention. Every worker reads the whole topic into its posteriors
+        # at start and follows it: the bandit remembers the topic's retention (90 days), so it follows drift.
+        bandit_outcomes=TopicSpec(
+            f"{prefix}.bandit-outcomes.v1",
+            partitions,
+            retention_ms=90 * DAY_MS,
+            contract="schemas.experiments.ArmOutcome",
         ),
     )

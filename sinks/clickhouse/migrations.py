@@ -202,6 +202,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "personalisation: each student's daily profile (formats, study time, pace, difficulty, triggers)",
         (USER_PROFILES_DAILY,),
     ),
+    Migration(
+        12,
+        "what chose each intervention's type (policy, experiment, bandit) and the experiments that shaped it",
+        (AddColumns("intervention_requests", ("chosen_by", "arms")),),
+    ),
 )
 
 

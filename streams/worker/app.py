@@ -27,11 +27,13 @@ from kafka_io.producer import EventProducer
 from models.base import RiskModel
 from models.registry import ModelRegistry
 from models.serving import ModelProvider
+from processors.experiments.config import DEFAULT_EXPERIMENTS_PATH, load_experiments
 from processors.gamification.rules import DEFAULT_RULES_PATH
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.topics import catalogue
 from streams.worker import faust_internals as fi
 from streams.worker.api import admission_middleware, register_views
+from streams.worker.bandit_learner import BanditLearner
 from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import EngineClock
 from streams.worker.core.engine import WorkerCore
@@ -125,6 +127,7 @@ class EngagementWorker:
             settings.kafka_bootstrap, self.topics.courses.name, self.outputs.send_dead_letter
         )
         self.courses.start()
+        self.bandit = self._bandit_learner(settings, policy)
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
         self.keys = KeyRing.from_settings(settings)  # the API's keys: settings + registry, re-read on change
         self.app = faust.App(
@@ -180,6 +183,7 @@ class EngagementWorker:
             )
             if settings.gamification
             else None,
+            arms=self.bandit.arms if self.bandit is not None else None,
         )
         self.silence = SilencePass(
             self.core,
@@ -200,6 +204,22 @@ class EngagementWorker:
         fi.after_seek(self.app, self._after_seek, before=self._before_seek)
         self.events_topic = self.app.topic(events, key_type=bytes, value_type=bytes)  # our JSON: Faust passes bytes
         self._register()
+
+    def _bandit_learner(self, settings: Settings, policy: PolicyConfig) -> BanditLearner | None:
+        """Experiments and the bandit, when on: the file is checked whole (a worker does not start on a bad one)."""
+        if not settings.experiments:
+            return None
+        learner = BanditLearner(
+            settings.kafka_bootstrap,
+            self.topics.bandit_outcomes.name,
+            load_experiments(settings.experiments_path or DEFAULT_EXPERIMENTS_PATH),
+            policy,
+            bandit=settings.bandit,
+            seed=settings.bandit_seed,
+            dead_letter=self.outputs.send_dead_letter,
+        )
+        learner.start()
+        return learner
 
     # --- wiring ---------------------------------------------------------------------------------------------
     def _register(self) -> None:

@@ -86,3 +86,19 @@ PROFILES = Counter(
     "engage_worker_profiles_total",
     "Daily personalisation profiles sent (one per student and local day, on their first re-score that day)",
 )
+EXPOSURES = Counter(
+    "engage_worker_exposures_total",
+    "Experiment exposures sent: decisions an experiment's variant shaped (type or send time), by experiment, variant",
+    ["experiment", "variant"],
+)
+ARM_WINDOWS = Counter(
+    "engage_worker_bandit_windows_total",
+    "Bandit-chosen interventions whose 7-day window closed, by arm and result (returned, not_returned)",
+    ["arm", "result"],
+)
+BANDIT_OUTCOMES = Counter(
+    "engage_worker_bandit_outcomes_total",
+    "Bandit outcomes read by this worker's learner: learned, duplicate (counted already), refused (dead-lettered)",
+    ["result"],
+)
+BANDIT_CONTEXTS = Gauge("engage_worker_bandit_contexts", "Contexts (tier, tier/profile) the bandit's posteriors hold")

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from kafka_io.producer import key_partition
 from processors.calendar import is_dormant
 from processors.cohort import CourseCohorts
+from processors.experiments.arms import Arms
 from processors.notify.sendtime import CohortActivity
 from processors.pipeline import (
     OWED_KEY,
@@ -140,6 +141,7 @@ class WorkerCore:
         debounce_seconds: float,
         record_cache_size: int,
         rules: GameRulesSource | None = None,
+        arms: Arms | None = None,
     ) -> None:
         self.table = table
         self.outputs = outputs
@@ -153,6 +155,7 @@ class WorkerCore:
         self.clock = clock
         self.debounce_seconds = debounce_seconds
         self.rules = rules  # the gamification rules in force (None: gamification off)
+        self.arms = arms  # experiments and the bandit's posteriors (None: the policy alone chooses the type)
         self.emit = Emitter(outputs, topics)
         # Records the events path changed reach the table once per commit (core.record_cache).
         self.records = RecordCache(record_cache_size)
@@ -420,7 +423,7 @@ class WorkerCore:
         records, requests = [r for r, _, _ in items], [q for _, q, _ in items]
         outcomes = rescore(
             records, requests, self.models.current(), self.policy, now, clock, self.courses.calendars(), self.cohorts,
-            self.activity, self.profiles,
+            self.activity, self.profiles, self.arms,
         )  # fmt: skip
         sent_at = time.time()
         today = clock.date()

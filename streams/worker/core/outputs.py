@@ -1,5 +1,5 @@
-"""What the worker sends: risk updates, interventions, daily profiles, streak milestones, gamification, erasures,
-dead letters.
+"""What the worker sends: risk updates, interventions, daily profiles, experiment exposures, bandit outcomes, streak
+milestones, gamification, erasures, dead letters.
 
 On the events path each output is also kept in the student's record (its outbox) until the batch behind it is
 committed, so that a worker that crashes after Kafka acknowledged the record but not the outputs sends them
@@ -65,6 +65,12 @@ class Emitter:
         if outcome.profile is not None:
             m.PROFILES.inc()
             self.send_kept(keep, self.topics.profiles.name, user_id, outcome.profile.model_dump_json())
+        for shown in outcome.exposures:
+            m.EXPOSURES.labels(shown.experiment, shown.variant).inc()
+            self.send_kept(keep, self.topics.exposures.name, user_id, shown.model_dump_json())
+        for closed in outcome.arm_outcomes:
+            m.ARM_WINDOWS.labels(closed.arm.value, "returned" if closed.success else "not_returned").inc()
+            self.send_kept(keep, self.topics.bandit_outcomes.name, user_id, closed.model_dump_json())
 
     def milestone(self, record: UserRecord, user_id: str, milestone: StreakMilestone) -> None:
         m.STREAK_MILESTONES.labels(str(milestone.milestone_days)).inc()
