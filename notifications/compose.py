@@ -12,6 +12,10 @@ without an issuer. A template that fails for this student (a variable their cont
 only, as ``Permanent`` with the template's file and line; the next channel is tried, and the dead letter, if it
 comes to that, names every one.
 
+Template experiments: a request whose ``arms`` name a template experiment's variant is rendered from that variant's
+template set (the worker assigned it and sent its exposure); a set without a template for the channel falls back to
+the request's own.
+
 Digests: the carrier's own message, and after it one line per merged notification - each one's own title (in-app,
 else push, else the e-mail subject) rendered from its template in the student's locale - through the macros of
 ``deploy/templates/_shared/digest.j2`` (``text`` and ``html`` for e-mail, ``line`` appended to single-line parts,
@@ -29,6 +33,8 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifications.channels.base import Message, Permanent
+from processors.experiments.arms import template_set
+from processors.experiments.config import ExperimentsConfig
 from processors.notify.context import Links, Offer, build_context
 from processors.notify.templates import (
     CHANNEL_PARTS,
@@ -125,11 +131,30 @@ class _Digest:
 
 
 class Composer:
-    def __init__(self, catalog: TemplateCatalog, links: LinkMaker, offers: OfferMaker | None = None) -> None:
+    def __init__(
+        self,
+        catalog: TemplateCatalog,
+        links: LinkMaker,
+        offers: OfferMaker | None = None,
+        experiments: ExperimentsConfig | None = None,
+    ) -> None:
         self.catalog = catalog
         self.link_maker = links
         self.offers = offers
+        self.experiments = experiments  # template experiments: a request's variant names the set it is rendered from
         self.digest = _Digest(catalog)
+
+    def template_set(self, request: InterventionRequest, channel: ChannelName, locale: str | None) -> InterventionType:
+        """The template set for this request on ``channel``: its template experiment's variant when the request
+        names one (``processors.experiments.arms.template_set``) and that set has the channel, else its own."""
+        own = request.intervention_type
+        if not request.arms or self.experiments is None:
+            return own
+        name = template_set(request.arms, own, self.experiments)
+        if name == own.value or name not in InterventionType.__members__:
+            return own
+        variant = InterventionType(name)
+        return variant if self.catalog.resolve(variant, channel, locale) is not None else own
 
     def refusal(self, request: InterventionRequest) -> str | None:
         """Why this request cannot be composed on any channel (None: it can be tried)."""
@@ -165,7 +190,8 @@ class Composer:
             locale=prepared.locale or "en",
         )
         try:
-            rendered = self.catalog.render(request.intervention_type, channel, prepared.locale, context)
+            template = self.template_set(request, channel, prepared.locale)
+            rendered = self.catalog.render(template, channel, prepared.locale, context)
         except TemplateRenderError as exc:
             raise Permanent(f"template {exc}") from exc
         return dict(rendered.parts), rendered.locale
@@ -173,7 +199,8 @@ class Composer:
     def summary(self, prepared: Prepared) -> str:
         """One line naming this notification in a digest: its own title (in-app, push) or subject."""
         for channel, part in _SUMMARY_SOURCES:
-            if self.catalog.resolve(prepared.request.intervention_type, channel, prepared.locale) is None:
+            template = self.template_set(prepared.request, channel, prepared.locale)
+            if self.catalog.resolve(template, channel, prepared.locale) is None:
                 continue
             parts, _ = self._render(prepared, channel)
             return parts[part]

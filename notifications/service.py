@@ -52,6 +52,7 @@ from notifications.ledger import Ledger, Out, Outbox
 from notifications.resilience import Deliverer
 from notifications.routing import deliver_first, plan_channels
 from notifications.tracking.keys import tracking_links
+from processors.experiments.config import DEFAULT_EXPERIMENTS_PATH, load_experiments
 from processors.notify.dispatch import (
     Drop,
     Due,
@@ -143,7 +144,8 @@ class NotifyService:
         self.topics: TopicCatalogue = catalogue(s.topic_prefix, s.event_partitions)
         policy = policy_from_file(s.policy_path) if s.policy_path else policy_from_file()
         catalog = TemplateCatalog.load(s.notify_templates_dir or DEFAULT_TEMPLATES_DIR, policy=policy)
-        self.composer = Composer(catalog, links or PlainLinks(s.notify_platform_url), offers)
+        experiments = load_experiments(s.experiments_path or DEFAULT_EXPERIMENTS_PATH) if s.experiments else None
+        self.composer = Composer(catalog, links or PlainLinks(s.notify_platform_url), offers, experiments)
         self.inbox: SqliteInbox | None = None
         if channels is None:
             self.inbox = SqliteInbox(s.inbox, max_items_per_user=s.inbox_max_items)

@@ -415,6 +415,7 @@ def decide(
             if strategies is not None and strategy.strategy in strategies:
                 send_time = strategies[strategy.strategy]
     kind = choice.kind if choice is not None else kinds[0]
+    template = arms.template(user_id, tier, kind) if arms is not None and not held_out else None
     deadline = at + timedelta(hours=tier_policy.deadline_hours)
     send_at = _send_time(config, send_time, tier, now, at, deadline, zone)
     send_after = send_at if send_at > now else None
@@ -424,6 +425,8 @@ def decide(
         shaped.append(choice.assignment)
     if strategy is not None and strategy.assignment is not None:
         shaped.append(strategy.assignment)
+    if template is not None:
+        shaped.append(template)
     request = InterventionRequest(
         # The policy's own choice names the decision, whatever chose the type: a decision replayed after a crash
         # keeps its id even if the bandit's posteriors moved in between (the notification service sends an id once).

@@ -16,8 +16,9 @@ For the others, in this order:
 4. The policy's first allowed type.
 
 Send time: a send-time experiment that holds the student sets the strategy (``sto``, ``cohort_only``,
-``immediate``); otherwise ``sto``. Exposures are made by the caller from the assignments returned here, only for
-requests that go out.
+``immediate``); otherwise ``sto``. Template: a template experiment whose control is the chosen type's template set
+replaces it by its variant's set (``template_set``: what the notification service renders). Exposures are made by
+the caller from the assignments returned here, only for requests that go out.
 
 Bandit windows: each bandit-chosen intervention waits in the student's record (``Pending``) until the student is
 active after it (a success) or ``window`` passes without that (a failure); ``close_windows`` says which closed.
@@ -112,6 +113,32 @@ class Arms:
             return StrategyChoice(DEFAULT_STRATEGY)
         strategy = assignment.variant.send_time_strategy or DEFAULT_STRATEGY
         return StrategyChoice(strategy, assignment)
+
+    def template(self, user_id: str, tier: str, kind: InterventionType) -> Assignment | None:
+        """A template experiment's assignment for a request of ``kind``: one whose control renders ``kind``'s
+        template set (its variants replace that set); None when none holds the student."""
+        if self.held_out(user_id):
+            return None
+        for experiment in self.experiments.running(Surface.template):
+            if experiment.control.template != kind.value:
+                continue
+            assignment = assign_surface(self.experiments, Surface.template, user_id, tier)
+            if assignment is not None and assignment.reason is Reason.assigned and assignment.experiment is experiment:
+                return assignment
+        return None
+
+
+def template_set(request_arms: Mapping[str, str], kind: InterventionType, experiments: ExperimentsConfig) -> str:
+    """The template set a request is rendered from: a template experiment's variant named in the request's
+    ``arms``, else its own type's set. The notification service renders it (``notifications.compose``)."""
+    for key, variant_id in request_arms.items():
+        experiment = experiments.get(key)
+        if experiment is None or experiment.surface is not Surface.template:
+            continue
+        variant = experiment.variant(variant_id)
+        if variant is not None and variant.template is not None:
+            return variant.template
+    return kind.value
 
 
 # -- bandit windows, kept in the student's record -----------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from processors.experiments.arms import Arms, Learner, Pending, close_windows
+from processors.experiments.arms import Arms, Learner, Pending, close_windows, template_set
 from processors.experiments.assignment import assign, in_holdout
 from processors.experiments.bandit import BanditConfig, BanditState, Context, posterior, record
 from processors.experiments.config import ExperimentsConfig, parse_experiments
@@ -260,3 +260,29 @@ def test_now_is_still_required_to_be_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(NO_HOLDOUT, "s", assessment("high"), InterventionHistory(), NOON.replace(tzinfo=None), "UTC",
                arms=Arms(experiments()))  # fmt: skip
+
+
+def test_a_template_experiment_holds_requests_of_its_controls_type_only() -> None:
+    raw = {
+        "version": 1,
+        "holdout": {"share": 0.0, "salt": "s"},
+        "experiments": [
+            {"key": "low-words", "surface": "template", "status": "running", "tiers": ["low"],
+             "variants": [{"id": "control", "weight": 0.5, "template": "gentle_reminder"},
+                          {"id": "milestone", "weight": 0.5, "template": "milestone_celebration"}]}
+        ],
+    }  # fmt: skip
+    config = parse_experiments(json.dumps(raw), known_templates={"gentle_reminder", "milestone_celebration"})
+    arms = Arms(config)
+    variants = set()
+    for user in users(30):
+        d = decide(NO_HOLDOUT, user, assessment("low"), InterventionHistory(), NOON, "UTC", arms=arms)
+        assert d.request is not None and d.request.intervention_type is T.gentle_reminder
+        variant = d.request.arms["low-words"]
+        variants.add(variant)
+        expected = "milestone_celebration" if variant == "milestone" else "gentle_reminder"
+        assert template_set(d.request.arms, d.request.intervention_type, config) == expected
+        assert [a.experiment.key for a in d.shaped] == ["low-words"]
+    assert variants == {"control", "milestone"}
+    # A request of another type (the second of the tier) is not the experiment's.
+    assert arms.template("student-1", "low", T.milestone_celebration) is None

@@ -13,6 +13,7 @@ from notifications.channels.base import Permanent
 from notifications.compose import Composer, PlainLinks
 from notifications.contacts import parse_contacts_jsonl
 from notifications.verify import check_sends
+from processors.experiments.config import parse_experiments
 from processors.notify.context import SAMPLE_AS_OF, SAMPLE_FACTORS, SAMPLE_STUDENTS, preview_request
 from processors.notify.dispatch import (
     Drop,
@@ -296,3 +297,30 @@ def test_a_replay_judges_each_request_at_its_own_instant():
     # scheduled again by the cap: judged when the new slot came, so the cap's window moves on
     assert judged_at(deferred, NOW - timedelta(days=2)) == NOW - timedelta(days=2)
     assert judged_at(deferred, NOW - timedelta(days=4)) == NOW - timedelta(days=3)
+
+
+def test_a_template_experiments_variant_renders_its_set_and_the_control_its_own():
+    experiments = parse_experiments(
+        '{"version": 1, "holdout": {"share": 0.0, "salt": "s"}, "experiments": [{"key": "low-words", '
+        '"surface": "template", "status": "running", "variants": ['
+        '{"id": "control", "weight": 0.5, "template": "gentle_reminder"}, '
+        '{"id": "milestone", "weight": 0.5, "template": "milestone_celebration"}]}]}'
+    )
+    with_experiments = Composer(TemplateCatalog.load(), PlainLinks("https://learn.example"), experiments=experiments)
+    plain = Composer(TemplateCatalog.load(), PlainLinks("https://learn.example"))
+
+    def title(c: Composer, arms: dict[str, str]) -> str:
+        r = request(kind=InterventionType.gentle_reminder).model_copy(update={"arms": arms})
+        return c.message(c.prepare(r, contact()), Channel.in_app, "u1").parts["title"]
+
+    reminder = title(plain, {})
+    milestone_request = request(kind=InterventionType.milestone_celebration)
+    milestone = plain.message(plain.prepare(milestone_request, contact()), Channel.in_app, "u1").parts["title"]
+    assert reminder != milestone
+    assert title(with_experiments, {"low-words": "milestone"}) == milestone
+    assert title(with_experiments, {"low-words": "control"}) == reminder
+    assert title(with_experiments, {"some-other-experiment": "x"}) == reminder
+    # A variant's set without a template for the channel falls back to the request's own.
+    varied = request(kind=InterventionType.gentle_reminder).model_copy(update={"arms": {"low-words": "milestone"}})
+    assert with_experiments.template_set(varied, Channel.in_app, "en") is InterventionType.milestone_celebration
+    assert with_experiments.template_set(varied, Channel.sms, "en") is InterventionType.gentle_reminder
