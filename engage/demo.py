@@ -22,6 +22,7 @@ from deploy.infra import Infra
 from deploy.providers.process import start_providers
 from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
 from engage.demo_analytics import show_analytics
+from engage.demo_experiments import collect_experiments, show_experiments
 from engage.demo_game import collect_gamification, show_gamification
 from engage.demo_notify import (
     delivery_settings,
@@ -170,6 +171,8 @@ def run_demo(settings: Settings, console: Console) -> None:
         engagement = engage_with_messages(settings, record_dir, worker_url)
         work_the_desk(settings, record_dir, engagement)
         game = collect_gamification(settings, worker_url)
+        student = game.top[0]["user_id"] if game.top else "sim-000001"
+        tried = collect_experiments(settings, worker_url, student)
         time.sleep(2.0)
         wait_for_sinks(settings)
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
@@ -177,6 +180,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     console.rule("[bold]Interventions delivered")
     show_notifications(settings, console, record_dir, engagement)
     show_gamification(settings, console, game)
+    show_experiments(settings, console, tried)
     show_analytics(settings, console)
 
 
@@ -236,6 +240,8 @@ def _summary(
                     "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",
                     f"E-mails:      {settings.run_dir / 'demo' / 'providers' / 'mail'} (as received by SMTP)",
                     "Delivery:     .venv/bin/engage notify   .venv/bin/engage desk serve | list --state overdue",
+                    "Experiments:  .venv/bin/engage experiments report send-time-high-tier   (deploy/policy/"
+                    "experiments.json)",
                     "Benchmarks:   make bench        Stop servers: make down",
                     f"Engagement:   curl -H 'Authorization: Bearer {settings.server_keys[0].partition(':')[2]}' "
                     f"http://{settings.worker_host}:{settings.worker_web_port}/v1/users/sim-000001/engagement",
