@@ -15,6 +15,7 @@ from engage.bench.bandit import bench_bandit
 from engage.bench.experiments import bench_experiments
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
+from engage.bench.oulad_profile import bench_oulad_profile
 from engage.bench.profile import bench_profile
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
@@ -632,6 +633,7 @@ bench_app.command("leaderboard")(bench_leaderboard)
 bench_app.command("experiments")(bench_experiments)
 bench_app.command("bandit")(bench_bandit)
 bench_app.command("profile")(bench_profile)
+bench_app.command("oulad-profile")(bench_oulad_profile)
 
 
 @bench_app.command("oulad")

@@ -73,8 +73,17 @@ class Recovery:
     trigger: dict[str, list[int]] = field(default_factory=dict)
 
 
-def _rate(pair: list[int]) -> float:
+def share(pair: list[int]) -> float:
+    """hits / students of a ``[hits, students]`` tally (NaN for none)."""
     return pair[0] / pair[1] if pair[1] else float("nan")
+
+
+def raw_majority(prefs: list[float] | None) -> str | None:
+    """The format of most of the student's own views (``UserState.prefs``), no prior; ties go to the first in
+    ``FORMATS``; None without a view."""
+    if not prefs or not any(prefs[: len(FORMATS)]):
+        return None
+    return FORMATS[max(range(len(FORMATS)), key=lambda i: prefs[i])]
 
 
 def _assess(
@@ -117,8 +126,7 @@ def _assess(
         prefs = record.state.prefs
         if profile.format_views:
             count("format", "profile", profile.preferred_format == truth.preferred_format)
-            raw = max(range(len(FORMATS)), key=lambda i: prefs[i]) if prefs else 0
-            count("format", "raw", FORMATS[raw] == truth.preferred_format)
+            count("format", "raw", raw_majority(prefs) == truth.preferred_format)
             count("format", "baseline", majority_format == truth.preferred_format)
         if profile.study_time.best_hours and profile.study_time.student_share > 0:
             count("hour", "profile", profile.study_time.best_hours[0] in truth.study_hours)
@@ -177,8 +185,9 @@ def measure(config: ProfileBenchConfig) -> list[Recovery]:
     return results
 
 
-def _cell(pair: list[int]) -> str:
-    return f"{100 * _rate(pair):.1f} % ({pair[1]})" if pair[1] else "-"
+def share_cell(pair: list[int]) -> str:
+    """A ``[hits, students]`` tally as a table cell: the percentage, and the students it is of."""
+    return f"{100 * share(pair):.1f} % ({pair[1]})" if pair[1] else "-"
 
 
 def run(config: ProfileBenchConfig, console: Console, out: Path) -> list[Recovery]:
@@ -188,7 +197,9 @@ def run(config: ProfileBenchConfig, console: Console, out: Path) -> list[Recover
         table.add_column(column, justify="right" if column != "target" else "left")
     for r in results:
         for name, tally in (("format", r.format), ("best hour", r.hour), ("trigger", r.trigger)):
-            table.add_row(str(r.day), name, _cell(tally["profile"]), _cell(tally["raw"]), _cell(tally["baseline"]))
+            table.add_row(
+                str(r.day), name, share_cell(tally["profile"]), share_cell(tally["raw"]), share_cell(tally["baseline"])
+            )
     console.print(table)
     console.print("cells: share of students whose truth was recovered (students assessed)")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,7 @@ class OuladDataset:
     enrolments: dict[tuple[str, int], Enrolment] = field(default_factory=dict)
     submissions: list[Submission] = field(default_factory=list)
     sites: dict[int, str] = field(default_factory=dict)  # id_site -> activity_type
+    site_presentations: dict[int, str] = field(default_factory=dict)  # id_site -> the presentation key it is in
 
     @classmethod
     def load(cls, root: str | Path, presentations: Iterable[str] | None = None) -> OuladDataset:
@@ -146,6 +147,7 @@ class OuladDataset:
                     )
         for row in _rows(root / "vle.csv"):
             data.sites[int(row["id_site"])] = row["activity_type"]
+            data.site_presentations[int(row["id_site"])] = f"{row['code_module']}-{row['code_presentation']}"
         return data
 
     def clicks(self, presentation: str) -> list[Click]:
