@@ -1,11 +1,12 @@
 """Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters,
-gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, experiment exposures and the
-daily profiles).
+gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, experiment exposures, the
+daily profiles and the bandit's outcomes).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
 A spec with ``contract`` set also validates each message against it first: one that fails is dead-lettered with
-pydantic's reason instead of being stored with defaults (exposures: a readout must never count a guessed one).
+pydantic's reason instead of being stored with defaults (exposures, bandit outcomes: a readout must never count a
+guessed one).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings
 from schemas.columns import Column
-from schemas.experiments import Exposure
+from schemas.experiments import ArmOutcome, Exposure
 from schemas.topics import TopicCatalogue
 from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
 from sinks.clickhouse.migrations import create_all
 from sinks.clickhouse.tables import (
     ACHIEVEMENTS_UNLOCKED,
+    BANDIT_OUTCOMES,
     CELEBRATIONS,
     DEAD_LETTERS,
     EXPERIMENT_EXPOSURES,
@@ -97,6 +99,10 @@ SPECS: dict[str, ContractSinkSpec] = {
     # Experiments: validated, so an exposure that fails its contract is dead-lettered, never counted.
     "exposures": ContractSinkSpec("experiment_exposures", EXPERIMENT_EXPOSURES, lambda t: t.exposures.name, Exposure),
     "profiles": ContractSinkSpec("user_profiles_daily", USER_PROFILES_DAILY, lambda t: t.profiles.name),
+    # The bandit's outcomes: validated like exposures, so an analyst's arm rates never count a malformed one.
+    "bandit-outcomes": ContractSinkSpec(
+        "bandit_outcomes", BANDIT_OUTCOMES, lambda t: t.bandit_outcomes.name, ArmOutcome
+    ),
 }
 
 

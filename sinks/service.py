@@ -46,6 +46,7 @@ BATCHING: dict[str, Batching] = {
     "leaderboard-snapshots": Batching(10_000, 2.0),
     "exposures": Batching(10_000, 2.0),  # one per message an experiment shaped
     "profiles": Batching(50_000, 5.0),  # one per student and local day: a quiet topic, larger parts
+    "bandit-outcomes": Batching(10_000, 5.0),  # one per bandit-chosen intervention, a week after it: quiet
     ERASURES: Batching(1, 0.0),  # rare, each carried out on its own, as soon as it comes
 }
 

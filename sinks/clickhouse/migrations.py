@@ -18,6 +18,7 @@ from typing import Any
 from sinks.clickhouse.client import insert_columns
 from sinks.clickhouse.tables import (
     ACHIEVEMENTS_UNLOCKED,
+    BANDIT_OUTCOMES,
     BEHAVIOR_EVENTS,
     BEHAVIOR_EVENTS_LANDING,
     BEHAVIOR_EVENTS_VIEW,
@@ -206,6 +207,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         12,
         "what chose each intervention's type (policy, experiment, bandit) and the experiments that shaped it",
         (AddColumns("intervention_requests", ("chosen_by", "arms")),),
+    ),
+    Migration(
+        13,
+        "the bandit: what became of each intervention it chose (the student came back within the window or not)",
+        (BANDIT_OUTCOMES,),
     ),
 )
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from processors.streaks import ACTIVE_EVENT_TYPES
 from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
-from schemas.experiments import Exposure
+from schemas.experiments import ArmOutcome, Exposure
 from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LevelUp, XpAward
 from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
@@ -234,6 +234,12 @@ EXPERIMENT_EXPOSURES = _contract_table(
     "experiment_exposures", Exposure, "toYYYYMM(at)", "(experiment, user_id, exposure_id, at, intervention_id)", 25
 )
 
+# The bandit (PRODUCT.md §8): what became of each intervention it chose, one row per intervention. The sort key is
+# the intervention, so a copy the worker re-sends after a crash collapses into the same row (its ``at``, the
+# window's close, is fixed by the intervention: the copy lands in the same month). Kept 25 months, like the
+# intervention outcomes it summarises.
+BANDIT_OUTCOMES = _contract_table("bandit_outcomes", ArmOutcome, "toYYYYMM(at)", "(user_id, intervention_id)", 25)
+
 # Personalisation (PRODUCT.md §8): one row per student and local day (the worker sends a day's profile on the
 # student's first re-score that day; a re-sent one collapses into the same row). Kept 13 months like the signals.
 USER_PROFILES_DAILY = _contract_table("user_profiles_daily", Profile, "toYYYYMM(day)", "(user_id, day)", 13)
@@ -391,6 +397,7 @@ OBJECTS: list[SchemaObject] = [
     *GAMIFICATION_TABLES,
     EXPERIMENT_EXPOSURES,
     USER_PROFILES_DAILY,
+    BANDIT_OUTCOMES,
 ]
 TABLES = [o for o in OBJECTS if isinstance(o, Table)]
 

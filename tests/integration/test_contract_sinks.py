@@ -327,3 +327,57 @@ def test_exposures_are_stored_once_and_one_failing_its_contract_is_dead_lettered
         ("copy:e1:control", "control", "template", "i-2"),  # a second message: kept, so its opens count
     ]
     assert json.loads(rows[0][4]) == {"tier": "low", "channel": "email"} and rows[0][5] == when
+
+
+def test_bandit_outcomes_are_stored_once_and_one_failing_its_contract_is_dead_lettered(
+    infra: Infra, settings: Settings
+) -> None:
+    from schemas.experiments import ArmOutcome
+    from tests.integration.helpers import read_topic
+
+    assert "bandit-outcomes" in SERVICE_NAMES
+    s = settings.model_copy(update={"topic_prefix": f"bo-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    ensure_topics(s.kafka_bootstrap, topics.all())
+    sent = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    back = ArmOutcome(
+        intervention_id="b1:bandit:1",
+        user_id="b1",
+        arm=InterventionType.streak_warning,
+        tier="high",
+        profile="video",
+        success=True,
+        sent_at=sent,
+        at=sent + timedelta(days=2),
+    )
+    silent = ArmOutcome(
+        intervention_id="b2:bandit:1",
+        user_id="b2",
+        arm=InterventionType.gentle_reminder,
+        tier="medium",
+        success=False,
+        sent_at=sent,
+        at=sent + timedelta(days=7),
+    )
+    no_such_arm = back.model_dump(mode="json") | {"intervention_id": "b3:bandit:1", "arm": "carrier_pigeon"}
+    with EventProducer(s.kafka_bootstrap, topics) as producer:
+        for _ in range(2):  # the worker re-sends after a crash: still one row each
+            for message in (back, silent):
+                producer.send_encoded(
+                    message.user_id.encode(), message.model_dump_json().encode(), topic=topics.bandit_outcomes.name
+                )
+        producer.send_encoded(b"b3", json.dumps(no_such_arm).encode(), topic=topics.bandit_outcomes.name)
+    stats = run_sinks(s, ["bandit-outcomes"], idle_exit=2.0)
+    assert stats["bandit_outcomes"].dead_letters == 1
+    assert sink_lag(s, ["bandit-outcomes"]) == {"bandit-outcomes": 0}
+    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=10)
+    assert letters[0]["reason"].startswith("not a valid ArmOutcome: arm: ")
+    assert "carrier_pigeon" in letters[0]["raw"]
+    rows = connect(s).execute(
+        f"SELECT intervention_id, user_id, arm, tier, profile, success, sent_at, at "
+        f"FROM {s.clickhouse_database}.bandit_outcomes FINAL WHERE user_id IN ('b1', 'b2', 'b3') ORDER BY user_id"
+    )
+    assert rows == [
+        ("b1:bandit:1", "b1", "streak_warning", "high", "video", 1, sent, sent + timedelta(days=2)),
+        ("b2:bandit:1", "b2", "gentle_reminder", "medium", "", 0, sent, sent + timedelta(days=7)),
+    ]

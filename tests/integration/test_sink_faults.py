@@ -22,7 +22,7 @@ from processors.pipeline import UserRecord, ingest, student_profile
 from processors.policy import PolicyConfig
 from processors.profile import ProfileCohorts
 from processors.signals import snapshot
-from schemas.experiments import Exposure, Surface, exposure_id
+from schemas.experiments import ArmOutcome, Exposure, Surface, exposure_id
 from schemas.gamification import (
     AchievementUnlocked,
     Celebration,
@@ -62,6 +62,7 @@ TABLES = {
     "leaderboard_snapshots": 60,
     "experiment_exposures": 60,
     "user_profiles_daily": 60,
+    "bandit_outcomes": 60,
 }
 EVENTS_PER_MESSAGE = 2
 
@@ -205,6 +206,15 @@ def _gamification_wave(topics: TopicCatalogue, wave: int, base: datetime) -> lis
             .model_dump_json(),
         )
         for i in range(TABLES["user_profiles_daily"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.bandit_outcomes.name,
+            ArmOutcome(intervention_id=f"w{wave}-n{i}:bandit", user_id=f"w{wave}-n{i}",
+                       arm=InterventionType.gentle_reminder, tier="low", success=i % 2 == 0, sent_at=base,
+                       at=base + timedelta(days=7)).model_dump_json(),
+        )
+        for i in range(TABLES["bandit_outcomes"])
     ]  # fmt: skip
     return encoded
 

@@ -25,6 +25,8 @@ EXPECTED = {
     "achievement_unlocks",
     "achievement_retention",
     "experiment_readout",
+    "bandit_arms",
+    "type_choice_returns",
 }
 
 
