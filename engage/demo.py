@@ -171,8 +171,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         engagement = engage_with_messages(settings, record_dir, worker_url)
         work_the_desk(settings, record_dir, engagement)
         game = collect_gamification(settings, worker_url)
-        student = game.top[0]["user_id"] if game.top else "sim-000001"
-        tried = collect_experiments(settings, worker_url, student)
+        tried = collect_experiments(settings, worker_url)
         time.sleep(2.0)
         wait_for_sinks(settings)
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")

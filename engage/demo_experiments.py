@@ -33,10 +33,16 @@ class ExperimentsView:
     profile: dict[str, Any] | None = None
 
 
-def collect_experiments(settings: Settings, worker_url: str, student: str) -> ExperimentsView:
-    """The bandit's closed windows and learned outcomes (worker metrics), and ``student``'s profile (API)."""
+def collect_experiments(settings: Settings, worker_url: str) -> ExperimentsView:
+    """The bandit's closed windows and learned outcomes (worker metrics), and the profile (API) of the student who
+    was sent the most interventions: the one whose triggers and channels the profile knows best."""
     key = settings.server_keys[0].partition(":")[2]
     view = ExperimentsView()
+    most = connect(settings).execute(
+        f"SELECT user_id, count() AS n FROM {settings.clickhouse_database}.intervention_requests FINAL "
+        "WHERE status != 'held_out' GROUP BY user_id ORDER BY n DESC, user_id LIMIT 1"
+    )
+    student = most[0][0] if most else "sim-000001"
     with httpx.Client(timeout=10) as client:
         metrics = client.get(f"{worker_url}/metrics").text
         windows: dict[str, dict[str, int]] = defaultdict(dict)
@@ -108,4 +114,17 @@ def _show_profile(console: Console, p: dict[str, Any]) -> None:
     console.print(f"  Profile of {p['user_id']} (GET /v1/users/{{id}}/profile, as of {p['day']}):")
     console.print(f"    formats       {formats}  ({p['format_views']} views; preferred: {p['preferred_format']})")
     console.print(f"    study time    best local hours {hours or '-'}")
-    console.print(f"    trigger       {p['preferred_trigger'] or 'not known yet (no intervention sent)'}")
+    opened = ", ".join(
+        f"{name} {c['opened']['mean']:.0%} of {c['delivered']}" for name, c in p["channels"].items() if c["delivered"]
+    )
+    triggers = ", ".join(
+        f"{name} {t['opened']['mean']:.0%} opened of {t['exposures']}"
+        for name, t in p["triggers"].items()
+        if t["exposures"]
+    )
+    console.print(
+        f"    trigger       {p['preferred_trigger'] or 'not known yet (no intervention sent)'}  ({triggers or '-'})"
+    )
+    console.print(
+        f"    channel       {p['preferred_channel'] or 'not known yet'}  (opened: {opened or 'nothing delivered'})"
+    )

@@ -21,7 +21,14 @@ from processors.gamification.engine import GameOutcome, GameState, NewEvent, pla
 from processors.gamification.rules import GameRules
 from processors.notify.sendtime import CohortActivity, slot_chooser
 from processors.policy import Decision, InterventionHistory, PolicyConfig, SlotChooser, decide
-from processors.profile import ProfileCohorts, TriggerStats, build_profile, cohort_values, local_day
+from processors.profile import (
+    ProfileCohorts,
+    TriggerStats,
+    build_profile,
+    cohort_values,
+    local_day,
+    preferred_channel,
+)
 from processors.signals import HALF_LIFE_DAYS, ApplyResult, apply_events, current_course, snapshot
 from processors.state import UserState
 from schemas.courses import CourseCalendar
@@ -254,6 +261,7 @@ def policy_decision(
         arms=arms,
         profile_bucket=record.triggers.leading_group() if arms is not None else None,
         strategies=strategies,
+        preferred_channel=preferred_channel(state.prefs),
     )
 
 

@@ -346,6 +346,13 @@ def _send_time(
     return quiet_hours_end(config.quiet_hours, slot, zone) or slot
 
 
+def _ordered(channels: list[Channel], preferred: Channel | None) -> list[Channel]:
+    """The tier's channels, the student's preferred one first when the tier uses it (the rest keep their order)."""
+    if preferred is None or preferred not in channels or channels[0] == preferred:
+        return list(channels)
+    return [preferred, *(c for c in channels if c != preferred)]
+
+
 def intervention_id(user_id: str, kind: InterventionType, triggered_by_event_time: datetime) -> str:
     """Deterministic, so a replayed decision (worker restart) carries the same id and can be deduplicated."""
     instant = triggered_by_event_time.astimezone(UTC).isoformat()
@@ -372,6 +379,7 @@ def decide(
     arms: Arms | None = None,
     profile_bucket: str | None = None,
     strategies: Mapping[str, SlotChooser | None] | None = None,
+    preferred_channel: Channel | None = None,
 ) -> Decision:
     """Apply the policy (see the module docstring for the order of checks). ``now`` must be timezone-aware.
 
@@ -382,7 +390,9 @@ def decide(
     ``arms`` (experiments and the bandit, ``processors.experiments.arms``) choose the type among those allowed now
     and the send-time strategy, for students outside the policy's control group; ``strategies`` maps a strategy to
     its chooser (a strategy it lacks uses ``send_time``); ``profile_bucket`` is the bandit's context below the
-    tier. The returned ``Decision`` says what chose them, for the caller's exposures and bandit windows."""
+    tier. The returned ``Decision`` says what chose them, for the caller's exposures and bandit windows.
+    ``preferred_channel`` (the profile's: the channel the student opens most) goes first among the tier's
+    channels; the others stay as fallbacks in the tier's order."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     tier = assessment.tier
@@ -437,7 +447,7 @@ def decide(
         send_after=send_after,
         tier=tier,
         intervention_type=kind,
-        channels=list(tier_policy.channels),
+        channels=_ordered(tier_policy.channels, preferred_channel),
         reason=_reason(assessment, config.reason_factors),
         deadline=deadline,
         risk_7d=assessment.risk_7d,

@@ -39,6 +39,9 @@ import numpy as np
 
 from processors.notify.sendtime import BUCKETS, SendTimeConfig, activity_estimate
 from processors.state import (
+    CHANNEL_DELIVERED,
+    CHANNEL_OPENED,
+    CHANNELS,
     COMPLETION,
     COURSE_ENROLLED,
     COURSE_UNKNOWN,
@@ -49,10 +52,13 @@ from processors.state import (
     UserState,
 )
 from schemas.courses import CourseCalendar
+from schemas.events import Channel
 from schemas.interventions import RETURN_WINDOW_SECONDS, InterventionType
 from schemas.profile import (
     TRIGGER_GROUPS,
     TRIGGER_OF,
+    ChannelAffinity,
+    Channels,
     Difficulty,
     Estimate,
     FormatAffinity,
@@ -71,6 +77,7 @@ RETRY_PRIOR = 5.0
 TRIGGER_PRIOR = 2.0
 CREDIBLE = 0.90
 RETURN_WINDOW = RETURN_WINDOW_SECONDS  # seconds after a send in which activity counts as coming back
+CHANNEL_MIN_DELIVERED = 3  # deliveries on a channel before its open rate can make it the preferred one
 LEADING_MIN_SENDS = 3  # sends before a student's own opens name their leading trigger group
 MAX_AWAITING = 16  # sends whose responses are still attributed; older than the window they go anyway
 COHORT_MEMORY = 5_000.0
@@ -396,6 +403,16 @@ def build_profile(
         )
         for g, group in enumerate(TRIGGER_GROUPS)
     }
+    delivered = prefs[CHANNEL_DELIVERED : CHANNEL_DELIVERED + len(CHANNELS)]
+    opened = prefs[CHANNEL_OPENED : CHANNEL_OPENED + len(CHANNELS)]
+    channel_est = _estimates(
+        np.array([1.0 + min(o, d) for o, d in zip(opened, delivered, strict=True)]),
+        np.array([1.0 + max(0.0, d - o) for o, d in zip(opened, delivered, strict=True)]),
+        delivered,
+    )
+    channels = Channels(
+        **{c: ChannelAffinity(delivered=int(delivered[i]), opened=channel_est[i]) for i, c in enumerate(CHANNELS)}
+    )
     exposed = any(row[EXPOSED] for row in triggers.counts)
     best_trigger = max(TRIGGER_GROUPS, key=lambda t: per_group[t.value].opened.mean) if exposed else None
     return Profile(
@@ -412,9 +429,29 @@ def build_profile(
         difficulty=difficulty,
         triggers=Triggers(**per_group),
         preferred_trigger=best_trigger,
+        channels=channels,
+        preferred_channel=preferred_channel(prefs),
         unattributed_responses=triggers.unattributed,
         prior_strength=FORMAT_PRIOR,
     )
+
+
+def preferred_channel(prefs: Sequence[float] | None, min_delivered: int = CHANNEL_MIN_DELIVERED) -> Channel | None:
+    """The channel whose notifications the student opens most, (opened + 1) / (delivered + 2), among those with
+    ``min_delivered`` deliveries; None before. The policy tries it first among a tier's channels. Per student, no
+    cohort prior: channels are not alike (an in-app message is seen in the app, an e-mail open may be a privacy
+    proxy's), so only the student's own comparison means anything."""
+    if prefs is None or len(prefs) < PREF_WIDTH:
+        return None
+    best: tuple[float, int] | None = None
+    for i in range(len(CHANNELS)):
+        d = prefs[CHANNEL_DELIVERED + i]
+        if d < min_delivered:
+            continue
+        rate = (min(prefs[CHANNEL_OPENED + i], d) + 1) / (d + 2)
+        if best is None or rate > best[0]:
+            best = (rate, i)
+    return Channel(CHANNELS[best[1]]) if best is not None else None
 
 
 def _level(score: float | None, cohort_score: float | None, retry: Estimate, cohort_retry: float) -> Any:

@@ -44,6 +44,9 @@ from processors.cohort import CohortRanks, CohortValues, CourseCohorts
 from processors.policy import SendTimeConfig
 from processors.state import (
     BUCKET_WIDTH,
+    CHANNEL_DELIVERED,
+    CHANNEL_INDEX,
+    CHANNEL_OPENED,
     COMPLETION,
     CONTENT_VIEWS,
     COURSE_ENROLLED,
@@ -327,9 +330,19 @@ def apply_events(
                 record_submission(entry, quiz_id, score_bp)  # "due but not submitted", course scores
         elif code == _NOTIF_DELIVERED:
             b[NOTIF_DELIVERED] += 1
+            channel = CHANNEL_INDEX.get(payload.get("channel"))  # type: ignore[arg-type]
+            if channel is not None:
+                if prefs is None:
+                    prefs = state.prefs = [0.0] * PREF_WIDTH
+                prefs[CHANNEL_DELIVERED + channel] += 1
         elif code in (_NOTIF_OPENED, _NOTIF_CLICKED):
             if code == _NOTIF_OPENED:
                 b[NOTIF_OPENED] += 1
+                channel = CHANNEL_INDEX.get(payload.get("channel"))  # type: ignore[arg-type]
+                if channel is not None:
+                    if prefs is None:
+                        prefs = state.prefs = [0.0] * PREF_WIDTH
+                    prefs[CHANNEL_OPENED + channel] += 1
             intervention = payload.get("intervention_id")
             if isinstance(intervention, str) and intervention:
                 result.responses.append((intervention, code == _NOTIF_CLICKED))

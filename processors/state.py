@@ -56,13 +56,19 @@ NOTIF_OPENED = 11
 BUCKET_WIDTH = 12
 
 # Personalisation counters (``UserState.prefs``): views per format, then summed completion (0..1) per format, in
-# ``FORMATS`` order, then quiz submissions and retries (attempt > 1).
+# ``FORMATS`` order, then quiz submissions and retries (attempt > 1), then notifications delivered and opened per
+# channel, in ``CHANNELS`` order (which channel the student reads: the profile's channel affinity).
 FORMATS: tuple[str, ...] = ("video", "audio", "text", "interactive")
 FORMAT_INDEX: dict[str, int] = {f: i for i, f in enumerate(FORMATS)}
 COMPLETION = len(FORMATS)
 QUIZ_SUBMISSIONS = 2 * len(FORMATS)
 QUIZ_RETRIES = QUIZ_SUBMISSIONS + 1
-PREF_WIDTH = QUIZ_RETRIES + 1
+CHANNELS: tuple[str, ...] = ("email", "push", "in_app", "sms")
+CHANNEL_INDEX: dict[str, int] = {c: i for i, c in enumerate(CHANNELS)}
+CHANNEL_DELIVERED = QUIZ_RETRIES + 1
+CHANNEL_OPENED = CHANNEL_DELIVERED + len(CHANNELS)
+PREF_WIDTH = CHANNEL_OPENED + len(CHANNELS)
+_PREF_WIDTH_BEFORE_CHANNELS = CHANNEL_DELIVERED  # records written before the channel counters
 
 # Course entry layout: [status, status_time, progress_pct or None, progress_time]
 COURSE_UNKNOWN, COURSE_ENROLLED, COURSE_UNENROLLED = 0, 1, 2
@@ -243,6 +249,10 @@ class UserState:
 def _prefs(raw: Any) -> list[float] | None:
     if raw is None:
         return None
-    if not isinstance(raw, list) or len(raw) != PREF_WIDTH or not all(isinstance(v, int | float) for v in raw):
+    if (
+        not isinstance(raw, list)
+        or len(raw) not in (PREF_WIDTH, _PREF_WIDTH_BEFORE_CHANNELS)
+        or not all(isinstance(v, int | float) for v in raw)
+    ):
         raise ValueError(f"UserState prefs: expected {PREF_WIDTH} numbers, got {raw!r}")
-    return [float(v) for v in raw]
+    return [float(v) for v in raw] + [0.0] * (PREF_WIDTH - len(raw))

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.events import ContentFormat
+from schemas.events import Channel, ContentFormat
 from schemas.interventions import InterventionType
 
 PROFILE_SCHEMA_VERSION: Literal[1] = 1
@@ -119,6 +119,18 @@ class Triggers(_Frozen):
     reminders: Trigger
 
 
+class ChannelAffinity(_Frozen):
+    delivered: int = Field(ge=0, description="notifications delivered on this channel (delivery reports)")
+    opened: Estimate = Field(description="share of them the student opened; Beta(1, 1) prior, the student's own")
+
+
+class Channels(_Frozen):
+    email: ChannelAffinity
+    push: ChannelAffinity
+    in_app: ChannelAffinity
+    sms: ChannelAffinity
+
+
 class Profile(_Frozen):
     """One student's profile as of ``as_of``; ``day`` is the student's local date (one row per student and day)."""
 
@@ -139,6 +151,10 @@ class Profile(_Frozen):
     triggers: Triggers
     preferred_trigger: TriggerGroup | None = Field(
         None, description="the group with the highest posterior open rate, once any intervention was sent"
+    )
+    channels: Channels
+    preferred_channel: Channel | None = Field(
+        None, description="the channel the student opens most (3 deliveries on it at least): tried first for them"
     )
     unattributed_responses: int = Field(
         0, ge=0, description="opens and clicks naming an intervention the worker did not send (not guessed)"

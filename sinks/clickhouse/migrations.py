@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.columns import model_columns
+from schemas.profile import Profile
 from sinks.clickhouse.client import insert_columns
 from sinks.clickhouse.tables import (
     ACHIEVEMENTS_UNLOCKED,
@@ -132,6 +134,10 @@ class Migration:
         return out
 
 
+_PROFILE_CHANNEL_COLUMNS = tuple(
+    c.name for c in model_columns(Profile) if c.name.startswith("channels_") or c.name == "preferred_channel"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -212,6 +218,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         13,
         "the bandit: what became of each intervention it chose (the student came back within the window or not)",
         (BANDIT_OUTCOMES,),
+    ),
+    Migration(
+        14,
+        "personalisation: each student's open rate per channel and preferred channel in the daily profile",
+        (AddColumns("user_profiles_daily", _PROFILE_CHANNEL_COLUMNS),),
     ),
 )
 

@@ -25,10 +25,12 @@ from processors.profile import (
     ProfileCohorts,
     TriggerStats,
     cohort_values,
+    preferred_channel,
 )
 from processors.signals import apply_events, snapshot
 from processors.state import COMPLETION, QUIZ_RETRIES, QUIZ_SUBMISSIONS, UserState
 from schemas.courses import CourseCalendar
+from schemas.events import Channel
 from schemas.interventions import InterventionType
 from schemas.profile import TRIGGER_OF, Profile, TriggerGroup
 from sinks.clickhouse.tables import USER_PROFILES_DAILY
@@ -90,7 +92,7 @@ def test_records_without_counters_load_and_a_malformed_one_is_refused() -> None:
     state = apply_events(None, "u1", [ev(1, "login", NOW)]).state
     assert state.prefs is None and "prefs" not in state.to_dict()
     bad = {**state.to_dict(), "prefs": [1, 2]}
-    with pytest.raises(ValueError, match="prefs: expected 10 numbers"):
+    with pytest.raises(ValueError, match="prefs: expected 18 numbers"):
         UserState.from_dict(bad)
 
 
@@ -279,3 +281,53 @@ def test_a_students_trigger_does_not_change_the_events_of_their_days() -> None:
 
     mine, theirs = Timeline(student), Timeline(replace(student, responsive_trigger=other))
     assert [mine.events(d) for d in range(10)] == [theirs.events(d) for d in range(10)]
+
+
+# -- channels ----------------------------------------------------------------------------------------------------
+
+
+def notification(n: int, kind: str, channel: str) -> dict[str, Any]:
+    payload = {"notification_id": f"n{n}", "channel": channel, "intervention_id": f"i{n}"}
+    event = ev(n, kind, NOW + timedelta(minutes=n), payload)
+    return {**event, "event_id": f"{kind}-{n}"}
+
+
+def test_deliveries_and_opens_per_channel_make_the_preferred_channel() -> None:
+    events = [notification(i, "notification_delivered", "email") for i in range(4)]
+    events += [notification(10 + i, "notification_delivered", "push") for i in range(4)]
+    events += [notification(10 + i, "notification_opened", "push") for i in range(3)]
+    events += [notification(20, "notification_opened", "email"), notification(21, "notification_delivered", "sms")]
+    record = UserRecord.load(None, "u1")
+    ingest(record, "u1", events)
+    ingest(record, "u1", events)  # a redelivery changes nothing
+    assert preferred_channel(record.state.prefs) == "push"
+    p = profile_of(record)
+    assert p.preferred_channel == "push"
+    assert (p.channels.push.delivered, p.channels.email.delivered, p.channels.sms.delivered) == (4, 4, 1)
+    assert p.channels.push.opened.mean == pytest.approx(4 / 6) and p.channels.email.opened.mean == pytest.approx(2 / 6)
+    assert p.channels.sms.opened.evidence == 1 and p.channels.in_app.delivered == 0
+    # Fewer than three deliveries on every channel: no preference yet.
+    few = UserRecord.load(None, "u2")
+    ingest(
+        few, "u2", [notification(1, "notification_delivered", "push"), notification(1, "notification_opened", "push")]
+    )
+    assert preferred_channel(few.state.prefs) is None and profile_of(few).preferred_channel is None
+
+
+def test_records_from_before_the_channel_counters_load_with_zero_counts() -> None:
+    state = apply_events(None, "u1", [view(1, "video", 100.0)]).state
+    old = {**state.to_dict(), "prefs": [1, 0, 0, 0, 1, 0, 0, 0, 0, 0]}
+    loaded = UserState.from_dict(old)
+    assert loaded.prefs is not None and len(loaded.prefs) == 18 and loaded.prefs[:1] == [1.0] and sum(loaded.prefs) == 2
+
+
+def test_the_policy_tries_the_preferred_channel_first_among_the_tiers() -> None:
+    from processors.policy import InterventionHistory, decide
+    from tests.unit.test_policy import assessment
+
+    config = PolicyConfig(holdout_share=0.0, quiet_hours=None)
+    high = config.tiers["high"].channels  # push, email, in_app
+    d = decide(config, "u1", assessment("high"), InterventionHistory(), NOW, "UTC", preferred_channel=Channel.email)
+    assert d.request is not None and d.request.channels == [Channel.email, *(c for c in high if c != Channel.email)]
+    d = decide(config, "u1", assessment("high"), InterventionHistory(), NOW, "UTC", preferred_channel=Channel.sms)
+    assert d.request is not None and d.request.channels == high  # not the tier's: nothing changes
