@@ -15,7 +15,7 @@ import orjson
 
 from models.base import RiskModel
 from processors.cohort import CourseCohorts
-from processors.experiments.arms import MAX_PENDING, Arms, Closed, Pending, close_windows
+from processors.experiments.arms import MAX_PENDING, Arms, Closed, Pending, close_windows, xp_rules_assignment
 from processors.experiments.assignment import exposure
 from processors.gamification.engine import GameOutcome, GameState, NewEvent, play
 from processors.gamification.rules import GameRules
@@ -72,6 +72,8 @@ class UserRecord:
     profile_day: int = 0
     # Bandit-chosen interventions whose 7-day window is still open (processors.experiments.arms.Pending).
     arms: list[Pending] = field(default_factory=list)
+    # XP-rules experiments the student was exposed to (one exposure each: the first XP their variant priced).
+    xp_exposed: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -102,6 +104,8 @@ class UserRecord:
             d["profile_day"] = self.profile_day
         if self.arms:
             d["arms"] = [p.to_list() for p in self.arms]
+        if self.xp_exposed:
+            d["xp_exposed"] = self.xp_exposed
         return d
 
     @classmethod
@@ -126,6 +130,7 @@ class UserRecord:
             triggers=TriggerStats.from_dict(d.get("triggers")),  # absent before the profile, or while empty
             profile_day=int(d.get("profile_day", 0)),
             arms=[Pending.from_list(row) for row in d.get("arms", ())],
+            xp_exposed=[str(k) for k in d.get("xp_exposed", ())],
         )
 
     @staticmethod
@@ -170,12 +175,19 @@ def ingest_and_play(
     events: list[dict[str, Any]],
     activity: CohortActivity | None,
     rules: GameRules | None,
+    arms: Arms | None = None,
 ) -> tuple[ApplyResult, GameOutcome | None]:
-    """``ingest``, then the gamification rules on exactly the events it accepted (None: gamification off)."""
+    """``ingest``, then the gamification rules on exactly the events it accepted (None: gamification off).
+
+    ``arms``: a running XP-rules experiment that holds the student prices with its variant's rules instead; the
+    first time it awards XP the outcome carries the exposure (once per student and experiment)."""
     before = record.state.streak.current.last_active
     result = ingest(record, user_id, events, activity)
     if rules is None or not (result.accepted or result.milestones):
         return result, None
+    chosen = xp_rules_assignment(arms, user_id, record.tier) if arms is not None and arms.xp_rules else None
+    if chosen is not None:
+        rules = chosen[1]
     first = record.state.first_seen
     outcome = play(
         record.game,
@@ -187,6 +199,11 @@ def ingest_and_play(
         before,
         datetime.fromtimestamp(first, UTC) if first is not None else None,
     )
+    if chosen is not None and outcome.award_rows and chosen[0].experiment.key not in record.xp_exposed:
+        assignment = chosen[0]
+        record.xp_exposed.append(assignment.experiment.key)
+        at = result.newest or datetime.now(UTC)
+        outcome.exposures.append(exposure(assignment, at, context={"tier": record.tier or "unknown"}))
     return result, outcome
 
 

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from processors.experiments.assignment import Assignment, Reason, assign_surface, in_holdout
 from processors.experiments.bandit import BanditConfig, BanditState, Context, choose, decision_rng, record
 from processors.experiments.config import ExperimentsConfig
+from processors.gamification.rules import GameRules
 from schemas.experiments import ArmOutcome, Surface
 from schemas.interventions import RETURN_WINDOW_SECONDS, ChosenBy, InterventionType
 
@@ -68,6 +69,9 @@ class Arms:
     bandit: BanditState | None = None
     bandit_config: BanditConfig = field(default_factory=BanditConfig)
     seed: int = 0
+    # The XP rules of the running xp_rules experiments' variants, by the file a variant names (loaded by the
+    # caller: ``processors.gamification.rules.rules_from_file``). A variant whose file is absent is not applied.
+    xp_rules: Mapping[str, GameRules] = field(default_factory=dict)
 
     def held_out(self, user_id: str) -> bool:
         return in_holdout(self.experiments.holdout, user_id)
@@ -126,6 +130,20 @@ class Arms:
             if assignment is not None and assignment.reason is Reason.assigned and assignment.experiment is experiment:
                 return assignment
         return None
+
+
+def xp_rules_assignment(arms: Arms, user_id: str, tier: str | None) -> tuple[Assignment, GameRules] | None:
+    """The running XP-rules experiment's assignment of this student and the rules its variant prices with; None
+    when none holds them (the global holdout, another tier, outside coverage) or the variant's rules are not
+    loaded. The worker prices the student's events with those rules and records one exposure per experiment."""
+    if arms.held_out(user_id):
+        return None
+    assignment = assign_surface(arms.experiments, Surface.xp_rules, user_id, tier)
+    if assignment is None or assignment.reason is not Reason.assigned or assignment.variant is None:
+        return None
+    name = assignment.variant.xp_rules
+    rules = arms.xp_rules.get(name) if name is not None else None
+    return (assignment, rules) if rules is not None else None
 
 
 def template_set(request_arms: Mapping[str, str], kind: InterventionType, experiments: ExperimentsConfig) -> str:

@@ -47,6 +47,7 @@ from processors.gamification.rules import (
     unlock_ids,
 )
 from processors.streaks import ACTIVE_EVENT_TYPES, StreakState
+from schemas.experiments import Exposure
 from schemas.gamification import (
     GAMIFICATION_SCHEMA_VERSION,
     AchievementUnlocked,
@@ -154,6 +155,7 @@ class GameOutcome:
     level_ups: list[LevelUp] = field(default_factory=list)
     unlocks: list[AchievementUnlocked] = field(default_factory=list)
     celebrations: list[Celebration] = field(default_factory=list)
+    exposures: list[Exposure] = field(default_factory=list)  # an XP-rules experiment's variant priced these events
     standing_row: dict[str, Any] | None = None
 
     @property

@@ -40,7 +40,7 @@ from streams.worker.core.engine import WorkerCore
 from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 from streams.worker.courses import CourseDirectory
-from streams.worker.game_rules import RulesProvider
+from streams.worker.game_rules import RulesProvider, experiment_rules
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.recovery import OffsetRecovery
 
@@ -209,15 +209,18 @@ class EngagementWorker:
         """Experiments and the bandit, when on: the file is checked whole (a worker does not start on a bad one)."""
         if not settings.experiments:
             return None
+        path = settings.experiments_path or DEFAULT_EXPERIMENTS_PATH
+        experiments = load_experiments(path)
         learner = BanditLearner(
             settings.kafka_bootstrap,
             self.topics.bandit_outcomes.name,
-            load_experiments(settings.experiments_path or DEFAULT_EXPERIMENTS_PATH),
+            experiments,
             policy,
             bandit=settings.bandit,
             seed=settings.bandit_seed,
             dead_letter=self.outputs.send_dead_letter,
         )
+        learner.arms.xp_rules = experiment_rules(experiments, Path(path).resolve().parent)
         learner.start()
         return learner
 

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from processors.experiments.config import ExperimentsConfig
 from processors.gamification.rules import GameRules, RulesError, rules_from_file
+from schemas.experiments import Surface
 from streams.worker import metrics as m
 
 log = logging.getLogger(__name__)
@@ -59,3 +61,15 @@ class RulesProvider:
         self.rules = rules
         m.RULES_VERSION.set(rules.version)
         return rules
+
+
+def experiment_rules(experiments: ExperimentsConfig, base: Path) -> dict[str, GameRules]:
+    """The rules files the running XP-rules experiments' variants name (relative to ``base``, the experiments
+    file's folder), loaded once at start: an experiment pins each arm to its file as it was then (a changed file
+    would change an arm mid-experiment). The experiments file was checked whole, so each loads."""
+    out: dict[str, GameRules] = {}
+    for experiment in experiments.running(Surface.xp_rules):
+        for variant in experiment.variants:
+            if variant.xp_rules is not None and variant.xp_rules not in out:
+                out[variant.xp_rules] = rules_from_file(base / variant.xp_rules)
+    return out

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from processors.experiments.arms import Arms, Learner, Pending, close_windows, template_set
 from processors.experiments.assignment import assign, in_holdout
 from processors.experiments.bandit import BanditConfig, BanditState, Context, posterior, record
-from processors.experiments.config import ExperimentsConfig, parse_experiments
-from processors.pipeline import ScoreRequest, UserRecord, ingest, rescore
+from processors.experiments.config import ExperimentsConfig, load_experiments, parse_experiments
+from processors.gamification.rules import DEFAULT_RULES_PATH, rules_from_file
+from processors.pipeline import ScoreRequest, UserRecord, ingest, ingest_and_play, rescore
 from processors.policy import InterventionHistory, PolicyConfig, decide
 from processors.policy import in_holdout as policy_holdout
 from schemas.experiments import ArmOutcome
 from schemas.interventions import InterventionType
+from streams.worker.game_rules import experiment_rules
 from tests.unit.test_policy import NOON, assessment
 
 T = InterventionType
@@ -286,3 +290,50 @@ def test_a_template_experiment_holds_requests_of_its_controls_type_only() -> Non
     assert variants == {"control", "milestone"}
     # A request of another type (the second of the tier) is not the experiment's.
     assert arms.template("student-1", "low", T.milestone_celebration) is None
+
+
+def test_an_xp_rules_experiment_prices_its_variant_with_its_file_and_exposes_once(tmp_path: Path) -> None:
+    base = json.loads(DEFAULT_RULES_PATH.read_text())
+    doubled = {**base, "xp": [{**r, "xp": 2 * r["xp"]} for r in base["xp"]]}
+    (tmp_path / "normal.json").write_text(json.dumps(base))
+    (tmp_path / "double.json").write_text(json.dumps(doubled))
+    raw = {
+        "version": 1,
+        "holdout": {"share": 0.2, "salt": "xp-holdout"},
+        "experiments": [
+            {"key": "xp-double", "surface": "xp_rules", "status": "running",
+             "variants": [{"id": "control", "weight": 0.5, "xp_rules": "normal.json"},
+                          {"id": "double", "weight": 0.5, "xp_rules": "double.json"}]}
+        ],
+    }  # fmt: skip
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps(raw))
+    config = load_experiments(path)
+    exp = config.get("xp-double")
+    assert exp is not None
+    arms = Arms(config, xp_rules=experiment_rules(config, tmp_path))
+    live = rules_from_file(DEFAULT_RULES_PATH)
+    seen = Counter[str]()
+    for i in range(40):
+        user = f"x-{i}"
+        record = UserRecord.load(None, user)
+        day = [_login(user, NOON), {**_login(user, NOON + timedelta(minutes=5)), "event_type": "lesson_completed",
+               "event_id": f"{user}-l", "payload": {"lesson_id": "l1"}}]  # fmt: skip
+        _, game = ingest_and_play(record, user, day, None, live, arms)
+        assert game is not None
+        xp = sum(r["xp"] for r in game.award_rows)
+        _, again = ingest_and_play(record, user, [{**_login(user, NOON + timedelta(days=1)), "event_id": "d2"}],
+                                   None, live, arms)  # fmt: skip
+        assert again is not None and again.exposures == []  # one exposure per student and experiment
+        if in_holdout(config.holdout, user):
+            seen["holdout"] += 1
+            assert game.exposures == [] and xp == 30  # the live rules: 10 for the day, 20 for the lesson
+            continue
+        variant = assign(exp, user, config.holdout).variant
+        assert variant is not None
+        seen[variant.id] += 1
+        assert xp == (60 if variant.id == "double" else 30)
+        [shown] = game.exposures
+        assert (shown.experiment, shown.variant, shown.user_id) == ("xp-double", variant.id, user)
+        assert record.xp_exposed == ["xp-double"]
+    assert set(seen) == {"holdout", "control", "double"}, seen

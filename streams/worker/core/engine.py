@@ -261,8 +261,9 @@ class WorkerCore:
             return
         record.source_offset = offset
         result, game = ingest_and_play(
-            record, user_id, events, self.activity, self.rules.current() if self.rules is not None else None
-        )
+            record, user_id, events, self.activity, self.rules.current() if self.rules is not None else None,
+            self.arms,
+        )  # fmt: skip
         if game is not None:
             self.emit.game(record, game)
             f.xp_changed = f.xp_changed or game.standing_row is not None

@@ -97,6 +97,9 @@ class Emitter:
             self.send_kept(record, t.achievements.name, unlock.user_id, _encoded(unlock))
         for c in outcome.celebrations:
             self.send_kept(record, t.celebrations.name, c.user_id, _encoded(c))
+        for shown in outcome.exposures:
+            m.EXPOSURES.labels(shown.experiment, shown.variant).inc()
+            self.send_kept(record, t.exposures.name, shown.user_id, shown.model_dump_json())
 
     def standing(self, record: UserRecord, user_id: str) -> None:
         """The student's XP on their boards, once per gather that changed it (the leaderboard service's input)."""
