@@ -62,10 +62,15 @@ def infra_up() -> None:
 
 @infra_app.command("down")
 def infra_down() -> None:
-    """Stop the servers this project started (by their recorded PIDs)."""
+    """Stop what this project started, by the recorded PIDs: the services `make demo` left running, then the
+    servers."""
     from deploy.infra import Infra
+    from engage.background import stop_all
 
-    for name, stopped in Infra.from_settings(get_settings()).down().items():
+    settings = get_settings()
+    for name, stopped in stop_all(settings).items():
+        console.print(f"{name:<11} {'stopped' if stopped else 'was not running'}")
+    for name, stopped in Infra.from_settings(settings).down().items():
         console.print(f"{name:<11} {'stopped' if stopped else 'was not running'}")
 
 
@@ -309,6 +314,20 @@ def chaos(
                          double_emitting_worker=double_emitting_worker)  # fmt: skip
     report = run_chaos(config, console)
     raise typer.Exit(0 if report.delivered else 1)
+
+
+@app.command("trickle")
+def trickle(
+    students: Annotated[int, typer.Option(help="Students in the synthetic population (the demo's: 400)")] = 400,
+    days: Annotated[int, typer.Option(help="Days already sent (the demo's: 28); the trickle plays the next ones")] = 28,
+    seed: Annotated[int, typer.Option(help="Seed of the population (the demo's: 2026)")] = 2026,
+    speed: Annotated[float, typer.Option(help="Simulated time per real time (60: a day every 24 minutes)")] = 60.0,
+) -> None:
+    """Keep simulated students active: their next days, compressed, through the collector, stamped now."""
+    from engage.traffic import TrafficPlan
+    from engage.trickle import trickle as run
+
+    run(get_settings(), TrafficPlan(students=students, days=days, seed=seed, via="collector"), speed)
 
 
 @app.command("simulate")

@@ -1,12 +1,12 @@
 """`make demo`: bring everything up, stream a simulated cohort through the real pipeline, show what arrived.
 
-Kafka and ClickHouse stay up afterwards so the data can be explored (`make down` stops them); the collector
-and sink processes the demo started are stopped by PID before it returns.
+Everything stays up afterwards so the data can be explored and keeps moving: Kafka and ClickHouse, and the
+services (``engage.background``: collector, sinks, worker, notify, desk, leaderboards) with a trickle of simulated
+traffic. `make down` stops them all by PID; the next `make demo` stops the previous demo's services first.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +17,12 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from config.settings import Settings, settings_env
+from config.settings import Settings
 from deploy.infra import Infra
-from deploy.providers.process import start_providers
-from engage.children import child, wait_for_sinks, wait_for_worker, wait_http
+from deploy.process import port_open
+from deploy.providers.process import serve_args, standin_ports
+from engage import background
+from engage.children import wait_for_sinks, wait_for_worker
 from engage.demo_analytics import show_analytics
 from engage.demo_experiments import collect_experiments, show_experiments
 from engage.demo_game import collect_gamification, show_gamification
@@ -42,11 +44,6 @@ from sinks.clickhouse.migrations import create_all
 DEMO_STUDENTS = 400
 DEMO_DAYS = 28
 DEMO_SEED = 2026
-
-
-def _service(name: str, args: list[str], settings: Settings, log_dir: Path) -> Any:
-    """An `engage` subcommand as a child process with the demo's settings, stopped by PID on exit."""
-    return child([sys.executable, "-m", "engage.cli", *args], log_dir / f"{name}.log", settings_env(settings))
 
 
 def _bad_events(collector: str, key: str) -> list[dict[str, Any]]:
@@ -110,70 +107,59 @@ def run_demo(settings: Settings, console: Console) -> None:
     record_dir = log_dir / "providers"
     contacts = publish_demo_contacts(settings, DEMO_STUDENTS, DEMO_SEED)
     worker_url = f"http://{settings.worker_host}:{settings.worker_web_port}"
-    with (
-        _service("collector", ["collector"], settings, log_dir) as coll,
-        _service("sink", ["sink", "all"], settings, log_dir),
-        _service("worker", ["worker"], settings, log_dir) as work,
-        start_providers(settings, record_dir),
-        _service("notify", ["notify", "--instance", "notify-1"], settings, log_dir),
-        _service("desk", ["desk", "serve"], settings, log_dir) as desk,
-        _service("leaderboards", ["leaderboards", "serve"], settings, log_dir) as boards,
-    ):
-        wait_http(f"{collector}/readyz", coll, log=log_dir / "collector.log")
-        wait_http(f"{worker_url}/healthz", work, log=log_dir / "worker.log")
-        wait_http(f"http://127.0.0.1:{settings.desk_port}/healthz", desk, log=log_dir / "desk.log")
-        wait_http(f"{settings.leaderboards_base}/readyz", boards, log=log_dir / "leaderboards.log")
-        console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
-        console.print(f"  worker      signals, streaks, scoring; engagement API on {worker_url}")
-        console.print(
-            f"  notify      delivering interventions to local SMTP/FCM/Twilio stand-ins and the in-app inbox "
-            f"({contacts} student contacts published)"
+    _start_services(settings, record_dir, worker_url, console)
+    console.print(f"  collector   listening on {collector} (OpenAPI at {collector}/openapi.json)")
+    console.print(f"  worker      signals, streaks, scoring; engagement API on {worker_url}")
+    console.print(
+        f"  notify      delivering interventions to local SMTP/FCM/Twilio stand-ins and the in-app inbox "
+        f"({contacts} student contacts published)"
+    )
+    console.print(f"  desk        outreach queue and offers on http://127.0.0.1:{settings.desk_port}")
+    console.print(f"  boards      XP leaderboards (global and per course) on {settings.leaderboards_base}")
+    console.print(
+        f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
+        "(time compressed, event times preserved) ..."
+    )
+    plan = TrafficPlan(
+        students=DEMO_STUDENTS,
+        days=DEMO_DAYS,
+        seed=DEMO_SEED,
+        via="collector",
+        truth_path=log_dir / "ground_truth.jsonl",
+    )
+    result = run_traffic(plan, settings, console)
+    rejected = _bad_events(collector, key)
+    console.print(
+        f"  {result.accepted:,} events accepted in {result.seconds:.1f} s; "
+        f"{len(rejected)} deliberately broken events refused and dead-lettered"
+    )
+    console.print("Waiting for the sink to store everything in ClickHouse ...")
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline:
+        stored = _count(settings, since)
+        if stored >= result.accepted:
+            break
+        time.sleep(0.5)
+    lag = time.monotonic() - (deadline - 120)
+    if stored < result.accepted:
+        raise RuntimeError(
+            f"only {stored:,} of {result.accepted:,} events reached ClickHouse in 120 s; "
+            f"see {background.log_of('sink', settings)}"
         )
-        console.print(f"  desk        outreach queue and offers on http://127.0.0.1:{settings.desk_port}")
-        console.print(f"  boards      XP leaderboards (global and per course) on {settings.leaderboards_base}")
-        console.print(
-            f"\nStreaming {DEMO_STUDENTS} simulated students x {DEMO_DAYS} days through the HTTP collector "
-            "(time compressed, event times preserved) ..."
-        )
-        plan = TrafficPlan(
-            students=DEMO_STUDENTS,
-            days=DEMO_DAYS,
-            seed=DEMO_SEED,
-            via="collector",
-            truth_path=log_dir / "ground_truth.jsonl",
-        )
-        result = run_traffic(plan, settings, console)
-        rejected = _bad_events(collector, key)
-        console.print(
-            f"  {result.accepted:,} events accepted in {result.seconds:.1f} s; "
-            f"{len(rejected)} deliberately broken events refused and dead-lettered"
-        )
-        console.print("Waiting for the sink to store everything in ClickHouse ...")
-        deadline = time.monotonic() + 120
-        stored = 0
-        while time.monotonic() < deadline:
-            stored = _count(settings, since)
-            if stored >= result.accepted:
-                break
-            time.sleep(0.5)
-        lag = time.monotonic() - (deadline - 120)
-        if stored < result.accepted:
-            raise RuntimeError(
-                f"only {stored:,} of {result.accepted:,} events reached ClickHouse in 120 s; see {log_dir / 'sink.log'}"
-            )
-        console.print(f"  {stored:,} rows in behavior_events ({lag:.1f} s after the last event was sent)")
-        processed = wait_for_worker(worker_url, result.accepted, timeout=180)
-        time.sleep(2.5 * settings.silence_tick_seconds)  # one silence pass: students who went quiet re-scored
-        console.print(f"  {processed:,} events folded into student state and scored by the worker")
-        wait_for_notify(settings)
-        wait_for_sinks(settings)  # risk updates, interventions, milestones and outcomes stored too
-        console.print("Students open, click and read their messages; the success team works the queue ...")
-        engagement = engage_with_messages(settings, record_dir, worker_url)
-        work_the_desk(settings, record_dir, engagement)
-        game = collect_gamification(settings, worker_url)
-        tried = collect_experiments(settings, worker_url)
-        time.sleep(2.0)
-        wait_for_sinks(settings)
+    console.print(f"  {stored:,} rows in behavior_events ({lag:.1f} s after the last event was sent)")
+    processed = wait_for_worker(worker_url, result.accepted, timeout=180)
+    time.sleep(2.5 * settings.silence_tick_seconds)  # one silence pass: students who went quiet re-scored
+    console.print(f"  {processed:,} events folded into student state and scored by the worker")
+    wait_for_notify(settings)
+    wait_for_sinks(settings)  # risk updates, interventions, milestones and outcomes stored too
+    console.print("Students open, click and read their messages; the success team works the queue ...")
+    engagement = engage_with_messages(settings, record_dir, worker_url)
+    work_the_desk(settings, record_dir, engagement)
+    game = collect_gamification(settings, worker_url)
+    tried = collect_experiments(settings, worker_url)
+    time.sleep(2.0)
+    wait_for_sinks(settings)
     _summary(settings, console, since, rejected, log_dir / "ground_truth.jsonl")
     show_risk(settings, console, since, log_dir / "ground_truth.jsonl")
     console.rule("[bold]Interventions delivered")
@@ -181,6 +167,52 @@ def run_demo(settings: Settings, console: Console) -> None:
     show_gamification(settings, console, game)
     show_experiments(settings, console, tried)
     show_analytics(settings, console)
+    background.start("trickle", ["trickle", "--students", str(DEMO_STUDENTS), "--days", str(DEMO_DAYS),
+                                 "--seed", str(DEMO_SEED)], settings)  # fmt: skip
+    _still_running(settings, console, worker_url)
+
+
+# The services the demo starts and leaves running: (name, engage arguments, URL that answers once it is up).
+def _start_services(settings: Settings, record_dir: Path, worker_url: str, console: Console) -> None:
+    """Stop what a previous `make demo` left running, then start every service detached (`make down` stops them)."""
+    stopped = [name for name, was in background.stop_all(settings).items() if was]
+    if stopped:
+        console.print(f"  stopped what the last demo left running: {', '.join(stopped)}")
+    services = [
+        ("providers", serve_args(settings, record_dir), None),
+        ("collector", ["collector"], f"http://{settings.collector_host}:{settings.collector_port}/readyz"),
+        ("sink", ["sink", "all"], None),
+        ("worker", ["worker"], f"{worker_url}/healthz"),
+        ("notify", ["notify", "--instance", "notify-1"], None),
+        ("desk", ["desk", "serve"], f"http://127.0.0.1:{settings.desk_port}/healthz"),
+        ("leaderboards", ["leaderboards", "serve"], f"{settings.leaderboards_base}/readyz"),
+    ]
+    pids = {name: background.start(name, args, settings) for name, args, _ in services}
+    smtp = standin_ports(settings)[0]
+    background.wait_until("providers", lambda: port_open("127.0.0.1", smtp), pids["providers"], settings)
+    for name, _, url in services:
+        if url is not None:
+            background.wait_http(name, url, pids[name], settings)
+
+
+def _still_running(settings: Settings, console: Console, worker_url: str) -> None:
+    server_key = settings.server_keys[0].partition(":")[2]
+    running = background.running(settings)
+    console.print(
+        Panel.fit(
+            "\n".join(
+                [
+                    f"Running in the background: {', '.join(running)} (PIDs in {background.services_dir(settings)})",
+                    "with a trickle of simulated students (their next days, compressed) through the collector.",
+                    f"Engagement API: curl -H 'Authorization: Bearer {server_key}' "
+                    f"{worker_url}/v1/users/sim-000001/engagement",
+                    "Stop everything (services, Kafka, ClickHouse) by PID:  make down",
+                ]
+            ),
+            title="Still running",
+            border_style="cyan",
+        )
+    )
 
 
 def _summary(

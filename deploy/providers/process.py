@@ -126,6 +126,25 @@ def _wait_ready(providers: Providers, timeout: float) -> None:
     raise RuntimeError(f"the provider stand-ins did not answer in {timeout:.0f} s (see {providers.log})")
 
 
+def serve_args(
+    settings: Settings,
+    record_dir: Path,
+    faults: Faults | None = None,
+    sms_statuses: tuple[str, ...] = ("sent", "delivered"),
+) -> list[str]:
+    """``engage providers serve`` arguments for stand-ins where ``settings`` point the channels."""
+    smtp, fcm, twilio = standin_ports(settings)
+    faults = faults or Faults()
+    return [
+        "providers", "serve",
+        "--smtp-port", str(smtp), "--fcm-port", str(fcm), "--twilio-port", str(twilio),
+        "--record", str(record_dir),
+        "--fail-rate", str(faults.fail_rate), "--seed", str(faults.seed),
+        "--latency-ms", str(faults.latency_ms), "--retry-after", str(faults.retry_after),
+        "--sms-statuses", ",".join(sms_statuses),
+    ]  # fmt: skip
+
+
 @contextmanager
 def start_providers(
     settings: Settings,
@@ -139,17 +158,9 @@ def start_providers(
     """Run ``engage providers serve`` where ``settings`` point the channels, recording to ``record_dir``, until the
     block ends (SIGTERM, SIGKILL after 10 s). Output goes to ``log`` (default ``record_dir/providers.log``)."""
     smtp, fcm, twilio = standin_ports(settings)
-    faults = faults or Faults()
     record_dir.mkdir(parents=True, exist_ok=True)
     log = log or record_dir / "providers.log"
-    argv = [
-        sys.executable, "-m", "engage.cli", "providers", "serve",
-        "--smtp-port", str(smtp), "--fcm-port", str(fcm), "--twilio-port", str(twilio),
-        "--record", str(record_dir),
-        "--fail-rate", str(faults.fail_rate), "--seed", str(faults.seed),
-        "--latency-ms", str(faults.latency_ms), "--retry-after", str(faults.retry_after),
-        "--sms-statuses", ",".join(sms_statuses),
-    ]  # fmt: skip
+    argv = [sys.executable, "-m", "engage.cli", *serve_args(settings, record_dir, faults, sms_statuses)]
     with log.open("ab") as out:
         proc = subprocess.Popen(
             argv,
