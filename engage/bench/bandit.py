@@ -19,7 +19,11 @@ Pure Python, no servers. In one run, on the same students and the same seed:
    sampling, one posterior per arm), **contextual bandit** (tier + profile bucket, backing off to the tier),
    **context oracle** (the best type per (tier, bucket), knowing every student's probabilities: the ceiling of
    a contextual policy that sees only the bucket) and **student oracle** (each student's own best allowed type:
-   the regret reference). Outcomes use common random numbers: one uniform per decision, "returned" when it is
+   the regret reference), and the **worker path**: the contextual bandit as the worker runs it, each decision
+   made by ``processors.policy.decide`` with ``processors.experiments.arms.Arms`` (the experiments file's 5 %
+   global holdout gets the policy's first type; no experiment running), each closed window sent as an
+   ``ArmOutcome`` JSON message and folded by the worker's ``Learner``: what the stream wiring learns, in process.
+   Outcomes use common random numbers: one uniform per decision, "returned" when it is
    below the chosen type's probability, so policies differ only by their choices. The bandits learn at the end
    of each week (the 7-day window has closed), not within it.
 
@@ -34,8 +38,9 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -44,10 +49,13 @@ from rich.table import Table
 from engage.bench.report import Figure, Report
 from engage.simulator import Population
 from engage.simulator.population import derive_seed
+from processors.experiments.arms import Arms, Learner
 from processors.experiments.bandit import BanditConfig, BanditState, Context, choose, decision_rng, record
-from processors.policy import PolicyConfig, in_holdout, policy_from_file
+from processors.experiments.config import ExperimentsConfig, load_experiments
+from processors.policy import InterventionHistory, PolicyConfig, decide, in_holdout, policy_from_file
+from schemas.experiments import ArmOutcome
 from schemas.interventions import InterventionType
-from schemas.signals import Tier
+from schemas.signals import RiskAssessment, Tier
 
 TRIGGERS = ("competition", "achievement", "social", "reminders")
 ARM_TRIGGER: dict[str, str | None] = {
@@ -98,11 +106,12 @@ TIER_WEIGHTS: dict[str, tuple[float, ...]] = {  # in TIERS order, per week
     "binge_then_quit": (0.05, 0.15, 0.3, 0.3, 0.2),
     "sporadic": (0.05, 0.15, 0.3, 0.3, 0.2),
 }
-POLICIES = ("random", "bandit", "contextual", "contextual_flat", "oracle_context", "oracle_student")
+POLICIES = ("random", "bandit", "contextual", "engine", "contextual_flat", "oracle_context", "oracle_student")
 LABELS = {
     "random": "random",
     "bandit": "bandit",
     "contextual": "bandit ctx",
+    "engine": "worker path",
     "contextual_flat": "ctx, no back-off",
     "oracle_context": "oracle ctx",
     "oracle_student": "oracle student",
@@ -242,6 +251,42 @@ def context_oracle(weeks: Sequence[Sequence[Decision]]) -> dict[tuple[str, str, 
     return {key: total / n for key, (total, n) in sums.items()}
 
 
+class _EnginePath:
+    """The worker's decision and learning code, in process: ``decide`` with ``Arms``, outcomes through ``Learner``."""
+
+    def __init__(self, policy: PolicyConfig, config: BanditBenchConfig) -> None:
+        holdout = load_experiments().holdout
+        self.policy = policy.model_copy(update={"holdout_share": 0.0, "quiet_hours": None})  # the bench holds out
+        self.arms = Arms(ExperimentsConfig(holdout=holdout), BanditState(), config.bandit, config.seed)
+        offered: dict[str, set[str]] = {t: {str(k) for k in p.intervention_types} for t, p in policy.tiers.items()}
+        assert self.arms.bandit is not None
+        self.learner = Learner(self.arms.bandit, config.bandit, offered)
+        self.start = datetime(2026, 1, 5, 12, tzinfo=UTC)
+        self.seq = 0
+
+    def decide(self, d: Decision, bucket: str) -> tuple[str, str]:
+        at = self.start + timedelta(weeks=d.week)
+        assessment = RiskAssessment(risk_7d=_TIER_RISK[d.tier], risk_30d=_TIER_RISK[d.tier], tier=d.tier,
+                                    confidence=1.0, factors=[], model_version="bench")  # fmt: skip
+        decision = decide(self.policy, d.student.user_id, assessment, InterventionHistory(), at, "UTC",
+                          arms=self.arms, profile_bucket=bucket)  # fmt: skip
+        request = decision.request
+        assert request is not None, decision.detail
+        return request.intervention_type.value, request.chosen_by
+
+    def learn(self, context: Context, arm: str, returned: bool, week: int) -> None:
+        self.seq += 1
+        sent = self.start + timedelta(weeks=week)
+        outcome = ArmOutcome(intervention_id=f"bench-{self.seq}", user_id="bench", arm=InterventionType(arm),
+                             tier=cast(Tier, context.tier), profile=context.profile or "", success=returned,
+                             sent_at=sent, at=sent + timedelta(days=7))  # fmt: skip
+        verdict = self.learner.fold(outcome.model_dump_json().encode())
+        assert verdict.result == "learned", verdict.reason
+
+
+_TIER_RISK: dict[str, float] = {"critical": 90.0, "high": 70.0, "medium": 50.0, "low": 30.0, "minimal": 5.0}
+
+
 def measure_bandit(config: BanditBenchConfig, policy: PolicyConfig) -> BanditMeasurement:
     """The whole run, no printing."""
     students = simulate_students(config, policy)
@@ -254,6 +299,7 @@ def measure_bandit(config: BanditBenchConfig, policy: PolicyConfig) -> BanditMea
         "contextual_flat": (config.bandit.model_copy(update=flat), BanditState()),
     }
     ctx_cfg, ctx = bandits["contextual"]
+    engine = _EnginePath(policy, config)
     rows: list[WeekRow] = []
     regret = dict.fromkeys(POLICIES, 0.0)
     choose_seconds, choose_calls = 0.0, 0
@@ -287,6 +333,10 @@ def measure_bandit(config: BanditBenchConfig, policy: PolicyConfig) -> BanditMea
                 assert choice is not None
                 picks[name] = choice.arm
                 learned.append((name, context, choice.arm, d.u < s.p[choice.arm]))
+            arm, chosen_by = engine.decide(d, bucket)
+            picks["engine"] = arm
+            if chosen_by == "bandit":
+                learned.append(("engine", context, arm, d.u < s.p[arm]))
             best = s.p[picks["oracle_student"]]
             row.decisions += 1
             for name, arm in picks.items():
@@ -296,6 +346,9 @@ def measure_bandit(config: BanditBenchConfig, policy: PolicyConfig) -> BanditMea
                 if week == len(weeks) - 1:
                     last_arms[name][arm] = last_arms[name].get(arm, 0) + 1
         for name, context, arm, returned in learned:  # the 7-day windows of the week's decisions close
+            if name == "engine":
+                engine.learn(context, arm, returned, week)
+                continue
             cfg, state = bandits[name]
             record(state, cfg, context=context, arm=arm, success=returned)
         rows.append(row)
@@ -351,11 +404,11 @@ def run_bandit_bench(console: Console, out: Path | None, config: BanditBenchConf
         f"Bandit on {config.students:,} simulated students x {config.weeks} weeks (seed {config.seed})",
         context={"config": {**asdict(config), "bandit": config.bandit.model_dump()}, "decisions": decisions},
     )
-    for p in ("bandit", "contextual", "contextual_flat", "oracle_context", "oracle_student"):
+    for p in ("bandit", "contextual", "engine", "contextual_flat", "oracle_context", "oracle_student"):
         report.add(Figure(f"return rate, {LABELS[p]}", 100 * rate[p], "%", "random", 100 * rate["random"]))
     report.add(Figure("return rate, holdout (no intervention)", 100 * holdout_rate, "%", notes=f"{held:,} decisions"))
     gain = rate["oracle_student"] - rate["random"]
-    for p in ("bandit", "contextual", "contextual_flat", "oracle_context"):
+    for p in ("bandit", "contextual", "engine", "contextual_flat", "oracle_context"):
         report.add(
             Figure(
                 f"share of the oracle's gain over random, {LABELS[p]}",
@@ -363,7 +416,7 @@ def run_bandit_bench(console: Console, out: Path | None, config: BanditBenchConf
                 "%",
             )
         )
-    for p in ("random", "bandit", "contextual", "contextual_flat", "oracle_context"):
+    for p in ("random", "bandit", "contextual", "engine", "contextual_flat", "oracle_context"):
         report.add(
             Figure(
                 f"expected regret vs student oracle, {LABELS[p]}",
@@ -383,7 +436,7 @@ def run_bandit_bench(console: Console, out: Path | None, config: BanditBenchConf
     report.add(Figure("contextual state", m.state_json_bytes / 1024, "KiB JSON", notes=f"{m.state_contexts} contexts"))
     report.context["arm_share_last_week"] = m.arm_share_last_week
     report.context["weeks"] = [asdict(r) for r in m.rows]
-    if rate["contextual"] <= rate["random"] or rate["bandit"] <= rate["random"]:
+    if min(rate["contextual"], rate["bandit"], rate["engine"]) <= rate["random"]:
         report.problems.append("a bandit did not beat uniform random choice")
     report.print(console)
     for problem in report.problems:
