@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs the system packages the project runs on, only where they are missing:
 # ClickHouse server (Debian package), Java 17 and Maven (for the Kafka broker jars), and promtool (Debian's
-# `prometheus` package ships /usr/bin/promtool; tests/ops checks the alert rules and dashboards with it).
+# `prometheus` package ships /usr/bin/promtool; tests/ops checks the alert rules and dashboards with it), and
+# Chromium with its matching WebDriver (Debian's `chromium` and `chromium-driver`: /usr/bin/chromium and
+# /usr/bin/chromedriver, built from the same source so their versions agree; tests/browser drives the dashboards)
+# with npm (tests/browser installs its pinned axe-core from the npm registry at test time).
 set -euo pipefail
 need=()
 [ -x /usr/sbin/clickhouse-server ] || [ -x /usr/bin/clickhouse-server ] || need+=(clickhouse-server clickhouse-client)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v promtool >/dev/null || need+=(prometheus)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
