@@ -303,6 +303,29 @@ class Settings(BaseSettings):
     notify_templates_dir: Path | None = Field(None, description="message templates; default deploy/templates")
     notify_poll_seconds: float = Field(0.2, gt=0, description="longest wait for requests before due work is checked")
 
+    # --- student dashboard (dashboards/student.py, dashboards/signing.py) -------------------------------------
+    # The student page is opened through a signed, expiring link (``engage dashboards student-link``); the secret
+    # that signs it is a random 32 bytes created owner-only on first use, so no secret is ever hard-coded.
+    student_link_hours: float = Field(24.0, gt=0, description="a student link works this long after it is made")
+    dashboards_secret_path: Path | None = Field(
+        None, description="the dashboards' signing secret (hex, 0600); default run_dir/dashboards.key"
+    )
+    dashboards_base: str = Field(
+        "http://127.0.0.1:16080", pattern=r"^https?://\S+$", description="the dashboards' public base URL (links)"
+    )
+    dashboards_upstream_timeout_seconds: float = Field(
+        2.0, gt=0, description="the student page waits this long for the engagement API and the leaderboards"
+    )
+
+    @property
+    def dashboards_secret(self) -> Path:
+        return self.dashboards_secret_path or self.run_dir / "dashboards.key"
+
+    @property
+    def worker_base(self) -> str:
+        """The engagement API of the worker on this host (any worker answers for any student)."""
+        return f"http://{self.worker_host}:{self.worker_web_port}"
+
     @property
     def model_registry(self) -> Path:
         return self.model_registry_dir or self.run_dir / "models"

@@ -27,6 +27,8 @@ EXPECTED = {
     "experiment_readout",
     "bandit_arms",
     "type_choice_returns",
+    "student_week_activity",
+    "student_course_progress",
 }
 
 
