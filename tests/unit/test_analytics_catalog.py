@@ -27,6 +27,13 @@ EXPECTED = {
     "experiment_readout",
     "bandit_arms",
     "type_choice_returns",
+    "live_activity",
+    "tiers_over_time",
+    "at_risk_page",
+    "at_risk_count",
+    "student_history",
+    "student_interventions",
+    "delivery_funnel",
 }
 
 
