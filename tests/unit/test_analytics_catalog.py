@@ -76,7 +76,7 @@ def test_bad_values_are_refused_with_the_reason(name: str, params: dict[str, str
 
 def test_unknown_query_names_the_known_ones() -> None:
     with pytest.raises(
-        QueryError, match="no query named 'retention'; known: achievement_retention, achievement_unlocks, at_risk_now"
+        QueryError, match="no query named 'retention'; known: achievement_retention, achievement_unlocks, at_risk_count"
     ):
         get("retention")
 
