@@ -893,6 +893,7 @@ def templates_preview(
         typer.echo(text)
 
 
+from dashboards.cli import app as dashboards_app  # noqa: E402 (the web dashboards, dashboards/)
 from engage.desk_cli import desk_app  # noqa: E402 (the desk's commands live in their own module)
 from engage.leaderboards_cli import leaderboards_app  # noqa: E402 (the leaderboard service, leaderboards/)
 from engage.providers_cli import providers_app  # noqa: E402 (the local provider stand-ins, deploy/providers)
@@ -900,6 +901,7 @@ from engage.providers_cli import providers_app  # noqa: E402 (the local provider
 app.add_typer(desk_app, name="desk")
 app.add_typer(providers_app, name="providers")
 app.add_typer(leaderboards_app, name="leaderboards")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def main() -> None:
