@@ -37,7 +37,8 @@ class Panel:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    """The error in one line: ClickHouse's message spans lines and ends in a stack trace, which is left out."""
+    text = " ".join(str(exc).split("Stack trace")[0].split())
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
