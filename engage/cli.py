@@ -12,6 +12,7 @@ from rich.console import Console
 from config.settings import get_settings
 from engage import experiments_cli, gamification_cli, notify_cli
 from engage.bench.bandit import bench_bandit
+from engage.bench.dashboards import bench_dashboards
 from engage.bench.experiments import bench_experiments
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
@@ -634,6 +635,7 @@ bench_app.command("experiments")(bench_experiments)
 bench_app.command("bandit")(bench_bandit)
 bench_app.command("profile")(bench_profile)
 bench_app.command("oulad-profile")(bench_oulad_profile)
+bench_app.command("dashboards")(bench_dashboards)
 
 
 @bench_app.command("oulad")
