@@ -224,3 +224,23 @@ def test_recalculate_on_a_real_worker_changes_the_shown_score(settings: Settings
             assert unknown.status_code == 404 and "Unknown student" in unknown.text
     finally:
         worker.stop()
+
+
+def test_the_report_pages_render_every_panel(site: Site) -> None:
+    client = login(site)
+    expected = {
+        "/admin/effectiveness": ('id="uplift"', 'id="funnel"'),
+        "/admin/cohorts": ('id="retention"', 'id="growth"', 'id="growth-chart"'),
+        "/admin/predictions": ('id="model"', 'id="accuracy"', 'id="calibration"'),
+        "/admin/experiments": ('id="experiment-send-time-high-tier"', 'id="experiment-medium-tier-trigger"'),
+    }
+    for path, sections in expected.items():
+        page = client.get(path)
+        assert page.status_code == 200, path
+        errors = re.findall(r'class="panel-error" role="alert">(.*?)</div>', page.text, re.S)
+        assert not errors, (path, errors)
+        for section in sections:
+            assert section in page.text, (path, section)
+        assert page.text.count("<h1>") == 1 and 'aria-current="page"' in page.text
+    cohorts = client.get("/admin/cohorts").text
+    assert re.search(r'class="legend">DAU: \d+', cohorts)  # DAU, WAU and MAU named in words
