@@ -303,16 +303,21 @@ class Settings(BaseSettings):
     notify_templates_dir: Path | None = Field(None, description="message templates; default deploy/templates")
     notify_poll_seconds: float = Field(0.2, gt=0, description="longest wait for requests before due work is checked")
 
-    # --- student dashboard (dashboards/student.py, dashboards/signing.py) -------------------------------------
-    # The student page is opened through a signed, expiring link (``engage dashboards student-link``); the secret
-    # that signs it is a random 32 bytes created owner-only on first use, so no secret is ever hard-coded.
-    student_link_hours: float = Field(24.0, gt=0, description="a student link works this long after it is made")
+    # --- dashboards (dashboards/, `engage dashboards serve`): the admin pages and the student page ----------------
+    dashboards_host: str = Field("127.0.0.1", description="`engage dashboards serve` listens here")
+    dashboards_port: int = Field(16080, description="`engage dashboards serve`: the admin and student pages")
     dashboards_secret_path: Path | None = Field(
-        None, description="the dashboards' signing secret (hex, 0600); default run_dir/dashboards.key"
+        None, description="32 random bytes signing session cookies and student links; default run_dir/dashboards.key"
     )
-    dashboards_base: str = Field(
-        "http://127.0.0.1:16080", pattern=r"^https?://\S+$", description="the dashboards' public base URL (links)"
+    dashboards_session_hours: float = Field(12.0, gt=0, description="an admin login lasts this long")
+    student_link_hours: float = Field(24.0, gt=0, description="a student's signed link works this long")
+    dashboards_base: str = Field("", description="the pages' public base URL; '' = http://dashboards_host:port")
+    dashboards_poll_seconds: float = Field(
+        5.0, gt=0, le=5.0, description="the live overview asks ClickHouse at most this often (shared by all viewers)"
     )
+    dashboards_worker_url: str = Field("", description="the engagement API the pages call; '' = worker_host:port")
+    dashboards_desk_url: str = Field("", description="the desk API the pages call; '' = 127.0.0.1:desk_port")
+    dashboards_timeout_seconds: float = Field(5.0, gt=0, description="one call to the worker or desk API")
     dashboards_upstream_timeout_seconds: float = Field(
         2.0, gt=0, description="the student page waits this long for the engagement API and the leaderboards"
     )
@@ -325,6 +330,10 @@ class Settings(BaseSettings):
     def worker_base(self) -> str:
         """The engagement API of the worker on this host (any worker answers for any student)."""
         return f"http://{self.worker_host}:{self.worker_web_port}"
+
+    @property
+    def dashboards_url(self) -> str:
+        return self.dashboards_base.rstrip("/") or f"http://{self.dashboards_host}:{self.dashboards_port}"
 
     @property
     def model_registry(self) -> Path:

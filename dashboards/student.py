@@ -63,7 +63,7 @@ def student_link(settings: Settings, user_id: str, *, hours: float | None = None
         raise ValueError("a link must be valid for a positive number of hours")
     expires_at = (now or _utc_now()) + lifetime
     token = sign({"sub": user_id, "aud": AUDIENCE}, load_secret(settings.dashboards_secret), expires_at)
-    return f"{settings.dashboards_base.rstrip('/')}/s/{token}"
+    return f"{settings.dashboards_url}/s/{token}"
 
 
 def _subject(token: str, secret: bytes, now: datetime) -> str:

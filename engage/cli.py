@@ -12,6 +12,7 @@ from rich.console import Console
 from config.settings import get_settings
 from engage import experiments_cli, gamification_cli, notify_cli
 from engage.bench.bandit import bench_bandit
+from engage.bench.dashboards import bench_dashboards
 from engage.bench.experiments import bench_experiments
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
@@ -653,6 +654,7 @@ bench_app.command("experiments")(bench_experiments)
 bench_app.command("bandit")(bench_bandit)
 bench_app.command("profile")(bench_profile)
 bench_app.command("oulad-profile")(bench_oulad_profile)
+bench_app.command("dashboards")(bench_dashboards)
 
 
 @bench_app.command("oulad")
@@ -912,6 +914,7 @@ def templates_preview(
         typer.echo(text)
 
 
+from dashboards.cli import app as dashboards_app  # noqa: E402 (the web dashboards, dashboards/)
 from engage.desk_cli import desk_app  # noqa: E402 (the desk's commands live in their own module)
 from engage.leaderboards_cli import leaderboards_app  # noqa: E402 (the leaderboard service, leaderboards/)
 from engage.providers_cli import providers_app  # noqa: E402 (the local provider stand-ins, deploy/providers)
@@ -919,6 +922,7 @@ from engage.providers_cli import providers_app  # noqa: E402 (the local provider
 app.add_typer(desk_app, name="desk")
 app.add_typer(providers_app, name="providers")
 app.add_typer(leaderboards_app, name="leaderboards")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def main() -> None:

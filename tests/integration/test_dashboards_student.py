@@ -163,7 +163,7 @@ def _site(s: Settings, clock: Any = None) -> Starlette:
 
 
 def _path(s: Settings, user: str, hours: float | None = None) -> str:
-    return student_link(s, user, hours=hours).removeprefix(s.dashboards_base)
+    return student_link(s, user, hours=hours).removeprefix(s.dashboards_url)
 
 
 def test_the_page_shows_what_the_engagement_api_and_the_leaderboards_answer(live: Live) -> None:
@@ -218,7 +218,7 @@ def test_altered_and_expired_links_are_refused_with_a_message(live: Live) -> Non
     own = _path(s, "dash-ann")
     token = own.removeprefix("/s/")
     forged = student_link(s.model_copy(update={"dashboards_secret_path": s.run_dir / "another.key"}), "dash-bob")
-    for bad in (f"/s/{token[:-3]}xyz", forged.removeprefix(s.dashboards_base), "/s/not-a-token"):
+    for bad in (f"/s/{token[:-3]}xyz", forged.removeprefix(s.dashboards_url), "/s/not-a-token"):
         resp = _get(_site(s), bad)
         assert resp.status_code == 401 and "This link is not valid" in resp.text and 'role="alert"' in resp.text
     later = datetime.now(UTC) + timedelta(hours=s.student_link_hours, minutes=1)

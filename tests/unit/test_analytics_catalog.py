@@ -29,6 +29,13 @@ EXPECTED = {
     "type_choice_returns",
     "student_week_activity",
     "student_course_progress",
+    "live_activity",
+    "tiers_over_time",
+    "at_risk_page",
+    "at_risk_count",
+    "student_history",
+    "student_interventions",
+    "delivery_funnel",
 }
 
 
@@ -71,7 +78,7 @@ def test_bad_values_are_refused_with_the_reason(name: str, params: dict[str, str
 
 def test_unknown_query_names_the_known_ones() -> None:
     with pytest.raises(
-        QueryError, match="no query named 'retention'; known: achievement_retention, achievement_unlocks, at_risk_now"
+        QueryError, match="no query named 'retention'; known: achievement_retention, achievement_unlocks, at_risk_count"
     ):
         get("retention")
 
