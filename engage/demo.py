@@ -18,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from config.settings import Settings
+from dashboards.student import student_link
 from deploy.infra import Infra
 from deploy.process import port_open
 from deploy.providers.process import serve_args, standin_ports
@@ -186,6 +187,7 @@ def _start_services(settings: Settings, record_dir: Path, worker_url: str, conso
         ("notify", ["notify", "--instance", "notify-1"], None),
         ("desk", ["desk", "serve"], f"http://127.0.0.1:{settings.desk_port}/healthz"),
         ("leaderboards", ["leaderboards", "serve"], f"{settings.leaderboards_base}/readyz"),
+        ("dashboards", ["dashboards", "serve"], f"{settings.dashboards_url}/healthz"),
     ]
     pids = {name: background.start(name, args, settings) for name, args, _ in services}
     smtp = standin_ports(settings)[0]
@@ -197,7 +199,15 @@ def _start_services(settings: Settings, record_dir: Path, worker_url: str, conso
 
 def _still_running(settings: Settings, console: Console, worker_url: str) -> None:
     server_key = settings.server_keys[0].partition(":")[2]
+    admin_key = settings.admin_keys[0].partition(":")[2]
     running = background.running(settings)
+    student = _busiest_student(settings)
+    console.rule("[bold]Open in a browser")
+    console.print(f"Admin dashboard (log in with the key {admin_key}):")
+    console.print(f"  {settings.dashboards_url}/admin", soft_wrap=True)
+    console.print(f"{student}'s own page (valid {settings.student_link_hours:g} h; "
+                  "another student's: engage dashboards student-link USER_ID):")  # fmt: skip
+    console.print(f"  {student_link(settings, student)}", soft_wrap=True)
     console.print(
         Panel.fit(
             "\n".join(
@@ -283,3 +293,12 @@ def _summary(
             border_style="green",
         )
     )
+
+
+def _busiest_student(settings: Settings) -> str:
+    """The student with the most events: their page has the most to show."""
+    rows = connect(settings).execute(
+        f"SELECT user_id, count() AS n FROM {settings.clickhouse_database}.behavior_events "
+        "GROUP BY user_id ORDER BY n DESC, user_id LIMIT 1"
+    )
+    return str(rows[0][0]) if rows else "sim-000001"
