@@ -67,6 +67,12 @@ class Warehouse:
             self._local.client = client
         return client
 
+    def connect(self) -> Any:
+        """A new connection of its own (for work on another thread than the pages', e.g. ``ModelHealth``)."""
+        from sinks.clickhouse.client import connect
+
+        return connect(self.settings, self.database)
+
     def records(self, name: str, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """The named query's rows as dicts (blocking; a broken connection is dropped so the next call reconnects)."""
         try:

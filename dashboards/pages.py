@@ -18,8 +18,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dashboards import charts
 from dashboards.auth import form
 from dashboards.data import LiveFeed, Panel, ServiceError, Services, Warehouse, guarded
+from dashboards.model_health import ModelHealth
 from dashboards.present import BadRequest, ListQuery, ago, pages, trend_words
 from dashboards.session import Session
+from models.registry import ModelRegistry
 from schemas.interventions import InterventionType
 
 FLASH = "engage_flash"
@@ -47,6 +49,7 @@ class AdminPages:
         self.env, self.warehouse, self.services, self.feed, self.clock = env, warehouse, services, feed, clock
         self.experiments_path = experiments_path
         self.model_registry = model_registry
+        self.health = ModelHealth(warehouse.connect, ModelRegistry(model_registry))
 
     # --- rendering -----------------------------------------------------------------------------------------------
     def render(
@@ -267,6 +270,9 @@ class AdminPages:
             self.warehouse.panel("prediction_calibration"),
             guarded("model", self._promoted_model),
         )
+        measured = self.health.current()
+        by_version, drift = self.health.rows()
+        error = self.health.error
         return self.render(
             request,
             "predictions.html",
@@ -275,11 +281,12 @@ class AdminPages:
             accuracy=accuracy,
             calibration=calibration,
             model=model,
+            measured_at=measured.at if measured is not None else None,
+            by_version=Panel("by_version", by_version) if error is None else Panel("by_version", error=error),
+            drift=Panel("drift", drift) if error is None else Panel("drift", error=error),
         )
 
     async def _promoted_model(self) -> list[dict[str, Any]]:
-        from models.registry import ModelRegistry
-
         entry = ModelRegistry(self.model_registry).promoted()
         if entry is None:
             return []

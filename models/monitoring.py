@@ -11,11 +11,21 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 
+from models.features import FEATURES, row_vector
+from models.labels import StudentOutcome, label
+from models.metrics import calibration_table, expected_calibration_error, roc_auc
+from models.registry import ModelRegistry
+from models.training_data import EPOCH, day_number, load_warehouse
+
+NOTHING = StudentOutcome()
 EPSILON = 1e-4  # an empty bin on either side would make the log infinite
 
 
@@ -58,3 +68,51 @@ def feature_psi(reference: dict[str, Any], matrix: np.ndarray, feature_names: Se
             continue
         out[name] = psi(ref["expected"], _shares(matrix[:, k], ref["edges"]))
     return out
+
+
+@dataclass
+class MonitorReport:
+    data_end: date | None = None
+    accuracy: dict[tuple[int, str], dict[str, float]] = field(default_factory=dict)
+    psi: dict[str, float] = field(default_factory=dict)
+    model_version: str | None = None
+
+
+def measure_with(client: Any, registry: ModelRegistry, window_days: int = 30) -> MonitorReport:
+    """``client`` has the engine's database selected (clickhouse-driver, or chdb in tests)."""
+    report = MonitorReport()
+    last = client.execute("SELECT max(day) FROM user_daily_activity")[0][0]
+    if not last or last <= EPOCH:
+        return report
+    report.data_end = last
+    since = last - timedelta(days=window_days + 30)
+    warehouse = load_warehouse(client, since=since)
+    end = day_number(last)
+    for horizon in (7, 30):
+        scores: dict[str, list[float]] = defaultdict(list)
+        labels: dict[str, list[int]] = defaultdict(list)
+        for row in warehouse.rows:
+            day = day_number(row["day"])
+            if not end - horizon - window_days <= day <= end - horizon:
+                continue
+            # no activity stored at all is an outcome too: nothing came after the prediction
+            y = label(warehouse.outcomes.get(row["user_id"], NOTHING), day, horizon, end)
+            if y is None:
+                continue
+            scores[row["model_version"]].append(row["risk_7d" if horizon == 7 else "risk_30d"] / 100)
+            labels[row["model_version"]].append(y)
+        for version, p in scores.items():
+            y_arr = np.asarray(labels[version])
+            report.accuracy[(horizon, version)] = {
+                "roc_auc": roc_auc(p, y_arr),
+                "ece": expected_calibration_error(calibration_table(p, y_arr)),
+                "n": float(len(p)),
+            }
+    entry = registry.promoted()
+    if entry is not None and "drift_reference" in entry.metadata:
+        report.model_version = f"lightgbm-{entry.version}"
+        recent = [r for r in warehouse.rows if day_number(r["day"]) > end - 7]
+        if recent:
+            matrix = np.asarray([row_vector(r) for r in recent], dtype=float)
+            report.psi = feature_psi(entry.metadata["drift_reference"], matrix, list(FEATURES))
+    return report

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from engage.model_monitor import measure_with
+from dashboards.model_health import ModelHealth
 from models.features import FEATURES
+from models.monitoring import measure_with
 from models.registry import ModelRegistry
 from models.training import TrainConfig, train
 from tests.analytics.conftest import Warehouse
@@ -29,3 +31,28 @@ def test_matured_accuracy_and_drift(warehouse: Warehouse, tmp_path: Path) -> Non
     assert (30, "heuristic-1") not in report.accuracy
     assert set(report.psi) == set(FEATURES) and all(v >= 0 for v in report.psi.values())
     assert report.model_version == "lightgbm-m"
+
+
+def test_the_predictions_page_measures_in_the_background_and_shows_it_per_version(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """dashboards.model_health: the first read starts the measurement and finds nothing; later reads show the
+    same figures as the monitor, per horizon and model version, with the drift per feature in words."""
+    _prediction_data(warehouse)
+    registry = ModelRegistry(tmp_path)
+    data, _ = synthetic(users=30, days=100)
+    train(data, TrainConfig(max_rounds=10, early_stopping_rounds=3), registry, version="m")
+    registry.promote("m")
+    health = ModelHealth(lambda: warehouse.client, registry, every=3600)
+    assert health.current() is None and health.rows() == ([], [])
+    deadline = time.monotonic() + 60
+    while health.current() is None and health.error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health.error is None and health.current() is not None
+    accuracy, drift = health.rows()
+    ece = round(measure_with(warehouse.client, registry).accuracy[(7, "heuristic-1")]["ece"], 3)
+    assert accuracy == [{"horizon": "7 d", "model_version": "heuristic-1", "predictions": 7,
+                         "roc_auc": round(10 / 12, 3), "calibration_error": ece}]  # fmt: skip
+    assert {d["feature"] for d in drift} == set(FEATURES)
+    assert all(d["reading"] in ("stable", "shifting", "drifted") for d in drift)
+    assert [d["psi"] for d in drift] == sorted((d["psi"] for d in drift), reverse=True)

@@ -232,7 +232,7 @@ def test_the_report_pages_render_every_panel(site: Site) -> None:
     expected = {
         "/admin/effectiveness": ('id="uplift"', 'id="funnel"'),
         "/admin/cohorts": ('id="retention"', 'id="growth"', 'id="growth-chart"'),
-        "/admin/predictions": ('id="model"', 'id="accuracy"', 'id="calibration"'),
+        "/admin/predictions": ('id="model"', 'id="by-version"', 'id="accuracy"', 'id="calibration"'),
         "/admin/experiments": ('id="experiment-send-time-high-tier"', 'id="experiment-medium-tier-trigger"'),
     }
     for path, sections in expected.items():
