@@ -1,0 +1,56 @@
+/**
+ * The browser build: the core tracker with IndexedDB for the queue, the device read from the user agent, and the
+ * page-lifecycle hooks that keep events when the tab goes away: on pagehide or visibilitychange=hidden everything
+ * queued leaves in fetch keepalive requests (they outlive the page, and unlike navigator.sendBeacon they can carry
+ * the Authorization header the collector requires); on `online` a waiting retry runs at once.
+ */
+import type { Device } from "./generated/events.js";
+import { IndexedDBStorage } from "./indexeddb.js";
+import { MemoryStorage, type Storage } from "./storage.js";
+import { Tracker, type TrackerOptions } from "./tracker.js";
+
+export * from "./index.js";
+export { IndexedDBStorage } from "./indexeddb.js";
+
+/** A coarse device from the user agent: the type and OS family, nothing that fingerprints one person. */
+export function browserDevice(ua: string = navigator.userAgent): Device {
+  const tablet = /iPad|Tablet|(Android(?!.*Mobile))/i.test(ua);
+  const phone = !tablet && /Mobi|iPhone|Android/i.test(ua);
+  const os = /Windows/i.test(ua)
+    ? "Windows"
+    : /iPhone|iPad|iOS/i.test(ua)
+      ? "iOS"
+      : /Android/i.test(ua)
+        ? "Android"
+        : /Mac OS X/i.test(ua)
+          ? "macOS"
+          : /CrOS/i.test(ua)
+            ? "ChromeOS"
+            : /Linux/i.test(ua)
+              ? "Linux"
+              : "";
+  return { type: tablet ? "tablet" : phone ? "phone" : "desktop", os };
+}
+
+function defaultStorage(): Storage {
+  return typeof indexedDB !== "undefined" ? new IndexedDBStorage() : new MemoryStorage();
+}
+
+export type BrowserTrackerOptions = Omit<TrackerOptions, "platform"> & { readonly platform?: TrackerOptions["platform"] };
+
+/** A tracker wired to the page's lifecycle. Call once per page. */
+export function createBrowserTracker(options: BrowserTrackerOptions): Tracker {
+  const tracker = new Tracker({
+    platform: "web",
+    device: browserDevice(),
+    storage: defaultStorage(),
+    ...options,
+  });
+  const leaving = (): void => tracker.flushOnUnload();
+  addEventListener("pagehide", leaving);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") leaving();
+  });
+  addEventListener("online", () => tracker.retryNow());
+  return tracker;
+}
