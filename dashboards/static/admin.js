@@ -10,8 +10,7 @@
     el.setAttribute("data-value", value === null || value === undefined ? "" : String(value));
     el.textContent = value === null || value === undefined ? "–" : format.format(value);
   }
-  var source = new EventSource("/admin/live");
-  source.onmessage = function (message) {
+  function apply(message) {
     var data = JSON.parse(message.data);
     Object.keys(numbers).forEach(function (id) { show(document.getElementById(id), data[numbers[id]]); });
     document.querySelectorAll("#tier-counts [data-tier]").forEach(function (li) {
@@ -23,5 +22,13 @@
     var stamp = document.getElementById("last-update");
     stamp.setAttribute("datetime", data.at);
     stamp.textContent = data.at.substring(11, 19) + " UTC";
-  };
+  }
+  // Open while the page is shown; closed when the person leaves it, so a page kept in the back/forward cache
+  // does not hold a stream (and a server connection) open, and opened again if they come back to it.
+  var source = null;
+  function open() { if (!source) { source = new EventSource("/admin/live"); source.onmessage = apply; } }
+  function close() { if (source) { source.close(); source = null; } }
+  window.addEventListener("pagehide", close);
+  window.addEventListener("pageshow", open);
+  open();
 })();
