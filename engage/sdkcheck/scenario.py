@@ -70,9 +70,9 @@ class Flaky:
     seconds: float  # from the first load until nothing was pending
 
 
-def flaky_run(driver: WebDriver, url: str, total: int, *, settle_timeout: float = 60.0) -> Flaky:
-    """Loads ``url`` (a steady page) and runs the script: reload at 25 %, offline from 45 % to 65 % (the page
-    keeps tracking), reload at 80 %; then waits until the page's ``pending()`` is 0."""
+def flaky_run(driver: WebDriver, url: str, total: int, *, disrupt: bool = True) -> Flaky:
+    """Loads ``url`` (a steady page) and, with ``disrupt``, runs the script: reload at 25 %, offline from 45 % to
+    65 % (the page keeps tracking), reload at 80 %; then waits until the page's ``pending()`` is 0."""
     began = time.monotonic()
 
     def reached(share: float) -> None:
@@ -81,15 +81,16 @@ def flaky_run(driver: WebDriver, url: str, total: int, *, settle_timeout: float 
 
     driver.get(url)
     driver.execute_cdp_cmd("Network.enable", {})
-    reached(0.25)
-    driver.refresh()
-    reached(0.45)
-    _network(driver, offline=True)
-    wait("the page to see it is offline", lambda: driver.execute_script("return !navigator.onLine;"), 10)
-    reached(0.65)
-    _network(driver, offline=False)
-    reached(0.80)
-    driver.refresh()
+    if disrupt:
+        reached(0.25)
+        driver.refresh()
+        reached(0.45)
+        _network(driver, offline=True)
+        wait("the page to see it is offline", lambda: driver.execute_script("return !navigator.onLine;"), 10)
+        reached(0.65)
+        _network(driver, offline=False)
+        reached(0.80)
+        driver.refresh()
     reached(1.0)
     wait("nothing pending", lambda: driver.execute_script("return window.pending && window.pending() === 0;"), 60)
     return Flaky(
@@ -111,12 +112,17 @@ class Burst:
 
     @property
     def events_per_second(self) -> float:
-        return self.tracked / (self.delivered_ms / 1000) if self.delivered_ms > 0 else float("nan")
+        """Accepted events per second of the run: what the page got into the collector."""
+        return self.accepted / (self.delivered_ms / 1000) if self.delivered_ms > 0 else float("nan")
 
 
-def burst_run(driver: WebDriver, url: str, timeout: float = 120.0) -> Burst:
+def burst_run(driver: WebDriver, url: str, timeout: float = 60.0) -> Burst:
     driver.get(url)
-    result = wait("the burst to be delivered", lambda: driver.execute_script("return window.result;"), timeout)
+    try:
+        result = wait("the burst to be delivered", lambda: driver.execute_script("return window.result;"), timeout)
+    except TimeoutError as error:
+        progress = driver.execute_script("return window.progress && window.progress();")
+        raise TimeoutError(f"{error}; the page says {progress}") from error
     return Burst(int(result["tracked"]), int(result["accepted"]), result["tracking_ms"], result["delivered_ms"])
 
 
