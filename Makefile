@@ -31,6 +31,7 @@ bench: install system-deps
 	$(BIN)/engage bench bandit
 	$(BIN)/engage bench profile
 	$(BIN)/engage bench dashboards
+	$(BIN)/engage bench sdk
 
 # Workers and sinks killed, Kafka and ClickHouse restarted while events stream; ALL-RECORDS-DELIVERED or exit 1.
 # `make test` runs a shorter form (tests/integration/test_chaos.py).

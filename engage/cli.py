@@ -18,6 +18,7 @@ from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 from engage.bench.oulad_profile import bench_oulad_profile
 from engage.bench.profile import bench_profile
+from engage.bench.sdk import bench_sdk
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
 infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
@@ -655,6 +656,7 @@ bench_app.command("bandit")(bench_bandit)
 bench_app.command("profile")(bench_profile)
 bench_app.command("oulad-profile")(bench_oulad_profile)
 bench_app.command("dashboards")(bench_dashboards)
+bench_app.command("sdk")(bench_sdk)
 
 
 @bench_app.command("oulad")

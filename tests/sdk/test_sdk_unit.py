@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from types import ModuleType
 
-from tests.sdk.npm import BUNDLE, SDK, build, npm
+from engage.sdkcheck.npm import BUNDLE, SDK, build, npm
 
 
 def _generator() -> ModuleType:

@@ -52,6 +52,14 @@ class FaultProxy:
             if self._server is not None:
                 self._server.close()
                 await self._server.wait_closed()
+            # Connections still open (a request the browser abandoned on reload) end here, not mid-loop-shutdown;
+            # a second cancel ends one that was cancelled while its finally waited for the socket to close.
+            left = {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+            for _ in range(2):
+                for task in left:
+                    task.cancel()
+                if left:
+                    left = (await asyncio.wait(left, timeout=1))[1]
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)

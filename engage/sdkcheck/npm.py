@@ -1,4 +1,4 @@
-"""Running the JS SDK's npm scripts from pytest: `npm ci` once per lock file, then `npm test` / `npm run build`."""
+"""The JS SDK's npm scripts, for the tests and the bench: `npm ci` once per lock file, then `npm test` or a build."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ BUNDLE = SDK / "dist" / "engage.min.js"
 _STAMP = SDK / "node_modules" / ".engage-installed"
 
 
-class NpmFailed(AssertionError):
-    """An npm step failed; the message carries npm's own output."""
+class NpmFailed(RuntimeError):
+    """An npm step failed (or npm is missing); the message carries npm's own output or what to install."""
 
 
 def _run(args: list[str], timeout: float) -> None:
@@ -40,6 +40,7 @@ def ensure_installed() -> None:
 
 
 def npm(*script: str, timeout: float = 180) -> None:
+    """``npm <script...>`` in sdk/js after making sure its locked dependencies are installed."""
     ensure_installed()
     _run(list(script), timeout)
 
