@@ -6,7 +6,7 @@
  */
 import type { Device } from "./generated/events.js";
 import { IndexedDBStorage } from "./indexeddb.js";
-import { MemoryStorage, type Storage } from "./storage.js";
+import { MemoryStorage, type QueuedEvent, type Storage, type UnloadStash } from "./storage.js";
 import { Tracker, type TrackerOptions } from "./tracker.js";
 
 export * from "./index.js";
@@ -32,6 +32,25 @@ export function browserDevice(ua: string = navigator.userAgent): Device {
   return { type: tablet ? "tablet" : phone ? "phone" : "desktop", os };
 }
 
+/** The unload stash in localStorage (synchronous, so it is written before the page goes). */
+export function localStorageStash(key = "engage:unload"): UnloadStash | undefined {
+  let store: globalThis.Storage;
+  try {
+    store = localStorage;
+  } catch {
+    return undefined; // disabled (some private modes): nothing synchronous to keep events in
+  }
+  return {
+    save: (events) => store.setItem(key, JSON.stringify(events)),
+    take: () => {
+      const raw = store.getItem(key);
+      store.removeItem(key);
+      return raw ? (JSON.parse(raw) as QueuedEvent[]) : [];
+    },
+    clear: () => store.removeItem(key),
+  };
+}
+
 function defaultStorage(): Storage {
   return typeof indexedDB !== "undefined" ? new IndexedDBStorage() : new MemoryStorage();
 }
@@ -40,16 +59,19 @@ export type BrowserTrackerOptions = Omit<TrackerOptions, "platform"> & { readonl
 
 /** A tracker wired to the page's lifecycle. Call once per page. */
 export function createBrowserTracker(options: BrowserTrackerOptions): Tracker {
+  const stash = options.unloadStash ?? localStorageStash();
   const tracker = new Tracker({
     platform: "web",
     device: browserDevice(),
     storage: defaultStorage(),
     ...options,
+    unloadStash: stash,
   });
   const leaving = (): void => tracker.flushOnUnload();
   addEventListener("pagehide", leaving);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") leaving();
+    else stash?.clear(); // the page lives on: its storage writes complete, the stash is not needed
   });
   addEventListener("online", () => tracker.retryNow());
   return tracker;

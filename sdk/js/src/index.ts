@@ -3,7 +3,14 @@ export * from "./generated/events.js";
 export { backoffDelay, retryAfterMs, isRetryable, type BackoffPolicy } from "./backoff.js";
 export { uuidv7, isoWithOffset, deviceTimeZone, deviceOffsetMinutes, type Random } from "./envelope.js";
 export { DEFAULT_PII_KEYS, findPii } from "./privacy.js";
-export { MemoryStorage, keyValueStorage, type KeyValueStore, type QueuedEvent, type Storage } from "./storage.js";
+export {
+  MemoryStorage,
+  keyValueStorage,
+  type KeyValueStore,
+  type QueuedEvent,
+  type Storage,
+  type UnloadStash,
+} from "./storage.js";
 export {
   Tracker,
   createTracker,

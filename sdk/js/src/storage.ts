@@ -21,6 +21,18 @@ export interface Storage {
   setMeta(key: string, value: string | undefined): Promise<void>;
 }
 
+/**
+ * A synchronous last resort for the moment a page goes away: the queue's asynchronous writes (IndexedDB) may not
+ * finish before the page is torn down, so on unload the tracker also saves every queued event here, at once, and
+ * takes them back at the next start (the event ids make a second copy harmless). Browsers use localStorage.
+ */
+export interface UnloadStash {
+  save(events: readonly QueuedEvent[]): void;
+  /** What was saved, emptied. */
+  take(): QueuedEvent[];
+  clear(): void;
+}
+
 /** In memory: lost with the process. For tests, servers, and as the fallback where nothing persists. */
 export class MemoryStorage implements Storage {
   private readonly events = new Map<string, QueuedEvent>();

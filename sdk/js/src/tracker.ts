@@ -17,7 +17,7 @@ import {
   type TrackHelpers,
 } from "./generated/events.js";
 import { DEFAULT_PII_KEYS, denylistOf, findPii } from "./privacy.js";
-import { MemoryStorage, type QueuedEvent, type Storage } from "./storage.js";
+import { MemoryStorage, type QueuedEvent, type Storage, type UnloadStash } from "./storage.js";
 
 /** The part of a fetch Response the tracker reads. */
 export interface ResponseLike {
@@ -87,6 +87,8 @@ export interface TrackerOptions {
   readonly appVersion?: string;
   readonly device?: Device;
   readonly storage?: Storage;
+  /** Saved to synchronously on unload, taken back at the next start (browsers: localStorage). */
+  readonly unloadStash?: UnloadStash;
   readonly fetch?: FetchLike;
   readonly clock?: Clock;
   /** Random numbers in [0, 1) for jitter. */
@@ -284,6 +286,11 @@ export class Tracker {
   flushOnUnload(): void {
     if (!this.loaded || this.closed) return;
     this.savedSession(true);
+    try {
+      this.options.unloadStash?.save(this.queue); // the storage writes still pending may not outlive the page
+    } catch (error) {
+      this.options.onError?.(error); // full or forbidden: the keepalive requests below are what is left
+    }
     let used = 0;
     let batch: QueuedEvent[] = [];
     const go = (): void => {
@@ -415,8 +422,11 @@ export class Tracker {
       if (this.consented === undefined && consent) this.consented = consent === "granted";
       if (session && !this.session) this.session = JSON.parse(session) as { id: string; last: number };
       const known = new Set(this.queue.map((e) => e.id));
-      const restored = stored.filter((e) => !known.has(e.id)).sort((a, b) => a.seq - b.seq);
-      this.queue = [...restored, ...this.queue];
+      const restored = stored.filter((e) => !known.has(e.id));
+      for (const e of restored) known.add(e.id);
+      const stashed = this.takeStash().filter((e) => !known.has(e.id));
+      this.queue = [...[...restored, ...stashed].sort((a, b) => a.seq - b.seq), ...this.queue];
+      if (stashed.length > 0) this.write(() => this.storage.put(stashed)); // saved for good before they leave
     } catch (error) {
       this.options.onError?.(error); // storage unusable (private mode, quota): carry on in memory
     }
@@ -433,6 +443,15 @@ export class Tracker {
     }
     this.enforceBound();
     if (this.queue.length > 0) this.scheduleFlush();
+  }
+
+  private takeStash(): QueuedEvent[] {
+    try {
+      return this.options.unloadStash?.take() ?? [];
+    } catch (error) {
+      this.options.onError?.(error);
+      return [];
+    }
   }
 
   private writePending(): void {

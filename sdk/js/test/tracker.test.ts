@@ -323,3 +323,36 @@ test("the clock the tests use is the tracker's: event times follow it", async ()
 function isoAt(ms: number): string {
   return new Date(ms + 3600_000).toISOString().replace("Z", "+01:00");
 }
+
+test("unload: events whose storage write never finished come back from the synchronous stash", async () => {
+  // A page torn down mid-write: the queue's storage never saw the last events (their put is abandoned).
+  class Abandoning extends MemoryStorage {
+    override put(): Promise<void> {
+      return new Promise(() => undefined);
+    }
+  }
+  let saved: string | undefined;
+  const stash = {
+    save: (events: readonly unknown[]) => void (saved = JSON.stringify(events)),
+    take: () => {
+      const events = saved ? JSON.parse(saved) : [];
+      saved = undefined;
+      return events;
+    },
+    clear: () => void (saved = undefined),
+  };
+  const first = setup({ storage: new Abandoning() as MemoryStorage, unloadStash: stash });
+  await first.tracker.ready;
+  const ids = Array.from({ length: 5 }, () => first.tracker.events.login());
+  first.net.then(networkDown, networkDown);
+  first.tracker.flushOnUnload(); // the keepalive request is lost too
+  first.tracker.close();
+  assert.equal(JSON.parse(saved ?? "[]").length, 5);
+  const next = setup({ unloadStash: stash }); // the next page: its storage is empty
+  await next.tracker.ready;
+  assert.equal(saved, undefined, "taken, not left for a third start");
+  assert.deepEqual((await next.storage.load()).map((e) => e.id).sort(), [...ids].sort());
+  await next.clock.advance(1000);
+  await until(() => next.tracker.stats().accepted === 5, "the stashed events sent");
+  assert.deepEqual(next.net.sentIds().sort(), [...ids].sort());
+});
