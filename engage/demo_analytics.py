@@ -84,8 +84,9 @@ def show_analytics(settings: Settings, console: Console) -> None:
         _table(
             "prediction_accuracy: 7-day risk against who was inactive the next 7 days",
             accuracy,
-            ["week", "predictions", "positive_rate", "roc_auc", "brier", "mean_predicted_pct", "observed_pct"],
-            ["week", "predictions", "drop-off rate", "ROC AUC", "Brier", "mean predicted %", "observed %"],
+            ["week", "model_version", "predictions", "positive_rate", "roc_auc", "brier", "mean_predicted_pct",
+             "observed_pct"],
+            ["week", "model", "predictions", "drop-off rate", "ROC AUC", "Brier", "mean predicted %", "observed %"],
         )
     )  # fmt: skip
     console.print(

@@ -287,6 +287,7 @@ def test_prediction_accuracy_auc_brier_and_calibration_in_the_large(warehouse: W
     result = warehouse.query("prediction_accuracy", **{"from": "2026-11-02", "as_of": "2026-11-22"})
     assert result.columns == [
         "week",
+        "model_version",
         "predictions",
         "positives",
         "positive_rate",
@@ -300,9 +301,21 @@ def test_prediction_accuracy_auc_brier_and_calibration_in_the_large(warehouse: W
     # Week of Nov 9: p4 (90) and p5 (30, unenrolled) dropped off, p2 (10) came back -> AUC 1,
     # Brier (.01 + .01 + .49) / 3.
     assert rows(result) == [
-        ("2026-11-02", 4, 1, 0.25, 1.0, 0.2, 55.0, 25.0),
-        ("2026-11-09", 3, 2, 0.667, 1.0, 0.17, 43.3, 66.7),
+        ("2026-11-02", "heuristic-1", 4, 1, 0.25, 1.0, 0.2, 55.0, 25.0),
+        ("2026-11-09", "heuristic-1", 3, 2, 0.667, 1.0, 0.17, 43.3, 66.7),
     ]
+
+
+def test_prediction_accuracy_is_split_by_the_model_version_that_scored(warehouse: Warehouse) -> None:
+    """A promotion mid-week: each prediction belongs to the version that made the day's last score."""
+    _prediction_data(warehouse)
+    warehouse.contract(
+        RISK, risk("p4", "2026-11-09", 90.0, hour=22).model_copy(update={"model_version": "lightgbm-m2"})
+    )
+    result = warehouse.query("prediction_accuracy", **{"from": "2026-11-02", "as_of": "2026-11-22"})
+    week2 = [(r[1], r[2], r[3]) for r in rows(result) if r[0] == "2026-11-09"]
+    # p4 (dropped off) is now lightgbm-m2's only prediction; p2 (stayed) and p5 (dropped) remain the heuristic's.
+    assert week2 == [("heuristic-1", 2, 1), ("lightgbm-m2", 1, 1)]
 
 
 def test_prediction_calibration_per_band(warehouse: Warehouse) -> None:
