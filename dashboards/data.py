@@ -188,7 +188,7 @@ class Snapshot:
     active_today: int | None
     active_week: int | None
     events_per_minute: int | None
-    tiers: dict[str, int]
+    tiers: dict[str, int] | None  # None when they could not be read (shown as a dash, not as zeros)
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -241,6 +241,6 @@ class LiveFeed:
             active_today=numbers.get("active_today"),
             active_week=numbers.get("active_week"),
             events_per_minute=numbers.get("events_per_minute"),
-            tiers={str(r["tier"]): int(r["students"]) for r in tiers.rows},
+            tiers={str(r["tier"]): int(r["students"]) for r in tiers.rows} if tiers.ok else None,
             error="; ".join(errors) if errors else None,
         )

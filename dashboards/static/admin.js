@@ -14,10 +14,15 @@
     var data = JSON.parse(message.data);
     Object.keys(numbers).forEach(function (id) { show(document.getElementById(id), data[numbers[id]]); });
     document.querySelectorAll("#tier-counts [data-tier]").forEach(function (li) {
-      show(li.querySelector("[data-value]"), data.tiers[li.getAttribute("data-tier")] || 0);
+      show(li.querySelector("[data-value]"), data.tiers ? data.tiers[li.getAttribute("data-tier")] || 0 : null);
     });
     var alert = document.getElementById("live-error");
-    if (data.error) { alert.textContent = "This panel could not be loaded. " + data.error; alert.hidden = false; }
+    if (data.error) {
+      var strong = document.createElement("strong");
+      strong.textContent = "This panel could not be loaded.";
+      alert.replaceChildren(strong, document.createTextNode(" " + data.error));
+      alert.hidden = false;
+    }
     else { alert.hidden = true; }
     var stamp = document.getElementById("last-update");
     stamp.setAttribute("datetime", data.at);

@@ -548,6 +548,9 @@ def test_a_failing_query_shows_in_its_panel_only(browser: WebDriver, stack: Stac
             at = shown.pop("at")
             assert shown == warehouse_now(stack, at, broken) and int(shown["active-now"]) == 2
             assert browser.find_element(By.ID, "tier-counts").is_displayed()
+            # Tiers that could not be read show a dash, not zeros that look real.
+            counts = browser.find_elements(By.CSS_SELECTOR, "#tier-counts [data-tier] [data-value]")
+            assert counts and {(c.text, c.get_attribute("data-value")) for c in counts} == {("\u2013", "")}
             check_page(browser, "overview-broken")
             browser.get(f"{url}/admin/students/{stack.users[0]}")
             history = browser.find_element(By.CSS_SELECTOR, "#history .panel-error[role=alert]")
