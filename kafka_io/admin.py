@@ -1,11 +1,13 @@
-"""Kafka administration: create the catalogue's topics idempotently, and read how far a consumer group got."""
+"""Kafka administration: create the catalogue's topics idempotently, read how far a consumer group got, and
+open a reader of a whole topic."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # where it is defined and typed (``admin`` re-exports it implicitly)
 
@@ -128,3 +130,23 @@ def group_assigned_partitions(bootstrap: str, group: str, topic: str, timeout: f
         for tp in (member.assignment.topic_partitions if member.assignment else [])
         if tp.topic == topic
     )
+
+
+def whole_topic_reader(bootstrap: str, topic: str, name: str, timeout: float = 30.0) -> Consumer:
+    """A consumer assigned every partition of ``topic`` from its beginning, in no consumer group (it never
+    commits): for state every process needs whole (the course calendars, the bandit's outcomes), not a share."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{name}-{uuid.uuid4().hex[:8]}",  # required by the client; nothing is ever committed
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        partitions = sorted(meta.partitions) if meta is not None and meta.partitions else [0]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer

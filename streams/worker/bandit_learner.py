@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import Message as KafkaMessage
 
+from kafka_io.admin import whole_topic_reader
 from processors.experiments.arms import Arms, Learner
 from processors.experiments.bandit import BanditConfig, BanditState
 from processors.experiments.config import ExperimentsConfig
@@ -73,17 +72,12 @@ class BanditLearner:
         self._stop.set()
 
     def _run(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"bandit-learner-{uuid.uuid4().hex[:8]}",  # never commits: assign() below
-                "enable.auto.commit": False,
-            }
-        )
         try:
-            meta = consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
-            partitions = sorted(meta.partitions) if meta is not None and meta.partitions else [0]
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            consumer = whole_topic_reader(self.bootstrap, self.topic, "bandit-learner")
+        except Exception:  # as below: reading is best effort, the worker goes on without it
+            log.exception("bandit learner could not open %s", self.topic)
+            return
+        try:
             published = time.monotonic()
             while not self._stop.is_set():
                 for msg in consumer.consume(num_messages=1000, timeout=0.2):

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pydantic import ValidationError
 
+from kafka_io.admin import whole_topic_reader
 from schemas.courses import CourseCalendar
 from schemas.errors import describe, summary
 from schemas.messages import DeadLetter, kept_raw
@@ -44,17 +44,12 @@ class CourseDirectory:
         self._stop.set()
 
     def _run(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"course-directory-{uuid.uuid4().hex[:8]}",  # never commits: assign() below
-                "enable.auto.commit": False,
-            }
-        )
         try:
-            meta = consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
-            partitions = sorted(meta.partitions) if meta is not None and meta.partitions else [0]
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            consumer = whole_topic_reader(self.bootstrap, self.topic, "course-directory")
+        except Exception:  # as below: reading is best effort, the worker goes on without it
+            log.exception("course directory could not open %s", self.topic)
+            return
+        try:
             while not self._stop.is_set():
                 msg = consumer.poll(0.2)
                 if msg is None or msg.error() is not None:
