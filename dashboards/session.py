@@ -9,7 +9,7 @@ expiry, and ``auth.py`` also refuses it once the key is revoked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from dashboards.signing import TokenError, TokenExpired, load_secret, sign
 from dashboards.signing import verify as verify_token
@@ -52,8 +52,9 @@ def verify(token: str, secret: bytes, now: datetime) -> Session:
     another kind of token, ``SessionExpired`` once its time is over."""
     try:
         claims = verify_token(token, secret, now)
-    except TokenExpired:
-        raise SessionExpired(f"the session ended at {_ended(token, secret):%Y-%m-%d %H:%M} UTC; log in again") from None
+    except TokenExpired as exc:
+        ended = exc.expired_at.astimezone(UTC)
+        raise SessionExpired(f"the session ended at {ended:%Y-%m-%d %H:%M} UTC; log in again") from None
     except TokenError:
         raise SessionInvalid("the session cookie is not one this server signed; log in again") from None
     if claims.get("aud") != AUDIENCE:
@@ -63,10 +64,3 @@ def verify(token: str, secret: bytes, now: datetime) -> Session:
                        datetime.fromtimestamp(int(claims["exp"]), now.tzinfo))  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise SessionInvalid(f"the session cookie cannot be read ({exc}); log in again") from None
-
-
-def _ended(token: str, secret: bytes) -> datetime:
-    """The expiry of a token already found genuine and expired (read by verifying it at the epoch)."""
-    from datetime import UTC
-
-    return datetime.fromtimestamp(int(verify_token(token, secret, datetime.fromtimestamp(0, UTC))["exp"]), UTC)

@@ -35,7 +35,11 @@ class TokenInvalid(TokenError):
 
 
 class TokenExpired(TokenError):
-    """Genuine but past its expiry time."""
+    """Genuine but past its expiry time (``expired_at``)."""
+
+    def __init__(self, message: str, expired_at: datetime) -> None:
+        super().__init__(message)
+        self.expired_at = expired_at
 
 
 def load_secret(path: Path) -> bytes:
@@ -112,6 +116,6 @@ def verify(token: str, secret: bytes, now: datetime) -> dict[str, Any]:
     if not isinstance(exp, int) or isinstance(exp, bool):
         raise TokenInvalid("this link has no expiry time")
     if now.timestamp() >= exp:
-        expired = datetime.fromtimestamp(exp, now.tzinfo).isoformat(timespec="minutes")
-        raise TokenExpired(f"this link expired at {expired}; ask for a new one")
+        expired = datetime.fromtimestamp(exp, now.tzinfo)
+        raise TokenExpired(f"this link expired at {expired.isoformat(timespec='minutes')}; ask for a new one", expired)
     return {str(k): v for k, v in payload.items()}
