@@ -589,6 +589,20 @@ def bench_processors(
     raise typer.Exit(1 if report.problems else 0)
 
 
+@bench_app.command("gamification")
+def bench_gamification(
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/gamification.json"),
+    events: Annotated[int, typer.Option(help="Simulator events per drain")] = 300_000,
+    rounds: Annotated[int, typer.Option(help="Drains with gamification on and off, alternating")] = 2,
+) -> None:
+    """What gamification costs the worker: the same events drained with it on and off (part of `processors`)."""
+    from engage.bench.processors import ProcessorsBenchConfig, run_gamification
+
+    _ensure_infra()
+    report = run_gamification(get_settings(), console, out, ProcessorsBenchConfig(events=events, game_rounds=rounds))
+    raise typer.Exit(1 if report.problems else 0)
+
+
 @bench_app.command("queries")
 def bench_queries(
     out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/queries.json"),

@@ -17,7 +17,7 @@ from models.base import RiskModel
 from processors.cohort import CourseCohorts
 from processors.experiments.arms import MAX_PENDING, Arms, Closed, Pending, close_windows, xp_rules_assignment
 from processors.experiments.assignment import exposure
-from processors.gamification.engine import GameOutcome, GameState, NewEvent, play
+from processors.gamification.engine import GameOutcome, GameState, play
 from processors.gamification.rules import GameRules
 from processors.notify.sendtime import CohortActivity, slot_chooser
 from processors.policy import Decision, InterventionHistory, PolicyConfig, SlotChooser, decide
@@ -193,7 +193,7 @@ def ingest_and_play(
         record.game,
         rules,
         user_id,
-        [NewEvent(ev, at, day) for ev, at, day in result.accepted],
+        result.accepted,
         record.state.streak,
         result.milestones,
         before,

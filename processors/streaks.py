@@ -210,6 +210,28 @@ class StreakState:
             rs.step(d)
         return view_at(rs, day)
 
+    def current_on(self, days: Iterable[int]) -> dict[int, int]:
+        """``as_of(day).current`` for each of ``days``, with one re-scan of the window for all the days before the
+        latest activity (a batch prices its events' days together: one scan each cost ~10 % of the fold)."""
+        out: dict[int, int] = {}
+        days = set(days)
+        earlier = sorted(d for d in days if d < self.current.last_active)
+        for d in days:
+            if d >= self.current.last_active:
+                out[d] = view_at(self.current, d).current
+        if earlier:
+            rs, i = self.checkpoint.copy(), 0
+            for d in _iter_bits(self.bits, self.base):
+                while i < len(earlier) and d > earlier[i]:
+                    out[earlier[i]] = view_at(rs, earlier[i]).current
+                    i += 1
+                if i == len(earlier):
+                    break
+                rs.step(d)
+            for day in earlier[i:]:
+                out[day] = view_at(rs, day).current
+        return out
+
     # --- updates ------------------------------------------------------------------------------------
     def add_days(self, days: Iterable[int]) -> tuple[list[Reached], dict[int, int]]:
         """Mark ``days`` active; returns the milestones newly reached (not emitted before) and run lengths.

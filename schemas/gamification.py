@@ -8,6 +8,11 @@ id and the sinks' ReplacingMergeTree tables (and any consumer) keep one copy:
 - an unlock: ``{user_id}:{achievement_id}`` (each achievement unlocks once per student);
 - a celebration: ``{kind}:{the id of what it celebrates}``.
 
+XP awards travel as an ``XpAwardBatch``: one message per student and events message, holding that batch's
+awards as compact rows (``AWARD_FIELDS``). About one award is earned for every three events, and a message per
+award made sending them the largest part of what gamification cost the worker; the sink stores one ``xp_awards``
+row per award (``XpAwardBatch.rows``), as before.
+
 A ``Standing`` is a student's XP on every leaderboard they are on, sent after each batch that changed it; the
 leaderboard service keeps the newest per student (the topic is compacted by user id).
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -58,6 +63,48 @@ class XpAward(_Message):
     total_xp: int = Field(ge=0, description="the student's all-time XP after this award")
     local_day: date = Field(description="the student's local date of the event (what daily caps count in)")
     event_time: AwareDatetime
+
+
+AWARD_FIELDS = ("rule_id", "source", "course_id", "xp", "base_xp", "multiplier", "total_xp", "local_day", "event_time")
+# One award in a batch: the ``XpAward`` fields above, in this order; the batch carries user_id and rules_version.
+AwardEntry = tuple[str, str, str, int, int, float, int, date, AwareDatetime]
+
+
+class XpAwardBatch(_Message):
+    """The XP awards one student earned from one events message, in the order they were earned."""
+
+    user_id: Identifier
+    rules_version: int = Field(description="the version of the rules file that priced them")
+    awards: list[AwardEntry] = Field(min_length=1, description=f"rows of {', '.join(AWARD_FIELDS)}")
+
+    def expand(self) -> list[XpAward]:
+        """One ``XpAward`` per award, each with its id."""
+        return [XpAward.model_validate(row) for row in award_rows(self.model_dump(mode="json"))]
+
+
+def award_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """An ``XpAwardBatch`` as decoded JSON -> one ``XpAward``-shaped dict per award (values as in the JSON).
+
+    The sink's fan-out and the readers of the topic use this; it checks the shape, not the values (``expand``
+    validates)."""
+    user, version, entries = batch["user_id"], batch["rules_version"], batch["awards"]
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("awards: expected a non-empty list")
+    out = []
+    for entry in entries:
+        if not isinstance(entry, list | tuple) or len(entry) != len(AWARD_FIELDS):
+            raise ValueError(f"awards: expected rows of {len(AWARD_FIELDS)} values ({', '.join(AWARD_FIELDS)})")
+        row = dict(zip(AWARD_FIELDS, entry, strict=True))
+        row["schema_version"] = batch.get("schema_version", GAMIFICATION_SCHEMA_VERSION)
+        row["award_id"] = award_id(user, row["source"], row["rule_id"])
+        row["user_id"], row["rules_version"] = user, version
+        out.append(row)
+    return out
+
+
+def award_entry(award: XpAward) -> tuple[Any, ...]:
+    """An award as a batch row (``AWARD_FIELDS``): for tests and tools that build batches from awards."""
+    return tuple(getattr(award, name) for name in AWARD_FIELDS)
 
 
 class LevelUp(_Message):

@@ -187,7 +187,7 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
         ),
         # Gamification (PRODUCT.md §7): the worker's awards, level-ups, unlocks and celebrations, keyed by student.
         xp_awards=TopicSpec(
-            f"{prefix}.xp-awards.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.gamification.XpAward"
+            f"{prefix}.xp-awards.v2", partitions, retention_ms=30 * DAY_MS, contract="schemas.gamification.XpAwardBatch"
         ),
         level_ups=TopicSpec(
             f"{prefix}.level-ups.v1", partitions, retention_ms=30 * DAY_MS, contract="schemas.gamification.LevelUp"

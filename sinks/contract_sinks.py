@@ -2,7 +2,9 @@
 gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, experiment exposures, the
 daily profiles and the bandit's outcomes).
 
-Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``).
+Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``). A
+spec with ``fan_out`` reads a message that carries several rows (an ``XpAwardBatch``: a student's awards from one
+events message) and stores one row for each.
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
 A spec with ``contract`` set also validates each message against it first: one that fails is dead-lettered with
 pydantic's reason instead of being stored with defaults (exposures, bandit outcomes: a readout must never count a
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from config.settings import Settings
 from schemas.columns import Column
 from schemas.experiments import ArmOutcome, Exposure
+from schemas.gamification import award_rows
 from schemas.topics import TopicCatalogue
 from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
@@ -78,6 +81,7 @@ class ContractSinkSpec:
     table: Table
     topic: Callable[[TopicCatalogue], str]
     contract: type[BaseModel] | None = None  # validate each message against it before storing
+    fan_out: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None  # one message -> its rows' messages
 
 
 SPECS: dict[str, ContractSinkSpec] = {
@@ -89,7 +93,7 @@ SPECS: dict[str, ContractSinkSpec] = {
     "milestones": ContractSinkSpec("streak_milestones", STREAK_MILESTONES, lambda t: t.streak_milestones.name),
     "dead-letters": ContractSinkSpec("dead_letters", DEAD_LETTERS, lambda t: t.dead_letters.name),
     # Gamification. Standings are not stored: derived state, kept as the leaderboard snapshots.
-    "xp-awards": ContractSinkSpec("xp_awards", XP_AWARDS, lambda t: t.xp_awards.name),
+    "xp-awards": ContractSinkSpec("xp_awards", XP_AWARDS, lambda t: t.xp_awards.name, fan_out=award_rows),
     "level-ups": ContractSinkSpec("level_ups", LEVEL_UPS, lambda t: t.level_ups.name),
     "achievements": ContractSinkSpec("achievements_unlocked", ACHIEVEMENTS_UNLOCKED, lambda t: t.achievements.name),
     "celebrations": ContractSinkSpec("celebrations", CELEBRATIONS, lambda t: t.celebrations.name),
@@ -114,6 +118,7 @@ class ContractSink(BatchingSink):
         self.settings = settings
         self.table = spec.table
         self.contract = spec.contract
+        self.fan_out = spec.fan_out
         self._target = f"{settings.clickhouse_database}.{spec.table.name}"
         self._client = connect(settings)
 
@@ -130,8 +135,10 @@ class ContractSink(BatchingSink):
         if self.contract is not None:
             self._validate(message)
         try:
-            return [contract_row(self.table, message, partition, offset)]
-        except (TypeError, ValueError, AttributeError) as exc:
+            if self.fan_out is None:
+                return [contract_row(self.table, message, partition, offset)]
+            return [contract_row(self.table, m, partition, offset) for m in self.fan_out(message)]
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise UndecodableMessage(f"not a {self.table.name} message: {exc!r}") from exc
 
     def _validate(self, message: dict[str, Any]) -> None:

@@ -577,3 +577,27 @@ def run(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchCon
         console.print(f"[red]results differ ({len(report.problems):,}): {report.problems[:5]}[/red]")
     console.print(f"saved {report.save(out)}")
     return report
+
+
+def run_gamification(settings: Settings, console: Console, out: Path, cfg: ProcessorsBenchConfig) -> Report:
+    """Only the gamification section of ``run`` (``engage bench gamification``): the cost of the feature, on
+    against off in the same run, without the peer, latency and scale-out parts (minutes instead of half an hour)."""
+    b = Bench(settings, console, cfg)
+    report = Report(
+        "engage bench gamification (the worker with gamification on vs off)", context={"config": cfg.__dict__}
+    )
+    console.print(f"generating {cfg.events:,} simulator events ...")
+    events = simulated_events(cfg.events)
+    try:
+        game = gamification_cost(_game_drain(b, events), b.console, len(events), cfg.game_rounds)
+    finally:
+        b.cleanup()
+    for figure in game_figures(game, len(events), None):
+        report.add(figure)
+    report.context.update({"gamification_rounds": game.rounds, "gamification_outputs": game.outputs})
+    report.print(console)
+    report.problems = list(game.problems)
+    if report.problems:
+        console.print(f"[red]problems: {report.problems}[/red]")
+    console.print(f"saved {report.save(out)}")
+    return report

@@ -32,11 +32,14 @@ class EmitsTwice(EventProducer):
             self.topics.risk_updates.name: "update_id",
             self.topics.interventions.name: "intervention_id",
             self.topics.streak_milestones.name: "milestone_id",
-            self.topics.xp_awards.name: "award_id",
             self.topics.achievements.name: "unlock_id",
         }
         id_field = ids.get(topic or "")
-        if id_field is not None and value is not None:
+        if topic == self.topics.xp_awards.name and value is not None:  # an award's id is made of its source
+            doc = orjson.loads(value)
+            doc["awards"] = [[rule, f"{source}:{uuid.uuid4().hex[:8]}", *rest] for rule, source, *rest in doc["awards"]]
+            super().send_encoded(key, orjson.dumps(doc), None, topic, partition)
+        elif id_field is not None and value is not None:
             doc = orjson.loads(value)
             doc[id_field] = f"{doc[id_field]}:{uuid.uuid4().hex[:8]}"
             super().send_encoded(key, orjson.dumps(doc), None, topic, partition)

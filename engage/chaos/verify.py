@@ -21,6 +21,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from engage.chaos.reference import XP, Expected
+from schemas.gamification import award_rows
 
 UNSURE = object()  # what the reference says when the arrival order decides (the check is skipped, and counted)
 
@@ -364,7 +365,8 @@ def verify(
             Difference("(all)", "clickhouse: dead letters (whole run)", dead_letters_expected, totals["dead letters"])
         )
     if bootstrap is not None and game_topics is not None:
-        awards, unlocks = (topic_messages(bootstrap, topic) for topic in game_topics)
+        batches, unlocks = (topic_messages(bootstrap, topic) for topic in game_topics)
+        awards = [row for batch in batches for row in award_rows(batch)]  # one XpAwardBatch: a student's batch
         worker_xp = {user: _game(body).get("xp") for user, body in answers.items()}
         differences += game_differences(expected, awards, unlocks, worker_xp, skipped)
         totals["XP awards (distinct ids)"] = len({a.get("award_id") for a in awards})

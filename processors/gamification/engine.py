@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from processors.gamification.levels import level_for
 from processors.gamification.rules import (
@@ -56,7 +56,7 @@ from schemas.gamification import (
     LevelUp,
     Standing,
     XpAward,
-    award_id,
+    XpAwardBatch,
     level_up_id,
     unlock_id,
 )
@@ -147,29 +147,45 @@ def _board_row(v: list[Any]) -> dict[str, Any]:
 class GameOutcome:
     """What one batch earned; ``standing`` is set when the student's XP changed.
 
-    Awards (about one for every two events) and the standing are kept as JSON-ready dicts with the contracts'
-    fields, the worker's hot path: building a pydantic model for each cost more than the rest of the fold.
-    ``awards`` and ``standing`` build the contract models from them (tests and the backfill read those)."""
+    Awards (about one for every three events) are kept as batch rows (``schemas.gamification.AWARD_FIELDS``) and
+    sent as one ``XpAwardBatch`` (``award_batch``), and the standing as a JSON-ready dict: the worker's hot path,
+    where building a pydantic model or a message per award cost more than the rest of the fold. ``awards`` and
+    ``standing`` build the contract models (tests and the backfill read those)."""
 
-    award_rows: list[dict[str, Any]] = field(default_factory=list)
+    user_id: str = ""
+    rules_version: int = 0
+    award_rows: list[tuple[Any, ...]] = field(default_factory=list)
     level_ups: list[LevelUp] = field(default_factory=list)
     unlocks: list[AchievementUnlocked] = field(default_factory=list)
     celebrations: list[Celebration] = field(default_factory=list)
     exposures: list[Exposure] = field(default_factory=list)  # an XP-rules experiment's variant priced these events
     standing_row: dict[str, Any] | None = None
 
+    def award_batch(self) -> dict[str, Any] | None:
+        """The batch's awards as one ``XpAwardBatch`` message, JSON-ready (orjson encodes dates and times); None
+        when nothing was awarded."""
+        if not self.award_rows:
+            return None
+        return {
+            "schema_version": GAMIFICATION_SCHEMA_VERSION,
+            "user_id": self.user_id,
+            "rules_version": self.rules_version,
+            "awards": self.award_rows,
+        }
+
     @property
     def awards(self) -> list[XpAward]:
-        return [XpAward.model_validate(r) for r in self.award_rows]
+        batch = self.award_batch()
+        return XpAwardBatch.model_validate(batch).expand() if batch is not None else []
 
     @property
     def standing(self) -> Standing | None:
         return Standing.model_validate(self.standing_row) if self.standing_row is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event the signals accepted, with its local day (ordinal, in the student's zone)."""
+class NewEvent(NamedTuple):
+    """An event the signals accepted, with its local day (ordinal, in the student's zone): the signals' own
+    ``(event, time, local day)`` tuples are passed as they are."""
 
     event: dict[str, Any]
     at: datetime
@@ -212,16 +228,35 @@ def _types(f: EventFilter) -> frozenset[str]:
     return ACTIVE_EVENT_TYPES if f.event_type == ACTIVE else frozenset({f.event_type})
 
 
+Tiers = tuple[tuple[int, str], ...]  # (tier, unlock id), lowest tier first
+
+_COUNT, _ROW, _WITHIN = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class _AchievementStep:
+    """A count, in_a_row or within achievement as an event of one type meets it: the conditions under which an
+    event of that type counts (None: it never does), or breaks the run (in_a_row only), and the tiers."""
+
+    kind: int  # _COUNT, _ROW or _WITHIN
+    rule: EventAchievement
+    counts: tuple[Condition, ...] | None
+    breaks: tuple[Condition, ...] | None
+    tiers: Tiers
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """The rules indexed by event type for the per-event loop, and the unlock names, made once per rules object.
 
     Each event is checked only against the XP rules and the count / in_a_row / within achievements that can match
-    its type (in the file's order, as before): most events match one or two of a dozen rules.
+    its type (in the file's order): most events match one or two of a dozen rules, and the type test is done here
+    once instead of for every event.
     """
 
     xp: dict[str, tuple[XpRule, ...]]
-    achievements: dict[str, tuple[EventAchievement, ...]]
+    achievements: dict[str, tuple[_AchievementStep, ...]]
+    tiers: dict[str, Tiers]  # tiered achievement id -> its tiers and their unlock ids
     names: dict[str, tuple[str, str]]
 
     @classmethod
@@ -230,19 +265,28 @@ class _Plan:
         for rule in rules.xp:
             for t in _types(rule.match):
                 xp.setdefault(t, []).append(rule)
-        per_type: dict[str, list[EventAchievement]] = {}
+        tiers: dict[str, Tiers] = {}
+        for a in rules.achievements:
+            if isinstance(a, CountAchievement | InARowAchievement | StreakAchievement):
+                tiers[a.id] = tuple(zip(a.tiers, unlock_ids(a), strict=True))
+        per_type: dict[str, list[_AchievementStep]] = {}
         for a in rules.achievements:
             if isinstance(a, CountAchievement | WithinAchievement):
-                types = _types(a.match)
+                kind = _COUNT if isinstance(a, CountAchievement) else _WITHIN
+                for t in _types(a.match):
+                    per_type.setdefault(t, []).append(
+                        _AchievementStep(kind, a, a.match.when, None, tiers.get(a.id, ()))
+                    )
             elif isinstance(a, InARowAchievement):
-                types = _types(a.match) | _types(a.breaks)
-            else:
-                continue
-            for t in types:
-                per_type.setdefault(t, []).append(a)
+                counts, breaks = _types(a.match), _types(a.breaks)
+                for t in counts | breaks:
+                    step = _AchievementStep(_ROW, a, a.match.when if t in counts else None,
+                                            a.breaks.when if t in breaks else None, tiers[a.id])  # fmt: skip
+                    per_type.setdefault(t, []).append(step)
         return cls(
             {t: tuple(v) for t, v in xp.items()},
             {t: tuple(v) for t, v in per_type.items()},
+            tiers,
             rules.achievement_names(),
         )
 
@@ -272,9 +316,10 @@ def _week_of(day: int) -> str:
     return iso_week(date.fromordinal(day))
 
 
-def _add_to_board(boards: dict[str, list[Any]], scope: str, xp: int, utc_day: date) -> None:
+def _add_to_board(boards: dict[str, list[Any]], scope: str, xp: int, day: int) -> None:
+    """Add ``xp`` earned on UTC ``day`` (ordinal). The result does not depend on the order days are added in (a
+    board keeps the newest day's and week's XP), so a batch adds its XP once per scope and day."""
     b = boards.get(scope)
-    day = utc_day.toordinal()
     week = _week_of(day)
     if b is None:
         boards[scope] = [xp, day, xp, week, xp]
@@ -295,37 +340,33 @@ class _Batch:
 
     def __init__(self, game: GameState, rules: GameRules, user_id: str, first_seen: datetime | None) -> None:
         self.game, self.rules, self.user_id, self.first_seen = game, rules, user_id, first_seen
-        self.out = GameOutcome()
+        self.out = GameOutcome(user_id, rules.version)
         self.plan = _plan(rules)
         self.names = self.plan.names
+        self.board_xp: dict[tuple[str, int], int] = {}  # (scope, UTC day ordinal) -> XP, added to boards at the end
+        self._dates: dict[int, date] = {}
 
-    def award(self, rule_id: str, source: str, base: int, mult: float, ev: NewEvent, course: str) -> None:
+    def award(self, rule_id: str, source: str, base: int, mult: float, at: datetime, day: int, course: str) -> None:
         xp = int(base * mult + 0.5)
         if xp <= 0:
             return
         g = self.game
         g.xp += xp
-        utc_day = ev.at.astimezone(UTC).date()
-        _add_to_board(g.boards, GLOBAL, xp, utc_day)
+        utc_day = at.astimezone(UTC).toordinal()
+        board_xp = self.board_xp
+        key = (GLOBAL, utc_day)
+        board_xp[key] = board_xp.get(key, 0) + xp
         if course:
-            _add_to_board(g.boards, course, xp, utc_day)
-        self.out.award_rows.append(
-            {
-                "schema_version": GAMIFICATION_SCHEMA_VERSION,
-                "award_id": award_id(self.user_id, source, rule_id),
-                "user_id": self.user_id,
-                "rule_id": rule_id,
-                "rules_version": self.rules.version,
-                "source": source,
-                "course_id": course,
-                "xp": xp,
-                "base_xp": base,
-                "multiplier": round(mult, 4),
-                "total_xp": g.xp,
-                "local_day": date.fromordinal(ev.local_day),
-                "event_time": ev.at,
-            }
-        )
+            key = (course, utc_day)
+            board_xp[key] = board_xp.get(key, 0) + xp
+        local = self._dates.get(day)
+        if local is None:
+            local = self._dates[day] = date.fromordinal(day)
+        self.out.award_rows.append((rule_id, source, course, xp, base, round(mult, 4), g.xp, local, at))
+
+    def settle_boards(self) -> None:
+        for (scope, day), xp in self.board_xp.items():
+            _add_to_board(self.game.boards, scope, xp, day)
 
     def unlock(self, uid: str, at: datetime) -> None:
         g = self.game
@@ -365,68 +406,72 @@ def play(
     game: GameState,
     rules: GameRules,
     user_id: str,
-    events: Sequence[NewEvent],
+    events: Sequence[tuple[dict[str, Any], datetime, int]],
     streak: StreakState,
     milestones: Sequence[StreakMilestone] = (),
     last_active_before: int = 0,
     first_seen: datetime | None = None,
 ) -> GameOutcome:
-    """Fold the batch's new events (in arrival order) into ``game`` (updated in place); what they earned.
+    """Fold the batch's new events (``NewEvent``s or the signals' same tuples, in arrival order) into ``game``
+    (updated in place); what they earned.
 
     ``streak`` is the student's streak state after the batch was folded; ``milestones`` the streak milestones
     the batch reached; ``last_active_before`` the last active local day before the batch (0: none), for
     comebacks; ``first_seen`` the student's first event, carried by unlocks for time-to-unlock analysis.
     """
     if not events and not milestones:
-        return GameOutcome()
+        return GameOutcome(user_id, rules.version)
     b = _Batch(game, rules, user_id, first_seen)
     xp_before, multiplier = game.xp, rules.streak_multiplier
-    streak_on: dict[int, int] = {}
-    last_at = max((e.at for e in events), default=None)
+    multipliers: dict[int, float] = {}  # local day -> the streak multiplier on it
+    if multiplier is not None:
+        multipliers = {d: multiplier.at(n) for d, n in streak.current_on({day for _, _, day in events}).items()}
+    last_at: datetime | None = None
+    active_days: set[int] = set()
     latest_before = game.latest_day
     xp_rules, event_achievements = b.plan.xp, b.plan.achievements
-    for ev in events:
-        e = ev.event
+    caps, once = game.caps, game.once
+    for e, at, day in events:
+        if last_at is None or at > last_at:
+            last_at = at
         # The newest day seen before this event, in arrival order (not the batch's newest: how messages are
         # gathered into batches must not decide whether an event is too late to earn capped XP).
-        if ev.local_day > game.latest_day:
-            game.latest_day = ev.local_day
+        if day > game.latest_day:
+            game.latest_day = day
         kind = e.get("event_type")
         if not isinstance(kind, str):
             continue
-        candidates = xp_rules.get(kind, ())  # the rules whose event type is this one (``_Plan``)
+        if kind in ACTIVE_EVENT_TYPES:
+            active_days.add(day)
+        candidates = xp_rules.get(kind)  # the rules whose event type is this one (``_Plan``)
         if candidates:
             oldest_capped = game.latest_day - CAP_DAYS
             c = e.get("course_id")
             course = c if isinstance(c, str) else ""
-        for rule in candidates:
-            if rule.match.when and not _holds(rule.match.when, e):
-                continue
-            if rule.once_per_course and (not course or course in game.once.get(rule.id, ())):
-                continue
-            if rule.daily_cap is not None:
-                if ev.local_day < oldest_capped:
+            for rule in candidates:
+                if rule.match.when and not _holds(rule.match.when, e):
                     continue
-                key = f"{rule.id}|{ev.local_day}"
-                if game.caps.get(key, 0) >= rule.daily_cap:
+                if rule.once_per_course and (not course or course in once.get(rule.id, ())):
                     continue
-                game.caps[key] = game.caps.get(key, 0) + 1
-            if rule.once_per_course:
-                game.once.setdefault(rule.id, []).append(course)
-            mult = 1.0
-            if multiplier is not None and rule.streak_multiplier:
-                days = streak_on.get(ev.local_day)
-                if days is None:
-                    days = streak_on[ev.local_day] = streak.as_of(ev.local_day).current
-                mult = multiplier.at(days)
-            b.award(rule.id, str(e.get("event_id")), rule.xp, mult, ev, course)
+                if rule.daily_cap is not None:
+                    if day < oldest_capped:
+                        continue
+                    key = f"{rule.id}|{day}"
+                    n = caps.get(key, 0)
+                    if n >= rule.daily_cap:
+                        continue
+                    caps[key] = n + 1
+                if rule.once_per_course:
+                    once.setdefault(rule.id, []).append(course)
+                mult = multipliers[day] if multiplier is not None and rule.streak_multiplier else 1.0
+                b.award(rule.id, str(e.get("event_id")), rule.xp, mult, at, day, course)
         achievements = event_achievements.get(kind)
         if achievements:
-            _event_achievements(b, ev, achievements)
+            _event_achievements(b, e, at, day, achievements)
     for m in milestones:
         bonus = rules.streak_milestone_xp.get(m.milestone_days, 0)
-        source = NewEvent({}, m.event_time, m.reached_on.toordinal())
-        b.award(f"streak.{m.milestone_days}", f"streak:{m.milestone_id}", bonus, 1.0, source, "")
+        b.award(f"streak.{m.milestone_days}", f"streak:{m.milestone_id}", bonus, 1.0, m.event_time,
+                m.reached_on.toordinal(), "")  # fmt: skip
         b.celebrate(
             CelebrationKind.streak_milestone,
             m.milestone_id,
@@ -436,61 +481,72 @@ def play(
         )
     if last_at is None:
         last_at = max(m.event_time for m in milestones)
-    _batch_achievements(b, events, streak, last_active_before, last_at)
+    b.settle_boards()
+    _batch_achievements(b, sorted(active_days), streak, last_active_before, last_at)
     if game.latest_day != latest_before:  # else no counter became too old (new ones are never too old)
         oldest_capped = game.latest_day - CAP_DAYS
-        game.caps = {k: n for k, n in game.caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
+        game.caps = {k: n for k, n in caps.items() if int(k.rsplit("|", 1)[1]) >= oldest_capped}
     if game.xp != xp_before:
         game.seq += 1
         b.out.standing_row = game.standing_row(user_id)
     return b.out
 
 
-def _event_achievements(b: _Batch, ev: NewEvent, achievements: tuple[EventAchievement, ...]) -> None:
+def _event_achievements(
+    b: _Batch, e: dict[str, Any], at: datetime, day: int, steps: tuple[_AchievementStep, ...]
+) -> None:
     """The count, in_a_row and within achievements that can match the event's type (``_Plan``)."""
-    g, e = b.game, ev.event
-    for a in achievements:
-        if isinstance(a, CountAchievement):
-            if matches(a.match, e):
-                n = g.counts[a.id] = g.counts.get(a.id, 0) + 1
-                _tiers(b, a.id, a.tiers, n, ev.at)
-        elif isinstance(a, InARowAchievement):
-            if matches(a.match, e):
-                n = g.counts[a.id] = g.counts.get(a.id, 0) + 1
-                _tiers(b, a.id, a.tiers, n, ev.at)
-            elif matches(a.breaks, e):
-                g.counts[a.id] = 0
-        elif isinstance(a, WithinAchievement) and a.id not in g.unlocked and matches(a.match, e):
-            days = g.within.setdefault(a.id, {})
-            day, n = ev.local_day, a.days
-            days[day] = days.get(day, 0) + 1
-            # every window of n days that contains this day, sliding over the 2n - 1 days around it
-            around = [days.get(d, 0) for d in range(day - n + 1, day + n)]
-            window = sum(around[:n])
-            reached = window >= a.count
-            for k in range(n - 1):
-                if reached:
-                    break
-                window += around[k + n] - around[k]
-                reached = window >= a.count
-            if reached:
-                b.unlock(a.id, ev.at)
-                del g.within[a.id]
-            else:  # days too old to share a window with any day still likely to arrive
-                keep_from = max(days) - a.days - CAP_DAYS
-                for d in [d for d in days if d < keep_from]:
-                    del days[d]
+    g = b.game
+    for step in steps:
+        counts = step.counts
+        counted = counts is not None and (not counts or _holds(counts, e))
+        if step.kind == _WITHIN:
+            if counted and step.rule.id not in g.unlocked:
+                _within(b, step.rule, day, at)  # type: ignore[arg-type]
+        elif counted:
+            rule_id = step.rule.id
+            n = g.counts[rule_id] = g.counts.get(rule_id, 0) + 1
+            _tiers(b, step.tiers, n, at)
+        elif step.kind == _ROW and step.breaks is not None and (not step.breaks or _holds(step.breaks, e)):
+            g.counts[step.rule.id] = 0
 
 
-def _tiers(b: _Batch, rule_id: str, tiers: tuple[int, ...], n: int, at: datetime) -> None:
-    ids = [f"{rule_id}.{t}" for t in tiers] if len(tiers) > 1 else [rule_id]
-    for tier, uid in zip(tiers, ids, strict=True):
-        if n >= tier:
+def _within(b: _Batch, a: WithinAchievement, day: int, at: datetime) -> None:
+    """One more matching event on local ``day`` for a within achievement: unlock it if some window of ``a.days``
+    days around it now holds ``a.count`` events."""
+    g = b.game
+    days = g.within.setdefault(a.id, {})
+    n = a.days
+    days[day] = days.get(day, 0) + 1
+    # every window of n days that contains this day, sliding over the 2n - 1 days around it
+    around = [days.get(d, 0) for d in range(day - n + 1, day + n)]
+    window = sum(around[:n])
+    reached = window >= a.count
+    for k in range(n - 1):
+        if reached:
+            break
+        window += around[k + n] - around[k]
+        reached = window >= a.count
+    if reached:
+        b.unlock(a.id, at)
+        del g.within[a.id]
+    else:  # days too old to share a window with any day still likely to arrive
+        keep_from = max(days) - a.days - CAP_DAYS
+        for d in [d for d in days if d < keep_from]:
+            del days[d]
+
+
+def _tiers(b: _Batch, tiers: Tiers, n: int, at: datetime) -> None:
+    unlocked = b.game.unlocked
+    for tier, uid in tiers:
+        if n < tier:
+            break
+        if uid not in unlocked:
             b.unlock(uid, at)
 
 
 def _batch_achievements(
-    b: _Batch, events: Sequence[NewEvent], streak: StreakState, last_active_before: int, at: datetime
+    b: _Batch, active_days: list[int], streak: StreakState, last_active_before: int, at: datetime
 ) -> None:
     g, rules = b.game, b.rules
     level = level_for(g.xp, rules.levels)
@@ -502,7 +558,6 @@ def _batch_achievements(
                     f"You reached level {new_level} with {g.xp:,} XP.", at)  # fmt: skip
     g.level = max(g.level, level)
     longest = max(streak.current.longest, streak.current.run_len)
-    active_days = sorted({e.local_day for e in events if is_active_type(e.event.get("event_type"))})
     gaps, previous = [], last_active_before
     for d in active_days:
         if d > previous:
@@ -511,7 +566,7 @@ def _batch_achievements(
             previous = d
     for a in rules.achievements:
         if isinstance(a, StreakAchievement):
-            _tiers(b, a.id, a.tiers, longest, at)
+            _tiers(b, b.plan.tiers[a.id], longest, at)
         elif (isinstance(a, ComebackAchievement) and any(gap >= a.after_days for gap in gaps)) or (
             isinstance(a, LevelAchievement) and g.level >= a.level
         ):

@@ -23,6 +23,8 @@ from schemas.gamification import (
     LevelUp,
     Standing,
     XpAward,
+    XpAwardBatch,
+    award_entry,
     award_id,
     level_up_id,
     unlock_id,
@@ -195,6 +197,13 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
         local_day=date(2026, 11, 21),  # the student's zone is ahead of UTC
         event_time=when,
     )
+    lesson = award.model_copy(
+        update={"award_id": award_id("g1", "ev-2", "lesson_completed"), "source": "ev-2",
+                "rule_id": "lesson_completed", "xp": 22, "base_xp": 20, "total_xp": 139}
+    )  # fmt: skip
+    # The worker sends a student's awards from one events message as one batch; the sink stores a row for each.
+    awards = XpAwardBatch(user_id="g1", rules_version=3, awards=[award_entry(award), award_entry(lesson)])
+    assert awards.expand() == [award, lesson]
     up = LevelUp(level_up_id=level_up_id("g1", 2), user_id="g1", level=2, total_xp=117, event_time=when)
     live = AchievementUnlocked(
         unlock_id=unlock_id("g1", "first-lesson"),
@@ -234,7 +243,7 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
     xp = BoardXp(total=117, day=date(2026, 11, 20), day_xp=17, week="2026-W47", week_xp=117)
     standing = Standing(user_id="g1", level=2, global_xp=xp, seq=1)
     sent: list[tuple[str, str, str]] = [
-        (topics.xp_awards.name, "g1", award.model_dump_json()),
+        (topics.xp_awards.name, "g1", awards.model_dump_json()),
         (topics.level_ups.name, "g1", up.model_dump_json()),
         (topics.achievements.name, "g1", live.model_dump_json()),
         (topics.achievements.name, "g2", backfilled.model_dump_json()),
@@ -247,12 +256,14 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
                 producer.send_encoded(key.encode(), value.encode(), topic=topic)
         producer.send_encoded(b"g1", standing.model_dump_json().encode(), topic=topics.standings.name)
         producer.send_encoded(b"g1", b'{"award_id": ', topic=topics.xp_awards.name)  # cut short
-    expected_lag = {"xp-awards": 3, "level-ups": 2, "achievements": 4, "celebrations": 2, "leaderboard-snapshots": 4}
+        producer.send_encoded(b"g1", b'{"user_id": "g1", "rules_version": 3, "awards": [["x", "ev-9"]]}',
+                              topic=topics.xp_awards.name)  # an award row with two of its nine fields # fmt: skip
+    expected_lag = {"xp-awards": 4, "level-ups": 2, "achievements": 4, "celebrations": 2, "leaderboard-snapshots": 4}
     assert sink_lag(s, GAME_SINKS) == expected_lag
     stats = run_sinks(s, GAME_SINKS, idle_exit=2.0)
-    assert stats["xp_awards"].dead_letters == 1
+    assert stats["xp_awards"].dead_letters == 2
     assert {name: st.rows_written for name, st in stats.items()} == {
-        "xp_awards": 2,
+        "xp_awards": 4,
         "level_ups": 2,
         "achievements_unlocked": 4,
         "celebrations": 2,
@@ -264,8 +275,11 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
     db = s.clickhouse_database
     assert client.execute(
         f"SELECT award_id, course_id, xp, base_xp, multiplier, total_xp, local_day, event_time "
-        f"FROM {db}.xp_awards FINAL"
-    ) == [("g1:ev-1:quiz_passed", "c-1", 17, 15, 1.1, 117, date(2026, 11, 21), when)]
+        f"FROM {db}.xp_awards FINAL ORDER BY award_id"
+    ) == [
+        ("g1:ev-1:quiz_passed", "c-1", 17, 15, 1.1, 117, date(2026, 11, 21), when),
+        ("g1:ev-2:lesson_completed", "c-1", 22, 20, 1.1, 139, date(2026, 11, 21), when),
+    ]
     assert client.execute(f"SELECT level_up_id, level, total_xp FROM {db}.level_ups FINAL") == [("g1:level:2", 2, 117)]
     assert client.execute(
         f"SELECT unlock_id, achievement_id, name, toUInt32(first_seen), backfilled "

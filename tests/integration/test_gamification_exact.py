@@ -23,6 +23,7 @@ from engage.traffic import _client_batches
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
 from processors.gamification.rules import DEFAULT_RULES_PATH, rules_from_file
+from schemas.gamification import award_rows
 from schemas.topics import catalogue
 from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for
 
@@ -107,7 +108,8 @@ def test_xp_levels_and_achievements_are_exact_through_a_sigkill(
 
     # What the worker emitted, read to the end: every award and unlock, including those sent again after the kill.
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    awards = topic_messages(s.kafka_bootstrap, topics.xp_awards.name)
+    batches = topic_messages(s.kafka_bootstrap, topics.xp_awards.name)
+    awards = [award for batch in batches for award in award_rows(batch)]
     unlocks = topic_messages(s.kafka_bootstrap, topics.achievements.name)
     skipped: Counter[str] = Counter()
     worker_xp = {u: a["xp"] for u, a in answers.items()}
@@ -120,6 +122,6 @@ def test_xp_levels_and_achievements_are_exact_through_a_sigkill(
     assert {"first-lesson", "lessons", "quiz-streak", "streak", "level-5"} <= kinds, kinds
     # ... and per award id the XP was summed once: the distinct ids' total is the API's, whatever was re-sent.
     per_id = {a["award_id"]: a["xp"] for a in awards}
-    print(f"awards on Kafka: {len(awards)} messages, {len(per_id)} ids; unlocks: {len(unlocks)} messages")
+    print(f"awards on Kafka: {len(awards)} in {len(batches)} messages, {len(per_id)} ids; unlocks: {len(unlocks)}")
     assert sum(per_id.values()) == sum(worker_xp.values())
     assert len({u["unlock_id"] for u in unlocks}) == sum(len(e.achievements) for e in expected.values())

@@ -29,8 +29,7 @@ from schemas.gamification import (
     CelebrationKind,
     LeaderboardRow,
     LevelUp,
-    XpAward,
-    award_id,
+    XpAwardBatch,
     level_up_id,
     unlock_id,
 )
@@ -150,9 +149,8 @@ def _gamification_wave(topics: TopicCatalogue, wave: int, base: datetime) -> lis
     encoded = [
         (
             topics.xp_awards.name,
-            XpAward(award_id=award_id(f"w{wave}-x{i}", "e1", "lesson"), user_id=f"w{wave}-x{i}", rule_id="lesson",
-                    rules_version=1, source="e1", xp=10, base_xp=10, multiplier=1.0, total_xp=10,
-                    local_day=base.date(), event_time=base).model_dump_json(),
+            XpAwardBatch(user_id=f"w{wave}-x{i}", rules_version=1,
+                         awards=[("lesson", "e1", "", 10, 10, 1.0, 10, base.date(), base)]).model_dump_json(),
         )
         for i in range(TABLES["xp_awards"])
     ]  # fmt: skip

@@ -20,7 +20,7 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
 from processors.gamification.rules import DEFAULT_RULES_PATH
-from schemas.gamification import AchievementUnlocked, Celebration, LevelUp, Standing, XpAward
+from schemas.gamification import AchievementUnlocked, Celebration, LevelUp, Standing, XpAward, XpAwardBatch
 from schemas.topics import catalogue
 from tests.integration.helpers import read_to_end
 from tests.integration.test_worker import _send
@@ -78,7 +78,9 @@ class Topics:
         return [model.model_validate(r) for r in rows if r["user_id"] == user]  # type: ignore[attr-defined]
 
     def awards(self, user: str) -> list[XpAward]:
-        return self.read("xp_awards", user, XpAward)
+        """The student's awards, from their ``XpAwardBatch`` messages (one per events message that earned XP)."""
+        batches = self.read("xp_awards", user, XpAwardBatch)
+        return [award for batch in batches for award in batch.expand()]
 
 
 def test_worker_awards_xp_and_hot_reloads_rules(infra: Infra, settings: Settings, tmp_path: Path) -> None:

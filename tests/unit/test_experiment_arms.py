@@ -321,7 +321,7 @@ def test_an_xp_rules_experiment_prices_its_variant_with_its_file_and_exposes_onc
                "event_id": f"{user}-l", "payload": {"lesson_id": "l1"}}]  # fmt: skip
         _, game = ingest_and_play(record, user, day, None, live, arms)
         assert game is not None
-        xp = sum(r["xp"] for r in game.award_rows)
+        xp = sum(a.xp for a in game.awards)
         _, again = ingest_and_play(record, user, [{**_login(user, NOON + timedelta(days=1)), "event_id": "d2"}],
                                    None, live, arms)  # fmt: skip
         assert again is not None and again.exposures == []  # one exposure per student and experiment

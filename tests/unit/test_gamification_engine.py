@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from processors.gamification.levels import thresholds
 from processors.gamification.rules import DEFAULT_RULES_PATH, GameRules, parse_rules, rules_from_file
 from processors.gamification.views import game_view
 from processors.pipeline import UserRecord, ingest_and_play
+from schemas.gamification import XpAward, XpAwardBatch, award_rows
 from streams.worker import metrics as worker_metrics
 from streams.worker.game_rules import RulesProvider
 
@@ -204,6 +206,33 @@ def test_levels_several_in_one_batch_each_emitted_once() -> None:
     later = s.send(*(ev("lesson_completed", MON) for _ in range(4)))  # 1,400 XP: level 6 at 1,118
     assert [u.level for u in later.level_ups] == [6]
     assert game_view(s.game, s.rules)["level"] == 6
+
+
+def test_a_batchs_awards_travel_as_one_message_that_expands_to_the_same_awards() -> None:
+    """What the worker sends (one ``XpAwardBatch`` per student batch, encoded by orjson) is what the sink and the
+    chaos verifier read back, award by award, ids included."""
+    s = Student(_DEFAULT)
+    out = s.send(ev("lesson_completed", MON, eid="a"), quiz(MON + timedelta(minutes=5), 95, eid="b"))
+    batch = out.award_batch()
+    assert batch is not None and len(batch["awards"]) == len(out.awards) >= 4
+    decoded = orjson.loads(orjson.dumps(batch))
+    assert [XpAward.model_validate(row) for row in award_rows(decoded)] == out.awards
+    assert XpAwardBatch.model_validate(decoded).expand() == out.awards
+    assert {a.award_id for a in out.awards} >= {"u1:a:lesson_completed", "u1:b:quiz_passed", "u1:b:quiz_aced"}
+    assert sum(a.xp for a in out.awards) == s.game.xp
+    assert GameOutcome("u1", 1).award_batch() is None, "nothing earned: no message"
+
+
+@pytest.mark.parametrize(
+    ("batch", "problem"),
+    [
+        ({"user_id": "u1", "rules_version": 1, "awards": []}, "awards: expected a non-empty list"),
+        ({"user_id": "u1", "rules_version": 1, "awards": [["lesson", "e1"]]}, "awards: expected rows of 9 values"),
+    ],
+)
+def test_a_malformed_award_batch_is_refused_with_the_problem_named(batch: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        award_rows(batch)
 
 
 # --- achievements --------------------------------------------------------------------------------------------

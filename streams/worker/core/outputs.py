@@ -77,17 +77,21 @@ class Emitter:
         self.send_kept(record, self.topics.streak_milestones.name, user_id, milestone.model_dump_json())
 
     def game(self, record: UserRecord, outcome: GameOutcome) -> None:
-        """What a batch earned: XP awards, level-ups, unlocks and celebrations, each kept in the outbox.
+        """What a batch earned: its XP awards as one ``XpAwardBatch``, level-ups, unlocks and celebrations, each
+        kept in the outbox.
 
-        Awards come as dicts and the rest unvalidated (``model_construct``), all encoded with orjson from their
+        The awards go as one message (about one award for every three events: a message each cost more than
+        pricing them); the rest are rare, unvalidated (``model_construct``) and encoded with orjson from their
         fields: pydantic's validation and serialiser cost more than the rest of the gamification fold."""
         t = self.topics
-        xp: dict[str, int] = {}
-        for award in outcome.award_rows:
-            xp[award["rule_id"]] = xp.get(award["rule_id"], 0) + award["xp"]
-            self.send_kept(record, t.xp_awards.name, award["user_id"], orjson.dumps(award).decode())
-        for rule, n in xp.items():
-            m.XP_AWARDED.labels(rule).inc(n)
+        batch = outcome.award_batch()
+        if batch is not None:
+            xp: dict[str, int] = {}
+            for row in outcome.award_rows:  # schemas.gamification.AWARD_FIELDS: rule id first, XP fourth
+                xp[row[0]] = xp.get(row[0], 0) + row[3]
+            for rule, n in xp.items():
+                m.XP_AWARDED.labels(rule).inc(n)
+            self.send_kept(record, t.xp_awards.name, outcome.user_id, orjson.dumps(batch).decode())
         if outcome.level_ups:
             m.LEVEL_UPS.inc(len(outcome.level_ups))
         for up in outcome.level_ups:
