@@ -431,6 +431,10 @@ def play(
     latest_before = game.latest_day
     xp_rules, event_achievements = b.plan.xp, b.plan.achievements
     caps, once = game.caps, game.once
+    # The batch's daily-cap counters by local day and rule, read from ``caps`` once per (day, rule) and written
+    # back at the end (no key string per event and rule).
+    day_caps: dict[int, dict[str, int]] = {}
+    today: dict[str, int] | None
     for e, at, day in events:
         if last_at is None or at > last_at:
             last_at = at
@@ -446,6 +450,7 @@ def play(
         candidates = xp_rules.get(kind)  # the rules whose event type is this one (``_Plan``)
         if candidates:
             oldest_capped = game.latest_day - CAP_DAYS
+            today = None  # the day's counters in ``day_caps``, looked up once per event
             c = e.get("course_id")
             course = c if isinstance(c, str) else ""
             for rule in candidates:
@@ -456,11 +461,17 @@ def play(
                 if rule.daily_cap is not None:
                     if day < oldest_capped:
                         continue
-                    key = f"{rule.id}|{day}"
-                    n = caps.get(key, 0)
+                    if today is None:
+                        today = day_caps.get(day)
+                        if today is None:
+                            today = day_caps[day] = {}
+                    n = today.get(rule.id)
+                    if n is None:
+                        n = caps.get(f"{rule.id}|{day}", 0)
                     if n >= rule.daily_cap:
+                        today[rule.id] = n
                         continue
-                    caps[key] = n + 1
+                    today[rule.id] = n + 1
                 if rule.once_per_course:
                     once.setdefault(rule.id, []).append(course)
                 mult = multipliers[day] if multiplier is not None and rule.streak_multiplier else 1.0
@@ -479,6 +490,10 @@ def play(
             f"You have studied {m.streak_days} days in a row.",
             m.event_time,
         )
+    for day, counters in day_caps.items():
+        for rule_id, n in counters.items():
+            if n:
+                caps[f"{rule_id}|{day}"] = n
     if last_at is None:
         last_at = max(m.event_time for m in milestones)
     b.settle_boards()
