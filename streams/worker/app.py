@@ -137,7 +137,7 @@ class EngagementWorker:
             datadir=str(worker_datadir(settings)),
             web_host=settings.worker_host,
             web_port=settings.worker_web_port,
-            web_bind=settings.worker_host,
+            web_bind=settings.bind_host,  # where it listens; worker_host is where it is reached (the URL)
             web_application_options={"middlewares": [admission_middleware(settings, self.keys)]},
             canonical_url=url,
             topic_partitions=settings.event_partitions,

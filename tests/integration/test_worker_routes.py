@@ -1,5 +1,5 @@
 """A real worker's web server answers our pages only: none of Faust's own views (the table dump, the router, the
-statistics)."""
+statistics), and it listens on 127.0.0.1 by default."""
 
 from __future__ import annotations
 
@@ -73,11 +73,13 @@ def _faust_paths(table: str, key: str) -> list[str]:
 
 @pytest.fixture
 def worker(infra: Infra, settings: Settings, tmp_path: Path) -> Iterator[tuple[WorkerProcess, str, Path]]:
-    """A worker that has folded a few students; yields it, a student it knows, and where its routes were written."""
+    """A worker on the default bind address that has folded a few students; yields it, a student it knows, and
+    where its routes were written."""
     s = settings.model_copy(
         update={
             "topic_prefix": f"routes-{uuid.uuid4().hex[:8]}",
             "run_dir": tmp_path,
+            "bind_host": Settings.model_fields["bind_host"].default,
         }
     )
     topics = catalogue(s.topic_prefix, s.event_partitions)
@@ -97,6 +99,17 @@ def worker(infra: Infra, settings: Settings, tmp_path: Path) -> Iterator[tuple[W
         process.stop()
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a socket listens on at ``port`` (the kernel's table: hex address, state 0A = LISTEN)."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:
+            addresses.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return addresses
+
+
 def test_the_worker_answers_our_pages_only(worker: tuple[WorkerProcess, str, Path]) -> None:
     process, student, routes = worker
     assert wait_for(lambda: process.engagement(student).status_code == 200, timeout=60), "the student was not folded"
@@ -113,3 +126,10 @@ def test_the_worker_answers_our_pages_only(worker: tuple[WorkerProcess, str, Pat
     metrics = httpx.get(f"{process.url}/metrics", timeout=10)
     assert metrics.status_code == 200 and "engage_" in metrics.text
     assert httpx.get(f"{process.url}/healthz", timeout=10).json() == {"status": "ok"}
+
+
+def test_by_default_the_worker_listens_on_loopback_only(worker: tuple[WorkerProcess, str, Path]) -> None:
+    process, _, _ = worker
+    assert process.url.startswith("http://127.0.0.1:")
+    assert httpx.get(f"{process.url}/healthz", timeout=10).status_code == 200
+    assert _listening_addresses(process.port) == {"127.0.0.1"}, "not bound to 127.0.0.1 alone"
