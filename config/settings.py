@@ -36,12 +36,21 @@ class Settings(BaseSettings):
         "", description="render the cluster variant (Replicated + Distributed tables) ON CLUSTER this name"
     )
 
+    # --- where the servers listen -------------------------------------------------------------------
+    # Every HTTP API and /metrics endpoint binds here. The *_host settings (collector_host, worker_host,
+    # dashboards_host) are where clients call a service (its URLs): 127.0.0.1 on this machine, also when the
+    # servers listen on every interface.
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="the address every service listens on (APIs and /metrics); 0.0.0.0 in a container, for Prometheus",
+    )
+
     # --- topics --------------------------------------------------------------------------------------
     topic_prefix: str = "engage"
     event_partitions: int = 4
 
     # --- HTTP collector ------------------------------------------------------------------------------
-    collector_host: str = "127.0.0.1"
+    collector_host: str = Field("127.0.0.1", description="where clients reach the collector; it listens on bind_host")
     collector_port: int = 18080
     collector_max_body_bytes: int = 1_048_576
     collector_rate_per_key: float = Field(
@@ -65,7 +74,9 @@ class Settings(BaseSettings):
     key_registry_check_seconds: float = Field(1.0, description="how often services look for a changed key registry")
 
     # --- stream processors (Faust workers) -----------------------------------------------------------
-    worker_host: str = "127.0.0.1"
+    worker_host: str = Field(
+        "127.0.0.1", description="where this worker is reached (its URL, forwarded requests); it listens on bind_host"
+    )
     worker_web_port: int = 16066
     worker_store: str = Field("rocksdb://", description="Faust table store: rocksdb:// (default) or memory://")
     worker_clock: Literal["wall", "event"] = Field(
@@ -155,7 +166,7 @@ class Settings(BaseSettings):
     # rows per insert and about one insert per second per table); these override every sink at once.
     sink_batch_rows: int | None = None
     sink_batch_seconds: float | None = None
-    sink_metrics_port: int = Field(16067, description="`engage sink` serves /metrics on 127.0.0.1 here (0: not at all)")
+    sink_metrics_port: int = Field(16067, description="`engage sink` serves /metrics on bind_host here (0: not at all)")
 
     # --- notification channels (notifications/channels/) --------------------------------------------------
     # Every provider's address is a setting, so tests and the demo point them at servers on 127.0.0.1. A channel
@@ -206,7 +217,7 @@ class Settings(BaseSettings):
     )
 
     # --- success desk (desk/): the human outreach queue and discount offers ----------------------------------
-    desk_port: int = Field(16071, description="`engage desk serve`: its API and /metrics on 127.0.0.1 here")
+    desk_port: int = Field(16071, description="`engage desk serve`: its API and /metrics on bind_host here")
     desk_store_path: Path | None = Field(None, description="the desk's SQLite file; default run_dir/desk.sqlite3")
     desk_key: SecretStr | None = Field(
         None, description="server key `engage desk` commands present to the API; default the first of server_keys"
@@ -228,7 +239,7 @@ class Settings(BaseSettings):
         return self.offer_code_secret.get_secret_value().encode()
 
     # --- leaderboards (leaderboards/, `engage leaderboards serve`): ranks from the compacted standings topic --------
-    leaderboard_port: int = Field(16074, description="`engage leaderboards serve`: its API and /metrics on 127.0.0.1")
+    leaderboard_port: int = Field(16074, description="`engage leaderboards serve`: its API and /metrics on bind_host")
     leaderboard_snapshot_seconds: float = Field(
         300.0, ge=0, description="publish the top of each current board to leaderboard_snapshots this often (0: never)"
     )
@@ -283,7 +294,7 @@ class Settings(BaseSettings):
         "(the demo, OULAD), whose decisions carry the event clock's time, like worker_clock=event",
     )
     notify_metrics_port: int = Field(
-        16068, description="`engage notify` serves /metrics on 127.0.0.1 here (0: not at all)"
+        16068, description="`engage notify` serves /metrics on bind_host here (0: not at all)"
     )
     notify_instance_id: str = Field(
         "", description="this process's static group member id (a restart takes its partitions back at once); '' none"
@@ -304,7 +315,10 @@ class Settings(BaseSettings):
     notify_poll_seconds: float = Field(0.2, gt=0, description="longest wait for requests before due work is checked")
 
     # --- dashboards (dashboards/, `engage dashboards serve`): the admin pages and the student page ----------------
-    dashboards_host: str = Field("127.0.0.1", description="`engage dashboards serve` listens here")
+    dashboards_host: str = Field(
+        "127.0.0.1",
+        description="where the pages are reached (their URL); `engage dashboards serve` listens on bind_host",
+    )
     dashboards_port: int = Field(16080, description="`engage dashboards serve`: the admin and student pages")
     dashboards_secret_path: Path | None = Field(
         None, description="32 random bytes signing session cookies and student links; default run_dir/dashboards.key"

@@ -1,4 +1,4 @@
-"""`engage dashboards serve`: the admin and student pages on 127.0.0.1 (settings.dashboards_port)."""
+"""`engage dashboards serve`: the admin and student pages on settings.bind_host:dashboards_port."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def serve(
     settings = get_settings()
     listen = port or settings.dashboards_port
     typer.echo(f"dashboards on http://{settings.dashboards_host}:{listen}/admin (log in with a server or admin key)")
-    uvicorn.run(create_app(settings), host=settings.dashboards_host, port=listen, log_level=log_level)
+    uvicorn.run(create_app(settings), host=settings.bind_host, port=listen, log_level=log_level)
 
 
 app.command("student-link")(student_link_command)

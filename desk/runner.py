@@ -1,4 +1,4 @@
-"""One desk process: the request consumer and the outbox publisher in threads, the API on uvicorn (127.0.0.1).
+"""One desk process: the request consumer and the outbox publisher in threads, the API on uvicorn (on bind_host).
 
 A thread that dies takes the process down (exit 1, to be restarted) instead of leaving an API whose queue no
 longer fills. ``running`` is the same with uvicorn in a thread too, for tests and the demo.
@@ -78,7 +78,7 @@ def build(settings: Settings, clock: Callable[[], datetime] = _now) -> Desk:
     consumer = RequestConsumer(settings, store, clock=clock)
     publisher = OutboxPublisher(settings, store)
     app = create_app(settings, store, publisher, clock)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.desk_port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host=settings.bind_host, port=settings.desk_port, log_level="warning", lifespan="off")
     return Desk(settings, store, consumer, publisher, uvicorn.Server(config))
 
 

@@ -228,7 +228,7 @@ def query(
 
 @app.command("collector")
 def collector(
-    host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default settings.bind_host)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,
 ) -> None:
     """Serve the HTTP collector."""
@@ -239,7 +239,7 @@ def collector(
     s = get_settings()
     uvicorn.run(
         create_app(s),
-        host=host or s.collector_host,
+        host=host or s.bind_host,
         port=port or s.collector_port,
         log_level="warning",
         access_log=False,
@@ -487,7 +487,7 @@ def model_list() -> None:
 @model_app.command("monitor")
 def model_monitor(
     serve: Annotated[bool, typer.Option("--serve", help="Keep measuring and serve /metrics for Prometheus")] = False,
-    port: Annotated[int, typer.Option(help="Metrics port on 127.0.0.1 (with --serve)")] = 16070,
+    port: Annotated[int, typer.Option(help="Metrics port on settings.bind_host (with --serve)")] = 16070,
     interval: Annotated[float, typer.Option(help="Seconds between measurements (with --serve)")] = 300.0,
 ) -> None:
     """Accuracy of matured predictions (ROC AUC, calibration) and feature drift (PSI) against training."""

@@ -70,7 +70,7 @@ def _show(item: dict[str, Any]) -> None:
 
 @desk_app.command("serve")
 def serve() -> None:
-    """Consume intervention requests into the queue and offers, and serve the API (127.0.0.1:desk_port)."""
+    """Consume intervention requests into the queue and offers, and serve the API (bind_host:desk_port)."""
     import logging
 
     from desk.runner import serve as run

@@ -13,7 +13,7 @@ leaderboards_app = typer.Typer(no_args_is_help=True, help="Leaderboards: ranks f
 
 @leaderboards_app.command("serve")
 def serve() -> None:
-    """Rebuild the boards from the standings topic, then serve ranks on 127.0.0.1:leaderboard_port and keep up."""
+    """Rebuild the boards from the standings topic, then serve ranks on bind_host:leaderboard_port and keep up."""
     from leaderboards.runner import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Gauge, start_http_server
 
@@ -51,8 +52,14 @@ def publish(report: MonitorReport) -> None:
     LAST_RUN.set(time.time())
 
 
+def serve_metrics(settings: Settings, port: int) -> WSGIServer:
+    """The monitor's gauges for Prometheus on ``bind_host``:``port``, served from a daemon thread."""
+    server, _thread = start_http_server(port, addr=settings.bind_host)
+    return server
+
+
 def serve(settings: Settings, port: int, interval: float) -> None:  # pragma: no cover - a loop around measure
-    start_http_server(port, addr="127.0.0.1")
+    serve_metrics(settings, port)
     while True:
         publish(measure(settings))
         time.sleep(interval)

@@ -22,7 +22,7 @@ def notify(
         str | None,
         typer.Option(help="This process's member id in the group (static: a restart takes its partitions back)"),
     ] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on 127.0.0.1 here (0: not at all)")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on bind_host here (0: not at all)")] = None,
 ) -> None:
     """Deliver intervention requests (consumer group <topic_prefix>-notify; run several to share partitions)."""
     from notifications.service import run_notify, serve_metrics

@@ -34,7 +34,9 @@ def build(settings: Settings, clock: Clock = utc_now) -> Service:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     producer = EventProducer(settings.kafka_bootstrap, topics, source=SOURCE)
     app = create_app(settings, held, clock)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.leaderboard_port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host=settings.bind_host, port=settings.leaderboard_port, log_level="warning", lifespan="off"
+    )
     return Service(
         settings,
         held,

@@ -29,14 +29,20 @@ def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
 
 
 def pr_auc(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Average precision: the mean of the precision at each positive, scores ranked from the top."""
+    """Average precision: the sum over distinct score thresholds of the recall gained there times the precision
+    there, AP = sum_n (R_n - R_{n-1}) * P_n. Tied scores are one threshold: ranking them one by one gave each
+    an input-order precision, so the same scores and labels listed differently measured differently."""
     s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
     if y.sum() == 0:
         return float("nan")
     order = np.argsort(-s, kind="mergesort")
-    hits = y[order]
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / hits.sum())
+    ranked, hits = s[order], y[order]
+    # The last position of each run of equal scores: a threshold takes in everything scored at or above it.
+    ends = np.append(np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1)
+    true_positives = np.cumsum(hits)[ends]
+    precision = true_positives / (ends + 1)
+    recall_gained = np.diff(true_positives, prepend=0) / true_positives[-1]
+    return float((recall_gained * precision).sum())
 
 
 def brier(probabilities: ArrayLike, labels: ArrayLike) -> float:

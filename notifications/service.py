@@ -17,7 +17,7 @@ student, a template that fails, an invalid address, a provider answering garbage
 (``dead_letters`` topic, the existing ``DeadLetter`` contract) and a ``dead_lettered`` outcome with the reason.
 Only Kafka not acknowledging our writes stops it (without committing: the next owner takes over).
 
-Metrics on 127.0.0.1:``notify_metrics_port``: sends by channel and outcome, dead letters by reason class, the
+Metrics on ``bind_host``:``notify_metrics_port``: sends by channel and outcome, dead letters by reason class, the
 response time (provider accepted - the triggering event's time, and - the decision's), the scheduled requests,
 the ledger's rebuild seconds and write latency, the cap's deferrals and drops.
 """
@@ -656,15 +656,15 @@ def _errors(exc: ValidationError) -> str:
 
 
 def serve_metrics(settings: Settings) -> WSGIServer | None:
-    """Prometheus metrics on 127.0.0.1:``notify_metrics_port`` (None when 0 or the port is taken: logged)."""
+    """Prometheus metrics on ``bind_host``:``notify_metrics_port`` (None when 0 or the port is taken: logged)."""
     if not settings.notify_metrics_port:
         return None
     from prometheus_client import start_http_server
 
     try:
-        server, _thread = start_http_server(settings.notify_metrics_port, addr="127.0.0.1")
+        server, _thread = start_http_server(settings.notify_metrics_port, addr=settings.bind_host)
     except OSError as exc:
-        log.warning("notify metrics not served on 127.0.0.1:%d: %s", settings.notify_metrics_port, exc)
+        log.warning("notify metrics not served on %s:%d: %s", settings.bind_host, settings.notify_metrics_port, exc)
         return None
     return server
 

@@ -101,7 +101,7 @@ def build_runners(
 
 
 def serve_metrics(settings: Settings) -> WSGIServer | None:
-    """Serve the sinks' Prometheus metrics on 127.0.0.1:``sink_metrics_port`` in a daemon thread; the server
+    """Serve the sinks' Prometheus metrics on ``bind_host``:``sink_metrics_port`` in a daemon thread; the server
     (``shutdown()`` stops it), or None when the port is 0.
 
     A port already in use (a second sink process on this machine) is logged, not fatal: the sinks run anyway."""
@@ -110,9 +110,9 @@ def serve_metrics(settings: Settings) -> WSGIServer | None:
     from prometheus_client import start_http_server
 
     try:
-        server, _thread = start_http_server(settings.sink_metrics_port, addr="127.0.0.1")
+        server, _thread = start_http_server(settings.sink_metrics_port, addr=settings.bind_host)
     except OSError as exc:
-        log.warning("sink metrics not served on 127.0.0.1:%d: %s", settings.sink_metrics_port, exc)
+        log.warning("sink metrics not served on %s:%d: %s", settings.bind_host, settings.sink_metrics_port, exc)
         return None
     return server
 

@@ -137,7 +137,7 @@ class EngagementWorker:
             datadir=str(worker_datadir(settings)),
             web_host=settings.worker_host,
             web_port=settings.worker_web_port,
-            web_bind=settings.worker_host,
+            web_bind=settings.bind_host,  # where it listens; worker_host is where it is reached (the URL)
             web_application_options={"middlewares": [admission_middleware(settings, self.keys)]},
             canonical_url=url,
             topic_partitions=settings.event_partitions,
@@ -202,6 +202,7 @@ class EngagementWorker:
         fi.commit_past_duplicate_acknowledgements(self.app)
         fi.fetch_within(self.app, settings.worker_fetch_max_wait_ms)
         fi.after_seek(self.app, self._after_seek, before=self._before_seek)
+        fi.serve_only_our_views(self.app)  # no /table/ dump of every record, no /router/ or /stats/
         self.events_topic = self.app.topic(events, key_type=bytes, value_type=bytes)  # our JSON: Faust passes bytes
         self._register()
 

@@ -231,3 +231,25 @@ def after_seek(app: faust.App, then: Callable[[], Awaitable[None]], before: Call
         await then()
 
     app.consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+
+
+# --- the web server -------------------------------------------------------------------------------------------------
+
+
+def serve_only_our_views(app: faust.App) -> None:
+    """Make ``app``'s web server serve only the pages the app itself registers (``app.page``), none of Faust's.
+
+    Corrects: Faust mounts its own views beside ours: ``/table/{name}/`` and ``/table/{name}/{key}/`` (every
+    student's record: personal data, to anyone who can reach the port), ``/router/...`` (every worker's URL),
+    and ``/`` (a status page, or with ``debug`` the sensor statistics, ``/assignment/`` and ``/graph/``).
+    Faust 0.15 has a setting per view (``web_tables_enabled``...) but none for the page at ``/``, and its
+    environment variables (``APP_WEB_TABLES_ENABLED``) override the settings an app passes, so a stray variable
+    would serve the tables again. Emptying Faust's list of built-in views before the server mounts them closes
+    them all. The engagement API forwards a request itself and asks Faust's router object, not its ``/router``
+    views, which worker owns a student. Without it: ``tests/unit/test_worker_web_views.py`` and
+    ``tests/integration/test_worker_routes.py`` fail (Faust answers ``/table/user-state/``).
+    """
+    blueprints: Any = app.web.blueprints
+    if blueprints.applied:
+        raise RuntimeError("Faust's web views are mounted already: close them before the web server starts")
+    blueprints._enabled.clear()
