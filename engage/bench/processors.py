@@ -244,7 +244,7 @@ def _timed_drain(
     at the rate timed after the first progress, ``streams_io.Drain``; the highest peak memory) and the machine's
     busy share over the timed window."""
     mark = CpuMark(pids)
-    drain = drain_timing(progress, total, timeout=timeout, at_first=mark.take)
+    drain = drain_timing(progress, total, timeout=timeout, at_first=mark.take, pids=pids)
     run = Run(drain.scaled(drain.seconds), drain.scaled(mark.used()), max(peak_memory_mb(p) for p in pids), drain.share)
     return run, mark.machine_busy()
 

@@ -221,14 +221,22 @@ class Drain:
 
 
 def drain_timing(
-    progress: Callable[[], float], total: float, timeout: float, at_first: Callable[[], None] | None = None
+    progress: Callable[[], float],
+    total: float,
+    timeout: float,
+    at_first: Callable[[], None] | None = None,
+    pids: tuple[int, ...] = (),
 ) -> Drain:
     """Poll ``progress()`` until it reaches ``total``; timed from its first progress to done. ``at_first`` is
-    called at the first progress: CPU counted from there covers the same window as the seconds."""
+    called at the first progress: CPU counted from there covers the same window as the seconds. A process of
+    ``pids`` that exits ends the wait at once (a crashed peer used to be waited for until the timeout)."""
     first: tuple[float, float] | None = None  # (when, progress then)
     deadline = time.monotonic() + timeout
     value = 0.0
     while time.monotonic() < deadline:
+        gone = [pid for pid in pids if has_exited(pid)]
+        if gone:
+            raise RuntimeError(f"process {gone[0]} exited after {value:,.0f} of {total:,.0f}: see its log")
         value = progress()
         now = time.monotonic()
         if value > 0 and first is None:
@@ -242,6 +250,15 @@ def drain_timing(
             return Drain(now - first[0], (total - first[1]) / total)
         time.sleep(0.05)
     raise RuntimeError(f"not drained in {timeout:.0f} s ({value:,.0f} of {total:,.0f})")
+
+
+def has_exited(pid: int) -> bool:
+    """Whether a process is gone or a zombie (exited, not yet waited for by its parent)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from engage.bench.processors import CpuMark
-from engage.bench.streams_io import drain_timing
+from engage.bench.streams_io import drain_timing, has_exited
 
 
 def test_drain_timing_calls_at_first_once_at_the_first_progress():
@@ -30,6 +33,20 @@ def test_drain_timing_calls_at_first_once_at_the_first_progress():
 def test_a_drain_over_before_its_first_progress_is_refused_not_timed_at_infinite_speed():
     with pytest.raises(RuntimeError, match="drained before it could be timed"):
         drain_timing(lambda: 10, 10, timeout=5)
+
+
+def test_a_drained_process_that_exits_ends_the_wait_at_once_not_at_the_timeout():
+    """A peer that crashed at start (its venv lacked a module) was waited for until the 1,800 s timeout."""
+    crashed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    deadline = time.monotonic() + 10
+    while not has_exited(crashed.pid) and time.monotonic() < deadline:  # a zombie: exited, not waited for yet
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=f"process {crashed.pid} exited after 0 of 10"):
+        drain_timing(lambda: 0, 10, timeout=60, pids=(os.getpid(), crashed.pid))
+    assert time.monotonic() - started < 5
+    assert not has_exited(os.getpid())
+    assert crashed.wait() == 3
 
 
 def test_cpu_mark_counts_only_what_was_used_after_take():

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from config.settings import PROJECT_ROOT
 
-QUIX_REQUIREMENTS = ("quixstreams==3.28.1", "tzdata")
+# numpy: the domain code the peer imports needs it (processors.profile), at the engine's version for the same maths.
+QUIX_REQUIREMENTS = ("quixstreams==3.28.1", "tzdata", "numpy==2.4.6")
 
 
 def peer_python(run_dir: Path) -> Path:
