@@ -42,7 +42,6 @@ from processors.gamification.rules import (
     LevelAchievement,
     StreakAchievement,
     WithinAchievement,
-    XpRule,
     is_active_type,
     unlock_ids,
 )
@@ -229,6 +228,9 @@ def _types(f: EventFilter) -> frozenset[str]:
 
 
 Tiers = tuple[tuple[int, str], ...]  # (tier, unlock id), lowest tier first
+# An XP rule as the per-event loop reads it (locals from one unpacking, not attribute lookups on the model):
+# id, conditions, XP, daily cap (None: none), once per course, streak multiplier applies.
+XpStep = tuple[str, tuple[Condition, ...], int, int | None, bool, bool]
 
 _COUNT, _ROW, _WITHIN = 0, 1, 2
 
@@ -254,17 +256,18 @@ class _Plan:
     once instead of for every event.
     """
 
-    xp: dict[str, tuple[XpRule, ...]]
+    xp: dict[str, tuple[XpStep, ...]]
     achievements: dict[str, tuple[_AchievementStep, ...]]
     tiers: dict[str, Tiers]  # tiered achievement id -> its tiers and their unlock ids
     names: dict[str, tuple[str, str]]
 
     @classmethod
     def of(cls, rules: GameRules) -> _Plan:
-        xp: dict[str, list[XpRule]] = {}
+        xp: dict[str, list[XpStep]] = {}
         for rule in rules.xp:
+            xp_step = (rule.id, rule.match.when, rule.xp, rule.daily_cap, rule.once_per_course, rule.streak_multiplier)
             for t in _types(rule.match):
-                xp.setdefault(t, []).append(rule)
+                xp.setdefault(t, []).append(xp_step)
         tiers: dict[str, Tiers] = {}
         for a in rules.achievements:
             if isinstance(a, CountAchievement | InARowAchievement | StreakAchievement):
@@ -453,29 +456,29 @@ def play(
             today = None  # the day's counters in ``day_caps``, looked up once per event
             c = e.get("course_id")
             course = c if isinstance(c, str) else ""
-            for rule in candidates:
-                if rule.match.when and not _holds(rule.match.when, e):
+            for rule_id, when, xp, cap, once_per_course, multiplied in candidates:
+                if when and not _holds(when, e):
                     continue
-                if rule.once_per_course and (not course or course in once.get(rule.id, ())):
+                if once_per_course and (not course or course in once.get(rule_id, ())):
                     continue
-                if rule.daily_cap is not None:
+                if cap is not None:
                     if day < oldest_capped:
                         continue
                     if today is None:
                         today = day_caps.get(day)
                         if today is None:
                             today = day_caps[day] = {}
-                    n = today.get(rule.id)
+                    n = today.get(rule_id)
                     if n is None:
-                        n = caps.get(f"{rule.id}|{day}", 0)
-                    if n >= rule.daily_cap:
-                        today[rule.id] = n
+                        n = caps.get(f"{rule_id}|{day}", 0)
+                    if n >= cap:
+                        today[rule_id] = n
                         continue
-                    today[rule.id] = n + 1
-                if rule.once_per_course:
-                    once.setdefault(rule.id, []).append(course)
-                mult = multipliers[day] if multiplier is not None and rule.streak_multiplier else 1.0
-                b.award(rule.id, str(e.get("event_id")), rule.xp, mult, at, day, course)
+                    today[rule_id] = n + 1
+                if once_per_course:
+                    once.setdefault(rule_id, []).append(course)
+                mult = multipliers[day] if multiplied and multiplier is not None else 1.0
+                b.award(rule_id, str(e.get("event_id")), xp, mult, at, day, course)
         achievements = event_achievements.get(kind)
         if achievements:
             _event_achievements(b, e, at, day, achievements)
