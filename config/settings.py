@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -254,6 +254,22 @@ class Settings(BaseSettings):
         "", description="where workers ask for a student's ranks (the engagement API); '' = 127.0.0.1:leaderboard_port"
     )
     leaderboard_timeout_seconds: float = Field(0.5, gt=0, description="the engagement API waits this long for ranks")
+    # Weekly leagues (processors/gamification/leagues.py), held and closed by the leaderboard service.
+    league_group_size: int = Field(30, ge=2, description="students per league group, about (groups split evenly)")
+    league_promote: int = Field(7, ge=0, description="the top this many of a full group go up a tier")
+    league_demote: int = Field(5, ge=0, description="the bottom this many of a full group go down a tier")
+    league_close_grace_seconds: float = Field(
+        600.0, ge=0, description="a week closes this long after Monday 00:00 UTC (room for late standings)"
+    )
+
+    @model_validator(mode="after")
+    def _leagues_leave_someone_in_the_middle(self) -> Settings:
+        if self.league_promote + self.league_demote >= self.league_group_size:
+            raise ValueError(
+                f"league_promote ({self.league_promote}) + league_demote ({self.league_demote}) must be less than "
+                f"league_group_size ({self.league_group_size}): a full group would move every student"
+            )
+        return self
 
     @property
     def leaderboards_base(self) -> str:

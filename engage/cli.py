@@ -266,8 +266,8 @@ def sink(
         list[str],
         typer.Argument(
             help="events, risk-updates, interventions, outcomes, milestones, dead-letters, xp-awards, level-ups, "
-            "achievements, celebrations, leaderboard-snapshots, exposures, profiles, bandit-outcomes, erasures (the "
-            "warehouse half of erasing a student), all"
+            "achievements, celebrations, leaderboard-snapshots, league-results, exposures, profiles, bandit-outcomes, "
+            "erasures (the warehouse half of erasing a student), all"
         ),
     ],
     idle_exit: Annotated[float | None, typer.Option(help="Return after this many idle seconds")] = None,

@@ -5,6 +5,7 @@ Keys as everywhere (``access``): ``Authorization: Bearer <key>`` with ``read`` (
 ======================================================================  ============================================
 ``GET /v1/leaderboards/{board}/{period}?limit=N``                        the top N (default and cap in the settings)
 ``GET /v1/leaderboards/{board}/{period}/users/{user_id}?neighbours=k``  the student's rank, XP and k either side
+``GET /v1/leagues/users/{user_id}?neighbours=k``                         the student's league this week (below)
 ``GET /metrics``, ``/healthz`` (alive), ``/readyz`` (rebuilt: 503 until then)
 ======================================================================  ============================================
 
@@ -15,6 +16,12 @@ longer kept, a student not on the board); 503 while the boards are being rebuilt
 
 Reads take the boards' lock on the event loop itself: a read is tens of microseconds, and the consumer holds the
 lock for one batch at most, which is cheaper than a hop to a thread pool per request.
+
+The league answer (``leaderboards.leagues.LeagueBook.view``): ``week`` (this ISO week, UTC), ``tier``, ``days_left``,
+``ends_at``, ``closes_at``, ``last_result``, and ``placed``: false until the student earns XP this week; once true,
+``group_id``, ``rank`` in the group, ``week_xp``, ``zone`` (promotion / safe / demotion if the week closed now),
+``promoted`` / ``demoted`` (how many of this group move), the group's ``standings`` and ``neighbours`` rows either
+side (``above``, ``below``). Any user id is answered: one the service never saw is a new student (lowest tier).
 """
 
 from __future__ import annotations
@@ -133,6 +140,13 @@ class LeaderboardApi:
              "students": pos.students, "above": _rows(pos.above), "below": _rows(pos.below)},
         )  # fmt: skip
 
+    async def league(self, request: Request) -> Response:
+        k = _bounded(request, "neighbours", 3, self.settings.leaderboard_max_neighbours)
+        user = request.path_params["user_id"]
+        with self.held.lock:
+            body = self.held.leagues.view(user, self.clock(), k)
+        return _json(200, body)
+
     async def metrics(self, request: Request) -> Response:
         self.held.refresh_gauges()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -158,6 +172,7 @@ def create_app(settings: Settings, held: Held, clock: Clock) -> Starlette:
                 api.guarded("position", api.position),
                 methods=["GET"],
             ),
+            Route("/v1/leagues/users/{user_id}", api.guarded("league", api.league), methods=["GET"]),
             Route("/metrics", api.metrics),
             Route("/healthz", healthz),
             Route("/readyz", api.readyz),

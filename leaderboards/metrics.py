@@ -38,12 +38,20 @@ API_REQUESTS = Counter("engage_leaderboard_api_requests_total", "Leaderboard API
 API_OUTCOMES = ("ok", "bad_request", "unauthorized", "forbidden", "not_found", "unavailable")
 SNAPSHOT_ROWS = Counter("engage_leaderboard_snapshot_rows_total", "Leaderboard rows published as snapshots")
 SNAPSHOTS = Counter("engage_leaderboard_snapshots_total", "Snapshot rounds by outcome", ["outcome"])
+LEAGUE_RESULTS = Counter(
+    "engage_league_results_published_total", "League results published at week closes (acknowledged by Kafka)"
+)
+LEAGUE_PUBLISH_FAILURES = Counter(
+    "engage_league_publish_failures_total", "Attempts to publish a closed week's results that Kafka did not acknowledge"
+)
+LEAGUE_LATE = Counter("engage_league_late_standings_total", "Standings of a week already closed (not in its league)")
+LEAGUE_PLAYERS = Gauge("engage_league_players", "Students with XP in the current week (in a league group)")
 
 for _outcome in STANDING_OUTCOMES:
     STANDINGS.labels(_outcome)
 for _reason in ("late", "future"):
     SKIPPED.labels(_reason)
-for _endpoint in ("top", "position"):
+for _endpoint in ("top", "position", "league"):
     REQUEST_SECONDS.labels(_endpoint)
 for _api in API_OUTCOMES:
     API_REQUESTS.labels(_api)

@@ -19,9 +19,11 @@ from leaderboards.service import (
     SOURCE,
     Clock,
     Held,
+    LeagueCloser,
     Service,
     SnapshotPublisher,
     StandingsConsumer,
+    league_book,
     utc_now,
 )
 from schemas.topics import catalogue
@@ -30,9 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def build(settings: Settings, clock: Clock = utc_now) -> Service:
-    held = Held()
+    held = Held(leagues=league_book(settings))
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     producer = EventProducer(settings.kafka_bootstrap, topics, source=SOURCE)
+    closer = LeagueCloser(settings, held, producer, clock)
     app = create_app(settings, held, clock)
     config = uvicorn.Config(
         app, host=settings.bind_host, port=settings.leaderboard_port, log_level="warning", lifespan="off"
@@ -40,7 +43,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Service:
     return Service(
         settings,
         held,
-        StandingsConsumer(settings, held, producer, clock),
+        StandingsConsumer(settings, held, producer, clock, closer),
         SnapshotPublisher(settings, held, producer, clock),
         producer,
         uvicorn.Server(config),

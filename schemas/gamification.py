@@ -177,3 +177,48 @@ class LeaderboardRow(_Message):
     rank: int = Field(ge=1)
     user_id: Identifier
     xp: int = Field(ge=0)
+
+
+class LeagueTier(StrEnum):
+    """The weekly league tiers, lowest first: a new student starts in the first."""
+
+    bronze = "bronze"
+    silver = "silver"
+    gold = "gold"
+    sapphire = "sapphire"
+    ruby = "ruby"
+    emerald = "emerald"
+    amethyst = "amethyst"
+    pearl = "pearl"
+    obsidian = "obsidian"
+    diamond = "diamond"
+
+
+class LeagueOutcome(StrEnum):
+    promoted = "promoted"
+    stayed = "stayed"
+    demoted = "demoted"
+
+
+def league_result_id(user_id: str, week: str) -> str:
+    return f"{user_id}:league:{week}"
+
+
+class LeagueResult(_Message):
+    """How a student finished a closed week in their league group (``processors.gamification.leagues``).
+
+    Published once per student with XP that week, when the week closes; every field follows from the standings
+    and the tiers before the week, so a second publication (another service process, a restart) is the same
+    message. The compacted league-results topic keeps the newest per student: ``next_tier`` is their tier now."""
+
+    league_result_id: str = Field(description="f'{user_id}:league:{week}'")
+    user_id: Identifier
+    week: str = Field(pattern=r"^\d{4}-W\d{2}$", description="the ISO week (UTC) played, e.g. 2026-W49")
+    week_start: date = Field(description="the Monday (UTC) the week began")
+    tier: LeagueTier = Field(description="the tier the student played the week in")
+    group_id: str = Field(description="f'{week}:{tier}:{n}', the n-th group of that tier that week")
+    group_size: int = Field(ge=1)
+    rank: int = Field(ge=1, description="1..group_size: by week XP, ties by the placement hash")
+    week_xp: int = Field(ge=0, description="global XP earned in the week")
+    outcome: LeagueOutcome
+    next_tier: LeagueTier = Field(description="the tier for the weeks after (the student's current tier)")

@@ -55,6 +55,7 @@ class TopicCatalogue:
     celebrations: TopicSpec
     standings: TopicSpec
     leaderboard_snapshots: TopicSpec
+    league_results: TopicSpec
     exposures: TopicSpec
     bandit_outcomes: TopicSpec
 
@@ -80,6 +81,7 @@ class TopicCatalogue:
             self.celebrations,
             self.standings,
             self.leaderboard_snapshots,
+            self.league_results,
             self.exposures,
             self.bandit_outcomes,
         ]
@@ -218,6 +220,15 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=7 * DAY_MS,
             key="board",
             contract="schemas.gamification.LeaderboardRow",
+        ),
+        # Weekly leagues: each student's newest result (the tier they are in now), what a restarted leaderboard
+        # service reads the tiers back from; published by the leaderboard service when a week closes.
+        league_results=TopicSpec(
+            f"{prefix}.league-results.v1",
+            partitions,
+            cleanup_policy="compact",
+            retention_ms=-1,
+            contract="schemas.gamification.LeagueResult",
         ),
         # Experiments (PRODUCT.md §6): each time a service acts on a student's variant; keyed by student.
         exposures=TopicSpec(

@@ -1,6 +1,6 @@
 """Sinks for the engine's own topics (risk updates, interventions and their outcomes, milestones, dead letters,
-gamification's XP awards, level-ups, unlocks, celebrations and leaderboard snapshots, experiment exposures, the
-daily profiles and the bandit's outcomes).
+gamification's XP awards, level-ups, unlocks, celebrations, leaderboard snapshots and league results, experiment
+exposures, the daily profiles and the bandit's outcomes).
 
 Each message is one contract instance (JSON), one row; columns come from the contract (``schemas.columns``). A
 spec with ``fan_out`` reads a message that carries several rows (an ``XpAwardBatch``: a student's awards from one
@@ -8,7 +8,8 @@ events message) and stores one row for each.
 These topics carry far fewer messages than the events topic, so rows are built in Python, one tuple each.
 A spec with ``contract`` set also validates each message against it first: one that fails is dead-lettered with
 pydantic's reason instead of being stored with defaults (exposures, bandit outcomes: a readout must never count a
-guessed one).
+guessed one). A spec with ``tombstones`` reads a compacted topic on which an erased student's key gets an empty
+value: nothing to store (the warehouse half of the erasure deletes the rows), not a message to dead-letter.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from config.settings import Settings
 from schemas.columns import Column
 from schemas.experiments import ArmOutcome, Exposure
-from schemas.gamification import award_rows
+from schemas.gamification import LeagueResult, award_rows
 from schemas.topics import TopicCatalogue
 from sinks.base import BatchingSink, Row, SinkBatch, UndecodableMessage
 from sinks.clickhouse.client import connect, insert_columns
@@ -39,6 +40,7 @@ from sinks.clickhouse.tables import (
     INTERVENTION_OUTCOMES,
     INTERVENTION_REQUESTS,
     LEADERBOARD_SNAPSHOTS,
+    LEAGUE_RESULTS,
     LEVEL_UPS,
     RISK_UPDATES,
     STREAK_MILESTONES,
@@ -82,6 +84,7 @@ class ContractSinkSpec:
     topic: Callable[[TopicCatalogue], str]
     contract: type[BaseModel] | None = None  # validate each message against it before storing
     fan_out: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None  # one message -> its rows' messages
+    tombstones: bool = False  # a compacted topic: an empty value is an erasure's tombstone, no row
 
 
 SPECS: dict[str, ContractSinkSpec] = {
@@ -99,6 +102,10 @@ SPECS: dict[str, ContractSinkSpec] = {
     "celebrations": ContractSinkSpec("celebrations", CELEBRATIONS, lambda t: t.celebrations.name),
     "leaderboard-snapshots": ContractSinkSpec(
         "leaderboard_snapshots", LEADERBOARD_SNAPSHOTS, lambda t: t.leaderboard_snapshots.name
+    ),
+    # Published by the leaderboard service when a week closes; validated (a tier must be one of the tiers).
+    "league-results": ContractSinkSpec(
+        "league_results", LEAGUE_RESULTS, lambda t: t.league_results.name, LeagueResult, tombstones=True
     ),
     # Experiments: validated, so an exposure that fails its contract is dead-lettered, never counted.
     "exposures": ContractSinkSpec("experiment_exposures", EXPERIMENT_EXPOSURES, lambda t: t.exposures.name, Exposure),
@@ -119,6 +126,7 @@ class ContractSink(BatchingSink):
         self.table = spec.table
         self.contract = spec.contract
         self.fan_out = spec.fan_out
+        self.tombstones = spec.tombstones
         self._target = f"{settings.clickhouse_database}.{spec.table.name}"
         self._client = connect(settings)
 
@@ -126,6 +134,8 @@ class ContractSink(BatchingSink):
         create_all(self._client, self.settings.clickhouse_database, cluster_for(self.settings.clickhouse_cluster))
 
     def decode(self, value: bytes, partition: int, offset: int) -> Sequence[Row]:
+        if not value and self.tombstones:
+            return []
         try:
             message = orjson.loads(value)
             if not isinstance(message, dict):

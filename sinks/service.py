@@ -44,6 +44,7 @@ BATCHING: dict[str, Batching] = {
     "achievements": Batching(10_000, 2.0),
     "celebrations": Batching(10_000, 2.0),
     "leaderboard-snapshots": Batching(10_000, 2.0),
+    "league-results": Batching(10_000, 5.0),  # a burst once a week (a result per student who played), else quiet
     "exposures": Batching(10_000, 2.0),  # one per message an experiment shaped
     "profiles": Batching(50_000, 5.0),  # one per student and local day: a quiet topic, larger parts
     "bandit-outcomes": Batching(10_000, 5.0),  # one per bandit-chosen intervention, a week after it: quiet

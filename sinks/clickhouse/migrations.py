@@ -31,6 +31,7 @@ from sinks.clickhouse.tables import (
     INTERVENTION_REQUESTS,
     LABELLED_PREDICTIONS,
     LEADERBOARD_SNAPSHOTS,
+    LEAGUE_RESULTS,
     LEVEL_UPS,
     RISK_UPDATES,
     STREAK_MILESTONES,
@@ -223,6 +224,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         14,
         "personalisation: each student's open rate per channel and preferred channel in the daily profile",
         (AddColumns("user_profiles_daily", _PROFILE_CHANNEL_COLUMNS),),
+    ),
+    Migration(
+        15,
+        "weekly leagues: each student's result in each closed week (group, rank, promoted or not)",
+        (LEAGUE_RESULTS,),
     ),
 )
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from processors.streaks import ACTIVE_EVENT_TYPES
 from schemas.columns import EVENT_JSON, Column, behavior_event_columns, model_columns
 from schemas.experiments import ArmOutcome, Exposure
-from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LevelUp, XpAward
+from schemas.gamification import AchievementUnlocked, Celebration, LeaderboardRow, LeagueResult, LevelUp, XpAward
 from schemas.interventions import InterventionOutcome, InterventionRequest
 from schemas.messages import DeadLetter
 from schemas.profile import Profile
@@ -225,7 +225,19 @@ CELEBRATIONS = _contract_table("celebrations", Celebration, "toYYYYMM(event_time
 LEADERBOARD_SNAPSHOTS = _contract_table(
     "leaderboard_snapshots", LeaderboardRow, "toYYYYMM(taken_at)", "(board, period, taken_at, rank)", 13
 )
-GAMIFICATION_TABLES = (XP_AWARDS, LEVEL_UPS, ACHIEVEMENTS_UNLOCKED, CELEBRATIONS, LEADERBOARD_SNAPSHOTS)
+# Weekly leagues: one row per student and closed week they played (the id is ``{user}:league:{week}``, the month
+# partition the week's Monday's, both fixed by the week: a result published again collapses). Kept 25 months.
+LEAGUE_RESULTS = _contract_table(
+    "league_results", LeagueResult, "toYYYYMM(week_start)", "(user_id, league_result_id)", 25
+)
+GAMIFICATION_TABLES = (
+    XP_AWARDS,
+    LEVEL_UPS,
+    ACHIEVEMENTS_UNLOCKED,
+    CELEBRATIONS,
+    LEADERBOARD_SNAPSHOTS,
+    LEAGUE_RESULTS,
+)
 
 # Experiments (PRODUCT.md §6): every exposure, one row each. The sort key starts with the experiment (a readout
 # reads one) and ends in the moment and the message, so a re-delivered exposure collapses and a second message to

@@ -146,9 +146,9 @@ def register_views(app: faust.App, worker: WorkerCore, settings: Settings, keys:
                 return record
             body = engagement(user_id, record)
             if body["gamification"] is not None:
-                body["gamification"]["leaderboards"] = await ranks.of(
-                    app.http_client, user_id, record.game.courses_by_xp(), request.headers.get("Authorization")
-                )
+                authorization = request.headers.get("Authorization")
+                boards, league = await ranks.both(app.http_client, user_id, record.game.courses_by_xp(), authorization)
+                body["gamification"]["leaderboards"], body["gamification"]["league"] = boards, league
             return self.json(body)
 
     @app.page("/v1/users/{user_id}/profile")

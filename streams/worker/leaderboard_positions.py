@@ -1,4 +1,4 @@
-"""A student's ranks for the engagement API, asked of the leaderboard service (``leaderboards/``).
+"""A student's ranks and weekly league for the engagement API, asked of the leaderboard service (``leaderboards/``).
 
 The boards are a global question the worker cannot answer from its own partitions, so the engagement API asks
 the leaderboard service, with the caller's own key and a short timeout. Ranks are an extra: when the service is
@@ -19,6 +19,11 @@ import aiohttp
 # (board, period) asked for every student; this week's board of each course they earned most XP in is added
 BOARDS = (("global", "this-week"), ("global", "all"))
 COURSES = 3
+# What the engagement answer keeps of the league answer (the group's standings stay with the leaderboard service)
+LEAGUE_FIELDS = (
+    "week", "tier", "tier_number", "tiers", "days_left", "closes_at", "provisional", "last_result", "placed",
+    "group_id", "group_size", "rank", "week_xp", "zone", "promoted", "demoted",
+)  # fmt: skip
 
 
 async def _one(session: aiohttp.ClientSession, url: str, headers: dict[str, str], timeout: float) -> Any:
@@ -60,8 +65,25 @@ async def positions(
     return {"available": not errors, **({"detail": errors[0]} if errors else {}), "boards": boards}
 
 
+async def league(
+    session: aiohttp.ClientSession, base_url: str, user_id: str, authorization: str | None, timeout: float
+) -> dict[str, Any]:
+    """{"available": true, week, tier, placed, group_id, rank, ...} or {"available": false, "detail": why}."""
+    headers = {"Authorization": authorization} if authorization else {}
+    url = f"{base_url}/v1/leagues/users/{user_id}?neighbours=0"
+    try:
+        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            if resp.status != 200:
+                return {"available": False, "detail": f"leaderboard service answered {resp.status}"}
+            body = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return {"available": False, "detail": f"leaderboard service unreachable ({type(exc).__name__})"}
+    return {"available": True, **{k: body[k] for k in LEAGUE_FIELDS if k in body}}
+
+
 class Ranks:
-    """``positions`` behind a breaker: after an answer with an error, none is asked for ``retry_seconds``."""
+    """``positions`` and ``league`` behind one breaker: after an answer with an error, neither is asked for
+    ``retry_seconds``."""
 
     def __init__(
         self, base_url: str, timeout: float, retry_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic
@@ -73,9 +95,37 @@ class Ranks:
     async def of(
         self, session: aiohttp.ClientSession, user_id: str, courses: list[str], authorization: str | None
     ) -> dict[str, Any]:
-        if self._failed_at is not None and self.clock() - self._failed_at < self.retry_seconds:
+        if self._resting():
             return {"available": False, "detail": self._detail, "boards": []}
-        answer = await positions(session, self.base_url, user_id, courses, authorization, self.timeout)
+        return self._note(await positions(session, self.base_url, user_id, courses, authorization, self.timeout))
+
+    async def league_of(
+        self, session: aiohttp.ClientSession, user_id: str, authorization: str | None
+    ) -> dict[str, Any]:
+        if self._resting():
+            return {"available": False, "detail": self._detail}
+        return self._note(await league(session, self.base_url, user_id, authorization, self.timeout))
+
+    async def both(
+        self, session: aiohttp.ClientSession, user_id: str, courses: list[str], authorization: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The positions and the league, asked at the same time; while the breaker rests, answered without any
+        suspension: a read that yields to the event loop (``asyncio.gather`` does, even for answers ready at once)
+        lets the others of a burst in, and the API's ``max_in_progress`` then refuses reads with 503."""
+        if self._resting():
+            return {"available": False, "detail": self._detail, "boards": []}, {
+                "available": False,
+                "detail": self._detail,
+            }
+        boards, league = await asyncio.gather(
+            self.of(session, user_id, courses, authorization), self.league_of(session, user_id, authorization)
+        )
+        return boards, league
+
+    def _resting(self) -> bool:
+        return self._failed_at is not None and self.clock() - self._failed_at < self.retry_seconds
+
+    def _note(self, answer: dict[str, Any]) -> dict[str, Any]:
         if answer["available"]:
             self._failed_at = None
         else:

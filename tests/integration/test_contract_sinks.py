@@ -395,3 +395,54 @@ def test_bandit_outcomes_are_stored_once_and_one_failing_its_contract_is_dead_le
         ("b1:bandit:1", "b1", "streak_warning", "high", "video", 1, sent, sent + timedelta(days=2)),
         ("b2:bandit:1", "b2", "gentle_reminder", "medium", "", 0, sent, sent + timedelta(days=7)),
     ]
+
+
+def test_league_results_are_stored_once_a_tombstone_stores_nothing_and_a_wrong_tier_is_dead_lettered(
+    infra: Infra, settings: Settings
+) -> None:
+    from schemas.gamification import LeagueOutcome, LeagueResult, LeagueTier, league_result_id
+    from tests.integration.helpers import read_topic
+
+    assert "league-results" in SERVICE_NAMES  # started by ``engage sink all``
+    s = settings.model_copy(update={"topic_prefix": f"lr-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    ensure_topics(s.kafka_bootstrap, topics.all())
+    up = LeagueResult(
+        league_result_id=league_result_id("l1", "2026-W48"),
+        user_id="l1",
+        week="2026-W48",
+        week_start=date(2026, 11, 23),
+        tier=LeagueTier.silver,
+        group_id="2026-W48:silver:2",
+        group_size=30,
+        rank=1,
+        week_xp=340,
+        outcome=LeagueOutcome.promoted,
+        next_tier=LeagueTier.gold,
+    )
+    down = up.model_copy(
+        update={"league_result_id": league_result_id("l2", "2026-W48"), "user_id": "l2", "rank": 30, "week_xp": 5,
+                "outcome": LeagueOutcome.demoted, "next_tier": LeagueTier.bronze}
+    )  # fmt: skip
+    no_such_tier = up.model_dump(mode="json") | {"league_result_id": "l3:league:2026-W48", "user_id": "l3",
+                                                 "tier": "wood"}  # fmt: skip
+    topic = topics.league_results.name
+    with EventProducer(s.kafka_bootstrap, topics) as producer:
+        for _ in range(2):  # another service process (or a retry) publishes the same results: one row each
+            for result in (up, down):
+                producer.send_encoded(result.user_id.encode(), result.model_dump_json().encode(), topic=topic)
+        producer.send_encoded(b"l3", json.dumps(no_such_tier).encode(), topic=topic)
+        producer.send_encoded(b"l9", None, topic=topic)  # an erased student's tombstone
+    stats = run_sinks(s, ["league-results"], idle_exit=2.0)
+    assert stats["league_results"].dead_letters == 1 and stats["league_results"].rows_written == 4
+    assert sink_lag(s, ["league-results"]) == {"league-results": 0}
+    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=10)
+    assert letters[0]["reason"].startswith("not a valid LeagueResult: tier: ")
+    rows = connect(s).execute(
+        f"SELECT league_result_id, week_start, tier, group_id, rank, week_xp, outcome, next_tier "
+        f"FROM {s.clickhouse_database}.league_results FINAL ORDER BY user_id"
+    )
+    assert rows == [
+        ("l1:league:2026-W48", date(2026, 11, 23), "silver", "2026-W48:silver:2", 1, 340, "promoted", "gold"),
+        ("l2:league:2026-W48", date(2026, 11, 23), "silver", "2026-W48:silver:2", 30, 5, "demoted", "bronze"),
+    ]

@@ -4,6 +4,7 @@ answers without them (saying so) when the service is away."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
+from leaderboards.boards import iso_week
 from leaderboards.runner import running
 from schemas.topics import catalogue
 from tests.integration.test_worker import _send
-from tests.integration.test_worker_gamification import _event
+from tests.integration.test_worker_gamification import T0, _event
 from tests.integration.workers import WorkerProcess, wait_for, workers
 
 pytestmark = pytest.mark.integration
@@ -63,9 +65,16 @@ def test_the_engagement_answer_carries_the_students_ranks(infra: Infra, settings
             ranks = _ranks(worker, "rank-ann")
             assert ranks is not None
             assert {b["board"] for b in ranks["boards"]} == {"global", "course:course-1"}
+            # The weekly league, from the same service: ann leads this week's bronze group of the three.
+            league = worker.engagement("rank-ann").json()["gamification"]["league"]
+            assert league["available"] is True and league["tier"] == "bronze", league
+            if iso_week(T0.date()) == iso_week(datetime.now(UTC).date()):  # not a run in Monday's first hours
+                assert (league["placed"], league["rank"], league["group_size"], league["week_xp"]) == (True, 1, 3, 70)
+                assert league["zone"] == "promotion" and "standings" not in league
         # The service is gone: the answer still comes, without ranks, and says why.
         resp = worker.engagement("rank-ann")
         assert resp.status_code == 200
         game = resp.json()["gamification"]
         assert game["xp"] == 70
         assert game["leaderboards"]["available"] is False and "unreachable" in game["leaderboards"]["detail"]
+        assert game["league"]["available"] is False and game["league"]["detail"]

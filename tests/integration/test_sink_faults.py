@@ -28,8 +28,12 @@ from schemas.gamification import (
     Celebration,
     CelebrationKind,
     LeaderboardRow,
+    LeagueOutcome,
+    LeagueResult,
+    LeagueTier,
     LevelUp,
     XpAwardBatch,
+    league_result_id,
     level_up_id,
     unlock_id,
 )
@@ -59,6 +63,7 @@ TABLES = {
     "achievements_unlocked": 60,
     "celebrations": 60,
     "leaderboard_snapshots": 60,
+    "league_results": 60,
     "experiment_exposures": 60,
     "user_profiles_daily": 60,
     "bandit_outcomes": 60,
@@ -187,6 +192,16 @@ def _gamification_wave(topics: TopicCatalogue, wave: int, base: datetime) -> lis
                            rank=i + 1, user_id=f"w{wave}-b{i}", xp=1000 - i).model_dump_json(),
         )
         for i in range(TABLES["leaderboard_snapshots"])
+    ]  # fmt: skip
+    encoded += [
+        (
+            topics.league_results.name,
+            LeagueResult(league_result_id=league_result_id(f"w{wave}-l{i}", "2026-W47"), user_id=f"w{wave}-l{i}",
+                         week="2026-W47", week_start=date(2026, 11, 16), tier=LeagueTier.silver,
+                         group_id="2026-W47:silver:1", group_size=30, rank=1 + i % 30, week_xp=100 - i % 30,
+                         outcome=LeagueOutcome.stayed, next_tier=LeagueTier.silver).model_dump_json(),
+        )
+        for i in range(TABLES["league_results"])
     ]  # fmt: skip
     encoded += [
         (
