@@ -1,4 +1,5 @@
-"""The demo's gamification part: the top of the weekly board, a few students' levels and achievements.
+"""The demo's gamification part: the top of the weekly board, a few students' levels and achievements, and one
+student's weekly league (their group's standings and who would go up or down if the week closed now).
 
 Read while the services run (the leaderboard service and the worker's engagement API), printed at the end with
 what ClickHouse stored of awards, level-ups and unlocks.
@@ -24,6 +25,7 @@ class GameView:
     students_on_board: int = 0
     top: list[dict[str, Any]] = field(default_factory=list)  # rows with the student's level and achievements
     neighbours: dict[str, Any] | None = None  # one student's rank with those around them
+    league: dict[str, Any] | None = None  # that student's weekly league (``GET /v1/leagues/users/{id}``)
 
 
 def _get(client: httpx.Client, url: str) -> dict[str, Any] | None:
@@ -57,6 +59,7 @@ def collect_gamification(settings: Settings, worker_url: str, timeout: float = 6
         if len(view.top) >= 5:
             middle = view.top[4]["user_id"]
             view.neighbours = _get(client, f"{board_url}/{view.period}/users/{middle}?neighbours=2")
+            view.league = _get(client, f"{settings.leaderboards_base}/v1/leagues/users/{middle}?neighbours=3")
     return view
 
 
@@ -85,6 +88,17 @@ def show_gamification(settings: Settings, console: Console, view: GameView) -> N
         for r in [*n["above"], n, *n["below"]]:
             line = f"{r['rank']:>6}  {r['user_id']:<14} {r['xp']:>6,} XP"
             console.print(f"[bold]{line}  <- {r['user_id']}[/bold]" if r is n else line)
+    league = view.league
+    if league and league.get("placed"):
+        days = league["days_left"]
+        down = f"the bottom {league['demoted']} down" if league["demoted"] else "nobody goes down from the lowest tier"
+        console.print(f"  {league['user_id']}'s weekly league ({league['week']}, {days} day{'' if days == 1 else 's'} "
+                      f"left): {str(league['tier']).title()} tier, group of {league['group_size']}, rank "
+                      f"{league['rank']}; the top {league['promoted']} go up a tier, {down}")  # fmt: skip
+        marks = {"promotion": "up", "demotion": "down", "safe": ""}
+        for r in [*league["above"], {**league, "week_xp": league["week_xp"]}, *league["below"]]:
+            line = f"{r['rank']:>6}  {r['user_id']:<14} {r['week_xp']:>6,} XP  {marks.get(r['zone'], '')}"
+            console.print(f"[bold]{line}  <- {r['user_id']}[/bold]" if r["user_id"] == league["user_id"] else line)
     db = settings.clickhouse_database
     client = connect(settings)
     (awards, xp), = client.execute(f"SELECT count(), sum(xp) FROM {db}.xp_awards FINAL")  # fmt: skip
