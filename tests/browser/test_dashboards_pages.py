@@ -29,10 +29,12 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import orjson
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from config.settings import PROJECT_ROOT, Settings, settings_env
@@ -199,6 +201,28 @@ def until(read: Callable[[], T | None], timeout: float = 30.0, what: str = "the 
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {timeout} s")
         time.sleep(0.2)
+
+
+def flash_after(browser: WebDriver, submit: WebElement) -> WebElement:
+    """Click ``submit`` and return the flash message of the page it leads to. A flash the page already showed is
+    not it: read while the form is still posting (a slow machine), it is the previous action's message."""
+    old = browser.find_elements(By.ID, "flash")
+    submit.click()
+
+    def fresh() -> list[WebElement] | None:
+        if old and not _stale(old[0]):
+            return None  # still the page from before the click
+        return browser.find_elements(By.ID, "flash")
+
+    return until(fresh, 15, "the flash message")[0]
+
+
+def _stale(element: WebElement) -> bool:
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
 
 
 def path_of(driver: WebDriver) -> str:
@@ -403,8 +427,7 @@ def test_recalculate_and_trigger_an_intervention_from_the_student_page(browser: 
     before = number(browser, "scored-at")
     assert before == stack.engagement(user)["scored_at"]
 
-    browser.find_element(By.CSS_SELECTOR, "#now form[action$='/recalculate'] button").click()
-    flash = until(lambda: browser.find_elements(By.ID, "flash"), 15, "the flash message")[0]
+    flash = flash_after(browser, browser.find_element(By.CSS_SELECTOR, "#now form[action$='/recalculate'] button"))
     assert flash.text.startswith(f"Recalculated {user}: 7-day risk")
     after = number(browser, "scored-at")
     api = stack.engagement(user)
@@ -413,8 +436,7 @@ def test_recalculate_and_trigger_an_intervention_from_the_student_page(browser: 
     assert f"7-day risk {api['risk']['risk_7d']:.1f} ({api['tier']})" in flash.text
 
     Select(browser.find_element(By.ID, "kind-detail")).select_by_value("human_outreach")
-    browser.find_element(By.CSS_SELECTOR, "#now form.intervene button[type=submit]").click()
-    flash = until(lambda: browser.find_elements(By.ID, "flash"), 15, "the flash message")[0]
+    flash = flash_after(browser, browser.find_element(By.CSS_SELECTOR, "#now form.intervene button[type=submit]"))
     assert flash.text.startswith(f"Triggered human_outreach for {user} (")
     intervention = flash.text.rsplit("(", 1)[1].rstrip(").")
     assert intervention.startswith(f"{user}:manual:human_outreach:")
@@ -434,8 +456,7 @@ def test_recalculate_from_the_at_risk_row_comes_back_with_a_flash(browser: WebDr
     row = browser.find_elements(By.CSS_SELECTOR, "#at-risk tbody tr[data-user]")[0]
     user = str(row.get_attribute("data-user"))
     before = stack.engagement(user)["scored_at"]
-    row.find_element(By.CSS_SELECTOR, "form[action$='/recalculate'] button").click()
-    flash = until(lambda: browser.find_elements(By.ID, "flash"), 15, "the flash message")[0]
+    flash = flash_after(browser, row.find_element(By.CSS_SELECTOR, "form[action$='/recalculate'] button"))
     assert flash.text.startswith(f"Recalculated {user}:")
     back = parse_qs(urlparse(browser.current_url).query)
     assert path_of(browser) == "/admin/at-risk" and back["page"] == ["2"] and back["size"] == ["10"]
