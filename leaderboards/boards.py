@@ -29,6 +29,7 @@ from typing import Literal, NamedTuple
 
 from sortedcontainers import SortedList
 
+from processors.gamification.weeks import iso_week, week_monday
 from schemas.gamification import BoardXp, Standing
 
 GLOBAL = "global"
@@ -68,24 +69,6 @@ class InvalidStanding(ValueError):
 
 
 # --- periods -------------------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=512)  # a handful of distinct periods, asked for on every standing
-def iso_week(day: date) -> str:
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-@lru_cache(maxsize=512)
-def week_monday(week: str) -> date:
-    """The Monday of an ISO week "2026-W49"; ValueError naming it when it is not one."""
-    year, sep, number = week.partition("-W")
-    if not sep or len(year) != 4 or len(number) != 2 or not (year + number).isdigit():
-        raise ValueError(f"{week!r} is not an ISO week like 2026-W49")
-    try:
-        return date.fromisocalendar(int(year), int(number), 1)
-    except ValueError:
-        raise ValueError(f"{week!r} is not a week of {year} (ISO years have 52 or 53)") from None
 
 
 @lru_cache(maxsize=512)

@@ -39,10 +39,10 @@ from processors.gamification.leagues import (
     rank_group,
     tier_in,
     week_ends,
-    week_of,
     weeks_to_close,
     zone,
 )
+from processors.gamification.weeks import iso_week
 from schemas.gamification import LeagueResult, LeagueTier, Standing
 
 
@@ -112,7 +112,7 @@ class LeagueBook:
             for result in results:
                 self.apply_result(result)
             out += results
-        previous = week_of(now.date() - timedelta(days=7))
+        previous = iso_week(now.date() - timedelta(days=7))
         for old in [w for w in self.week_xp if w < previous]:
             self._drop(old)
         return out
@@ -165,7 +165,7 @@ class LeagueBook:
     def view(self, user_id: str, now: datetime, neighbours: int) -> dict[str, Any]:
         """What ``GET /v1/leagues/users/{id}`` answers: the student's tier this week (UTC), and when they earned XP
         in it their group: rank, zone, the group's standings, ``neighbours`` either side; the last result."""
-        week = week_of(now.date())
+        week = iso_week(now.date())
         last = self.results.get(user_id)
         tier = tier_in(week, last) if last is None or last.week <= week else last.next_tier
         body: dict[str, Any] = {

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from kafka_io.producer import EventProducer
-from leaderboards.boards import iso_week
+from processors.gamification.weeks import iso_week
 from schemas.topics import catalogue
 
 COURSES = 20

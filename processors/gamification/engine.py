@@ -45,6 +45,7 @@ from processors.gamification.rules import (
     is_active_type,
     unlock_ids,
 )
+from processors.gamification.weeks import iso_week
 from processors.streaks import ACTIVE_EVENT_TYPES, StreakState
 from schemas.experiments import Exposure
 from schemas.gamification import (
@@ -307,11 +308,6 @@ def _plan(rules: GameRules) -> _Plan:
     plan = _Plan.of(rules)
     _PLANS[id(rules)] = (rules, plan)  # holds ``rules``, so its id is not reused while cached
     return plan
-
-
-def iso_week(d: date) -> str:
-    year, week, _ = d.isocalendar()
-    return f"{year}-W{week:02d}"
 
 
 @lru_cache(maxsize=4096)

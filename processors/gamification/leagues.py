@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, NamedTuple
 
+from processors.gamification.weeks import iso_week, week_monday
 from schemas.gamification import LeagueOutcome, LeagueResult, LeagueTier, league_result_id
 
 TIERS: tuple[LeagueTier, ...] = tuple(LeagueTier)
 LOWEST, HIGHEST = TIERS[0], TIERS[-1]
 Zone = Literal["promotion", "safe", "demotion"]
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -84,25 +83,9 @@ class Group:
 # --- weeks ---------------------------------------------------------------------------------------------------------
 
 
-def week_start(week: str) -> date:
-    """The Monday of an ISO week "2026-W49"; ValueError naming it when it is not one."""
-    match = _WEEK.match(week)
-    if match is None:
-        raise ValueError(f"{week!r} is not an ISO week like 2026-W49")
-    try:
-        return date.fromisocalendar(int(match[1]), int(match[2]), 1)
-    except ValueError:
-        raise ValueError(f"{week!r} is not a week of {match[1]} (ISO years have 52 or 53)") from None
-
-
-def week_of(day: date) -> str:
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
 def week_ends(week: str) -> datetime:
     """The moment the week ends: the next Monday 00:00 UTC."""
-    return datetime.combine(week_start(week) + timedelta(days=7), datetime.min.time(), UTC)
+    return datetime.combine(week_monday(week) + timedelta(days=7), datetime.min.time(), UTC)
 
 
 def closes_at(week: str, grace_seconds: float) -> datetime:
@@ -117,7 +100,7 @@ def days_left(week: str, now: datetime) -> int:
 def weeks_to_close(open_weeks: Iterable[str], closed_through: str | None, now: datetime, grace: float) -> list[str]:
     """The weeks to close at ``now``, oldest first: past their close, newer than the newest closed one, and not
     older than the week before ``now``'s (see the module's docstring)."""
-    previous = week_of(now.date() - timedelta(days=7))
+    previous = iso_week(now.date() - timedelta(days=7))
     return sorted(
         w
         for w in set(open_weeks)
@@ -241,7 +224,7 @@ def close_week(
 ) -> list[LeagueResult]:
     """The results of a closed week, by user id: ``week_xp`` the players' global XP in it, ``last`` each student's
     newest result before it (absent: a new student)."""
-    start = week_start(week)
+    start = week_monday(week)
     players = {user: (tier_in(week, last.get(user)), xp) for user, xp in week_xp.items()}
     results = []
     for group in place(week, players, rules):

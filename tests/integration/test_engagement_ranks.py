@@ -14,8 +14,8 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
-from leaderboards.boards import iso_week
 from leaderboards.runner import running
+from processors.gamification.weeks import iso_week
 from schemas.topics import catalogue
 from tests.integration.test_worker import _send
 from tests.integration.test_worker_gamification import T0, _event

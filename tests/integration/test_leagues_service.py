@@ -23,10 +23,10 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
-from leaderboards.boards import iso_week
 from leaderboards.runner import running
 from leaderboards.service import Service
 from processors.gamification.leagues import LeagueRules, close_week, last_result
+from processors.gamification.weeks import iso_week
 from schemas.gamification import BoardXp, LeagueOutcome, LeagueResult, LeagueTier, Standing
 from schemas.topics import catalogue
 from tests.integration.helpers import read_to_end

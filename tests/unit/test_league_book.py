@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
-from leaderboards.boards import iso_week
 from leaderboards.leagues import LeagueBook
 from processors.gamification.leagues import LeagueRules, close_week, place, tier_in
+from processors.gamification.weeks import iso_week
 from schemas.gamification import BoardXp, LeagueOutcome, LeagueTier, Standing
 
 RULES = LeagueRules(group_size=10, promote=3, demote=2)

@@ -30,11 +30,10 @@ from processors.gamification.leagues import (
     tier_in,
     tier_up,
     week_ends,
-    week_of,
-    week_start,
     weeks_to_close,
     zone,
 )
+from processors.gamification.weeks import iso_week, week_monday
 from schemas.gamification import LeagueOutcome, LeagueResult, LeagueTier
 
 RULES = LeagueRules(group_size=30, promote=7, demote=5)
@@ -68,13 +67,13 @@ def test_the_tier_in_a_week_comes_from_the_newest_earlier_result() -> None:
 
 
 def test_weeks_are_iso_weeks_in_utc_and_close_after_the_grace() -> None:
-    assert week_start(WEEK) == date(2026, 11, 30) and week_of(date(2026, 12, 6)) == WEEK
-    assert week_of(date(2027, 1, 1)) == "2026-W53"  # ISO years have 52 or 53 weeks
+    assert week_monday(WEEK) == date(2026, 11, 30) and iso_week(date(2026, 12, 6)) == WEEK
+    assert iso_week(date(2027, 1, 1)) == "2026-W53"  # ISO years have 52 or 53 weeks
     assert week_ends(WEEK) == datetime(2026, 12, 7, tzinfo=UTC)
     assert closes_at(WEEK, 600) == datetime(2026, 12, 7, 0, 10, tzinfo=UTC)
     for bad in ("2026-49", "2026-W54", "W49"):
         with pytest.raises(ValueError, match=r"ISO week|not a week"):
-            week_start(bad)
+            week_monday(bad)
 
 
 def test_days_left_counts_a_started_day() -> None:
