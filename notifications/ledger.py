@@ -6,18 +6,20 @@ the key's hash), so the ledger of a partition moves with its requests: the proce
 handles any request of ``p``, and is then its only writer. Compaction keeps the newest entry per
 ``ledger_key`` (intervention, channel).
 
-Order of writes (``notifications.service``): deliver -> write the ledger entries, the outcome and any dead letter
--> wait until Kafka acknowledged them all (``Outbox.send``, acks=all, idempotent producer) -> only then commit the
-request's offset. A deferred request is committed once its ``scheduled`` entry (which carries the request) is
-acknowledged: the ledger, not the interventions topic, then holds it until it is sent.
+Order of writes (``notifications.service``): deliver -> write the outcome and any dead letter and wait until Kafka
+acknowledged them (``Outbox.send``, acks=all, idempotent producer) -> write the ledger entries and wait again ->
+only then commit the request's offset. The ledger goes last because writes to several partitions are not atomic: a
+final entry must never be stored without the outcome it stands for (``Ledger.write``). A deferred request is
+committed once its ``scheduled`` entry (which carries the request) is acknowledged: the ledger, not the
+interventions topic, then holds it until it is sent.
 
-Crash semantics. A crash (SIGKILL) after a provider accepted a message and before its ledger entry was
-acknowledged loses the record of that send but not the request (its offset was not committed, or, for a scheduled
-one, its entry still says ``scheduled``): the next owner sends it again. So a crash resends at most the messages
-in flight at that instant - at most ``notify_max_in_flight`` (each request once), usually none or one - and
-never more than once per crash. Nothing is lost: a request is committed only when its final state is stored.
-(E-mail resends carry the same Message-ID and the in-app inbox keeps one item per intervention, so those two
-dedupe downstream; push and SMS do not.)
+Crash semantics. A crash (SIGKILL) after a provider accepted a message and before its ledger entry was acknowledged
+loses the record of that send (its outcome may be stored, and is then stored twice) but not the request (its offset
+was not committed, or, for a scheduled one, its entry still says ``scheduled``): the next owner sends it again. So a
+crash resends at most the messages in flight at that instant - at most ``notify_max_in_flight`` (each request once),
+usually none or one - and never more than once per crash. Nothing is lost: a request is committed only when its
+final state is stored. (E-mail resends carry the same Message-ID and the in-app inbox keeps one item per
+intervention, so those two dedupe downstream; push and SMS do not.)
 
 Why a compacted topic and not ClickHouse. The ledger is written on every send, where its latency adds to the
 response time and a crash window, and read at one moment only: on assignment, one partition to its end. Measured
@@ -262,9 +264,17 @@ class Ledger:
             self._apply(partition, e)
 
     async def write(self, partition: int, entries: Sequence[LedgerEntry], also: Sequence[Out] = ()) -> None:
-        """Write ``entries`` to ``partition`` (with ``also``: outcomes, dead letters) and wait for Kafka's acks;
-        the in-memory view changes only then."""
+        """Write ``also`` (outcomes, dead letters), wait for Kafka's acks, then ``entries`` to ``partition`` and wait
+        again; the in-memory view changes only then.
+
+        Two steps because messages to several partitions are not written atomically: sent together, a SIGKILL could
+        land between the ledger's partition and the outcome's, and the restarted owner, finding the request final in
+        the ledger, would skip it - its outcome lost for good. In this order an entry in the ledger means what it
+        stands for is stored; a crash between the steps repeats the request (``also`` is written again), never loses
+        it. The price is one more round trip per request (``LEDGER_WRITE_SECONDS`` measures both)."""
         started = time.monotonic()
-        await self.outbox.send([*self.encode(partition, entries), *also])
+        if also:
+            await self.outbox.send(also)
+        await self.outbox.send(self.encode(partition, entries))
         LEDGER_WRITE_SECONDS.observe(time.monotonic() - started)
         self.applied(partition, entries)

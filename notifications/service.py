@@ -7,8 +7,9 @@ before it handles a request of ``p`` (``notifications.ledger``, ``notifications.
 requests the ledger holds as scheduled.
 
 The loop: take a batch of requests (and contact changes) -> handle each student's in order, up to
-``notify_max_in_flight`` students at once -> for each request the ledger entries, the outcome and any dead letter
-are written and acknowledged -> commit the batch's offsets -> send what is due (deferred requests, digests).
+``notify_max_in_flight`` students at once -> for each request the outcome and any dead letter, then its ledger
+entries, are written and acknowledged (``Ledger.write``: the ledger last) -> commit the batch's offsets -> send
+what is due (deferred requests, digests).
 It also consumes the worker's celebrations (same partitions) and puts each in the student's in-app inbox once, outside
 the intervention policy (``notifications.celebrations``).
 What to do with a request is ``processors.notify.dispatch``; which channel, with what fallback, ``routing``; the

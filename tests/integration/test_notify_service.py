@@ -300,8 +300,13 @@ def test_sigkill_mid_run_loses_nothing_and_duplicates_at_most_what_was_in_flight
                 wait_for("every request handled", lambda: wanted <= handled(), timeout=180, every=0.5)
             except AssertionError:
                 missing = sorted(wanted - handled())
+                sent = providers.accepted(numbers)
+                held = {
+                    i: [(e["ledger_key"], e["state"]) for e in ledger(s) if e["intervention_id"] == i] for i in missing
+                }
                 raise AssertionError(
-                    f"{len(missing)} requests never handled: {missing[:20]}; the restarted notifier's log ends:\n"
+                    f"{len(missing)} requests never handled: {missing[:20]}; providers accepted "
+                    f"{ {i: sent.count(i) for i in missing[:20]} }; the ledger holds {held}; the notifier's log ends:\n"
                     + log.read_text()[-4000:]
                 ) from None
             wait_for("the offsets committed", lambda: all_committed(s))
