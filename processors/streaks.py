@@ -211,14 +211,23 @@ class StreakState:
         return view_at(rs, day)
 
     def current_on(self, days: Iterable[int]) -> dict[int, int]:
-        """``as_of(day).current`` for each of ``days``, with one re-scan of the window for all the days before the
-        latest activity (a batch prices its events' days together: one scan each cost ~10 % of the fold)."""
+        """``as_of(day).current`` for each of ``days``: counted from the bitmask for a day in the current run, and
+        with one re-scan of the window for all the days before it (a batch prices its events' days together: a scan
+        each cost ~10 % of the fold, and most batches hold a day before the latest: local days straddle UTC days)."""
         out: dict[int, int] = {}
-        days = set(days)
-        earlier = sorted(d for d in days if d < self.current.last_active)
-        for d in days:
-            if d >= self.current.last_active:
-                out[d] = view_at(self.current, d).current
+        cur = self.current
+        # A day inside the current run (its start still in the window): the run never broke between its start and
+        # its last active day, so on that day it was alive and had counted its active days so far - no scan.
+        in_run = cur.run_start if cur.run_start >= self.base else cur.last_active
+        earlier: list[int] = []
+        for d in set(days):
+            if d >= cur.last_active:
+                out[d] = view_at(cur, d).current
+            elif d >= in_run:
+                out[d] = self.active_days(in_run, d)
+            else:
+                earlier.append(d)
+        earlier.sort()
         if earlier:
             rs, i = self.checkpoint.copy(), 0
             for d in _iter_bits(self.bits, self.base):

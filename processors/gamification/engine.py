@@ -15,8 +15,9 @@ Rules a reader should know:
 - ``in_a_row`` runs and comebacks follow arrival order (a comeback is a new active day after a gap among the days
   known when it arrives: a late event that fills the gap afterwards does not take it back); everything else does
   not depend on the order events arrive in, as long as no event arrives more than a day late.
-- Outputs are built with ``model_construct`` (no validation: ~100k awards per million events, and the engine
-  builds them from values it has checked); ``tests/unit`` validates what it builds against the contracts.
+- Outputs are built as JSON-ready rows and dicts in the contracts' field order, not models (no validation: ~100k
+  awards and ~65k level-ups, unlocks and celebrations per million events, from values the engine has checked);
+  ``GameOutcome``'s properties build the models, and ``tests/unit`` validates them against the contracts.
 - Achievements unlock once per student (their ids are remembered); a rule added later starts counting from
   the events it sees (``engage gamification backfill`` unlocks what the warehouse's history already earned).
 """
@@ -148,16 +149,17 @@ class GameOutcome:
     """What one batch earned; ``standing`` is set when the student's XP changed.
 
     Awards (about one for every three events) are kept as batch rows (``schemas.gamification.AWARD_FIELDS``) and
-    sent as one ``XpAwardBatch`` (``award_batch``), and the standing as a JSON-ready dict: the worker's hot path,
-    where building a pydantic model or a message per award cost more than the rest of the fold. ``awards`` and
+    sent as one ``XpAwardBatch`` (``award_batch``); level-ups, unlocks, celebrations and the standing as JSON-ready
+    dicts in their contract's field order: the worker's hot path, where building a pydantic model or a message per
+    award cost more than the rest of the fold. ``awards``, ``level_ups``, ``unlocks``, ``celebrations`` and
     ``standing`` build the contract models (tests and the backfill read those)."""
 
     user_id: str = ""
     rules_version: int = 0
     award_rows: list[tuple[Any, ...]] = field(default_factory=list)
-    level_ups: list[LevelUp] = field(default_factory=list)
-    unlocks: list[AchievementUnlocked] = field(default_factory=list)
-    celebrations: list[Celebration] = field(default_factory=list)
+    level_up_rows: list[dict[str, Any]] = field(default_factory=list)  # ``LevelUp``
+    unlock_rows: list[dict[str, Any]] = field(default_factory=list)  # ``AchievementUnlocked``
+    celebration_rows: list[dict[str, Any]] = field(default_factory=list)  # ``Celebration``
     exposures: list[Exposure] = field(default_factory=list)  # an XP-rules experiment's variant priced these events
     standing_row: dict[str, Any] | None = None
 
@@ -177,6 +179,18 @@ class GameOutcome:
     def awards(self) -> list[XpAward]:
         batch = self.award_batch()
         return XpAwardBatch.model_validate(batch).expand() if batch is not None else []
+
+    @property
+    def level_ups(self) -> list[LevelUp]:
+        return [LevelUp.model_validate(r) for r in self.level_up_rows]
+
+    @property
+    def unlocks(self) -> list[AchievementUnlocked]:
+        return [AchievementUnlocked.model_validate(r) for r in self.unlock_rows]
+
+    @property
+    def celebrations(self) -> list[Celebration]:
+        return [Celebration.model_validate(r) for r in self.celebration_rows]
 
     @property
     def standing(self) -> Standing | None:
@@ -234,6 +248,9 @@ Tiers = tuple[tuple[int, str], ...]  # (tier, unlock id), lowest tier first
 XpStep = tuple[str, tuple[Condition, ...], int, int | None, bool, bool]
 
 _COUNT, _ROW, _WITHIN = 0, 1, 2
+_STREAK, _COMEBACK, _LEVEL = 0, 1, 2
+# A streak, comeback or level achievement as the end of a batch checks it: kind, id, after_days / level, tiers.
+BatchStep = tuple[int, str, int, "Tiers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +278,8 @@ class _Plan:
     achievements: dict[str, tuple[_AchievementStep, ...]]
     tiers: dict[str, Tiers]  # tiered achievement id -> its tiers and their unlock ids
     names: dict[str, tuple[str, str]]
+    batch: tuple[BatchStep, ...]  # streak, comeback and level achievements, in the file's order
+    all_of: tuple[tuple[str, tuple[str, ...]], ...]  # all_of achievements: id, the ids it requires
 
     @classmethod
     def of(cls, rules: GameRules) -> _Plan:
@@ -287,11 +306,21 @@ class _Plan:
                     step = _AchievementStep(_ROW, a, a.match.when if t in counts else None,
                                             a.breaks.when if t in breaks else None, tiers[a.id])  # fmt: skip
                     per_type.setdefault(t, []).append(step)
+        batch: list[BatchStep] = []
+        for a in rules.achievements:
+            if isinstance(a, StreakAchievement):
+                batch.append((_STREAK, a.id, 0, tiers[a.id]))
+            elif isinstance(a, ComebackAchievement):
+                batch.append((_COMEBACK, a.id, a.after_days, ()))
+            elif isinstance(a, LevelAchievement):
+                batch.append((_LEVEL, a.id, a.level, ()))
         return cls(
             {t: tuple(v) for t, v in xp.items()},
             {t: tuple(v) for t, v in per_type.items()},
             tiers,
             rules.achievement_names(),
+            tuple(batch),
+            tuple((a.id, a.requires) for a in rules.achievements if isinstance(a, AllOfAchievement)),
         )
 
 
@@ -373,32 +402,20 @@ class _Batch:
             return
         g.unlocked[uid] = at.timestamp()
         name, description = self.names.get(uid, (uid, uid))
-        unlocked = AchievementUnlocked.model_construct(
-            unlock_id=unlock_id(self.user_id, uid),
-            user_id=self.user_id,
-            achievement_id=uid,
-            name=name,
-            description=description,
-            rules_version=self.rules.version,
-            event_time=at,
-            first_seen=self.first_seen,
-        )
-        self.out.unlocks.append(unlocked)
-        title = f"Achievement unlocked: {name}"
-        self.celebrate(CelebrationKind.achievement, unlocked.unlock_id, title, description, at)
+        full_id = unlock_id(self.user_id, uid)
+        self.out.unlock_rows.append(
+            {"schema_version": GAMIFICATION_SCHEMA_VERSION, "unlock_id": full_id, "user_id": self.user_id,
+             "achievement_id": uid, "name": name, "description": description, "rules_version": self.rules.version,
+             "event_time": at, "first_seen": self.first_seen, "backfilled": False}
+        )  # fmt: skip
+        self.celebrate(CelebrationKind.achievement, full_id, f"Achievement unlocked: {name}", description, at)
 
     def celebrate(self, kind: CelebrationKind, source_id: str, title: str, body: str, at: datetime) -> None:
-        self.out.celebrations.append(
-            Celebration.model_construct(
-                celebration_id=f"{kind.value}:{source_id}",
-                user_id=self.user_id,
-                kind=kind,
-                source_id=source_id,
-                title=title,
-                body=body,
-                event_time=at,
-            )
-        )
+        self.out.celebration_rows.append(
+            {"schema_version": GAMIFICATION_SCHEMA_VERSION, "celebration_id": f"{kind.value}:{source_id}",
+             "user_id": self.user_id, "kind": kind, "source_id": source_id, "title": title, "body": body,
+             "event_time": at}
+        )  # fmt: skip
 
 
 def play(
@@ -520,7 +537,11 @@ def _event_achievements(
         elif counted:
             rule_id = step.rule.id
             n = g.counts[rule_id] = g.counts.get(rule_id, 0) + 1
-            _tiers(b, step.tiers, n, at)
+            for tier, uid in step.tiers:  # ``_tiers``, inline: most events count towards a tier already unlocked
+                if n < tier:
+                    break
+                if uid not in g.unlocked:
+                    b.unlock(uid, at)
         elif step.kind == _ROW and step.breaks is not None and (not step.breaks or _holds(step.breaks, e)):
             g.counts[step.rule.id] = 0
 
@@ -531,20 +552,23 @@ def _within(b: _Batch, a: WithinAchievement, day: int, at: datetime) -> None:
     g = b.game
     days = g.within.setdefault(a.id, {})
     n = a.days
-    days[day] = days.get(day, 0) + 1
-    # every window of n days that contains this day, sliding over the 2n - 1 days around it
-    around = [days.get(d, 0) for d in range(day - n + 1, day + n)]
-    window = sum(around[:n])
-    reached = window >= a.count
-    for k in range(n - 1):
-        if reached:
-            break
-        window += around[k + n] - around[k]
+    before = days.get(day, 0)
+    days[day] = before + 1
+    reached = False
+    if sum(days.values()) >= a.count:  # else no window can hold enough (most calls)
+        # every window of n days that contains this day, sliding over the 2n - 1 days around it
+        around = [days.get(d, 0) for d in range(day - n + 1, day + n)]
+        window = sum(around[:n])
         reached = window >= a.count
+        for k in range(n - 1):
+            if reached:
+                break
+            window += around[k + n] - around[k]
+            reached = window >= a.count
     if reached:
         b.unlock(a.id, at)
         del g.within[a.id]
-    else:  # days too old to share a window with any day still likely to arrive
+    elif not before:  # a new day: days too old to share a window with any day still likely to arrive
         keep_from = max(days) - a.days - CAP_DAYS
         for d in [d for d in days if d < keep_from]:
             del days[d]
@@ -565,32 +589,32 @@ def _batch_achievements(
     g, rules = b.game, b.rules
     level = level_for(g.xp, rules.levels)
     for new_level in range(g.level + 1, level + 1):
-        up = LevelUp.model_construct(level_up_id=level_up_id(b.user_id, new_level), user_id=b.user_id, level=new_level,
-                     total_xp=g.xp, event_time=at)  # fmt: skip
-        b.out.level_ups.append(up)
-        b.celebrate(CelebrationKind.level_up, up.level_up_id, f"Level {new_level}!",
+        up_id = level_up_id(b.user_id, new_level)
+        b.out.level_up_rows.append(
+            {"schema_version": GAMIFICATION_SCHEMA_VERSION, "level_up_id": up_id, "user_id": b.user_id,
+             "level": new_level, "total_xp": g.xp, "event_time": at}
+        )  # fmt: skip
+        b.celebrate(CelebrationKind.level_up, up_id, f"Level {new_level}!",
                     f"You reached level {new_level} with {g.xp:,} XP.", at)  # fmt: skip
     g.level = max(g.level, level)
     longest = max(streak.current.longest, streak.current.run_len)
-    gaps, previous = [], last_active_before
+    widest, previous = -1, last_active_before  # the longest gap before an active day of the batch (-1: none)
     for d in active_days:
         if d > previous:
-            if previous:
-                gaps.append(d - previous - 1)
+            if previous and d - previous - 1 > widest:
+                widest = d - previous - 1
             previous = d
-    for a in rules.achievements:
-        if isinstance(a, StreakAchievement):
-            _tiers(b, b.plan.tiers[a.id], longest, at)
-        elif (isinstance(a, ComebackAchievement) and any(gap >= a.after_days for gap in gaps)) or (
-            isinstance(a, LevelAchievement) and g.level >= a.level
-        ):
-            b.unlock(a.id, at)
-    changed = True
+    for kind, achievement_id, threshold, tiers in b.plan.batch:
+        if kind == _STREAK:
+            _tiers(b, tiers, longest, at)
+        elif (widest >= threshold) if kind == _COMEBACK else (g.level >= threshold):
+            b.unlock(achievement_id, at)
+    unlocked, changed = g.unlocked, bool(b.plan.all_of)
     while changed:  # all_of may require another all_of (the rules refuse cycles)
         changed = False
-        for a in rules.achievements:
-            if isinstance(a, AllOfAchievement) and a.id not in g.unlocked and all(r in g.unlocked for r in a.requires):
-                b.unlock(a.id, at)
+        for achievement_id, requires in b.plan.all_of:
+            if achievement_id not in unlocked and all(r in unlocked for r in requires):
+                b.unlock(achievement_id, at)
                 changed = True
 
 

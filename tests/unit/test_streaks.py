@@ -285,7 +285,8 @@ def test_streak_matches_a_day_by_day_reference_under_any_arrival_order(seed: int
         got = (v.current, v.longest, v.freezes, v.broken_recently, v.freezes_used)
         assert got == naive_with_used(active, today), today
     # the batch form (the gamification fold prices all of a batch's days with one scan) says the same
-    asked = [rng.randint(day(0), day(span) + 10) for _ in range(12)]
+    run = range(streak.current.run_start - 3, streak.current.last_active + 3)  # the current run's days and around
+    asked = [rng.randint(day(0), day(span) + 10) for _ in range(12)] + list(run)
     assert streak.current_on(asked) == {d: streak.as_of(d).current for d in asked}
     # and every run got its highest milestone
     starts = naive_run_starts(active)

@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime
 
 import orjson
-from pydantic import BaseModel
 
 from processors.gamification.engine import GameOutcome
 from processors.pipeline import ScoreOutcome, UserRecord
@@ -23,11 +22,6 @@ from schemas.streaks import StreakMilestone
 from schemas.topics import TopicCatalogue
 from streams.worker import metrics as m
 from streams.worker.core.ports import Message, Outputs
-
-
-def _encoded(message: BaseModel) -> str:
-    """A flat contract message as JSON, straight from its fields (dates and times in ISO 8601, enums by value)."""
-    return orjson.dumps(message.__dict__).decode()
 
 
 class Emitter:
@@ -81,8 +75,8 @@ class Emitter:
         kept in the outbox.
 
         The awards go as one message (about one award for every three events: a message each cost more than
-        pricing them); the rest are rare, unvalidated (``model_construct``) and encoded with orjson from their
-        fields: pydantic's validation and serialiser cost more than the rest of the gamification fold."""
+        pricing them); the rest are rarer, kept by the engine as JSON-ready dicts and encoded with orjson: pydantic's
+        validation and serialiser cost more than the rest of the gamification fold."""
         t = self.topics
         batch = outcome.award_batch()
         if batch is not None:
@@ -92,15 +86,16 @@ class Emitter:
             for rule, n in xp.items():
                 m.XP_AWARDED.labels(rule).inc(n)
             self.send_kept(record, t.xp_awards.name, outcome.user_id, orjson.dumps(batch).decode())
-        if outcome.level_ups:
-            m.LEVEL_UPS.inc(len(outcome.level_ups))
-        for up in outcome.level_ups:
-            self.send_kept(record, t.level_ups.name, up.user_id, _encoded(up))
-        for unlock in outcome.unlocks:
-            m.ACHIEVEMENTS.labels(unlock.achievement_id).inc()
-            self.send_kept(record, t.achievements.name, unlock.user_id, _encoded(unlock))
-        for c in outcome.celebrations:
-            self.send_kept(record, t.celebrations.name, c.user_id, _encoded(c))
+        user_id = outcome.user_id
+        if outcome.level_up_rows:
+            m.LEVEL_UPS.inc(len(outcome.level_up_rows))
+        for up in outcome.level_up_rows:
+            self.send_kept(record, t.level_ups.name, user_id, orjson.dumps(up).decode())
+        for unlock in outcome.unlock_rows:
+            m.ACHIEVEMENTS.labels(unlock["achievement_id"]).inc()
+            self.send_kept(record, t.achievements.name, user_id, orjson.dumps(unlock).decode())
+        for c in outcome.celebration_rows:
+            self.send_kept(record, t.celebrations.name, user_id, orjson.dumps(c).decode())
         for shown in outcome.exposures:
             m.EXPOSURES.labels(shown.experiment, shown.variant).inc()
             self.send_kept(record, t.exposures.name, shown.user_id, shown.model_dump_json())
