@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,9 @@ class Emitter:
         self.outputs = outputs
         self.topics = topics
         self._tier_counts: dict[str, int] = {}  # students per risk tier on this worker (a gauge)
+        # labelled counters by label: ``labels()`` costs more than the increment, once per batch and rule
+        self._xp_counters: dict[str, Any] = {}
+        self._unlock_counters: dict[str, Any] = {}
 
     def send_kept(self, record: UserRecord | None, topic: str, key: str, value: str) -> None:
         """Send an output; on the events path (``record`` given) also keep it in the record's outbox."""
@@ -84,7 +88,10 @@ class Emitter:
             for row in outcome.award_rows:  # schemas.gamification.AWARD_FIELDS: rule id first, XP fourth
                 xp[row[0]] = xp.get(row[0], 0) + row[3]
             for rule, n in xp.items():
-                m.XP_AWARDED.labels(rule).inc(n)
+                counter = self._xp_counters.get(rule)
+                if counter is None:
+                    counter = self._xp_counters[rule] = m.XP_AWARDED.labels(rule)
+                counter.inc(n)
             self.send_kept(record, t.xp_awards.name, outcome.user_id, orjson.dumps(batch).decode())
         user_id = outcome.user_id
         if outcome.level_up_rows:
@@ -92,7 +99,11 @@ class Emitter:
         for up in outcome.level_up_rows:
             self.send_kept(record, t.level_ups.name, user_id, orjson.dumps(up).decode())
         for unlock in outcome.unlock_rows:
-            m.ACHIEVEMENTS.labels(unlock["achievement_id"]).inc()
+            achievement = unlock["achievement_id"]
+            counter = self._unlock_counters.get(achievement)
+            if counter is None:
+                counter = self._unlock_counters[achievement] = m.ACHIEVEMENTS.labels(achievement)
+            counter.inc()
             self.send_kept(record, t.achievements.name, user_id, orjson.dumps(unlock).decode())
         for c in outcome.celebration_rows:
             self.send_kept(record, t.celebrations.name, user_id, orjson.dumps(c).decode())
