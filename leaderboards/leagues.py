@@ -8,10 +8,11 @@ State, all rebuilt at start from the two compacted topics the consumer reads:
 
 ``close_due`` closes the week just ended once the clock is past its close (``weeks_to_close``) and returns the
 results to publish; the same standings and tiers give the same results in every process and after a restart,
-and a week with any result already on the topic is never closed again. What a restart cannot know: XP a student
-earned in a week whose standing was overwritten by a newer week's before the rebuild (the standings topic keeps
-one standing per student); a restart between Monday 00:00 and the close (the grace) loses those students' XP of
-the week being closed.
+and a week with any result already on the topic is never closed again. A restart between Monday 00:00 and the
+close (the grace) still knows the XP of the week being closed of a student whose standing moved on to the new
+week: a standing carries the week before its own (``BoardXp.previous_week``). What a restart cannot know: XP of a
+week two or more weeks before a student's newest standing (the standings topic keeps one per student) - a week
+that closes within the grace after it ends never needs it.
 """
 
 from __future__ import annotations
@@ -59,11 +60,21 @@ class LeagueBook:
 
     # --- changes --------------------------------------------------------------------------------------------
     def apply_standing(self, standing: Standing) -> bool:
-        """The student's global XP in the standing's week; False when that week is closed (a late standing)."""
-        week, xp = standing.global_xp.week, standing.global_xp.week_xp
+        """The student's global XP in the standing's week, and in the week before while that one is open (being
+        closed); False when the standing's week is closed (a late standing)."""
+        board = standing.global_xp
+        week, xp = board.week, board.week_xp
         if self.closed_through is not None and week <= self.closed_through:
             return False
         user = standing.user_id
+        before = board.previous_week
+        if (
+            before is not None
+            and board.previous_week_xp > 0
+            and (self.closed_through is None or before > self.closed_through)
+        ):
+            self.week_xp.setdefault(before, {})[user] = board.previous_week_xp
+            self._place(before, user)
         if xp > 0:
             self.week_xp.setdefault(week, {})[user] = xp
             self._place(week, user)

@@ -146,7 +146,9 @@ class Celebration(_Message):
 
 
 class BoardXp(BaseModel):
-    """XP on one scope's boards: all-time, the UTC day and the ISO week (UTC) of the newest award."""
+    """XP on one scope's boards: all-time, the UTC day and the ISO week (UTC) of the newest award, and the week
+    before that one when the student earned XP in it (the leagues close a week after a grace: a service rebuilt
+    from the standings during it still knows the XP of the week being closed)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -155,6 +157,10 @@ class BoardXp(BaseModel):
     day_xp: int = Field(ge=0)
     week: str = Field(pattern=r"^\d{4}-W\d{2}$", description="ISO week (UTC) of ``week_xp``, e.g. 2026-W49")
     week_xp: int = Field(ge=0)
+    previous_week: str | None = Field(
+        None, pattern=r"^\d{4}-W\d{2}$", description="the ISO week just before ``week``, when it had XP"
+    )
+    previous_week_xp: int = Field(0, ge=0, description="XP earned in ``previous_week``")
 
 
 class Standing(_Message):

@@ -81,7 +81,8 @@ class GameState:
     within: dict[str, dict[int, int]] = field(default_factory=dict)  # within rule -> local day -> matching events
     unlocked: dict[str, float] = field(default_factory=dict)  # unlock id -> event time (epoch s)
     once: dict[str, list[str]] = field(default_factory=dict)  # once-per-course rule -> courses awarded
-    # scope ('' global, else a course id) -> [total, UTC day ordinal, that day's XP, ISO week, that week's XP]
+    # scope ('' global, else a course id) -> [total, UTC day ordinal, that day's XP, ISO week, that week's XP,
+    # the ISO week before it, that week's XP] (the last two once a week rolled over; records from before: 5 items)
     boards: dict[str, list[Any]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
@@ -141,7 +142,10 @@ class GameState:
 
 
 def _board_row(v: list[Any]) -> dict[str, Any]:
-    return {"total": v[0], "day": date.fromordinal(v[1]), "day_xp": v[2], "week": v[3], "week_xp": v[4]}
+    row = {"total": v[0], "day": date.fromordinal(v[1]), "day_xp": v[2], "week": v[3], "week_xp": v[4]}
+    if len(v) > 5 and v[5] is not None:
+        row["previous_week"], row["previous_week_xp"] = v[5], v[6]
+    return row
 
 
 @dataclass(slots=True)
@@ -346,7 +350,12 @@ def _week_of(day: int) -> str:
 
 def _add_to_board(boards: dict[str, list[Any]], scope: str, xp: int, day: int) -> None:
     """Add ``xp`` earned on UTC ``day`` (ordinal). The result does not depend on the order days are added in (a
-    board keeps the newest day's and week's XP), so a batch adds its XP once per scope and day."""
+    board keeps the newest day's and week's XP, and the week before's), so a batch adds its XP once per scope and
+    day.
+
+    The week before is kept because the leagues close a week some minutes after it ends (the grace): a student
+    who earns XP on Monday before the close rolls their standing into the new week, and the leaderboard service,
+    rebuilt from the standings in between, would not know their XP of the week being closed."""
     b = boards.get(scope)
     week = _week_of(day)
     if b is None:
@@ -358,9 +367,13 @@ def _add_to_board(boards: dict[str, list[Any]], scope: str, xp: int, day: int) -
     elif day == b[1]:
         b[2] += xp
     if week > b[3]:  # 'YYYY-Www' sorts as time does
-        b[3], b[4] = week, xp
+        before = _week_of(day - 7)
+        previous = [b[3], b[4]] if b[3] == before else [None, 0]
+        b[3:] = [week, xp, *previous]
     elif week == b[3]:
         b[4] += xp
+    elif len(b) > 5 and week == b[5]:  # a late award in the week before
+        b[6] += xp
 
 
 class _Batch:

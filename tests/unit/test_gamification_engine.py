@@ -406,6 +406,37 @@ def test_standing_boards_in_utc_days_and_iso_weeks_per_course() -> None:
     assert s.send(ev("login", datetime(2026, 1, 12, 1, tzinfo=UTC))).standing is None, "no XP, no standing"
 
 
+def test_a_standing_keeps_the_week_before_once_the_week_rolls_over() -> None:
+    """For the leagues' grace: Monday's XP moves the standing on, and it still says what the week just ended
+    earned (late XP for that week added to it); a week without XP in between leaves no week before."""
+    s = Student(rules(xp=[{"id": "lesson", "match": LESSON, "xp": 10}]))
+    s.send(ev("lesson_completed", datetime(2026, 1, 10, 12, tzinfo=UTC)))  # Saturday of 2026-W02
+    first = s.send(ev("lesson_completed", datetime(2026, 1, 11, 12, tzinfo=UTC))).standing  # Sunday
+    assert first is not None and first.global_xp.previous_week is None and first.global_xp.week_xp == 20
+    monday = s.send(ev("lesson_completed", datetime(2026, 1, 12, 0, 5, tzinfo=UTC))).standing
+    assert monday is not None
+    assert (monday.global_xp.week, monday.global_xp.week_xp) == ("2026-W03", 10)
+    assert (monday.global_xp.previous_week, monday.global_xp.previous_week_xp) == ("2026-W02", 20)
+    assert (monday.courses["c1"].previous_week, monday.courses["c1"].previous_week_xp) == ("2026-W02", 20)
+    late = s.send(ev("lesson_completed", datetime(2026, 1, 11, 23, 59, tzinfo=UTC))).standing  # Sunday, late
+    assert late is not None and (late.global_xp.week_xp, late.global_xp.previous_week_xp) == (10, 30)
+    skipped = s.send(ev("lesson_completed", datetime(2026, 1, 26, 9, tzinfo=UTC))).standing  # 2026-W05
+    assert skipped is not None and (skipped.global_xp.week, skipped.global_xp.previous_week) == ("2026-W05", None)
+    assert skipped.global_xp.total == 50
+
+
+def test_a_board_from_before_the_week_before_was_kept_rolls_over_too() -> None:
+    """Records written before the boards kept the week before (5 items) take the new layout on their next award."""
+    game = GameState.from_dict({**GameState().to_dict(), "boards": {"": [40, 739627, 10, "2026-W02", 40]}})
+    s = Student(rules(xp=[{"id": "lesson", "match": LESSON, "xp": 10}]))
+    s.record.game = game
+    rolled = s.send(ev("lesson_completed", datetime(2026, 1, 12, 9, tzinfo=UTC))).standing
+    assert rolled is not None and (rolled.global_xp.previous_week, rolled.global_xp.previous_week_xp) == (
+        "2026-W02",
+        40,
+    )
+
+
 def test_iso_weeks_across_a_year_end() -> None:
     assert iso_week(date(2026, 1, 1)) == "2026-W01" and iso_week(date(2025, 12, 29)) == "2026-W01"
     assert iso_week(date(2027, 1, 1)) == "2026-W53" and iso_week(date(2027, 1, 4)) == "2027-W01"

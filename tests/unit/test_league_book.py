@@ -99,3 +99,27 @@ def test_a_week_older_than_the_one_just_ended_is_dropped_unclosed() -> None:
     assert book.view("here", NOW, 0)["provisional"] is True  # an older week not closed (yet)
     assert book.close_due(NOW) == [] and book.open_weeks() == [WEEK] and book.closed_through is None
     assert book.view("here", NOW, 0)["provisional"] is False
+
+
+def test_a_restart_in_the_grace_still_closes_the_week_with_the_xp_of_students_who_moved_on() -> None:
+    """Monday 00:00-00:10 (the grace): half the players already earned XP in the new week, so their newest
+    standing is of the new week; it carries the week before, and a book rebuilt from those standings closes the
+    week just ended exactly as the book that saw every standing."""
+    players = [standing(f"p{i:02d}", 10 + i, NOW.date()) for i in range(14)]
+    monday = datetime(2026, 12, 7, tzinfo=UTC)
+    moved_on = []
+    for s in players[::2]:
+        board = s.global_xp
+        new = BoardXp(total=board.total + 4, day=monday.date(), day_xp=4, week="2026-W50", week_xp=4,
+                      previous_week=board.week, previous_week_xp=board.week_xp)  # fmt: skip
+        moved_on.append(Standing(user_id=s.user_id, level=1, global_xp=new, seq=2))
+    live = book_of(players + moved_on, bulk=False)
+    newest = {s.user_id: s for s in players + moved_on}  # the compacted topic: each student's newest standing
+    rebuilt = book_of(list(newest.values()), bulk=True)
+    close = monday + timedelta(seconds=600)
+    expected = close_week(WEEK, {s.user_id: s.global_xp.week_xp for s in players}, {}, RULES)
+    assert live.close_due(close) == expected
+    assert rebuilt.close_due(close) == expected
+    assert rebuilt.players("2026-W50") == 7  # and the new week goes on with its own XP
+    # a standing of the new week whose week before is closed already adds nothing to it
+    assert rebuilt.apply_standing(moved_on[0]) and rebuilt.closed_through == WEEK
