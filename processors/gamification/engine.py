@@ -284,6 +284,8 @@ class _Plan:
     names: dict[str, tuple[str, str]]
     batch: tuple[BatchStep, ...]  # streak, comeback and level achievements, in the file's order
     all_of: tuple[tuple[str, tuple[str, ...]], ...]  # all_of achievements: id, the ids it requires
+    # event type -> (its XP rules, its achievements, whether it makes a day active): one lookup per event
+    per_type: dict[str, tuple[tuple[XpStep, ...] | None, tuple[_AchievementStep, ...] | None, bool]]
 
     @classmethod
     def of(cls, rules: GameRules) -> _Plan:
@@ -318,13 +320,19 @@ class _Plan:
                 batch.append((_COMEBACK, a.id, a.after_days, ()))
             elif isinstance(a, LevelAchievement):
                 batch.append((_LEVEL, a.id, a.level, ()))
+        xp_steps = {t: tuple(v) for t, v in xp.items()}
+        achievement_steps = {t: tuple(v) for t, v in per_type.items()}
         return cls(
-            {t: tuple(v) for t, v in xp.items()},
-            {t: tuple(v) for t, v in per_type.items()},
+            xp_steps,
+            achievement_steps,
             tiers,
             rules.achievement_names(),
             tuple(batch),
             tuple((a.id, a.requires) for a in rules.achievements if isinstance(a, AllOfAchievement)),
+            {
+                t: (xp_steps.get(t), achievement_steps.get(t), t in ACTIVE_EVENT_TYPES)
+                for t in {*xp_steps, *achievement_steps, *ACTIVE_EVENT_TYPES}
+            },
         )
 
 
@@ -457,8 +465,8 @@ def play(
         multipliers = {d: multiplier.at(n) for d, n in streak.current_on({day for _, _, day in events}).items()}
     last_at: datetime | None = None
     active_days: set[int] = set()
-    latest_before = game.latest_day
-    xp_rules, event_achievements = b.plan.xp, b.plan.achievements
+    latest = latest_before = game.latest_day
+    per_type = b.plan.per_type
     caps, once = game.caps, game.once
     # The batch's daily-cap counters by local day and rule, read from ``caps`` once per (day, rule) and written
     # back at the end (no key string per event and rule).
@@ -469,16 +477,17 @@ def play(
             last_at = at
         # The newest day seen before this event, in arrival order (not the batch's newest: how messages are
         # gathered into batches must not decide whether an event is too late to earn capped XP).
-        if day > game.latest_day:
-            game.latest_day = day
-        kind = e.get("event_type")
-        if not isinstance(kind, str):
+        if day > latest:
+            latest = day
+        # what the event's type can earn (``_Plan``); the signals accepted only events whose type is a string
+        step = per_type.get(e.get("event_type", ""))
+        if step is None:
             continue
-        if kind in ACTIVE_EVENT_TYPES:
+        candidates, achievements, active = step
+        if active:
             active_days.add(day)
-        candidates = xp_rules.get(kind)  # the rules whose event type is this one (``_Plan``)
         if candidates:
-            oldest_capped = game.latest_day - CAP_DAYS
+            oldest_capped = latest - CAP_DAYS
             today = None  # the day's counters in ``day_caps``, looked up once per event
             c = e.get("course_id")
             course = c if isinstance(c, str) else ""
@@ -505,9 +514,9 @@ def play(
                     once.setdefault(rule_id, []).append(course)
                 mult = multipliers[day] if multiplied and multiplier is not None else 1.0
                 b.award(rule_id, str(e.get("event_id")), xp, mult, at, day, course)
-        achievements = event_achievements.get(kind)
         if achievements:
             _event_achievements(b, e, at, day, achievements)
+    game.latest_day = latest
     for m in milestones:
         bonus = rules.streak_milestone_xp.get(m.milestone_days, 0)
         b.award(f"streak.{m.milestone_days}", f"streak:{m.milestone_id}", bonus, 1.0, m.event_time,
