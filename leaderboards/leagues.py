@@ -8,7 +8,10 @@ State, all rebuilt at start from the two compacted topics the consumer reads:
 
 ``close_due`` closes the week just ended once the clock is past its close (``weeks_to_close``) and returns the
 results to publish; the same standings and tiers give the same results in every process and after a restart,
-and a week with any result already on the topic is never closed again. A restart between Monday 00:00 and the
+and a week with any result already on the topic is not closed again - but a rebuilt book finishes it: players of
+the newest closed week without a result (a process that died while publishing the close) get theirs at the next
+``close_due``, from the same placement (published players at the XP their result says, the others at their
+standings'), so the results already out stay as they are. A restart between Monday 00:00 and the
 close (the grace) still knows the XP of the week being closed of a student whose standing moved on to the new
 week: a standing carries the week before its own (``BoardXp.previous_week``). What a restart cannot know: XP of a
 week two or more weeks before a student's newest standing (the standings topic keeps one per student) - a week
@@ -57,6 +60,10 @@ class LeagueBook:
     week_xp: dict[str, dict[str, int]] = field(default_factory=dict)  # open week -> user -> global week XP
     _placed: dict[str, dict[str, LeagueTier]] = field(default_factory=dict)  # open week -> user -> tier placed in
     _orders: dict[tuple[str, LeagueTier], SortedList] = field(default_factory=dict)  # of (placement key, user)
+    # the newest closed week (``closed_through``): its players' XP as the standings say, and as the results say
+    closing_xp: dict[str, int] = field(default_factory=dict)
+    closed_xp: dict[str, int] = field(default_factory=dict)
+    _finish: bool = False  # set by ``seal``: the next ``close_due`` publishes the results the closed week lacks
 
     # --- changes --------------------------------------------------------------------------------------------
     def apply_standing(self, standing: Standing) -> bool:
@@ -64,9 +71,13 @@ class LeagueBook:
         closed); False when the standing's week is closed (a late standing)."""
         board = standing.global_xp
         week, xp = board.week, board.week_xp
-        if self.closed_through is not None and week <= self.closed_through:
-            return False
         user = standing.user_id
+        if board.previous_week == self.closed_through and board.previous_week_xp > 0:
+            self.closing_xp[user] = board.previous_week_xp
+        if self.closed_through is not None and week <= self.closed_through:
+            if week == self.closed_through and xp > 0:
+                self.closing_xp[user] = xp
+            return False
         before = board.previous_week
         if (
             before is not None
@@ -91,6 +102,8 @@ class LeagueBook:
         self.results[result.user_id] = last_result(result)
         if self.closed_through is None or result.week > self.closed_through:
             self._closed(result.week)
+        if result.week == self.closed_through:
+            self.closed_xp[result.user_id] = result.week_xp
         for week in self.week_xp:
             if result.user_id in self.week_xp[week]:
                 self._place(week, result.user_id)
@@ -100,11 +113,15 @@ class LeagueBook:
         for week, players in self.week_xp.items():
             if players.pop(user_id, None) is not None:
                 self._unplace(week, user_id)
+        self.closing_xp.pop(user_id, None)
+        self.closed_xp.pop(user_id, None)
         return self.results.pop(user_id, None) is not None
 
     def seal(self) -> None:
-        """End a bulk load: sort each (week, tier)'s players once."""
+        """End a bulk load: sort each (week, tier)'s players once; the next ``close_due`` finishes the newest
+        closed week if a process died publishing it."""
         self.bulk = False
+        self._finish = self.closed_through is not None
         self._orders = {}
         for week, placed in self._placed.items():
             by_tier: dict[LeagueTier, list[tuple[int, str]]] = {}
@@ -117,6 +134,9 @@ class LeagueBook:
         """Close the weeks due at ``now`` (at most the one just ended): their results, also applied here. Weeks
         older than the one just ended are dropped unclosed (``weeks_to_close``): they never will be."""
         out: list[LeagueResult] = []
+        if self._finish:
+            self._finish = False
+            out += self._unfinished()
         for week in weeks_to_close(self.week_xp, self.closed_through, now, self.grace_seconds):
             results = close_week(week, self.week_xp[week], self.results, self.rules)
             self._closed(week)
@@ -128,9 +148,24 @@ class LeagueBook:
             self._drop(old)
         return out
 
+    def _unfinished(self) -> list[LeagueResult]:
+        """The results the newest closed week lacks: its players with XP and no result, placed as the close placed
+        everyone (published players at their result's XP, whose tier in the week the result names)."""
+        week = self.closed_through
+        missing = set(self.closing_xp) - set(self.closed_xp)
+        if week is None or not missing:
+            return []
+        players = {**self.closing_xp, **self.closed_xp}
+        found = [r for r in close_week(week, players, self.results, self.rules) if r.user_id in missing]
+        for result in found:
+            self.apply_result(result)
+        return found
+
     def _closed(self, week: str) -> None:
-        """``week`` has results: it and every older week are closed, their XP no longer needed."""
+        """``week`` has results: it and every older week are closed, their XP no longer needed (but the newest
+        closed week's, kept to finish it after a restart)."""
         self.closed_through = week
+        self.closing_xp, self.closed_xp = dict(self.week_xp.get(week, {})), {}
         for old in [w for w in self.week_xp if w <= week]:
             self._drop(old)
 

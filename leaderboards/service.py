@@ -17,7 +17,8 @@ Weekly leagues (``leaderboards.leagues``): the same consumer reads the compacted
 student's newest result: their tier) to its end with the standings, and follows it. After the rebuild and after
 every round of standings, ``LeagueCloser`` closes the week just ended once its grace has passed, and publishes the
 results (ids ``{user}:league:{week}``), retrying until Kafka acknowledges them; a week with results on the topic is
-never closed again, so a restart publishes nothing. An erased student's result gets a tombstone.
+never closed again, so a restart publishes nothing - except the results a close cut short by the process dying left
+unpublished (``LeagueBook.seal``). An erased student's result gets a tombstone.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from leaderboards.leagues import LeagueBook
 from processors.gamification.leagues import LeagueRules, close_week, place, tier_in
 from processors.gamification.weeks import iso_week
-from schemas.gamification import BoardXp, LeagueOutcome, LeagueTier, Standing
+from schemas.gamification import BoardXp, LeagueOutcome, LeagueResult, LeagueTier, Standing
 
 RULES = LeagueRules(group_size=10, promote=3, demote=2)
 NOW = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)  # Saturday of 2026-W49
@@ -123,3 +123,41 @@ def test_a_restart_in_the_grace_still_closes_the_week_with_the_xp_of_students_wh
     assert rebuilt.players("2026-W50") == 7  # and the new week goes on with its own XP
     # a standing of the new week whose week before is closed already adds nothing to it
     assert rebuilt.apply_standing(moved_on[0]) and rebuilt.closed_through == WEEK
+
+
+def test_a_rebuilt_book_finishes_a_close_whose_publication_was_cut_short() -> None:
+    """The process died after Kafka took half of a close's results: the restarted book, rebuilt from the standings
+    (some moved on to the new week) and the results on the topic, publishes exactly the missing half, the same
+    results as the whole close - then nothing more, and a rebuild after a whole close publishes nothing."""
+    players = [standing(f"p{i:02d}", 10 + i, NOW.date()) for i in range(23)]
+    monday = datetime(2026, 12, 7, tzinfo=UTC)
+    close = monday + timedelta(seconds=600)
+    full = book_of(players, bulk=False).close_due(close)
+    assert len(full) == 23
+    published = full[::2]
+    newest = {s.user_id: s for s in players}
+    for s in players[:5]:  # moved on: Monday's XP, the week before carried along
+        board = s.global_xp
+        newest[s.user_id] = Standing(user_id=s.user_id, level=1, seq=2, global_xp=BoardXp(
+            total=board.total + 3, day=monday.date(), day_xp=3, week="2026-W50", week_xp=3,
+            previous_week=board.week, previous_week_xp=board.week_xp))  # fmt: skip
+    for order in (1, -1):  # standings first or results first: the topics are read together
+        restarted = LeagueBook(RULES, 600.0, bulk=True)
+        items: list[Standing | LeagueResult] = [*newest.values()]
+        items = (items + list(published))[::order]
+        for item in items:
+            if isinstance(item, Standing):
+                restarted.apply_standing(item)
+            else:
+                restarted.apply_result(item)
+        restarted.seal()
+        finished = restarted.close_due(close + timedelta(hours=1))
+        assert sorted(finished, key=lambda r: r.user_id) == sorted(full[1::2], key=lambda r: r.user_id)
+        assert restarted.close_due(close + timedelta(hours=2)) == []
+    whole = LeagueBook(RULES, 600.0, bulk=True)
+    for r in full:
+        whole.apply_result(r)
+    for s in newest.values():
+        whole.apply_standing(s)
+    whole.seal()
+    assert whole.close_due(close + timedelta(hours=1)) == []
