@@ -271,21 +271,19 @@ class _AchievementStep:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """The rules indexed by event type for the per-event loop, and the unlock names, made once per rules object.
+    """The rules indexed by event type for the per-event loop, the batch-level achievements and the unlock names,
+    made once per rules object.
 
     Each event is checked only against the XP rules and the count / in_a_row / within achievements that can match
     its type (in the file's order): most events match one or two of a dozen rules, and the type test is done here
     once instead of for every event.
     """
 
-    xp: dict[str, tuple[XpStep, ...]]
-    achievements: dict[str, tuple[_AchievementStep, ...]]
-    tiers: dict[str, Tiers]  # tiered achievement id -> its tiers and their unlock ids
-    names: dict[str, tuple[str, str]]
-    batch: tuple[BatchStep, ...]  # streak, comeback and level achievements, in the file's order
-    all_of: tuple[tuple[str, tuple[str, ...]], ...]  # all_of achievements: id, the ids it requires
     # event type -> (its XP rules, its achievements, whether it makes a day active): one lookup per event
     per_type: dict[str, tuple[tuple[XpStep, ...] | None, tuple[_AchievementStep, ...] | None, bool]]
+    batch: tuple[BatchStep, ...]  # streak, comeback and level achievements, in the file's order
+    all_of: tuple[tuple[str, tuple[str, ...]], ...]  # all_of achievements: id, the ids it requires
+    names: dict[str, tuple[str, str]]
 
     @classmethod
     def of(cls, rules: GameRules) -> _Plan:
@@ -323,16 +321,13 @@ class _Plan:
         xp_steps = {t: tuple(v) for t, v in xp.items()}
         achievement_steps = {t: tuple(v) for t, v in per_type.items()}
         return cls(
-            xp_steps,
-            achievement_steps,
-            tiers,
-            rules.achievement_names(),
-            tuple(batch),
-            tuple((a.id, a.requires) for a in rules.achievements if isinstance(a, AllOfAchievement)),
             {
                 t: (xp_steps.get(t), achievement_steps.get(t), t in ACTIVE_EVENT_TYPES)
                 for t in {*xp_steps, *achievement_steps, *ACTIVE_EVENT_TYPES}
             },
+            tuple(batch),
+            tuple((a.id, a.requires) for a in rules.achievements if isinstance(a, AllOfAchievement)),
+            rules.achievement_names(),
         )
 
 
@@ -559,11 +554,7 @@ def _event_achievements(
         elif counted:
             rule_id = step.rule.id
             n = g.counts[rule_id] = g.counts.get(rule_id, 0) + 1
-            for tier, uid in step.tiers:  # ``_tiers``, inline: most events count towards a tier already unlocked
-                if n < tier:
-                    break
-                if uid not in g.unlocked:
-                    b.unlock(uid, at)
+            _tiers(b, step.tiers, n, at)
         elif step.kind == _ROW and step.breaks is not None and (not step.breaks or _holds(step.breaks, e)):
             g.counts[step.rule.id] = 0
 
