@@ -70,22 +70,18 @@ class LeagueBook:
         """The student's global XP in the standing's week, and in the week before while that one is open (being
         closed); False when the standing's week is closed (a late standing)."""
         board = standing.global_xp
-        week, xp = board.week, board.week_xp
-        user = standing.user_id
-        if board.previous_week == self.closed_through and board.previous_week_xp > 0:
-            self.closing_xp[user] = board.previous_week_xp
-        if self.closed_through is not None and week <= self.closed_through:
-            if week == self.closed_through and xp > 0:
+        if board.previous_week is not None and board.previous_week_xp > 0:
+            self._take(board.previous_week, standing.user_id, board.previous_week_xp)
+        return self._take(board.week, standing.user_id, board.week_xp)
+
+    def _take(self, week: str, user: str, xp: int) -> bool:
+        """``user``'s XP in ``week``: held for an open week, kept for finishing the newest closed one (older: none);
+        False when ``week`` is closed."""
+        closed = self.closed_through
+        if closed is not None and week <= closed:
+            if week == closed and xp > 0:
                 self.closing_xp[user] = xp
             return False
-        before = board.previous_week
-        if (
-            before is not None
-            and board.previous_week_xp > 0
-            and (self.closed_through is None or before > self.closed_through)
-        ):
-            self.week_xp.setdefault(before, {})[user] = board.previous_week_xp
-            self._place(before, user)
         if xp > 0:
             self.week_xp.setdefault(week, {})[user] = xp
             self._place(week, user)
