@@ -30,9 +30,15 @@ class Emitter:
         self.outputs = outputs
         self.topics = topics
         self._tier_counts: dict[str, int] = {}  # students per risk tier on this worker (a gauge)
-        # labelled counters by label: ``labels()`` costs more than the increment, once per batch and rule
-        self._xp_counters: dict[str, Any] = {}
-        self._unlock_counters: dict[str, Any] = {}
+        # labelled counters by (counter, label): ``labels()`` costs more than the increment, once per batch and rule
+        self._children: dict[tuple[Any, str], Any] = {}
+
+    def _child(self, counter: Any, label: str) -> Any:
+        """``counter.labels(label)``, made once."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        return child
 
     def send_kept(self, record: UserRecord | None, topic: str, key: str, value: str) -> None:
         """Send an output; on the events path (``record`` given) also keep it in the record's outbox."""
@@ -88,10 +94,7 @@ class Emitter:
             for row in outcome.award_rows:  # schemas.gamification.AWARD_FIELDS: rule id first, XP fourth
                 xp[row[0]] = xp.get(row[0], 0) + row[3]
             for rule, n in xp.items():
-                counter = self._xp_counters.get(rule)
-                if counter is None:
-                    counter = self._xp_counters[rule] = m.XP_AWARDED.labels(rule)
-                counter.inc(n)
+                self._child(m.XP_AWARDED, rule).inc(n)
             self.send_kept(record, t.xp_awards.name, outcome.user_id, orjson.dumps(batch).decode())
         user_id = outcome.user_id
         if outcome.level_up_rows:
@@ -99,11 +102,7 @@ class Emitter:
         for up in outcome.level_up_rows:
             self.send_kept(record, t.level_ups.name, user_id, orjson.dumps(up).decode())
         for unlock in outcome.unlock_rows:
-            achievement = unlock["achievement_id"]
-            counter = self._unlock_counters.get(achievement)
-            if counter is None:
-                counter = self._unlock_counters[achievement] = m.ACHIEVEMENTS.labels(achievement)
-            counter.inc()
+            self._child(m.ACHIEVEMENTS, unlock["achievement_id"]).inc()
             self.send_kept(record, t.achievements.name, user_id, orjson.dumps(unlock).decode())
         for c in outcome.celebration_rows:
             self.send_kept(record, t.celebrations.name, user_id, orjson.dumps(c).decode())
