@@ -85,8 +85,15 @@ class Settings(BaseSettings):
     event_clock_idle_seconds: float = Field(
         5.0, description="event clock: a partition with no new events for this long stops holding the clock back"
     )
-    worker_take_max: int = 500
-    worker_take_within_seconds: float = 0.05
+    worker_take_max: int = Field(500, description="most messages in one gather (the core folds a gather at once)")
+    worker_take_within_seconds: float = Field(
+        0.05, description="a gather of a live stream ends this long after the previous one (Faust's take 'within')"
+    )
+    # streams.worker.core.gathering: why a stream that is behind gathers on
+    worker_take_behind_seconds: float = Field(
+        1.0, description="messages older than this: the stream is behind, and a gather goes on while more arrive"
+    )
+    worker_take_longest_seconds: float = Field(1.0, description="a gather of a stream that is behind ends after this")
     worker_fetch_max_wait_ms: int = Field(
         100, description="longest the broker may hold a fetch request of the worker (Faust's own: 1,500)"
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,13 @@ from processors.gamification.rules import DEFAULT_RULES_PATH
 from processors.policy import PolicyConfig, policy_from_file
 from schemas.topics import catalogue
 from streams.worker import faust_internals as fi
+from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.bandit_learner import BanditLearner
 from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import EngineClock
 from streams.worker.core.engine import WorkerCore
+from streams.worker.core.gathering import GatherPolicy
 from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 from streams.worker.courses import CourseDirectory
@@ -260,13 +263,14 @@ class EngagementWorker:
     # --- the agent --------------------------------------------------------------------------------------------
     async def _process(self, stream: AsyncIterable[Any]) -> None:
         # Faust's take_events acknowledges a batch when its generator moves on or closes, processed or not (a
-        # stop or rebalance cancelling us mid-batch). noack_take acknowledges nothing: each batch is acknowledged
-        # here once folded, so Faust never commits an offset whose message is not in the state, and a batch a
-        # stop interrupts goes to the partition's next owner whole.
-        # (public Stream methods; Faust types noack_take as yielding values, it yields events)
-        async for batch in stream.noack_take(  # type: ignore[attr-defined]
-            self.settings.worker_take_max, within=self.settings.worker_take_within_seconds
-        ):
+        # stop or rebalance cancelling us mid-batch). take_gathers (Faust's noack_take, gathering on while the
+        # stream is behind) acknowledges nothing: each batch is acknowledged here once folded, so Faust never
+        # commits an offset whose message is not in the state, and a batch a stop interrupts goes to the
+        # partition's next owner whole.
+        s = self.settings
+        policy = GatherPolicy(s.worker_take_max, s.worker_take_within_seconds, s.worker_take_behind_seconds,
+                              s.worker_take_longest_seconds)  # fmt: skip
+        async for batch in fi.take_gathers(stream, policy):
             await self.handle_batch(batch)
             for event in batch:
                 await stream.ack(event)  # type: ignore[attr-defined]
@@ -278,7 +282,10 @@ class EngagementWorker:
             skipped = await self.recovery.read_skipped(batch)
             if skipped:  # folded in offset order with the batch, then marked done for Faust's commits
                 batch = sorted([*skipped, *batch], key=lambda message: (message.partition, message.offset))
+            started, cpu = time.perf_counter(), time.thread_time()
             self.core.fold(batch)
+            m.GATHER_CPU_SECONDS.inc(time.thread_time() - cpu)
+            m.GATHER_SECONDS.inc(time.perf_counter() - started)
             await self.recovery.mark_done(skipped)
 
     # --- commits ----------------------------------------------------------------------------------------------

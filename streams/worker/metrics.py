@@ -33,6 +33,17 @@ COMMITS_UNSTUCK = Counter(
 )
 DUPLICATE_EVENTS = Counter("engage_worker_duplicate_events_total", "Events ignored as repeats of a seen event id")
 MESSAGES_PROCESSED = Counter("engage_worker_messages_processed_total", "Kafka messages (per-user batches) processed")
+GATHER_SECONDS = Counter(
+    "engage_worker_gather_seconds_total", "Seconds spent folding gathers (its rate: how busy the events path is)"
+)
+GATHER_CPU_SECONDS = Counter(
+    "engage_worker_gather_cpu_seconds_total", "CPU seconds the events path's thread spent folding gathers"
+)
+GATHER_MESSAGES = Histogram(
+    "engage_worker_gather_messages",
+    "Messages per gather folded at once (a backlog should drain in full gathers: streams.worker.core.gathering)",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
 EVENT_TO_RISK_SECONDS = Histogram(
     "engage_event_to_risk_seconds",
     "From the engine receiving an event to the risk update it caused being sent",

@@ -204,6 +204,7 @@ class WorkerCore:
                 else:
                     self._fold(students, counts, user_id, one["events"], message.partition, message.offset)
         m.MESSAGES_PROCESSED.inc(len(batch))
+        m.GATHER_MESSAGES.observe(len(batch))
         if newest_message:
             m.LAG_SECONDS.set(max(0.0, time.time() - newest_message))
         for label, n in counts.items():
