@@ -238,15 +238,31 @@ class CpuMark:
 
 
 def _timed_drain(
-    pids: tuple[int, ...], progress: Callable[[], float], total: float, timeout: float
+    pids: tuple[int, ...],
+    progress: Callable[[], float],
+    total: float,
+    timeout: float,
+    lead: Callable[[], tuple[float, float]] | None = None,
 ) -> tuple[Run, float]:
-    """Drain until ``progress()`` reaches ``total``: the processes' run (seconds and CPU scaled to the whole drain
-    at the rate timed after the first progress, ``streams_io.Drain``; the highest peak memory) and the machine's
-    busy share over the timed window."""
+    """Drain until ``progress()`` reaches ``total``: the processes' run (seconds and CPU of the whole drain: with
+    ``lead``, our workers' own count of the gathers folded before the first progress added; else scaled at the
+    rate timed after the first progress, ``streams_io.Drain``; the highest peak memory) and the machine's busy
+    share over the timed window."""
     mark = CpuMark(pids)
-    drain = drain_timing(progress, total, timeout=timeout, at_first=mark.take, pids=pids)
-    run = Run(drain.scaled(drain.seconds), drain.scaled(mark.used()), max(peak_memory_mb(p) for p in pids), drain.share)
+    drain = drain_timing(progress, total, timeout=timeout, at_first=mark.take, pids=pids, lead=lead)
+    cpu = drain.scaled(mark.used() + drain.lead_cpu)
+    run = Run(drain.scaled(drain.seconds), cpu, max(peak_memory_mb(p) for p in pids), drain.share)
     return run, mark.machine_busy()
+
+
+def _gathers_folded(*urls: str) -> Callable[[], tuple[float, float]]:
+    """Our workers' own count of the seconds and CPU seconds they spent folding gathers so far (the ``lead``)."""
+
+    def lead() -> tuple[float, float]:
+        return (max(metric(u, "engage_worker_gather_seconds_total") for u in urls),
+                sum(metric(u, "engage_worker_gather_cpu_seconds_total") for u in urls))  # fmt: skip
+
+    return lead
 
 
 def _state_totals(settings: Settings, url: str, users: Iterable[str]) -> dict[str, int | None]:
@@ -289,7 +305,7 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     messages, outputs = send(s, events_topic, encoded), student_batches(encoded)
     b.console.print(f"throughput round {round_no + 1}: {len(events):,} events in {messages:,} messages, our worker ...")
     with b.worker(s, "ours") as (proc, url):
-        ours, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, timeout=900)
+        ours, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, 900, _gathers_folded(url))
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
@@ -386,7 +402,7 @@ def _drain_together(b: Bench, events: list[dict[str, Any]], workers: int) -> dic
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
         run, out["machine_busy_share"] = _timed_drain(tuple(proc.pid for proc, _ in running),
                                                       lambda: sum(_processed(url) for _, url in running), messages,
-                                                      timeout=900)  # fmt: skip
+                                                      900, _gathers_folded(*(url for _, url in running)))  # fmt: skip
         out["seconds"], out["workers_cpu_seconds"], out["timed_share"] = run.seconds, run.cpu, run.timed_share
         out["messages_per_worker"] = [_processed(url) for _, url in running]
         # The state, not the last risk update: a student's last message can hold only notification_delivered
@@ -473,7 +489,7 @@ def _game_drain(b: Bench, events: list[dict[str, Any]]) -> Callable[[str, bool],
         s = b.fresh(name, gamification=on)
         messages = send(s, catalogue(s.topic_prefix).events.name, encode(s, events, b.cfg.client_batch))
         with b.worker(s, name) as (proc, url):
-            run, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, timeout=900)
+            run, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, 900, _gathers_folded(url))
         return run, gamification_outputs(s.kafka_bootstrap, s.topic_prefix)
 
     return drain

@@ -57,3 +57,20 @@ def test_cpu_mark_counts_only_what_was_used_after_take():
     sum(i * i for i in range(3_000_000))
     assert mark.used() > 0.0
     assert 0.0 <= mark.machine_busy() <= 1.0 + 1e-9
+
+
+def test_a_lead_the_worker_counted_is_added_instead_of_scaling_from_the_rest():
+    """A worker draining a backlog in gathers of 500 messages folds 40 % of the drain before its count first moves:
+    its own count of that work (fold seconds and CPU, read at the first progress) is added, the share stays 1."""
+    values = iter([0, 0, 4, 7, 10])
+    leads: list[int] = []
+
+    def lead() -> tuple[float, float]:
+        leads.append(1)
+        return 3.0, 2.5
+
+    drain = drain_timing(lambda: next(values), 10, timeout=10, lead=lead)
+    assert leads == [1], "read once, at the first progress"
+    assert drain.share == 1.0 and drain.lead_cpu == 2.5
+    assert 3.05 <= drain.seconds < 4.0  # the lead's 3 s plus two polls 50 ms apart
+    assert drain.scaled(drain.seconds) == drain.seconds
