@@ -55,6 +55,7 @@ from engage.bench.streams_io import (
     latest_per_key,
     machine_cpu,
     metric,
+    metrics,
     paced,
     peak_memory_mb,
     read_all,
@@ -255,14 +256,26 @@ def _timed_drain(
     return run, mark.machine_busy()
 
 
-def _gathers_folded(*urls: str) -> Callable[[], tuple[float, float]]:
-    """Our workers' own count of the seconds and CPU seconds they spent folding gathers so far (the ``lead``)."""
+class _Folded:
+    """Our workers' messages processed (the progress) and their own count of the seconds and CPU seconds spent
+    folding gathers (the ``lead``), from one scrape of each worker per look: the lead read at the first progress
+    must be of the same moment (a second scrape could count a gather folded in between twice, and one made while
+    a worker folds waits for the fold: with a short timeout it read 0 and the drain looked twice as cheap)."""
 
-    def lead() -> tuple[float, float]:
-        return (max(metric(u, "engage_worker_gather_seconds_total") for u in urls),
-                sum(metric(u, "engage_worker_gather_cpu_seconds_total") for u in urls))  # fmt: skip
+    NAMES = ("engage_worker_messages_processed_total", "engage_worker_gather_seconds_total",
+             "engage_worker_gather_cpu_seconds_total")  # fmt: skip
 
-    return lead
+    def __init__(self, *urls: str) -> None:
+        self.urls = urls
+        self.seen = (0.0, 0.0)
+
+    def progress(self) -> float:
+        scrapes = [metrics(u, self.NAMES, timeout=60) for u in self.urls]
+        self.seen = (max(s[1] for s in scrapes), sum(s[2] for s in scrapes))
+        return sum(s[0] for s in scrapes)
+
+    def lead(self) -> tuple[float, float]:
+        return self.seen
 
 
 def _state_totals(settings: Settings, url: str, users: Iterable[str]) -> dict[str, int | None]:
@@ -305,7 +318,8 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     messages, outputs = send(s, events_topic, encoded), student_batches(encoded)
     b.console.print(f"throughput round {round_no + 1}: {len(events):,} events in {messages:,} messages, our worker ...")
     with b.worker(s, "ours") as (proc, url):
-        ours, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, 900, _gathers_folded(url))
+        folded = _Folded(url)
+        ours, _ = _timed_drain((proc.pid,), folded.progress, messages, 900, folded.lead)
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
     risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
     changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
@@ -400,9 +414,9 @@ def _drain_together(b: Bench, events: list[dict[str, Any]], workers: int) -> dic
         running = [stack.enter_context(b.worker(s, f"scale{workers}-{k}", port=free_port())) for k in range(workers)]
         wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=workers)  # all in before any event
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
-        run, out["machine_busy_share"] = _timed_drain(tuple(proc.pid for proc, _ in running),
-                                                      lambda: sum(_processed(url) for _, url in running), messages,
-                                                      900, _gathers_folded(*(url for _, url in running)))  # fmt: skip
+        folded = _Folded(*(url for _, url in running))
+        run, out["machine_busy_share"] = _timed_drain(tuple(proc.pid for proc, _ in running), folded.progress,
+                                                      messages, 900, folded.lead)  # fmt: skip
         out["seconds"], out["workers_cpu_seconds"], out["timed_share"] = run.seconds, run.cpu, run.timed_share
         out["messages_per_worker"] = [_processed(url) for _, url in running]
         # The state, not the last risk update: a student's last message can hold only notification_delivered
@@ -489,7 +503,8 @@ def _game_drain(b: Bench, events: list[dict[str, Any]]) -> Callable[[str, bool],
         s = b.fresh(name, gamification=on)
         messages = send(s, catalogue(s.topic_prefix).events.name, encode(s, events, b.cfg.client_batch))
         with b.worker(s, name) as (proc, url):
-            run, _ = _timed_drain((proc.pid,), lambda: _processed(url), messages, 900, _gathers_folded(url))
+            folded = _Folded(url)
+            run, _ = _timed_drain((proc.pid,), folded.progress, messages, 900, folded.lead)
         return run, gamification_outputs(s.kafka_bootstrap, s.topic_prefix)
 
     return drain

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,14 +195,23 @@ def paced(
 
 def metric(url: str, name: str) -> float:
     """A Prometheus sample's value from ``url``/metrics (the first series of that name), 0 if absent."""
+    return metrics(url, (name,), timeout=2)[0]
+
+
+def metrics(url: str, names: Sequence[str], timeout: float) -> list[float]:
+    """Several samples' values from one scrape of ``url``/metrics (the first series of each name; 0 if absent, or
+    all 0 if the scrape failed): values of the same moment."""
     try:
-        text = httpx.get(f"{url}/metrics", timeout=2).text
+        text = httpx.get(f"{url}/metrics", timeout=timeout).text
     except httpx.HTTPError:
-        return 0.0
+        return [0.0] * len(names)
+    values = [0.0] * len(names)
+    found = [False] * len(names)
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        for i, name in enumerate(names):
+            if not found[i] and (line.startswith(name + " ") or line.startswith(name + "{")):
+                values[i], found[i] = float(line.rsplit(" ", 1)[1]), True
+    return values
 
 
 @dataclass(frozen=True)
