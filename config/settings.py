@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     clickhouse_port: int = 19000
     clickhouse_http_port: int = 18123
     clickhouse_database: str = "engage"
+    clickhouse_user: str = Field("default", description="the ClickHouse user every component connects as")
+    clickhouse_password: SecretStr = Field(
+        SecretStr(""), description="its password ('': none; the local server started by `engage infra` gets it too)"
+    )
+    clickhouse_secure: bool = Field(False, description="TLS to ClickHouse (its secure native port)")
+    clickhouse_ca_file: str | None = Field(None, description="CA certificate(s) to verify ClickHouse's TLS with")
     clickhouse_cluster: str = Field(
         "", description="render the cluster variant (Replicated + Distributed tables) ON CLUSTER this name"
     )

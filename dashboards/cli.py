@@ -21,8 +21,10 @@ def serve(
     import uvicorn
 
     from dashboards.app import create_app
+    from sinks.clickhouse.client import check_connection
 
     settings = get_settings()
+    check_connection(settings)  # wrong ClickHouse credentials: a clear error now, not on every page
     listen = port or settings.dashboards_port
     typer.echo(f"dashboards on http://{settings.dashboards_host}:{listen}/admin (log in with a server or admin key)")
     uvicorn.run(create_app(settings), host=settings.bind_host, port=listen, log_level=log_level)

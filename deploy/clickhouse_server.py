@@ -7,9 +7,11 @@ Started, stopped and reported by ``deploy.server`` like every local server.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,6 +31,8 @@ class ClickHouseServer(LocalServer):
     host: str = "127.0.0.1"
     tcp_port: int = 19000
     http_port: int = 18123
+    user: str = "default"  # the one user of this server (every component connects as it)
+    password: str = field(default="", repr=False)  # '' : none (kept as its SHA-256 in users.xml)
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -42,7 +46,7 @@ class ClickHouseServer(LocalServer):
         for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         (self.workdir / "config.xml").write_text(_config_xml(self))
-        (self.workdir / "users.xml").write_text(_USERS_XML)
+        (self.workdir / "users.xml").write_text(users_xml(self.user, self.password))
 
     def argv(self) -> list[str]:
         return [*server_binary(), f"--config-file={self.workdir / 'config.xml'}"]
@@ -99,6 +103,18 @@ def _config_xml(cfg: ClickHouseServer) -> str:
 """
 
 
+def users_xml(user: str, password: str) -> str:
+    """The server's users.xml: ``user`` alone, from loopback only, with ``password`` as its SHA-256 (none when '')."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", user):
+        raise ServiceError(f"ClickHouse user name {user!r}: letters, digits and '_' only (an XML tag in users.xml)")
+    secret = (
+        f"<password_sha256_hex>{hashlib.sha256(password.encode()).hexdigest()}</password_sha256_hex>"
+        if password
+        else "<password></password>"
+    )
+    return _USERS_XML.format(user=user, secret=secret)
+
+
 _USERS_XML = """<?xml version="1.0"?>
 <yandex>
   <profiles>
@@ -108,12 +124,12 @@ _USERS_XML = """<?xml version="1.0"?>
     </default>
   </profiles>
   <users>
-    <default>
-      <password></password>
+    <{user}>
+      {secret}
       <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
       <profile>default</profile>
       <quota>default</quota>
-    </default>
+    </{user}>
   </users>
   <quotas>
     <default>

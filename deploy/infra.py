@@ -38,6 +38,8 @@ class Infra:
                 host=s.clickhouse_host,
                 tcp_port=s.clickhouse_port,
                 http_port=s.clickhouse_http_port,
+                user=s.clickhouse_user,
+                password=s.clickhouse_password.get_secret_value(),
             ),
         )
 

@@ -16,7 +16,7 @@ from prometheus_client import Gauge, start_http_server
 from config.settings import Settings
 from models.monitoring import MonitorReport, measure_with
 from models.registry import ModelRegistry
-from sinks.clickhouse.client import connect
+from sinks.clickhouse.client import check_connection, connect
 
 AUC = Gauge("engage_model_roc_auc", "ROC AUC of matured predictions", ["horizon", "model_version"])
 ECE = Gauge(
@@ -59,6 +59,7 @@ def serve_metrics(settings: Settings, port: int) -> WSGIServer:
 
 
 def serve(settings: Settings, port: int, interval: float) -> None:  # pragma: no cover - a loop around measure
+    check_connection(settings)  # wrong ClickHouse credentials: a clear error now
     serve_metrics(settings, port)
     while True:
         publish(measure(settings))

@@ -17,6 +17,7 @@ from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
 from sinks.base import BatchingSink
 from sinks.behavior_events import BehaviorEventsSink
+from sinks.clickhouse.client import check_connection
 from sinks.contract_sinks import SPECS, ContractSink
 from sinks.positions import ERASURES, source_of
 from sinks.runner import RunnerStats, SinkRunner
@@ -124,6 +125,7 @@ def run_sinks(
     idle_exit: float | None = None,
     runner_class: type[SinkRunner] = SinkRunner,
 ) -> dict[str, RunnerStats]:
+    check_connection(settings)  # wrong credentials: a clear error now, not at the first insert
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     dead = EventProducer(settings.kafka_bootstrap, topics, source="sink")
     runners = build_runners(settings, names, dead, runner_class)

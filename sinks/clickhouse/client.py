@@ -9,19 +9,58 @@ from collections.abc import Sequence
 from typing import Any
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import Error, ServerException
 
 from config.settings import Settings
 
+# ClickHouse's error codes for a login it refused (18.16: UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD,
+# IP_ADDRESS_NOT_ALLOWED; current servers: AUTHENTICATION_FAILED for all of them).
+_REFUSED_LOGIN = {192, 193, 194, 195, 516}
+
+
+class ClickHouseUnavailable(RuntimeError):
+    """ClickHouse refused our login or could not be reached: the message names the server, the user and the
+    settings to check."""
+
 
 def connect(settings: Settings, database: str | None = None) -> Client:
+    """A client with the settings' server, user, password and TLS (it connects at its first query)."""
+    tls: dict[str, Any] = {}
+    if settings.clickhouse_secure:
+        tls = {"secure": True, "verify": True}
+        if settings.clickhouse_ca_file:
+            tls["ca_certs"] = settings.clickhouse_ca_file
     return Client(
         host=settings.clickhouse_host,
         port=settings.clickhouse_port,
         database=database or "default",
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
         connect_timeout=3,
         send_receive_timeout=60,
         settings={"allow_experimental_low_cardinality_type": 1},
+        **tls,
     )
+
+
+def check_connection(settings: Settings) -> None:
+    """Log in once and run ``SELECT 1``, so a service with wrong credentials stops at start with an error that
+    says so, instead of failing (or retrying) at its first insert."""
+    where = f"ClickHouse at {settings.clickhouse_host}:{settings.clickhouse_port}"
+    try:
+        connect(settings).execute("SELECT 1")
+    except ServerException as exc:
+        if exc.code in _REFUSED_LOGIN:
+            raise ClickHouseUnavailable(
+                f"{where} refused user {settings.clickhouse_user!r}: {exc.message.splitlines()[0]} "
+                "(check ENGAGE_CLICKHOUSE_USER and ENGAGE_CLICKHOUSE_PASSWORD)"
+            ) from exc
+        raise
+    except (Error, OSError) as exc:
+        raise ClickHouseUnavailable(
+            f"{where} could not be reached as user {settings.clickhouse_user!r}: {exc} (check ENGAGE_CLICKHOUSE_HOST, "
+            "ENGAGE_CLICKHOUSE_PORT and, for TLS, ENGAGE_CLICKHOUSE_SECURE and ENGAGE_CLICKHOUSE_CA_FILE)"
+        ) from exc
 
 
 def insert_columns(client: Client, table: str, names: Sequence[str], columns: Sequence[Sequence[Any]]) -> int:

@@ -186,3 +186,18 @@ def test_kafka_and_clickhouse_keep_their_timeouts_grace_ports_and_files(tmp_path
     config = (tmp_path / "clickhouse" / "config.xml").read_text()
     assert "<tcp_port>3</tcp_port>" in config and f"<path>{tmp_path / 'clickhouse'}/data/</path>" in config
     assert (tmp_path / "clickhouse" / "users.xml").exists()
+
+
+def test_the_clickhouse_users_file_holds_the_configured_user_and_only_a_hash_of_its_password(tmp_path: Path) -> None:
+    import hashlib
+
+    from deploy.clickhouse_server import users_xml
+
+    locked = users_xml("engage", "correct horse")
+    assert "<engage>" in locked and "</engage>" in locked and "<default>\n      <password>" not in locked
+    assert hashlib.sha256(b"correct horse").hexdigest() in locked and "correct horse" not in locked
+    assert "<default>\n      <password></password>" in users_xml("default", "")  # no password: as before
+    with pytest.raises(ServiceError, match="letters, digits and '_' only"):
+        users_xml("eng</age>", "x")
+    server = ClickHouseServer(workdir=tmp_path, user="engage", password="correct horse")
+    assert "correct horse" not in repr(server)
