@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "1g"
+    kafka_replication_factor: int = Field(
+        1, ge=1, description="copies of each partition the components create topics and changelogs with (≤ brokers)"
+    )
+    kafka_min_insync_replicas: int = Field(
+        1, ge=1, description="copies that must have a write before Kafka acknowledges it (≤ the replication factor)"
+    )
     clickhouse_host: str = "127.0.0.1"
     clickhouse_port: int = 19000
     clickhouse_http_port: int = 18123
@@ -281,6 +287,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"league_promote ({self.league_promote}) + league_demote ({self.league_demote}) must be less than "
                 f"league_group_size ({self.league_group_size}): a full group would move every student"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                f"kafka_min_insync_replicas ({self.kafka_min_insync_replicas}) must be at most "
+                f"kafka_replication_factor ({self.kafka_replication_factor}): no write could ever be acknowledged"
             )
         return self
 

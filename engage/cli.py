@@ -54,10 +54,14 @@ def infra_up() -> None:
     for started in Infra.from_settings(settings).up():
         state = "already running" if started.already_running else "started"
         console.print(f"{started.name:<11} {state} (pid {started.pid}), ready in {started.seconds_to_ready:.2f} s")
-    from kafka_io.admin import ensure_topics
+    from kafka_io.admin import ensure_topics, replication
     from schemas.topics import catalogue
 
-    created = ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
+    created = ensure_topics(
+        settings.kafka_bootstrap,
+        catalogue(settings.topic_prefix, settings.event_partitions).all(),
+        replication=replication(settings),
+    )
     if created:
         console.print(f"topics      created: {', '.join(created)}")
 
@@ -98,11 +102,13 @@ def schemas_export(
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every catalogue topic that does not exist yet."""
-    from kafka_io.admin import ensure_topics
+    from kafka_io.admin import ensure_topics, replication
     from schemas.topics import catalogue
 
     s = get_settings()
-    created = ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    created = ensure_topics(
+        s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all(), replication=replication(s)
+    )
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
@@ -383,10 +389,10 @@ def replay_oulad(
 
     _ensure_infra()
     s = get_settings()
-    from kafka_io.admin import ensure_topics
+    from kafka_io.admin import ensure_topics, replication
     from schemas.topics import catalogue
 
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all(), replication=replication(s))
     dataset = OuladDataset.load(data, presentation)
     console.print(
         f"{len(dataset.presentations)} presentations, {len(dataset.enrolments):,} enrolments, "

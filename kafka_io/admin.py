@@ -6,24 +6,68 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # where it is defined and typed (``admin`` re-exports it implicitly)
 
+from config.settings import Settings
 from schemas.topics import TopicSpec
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
-    """Create missing topics; return the names that were created now, once every partition of theirs has a
-    leader (a created topic's partitions get theirs a moment later: a request in between is refused)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=s.config())
+@dataclass(frozen=True)
+class Replication:
+    """How many brokers hold each partition, and how many of them must have a write before Kafka acknowledges it
+    (with ``acks=all``, which every producer here uses): a deployment's choice, not a contract's, so it comes from
+    the settings (``kafka_replication_factor``, ``kafka_min_insync_replicas``), not from ``schemas.topics``."""
+
+    factor: int = 1
+    min_insync: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_insync <= self.factor:
+            raise ValueError(
+                f"min.insync.replicas {self.min_insync} must be between 1 and the replication factor {self.factor}"
+            )
+
+    def config(self) -> dict[str, str]:
+        return {"min.insync.replicas": str(self.min_insync)}
+
+
+def replication(settings: Settings) -> Replication:
+    """The replication the settings ask for (``kafka_replication_factor``, ``kafka_min_insync_replicas``)."""
+    return Replication(settings.kafka_replication_factor, settings.kafka_min_insync_replicas)
+
+
+class TopicsRefused(RuntimeError):
+    """Kafka refused to create a topic as configured (the message says why and which setting to change)."""
+
+
+def new_topics(specs: Iterable[TopicSpec], existing: set[str], replication: Replication) -> list[NewTopic]:
+    """The topics of ``specs`` not in ``existing``, as ``create_topics`` takes them."""
+    return [
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=replication.factor,
+            config={**s.config(), **replication.config()},
+        )
         for s in specs
         if s.name not in existing
     ]
+
+
+def ensure_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0, replication: Replication | None = None
+) -> list[str]:
+    """Create missing topics (with ``replication``, default one copy); return the names that were created now,
+    once every partition of theirs has a leader (a created topic's partitions get theirs a moment later: a
+    request in between is refused). Existing topics are left as they are."""
+    replication = replication or Replication()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    cluster = admin.list_topics(timeout=timeout)
+    new = new_topics(specs, set(cluster.topics), replication)
     if not new:
         return []
     created = []
@@ -32,7 +76,14 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 3
             future.result()
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise TopicsRefused(
+                    f"Kafka at {bootstrap} refused topic {name!r} with replication factor {replication.factor}: it has "
+                    f"{len(cluster.brokers)} broker(s) (ENGAGE_KAFKA_REPLICATION_FACTOR, at most the number of "
+                    f"brokers): {exc.args[0].str()}"
+                ) from exc
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     _wait_for_leaders(admin, created, timeout)
     return created

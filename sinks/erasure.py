@@ -29,7 +29,7 @@ import orjson
 from pydantic import ValidationError
 
 from config.settings import Settings
-from kafka_io.admin import ensure_topics
+from kafka_io.admin import ensure_topics, replication
 from kafka_io.producer import EventProducer
 from schemas.privacy import ErasureReport, ErasureRequest
 from schemas.topics import catalogue
@@ -153,7 +153,11 @@ class ErasureSink(BatchingSink):
         self.topics = catalogue(settings.topic_prefix, settings.event_partitions)
 
     def setup(self) -> None:
-        ensure_topics(self.settings.kafka_bootstrap, [self.topics.erasure_requests, self.topics.erasure_reports])
+        ensure_topics(
+            self.settings.kafka_bootstrap,
+            [self.topics.erasure_requests, self.topics.erasure_reports],
+            replication=replication(self.settings),
+        )
 
     def decode(self, value: bytes, partition: int, offset: int) -> Sequence[ErasureRequest]:
         try:

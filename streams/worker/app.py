@@ -144,7 +144,7 @@ class EngagementWorker:
             web_application_options={"middlewares": [admission_middleware(settings, self.keys)]},
             canonical_url=url,
             topic_partitions=settings.event_partitions,
-            topic_replication_factor=1,
+            topic_replication_factor=settings.kafka_replication_factor,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.broker_session_timeout_seconds,
             broker_heartbeat_interval=1.0,
@@ -155,7 +155,13 @@ class EngagementWorker:
             producer_linger=settings.worker_changelog_linger_ms / 1000,
         )
         self.users = self.app.Table(
-            "user-state", default=None, partitions=settings.event_partitions, key_type=bytes, value_type=bytes
+            "user-state",
+            default=None,
+            partitions=settings.event_partitions,
+            key_type=bytes,
+            value_type=bytes,
+            # its changelog is replicated as the settings ask (topic_replication_factor above), and so acknowledged
+            extra_topic_configs={"min.insync.replicas": str(settings.kafka_min_insync_replicas)},
         )
         ownership = FaustOwnership(self.app, events)
         self.changelog_writes = fi.commit_only_when_acknowledged(
@@ -306,9 +312,13 @@ class EngagementWorker:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run one worker process until SIGTERM/SIGINT (Faust handles the signals and the clean shutdown)."""
-    from kafka_io.admin import ensure_topics
+    from kafka_io.admin import ensure_topics, replication
 
-    ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
+    ensure_topics(
+        settings.kafka_bootstrap,
+        catalogue(settings.topic_prefix, settings.event_partitions).all(),
+        replication=replication(settings),
+    )
     datadir = worker_datadir(settings)
     discard_unless_stopped_cleanly(datadir)  # streams.worker.local_state: why
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
