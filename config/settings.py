@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "1g"
+    kafka_bootstrap_servers: str = Field(
+        "", description="comma-separated host:port of several brokers ('': the local kafka_host:kafka_port)"
+    )
     kafka_replication_factor: int = Field(
         1, ge=1, description="copies of each partition the components create topics and changelogs with (≤ brokers)"
     )
@@ -407,7 +410,9 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        """Where every client finds Kafka: ``kafka_bootstrap_servers`` when set (several brokers), else the local
+        broker's ``kafka_host``:``kafka_port``."""
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Topics and changelogs are created with the replication the settings ask for (#27): RF and min.insync.replicas
-come from the deployment, the partitions and retention from the contract (``schemas.topics``)."""
+"""Kafka beyond one broker (#27): a bootstrap list, and topics and changelogs created with the replication the
+settings ask for (RF and min.insync.replicas come from the deployment; partitions and retention from the contract,
+``schemas.topics``)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,13 @@ def test_settings_give_the_replication_and_refuse_an_insync_count_above_it() -> 
         Settings(kafka_replication_factor=2, kafka_min_insync_replicas=3)
     with pytest.raises(ValueError, match="between 1 and the replication factor"):
         Replication(1, 2)
+
+
+def test_a_bootstrap_list_reaches_every_client_and_faust_reads_each_broker() -> None:
+    import faust
+
+    s = Settings(kafka_bootstrap_servers="k1:9092,k2:9092,k3:9092")
+    assert s.kafka_bootstrap == "k1:9092,k2:9092,k3:9092"
+    assert Settings(kafka_host="h", kafka_port=1).kafka_bootstrap == "h:1"  # unset: the local broker
+    app = faust.App("bootstrap-list-test", broker=f"kafka://{s.kafka_bootstrap}", web_enabled=False)
+    assert [(u.scheme, u.host, u.port) for u in app.conf.broker] == [("kafka", f"k{i}", 9092) for i in (1, 2, 3)]
