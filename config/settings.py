@@ -409,6 +409,12 @@ class Settings(BaseSettings):
         return self.inbox_path or self.run_dir / "inbox.sqlite3"
 
     @property
+    def kafka_replication(self) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) for the topics the components create
+        (``kafka_io.admin.Replication(*settings.kafka_replication)``)."""
+        return self.kafka_replication_factor, self.kafka_min_insync_replicas
+
+    @property
     def kafka_bootstrap(self) -> str:
         """Where every client finds Kafka: ``kafka_bootstrap_servers`` when set (several brokers), else the local
         broker's ``kafka_host``:``kafka_port``."""

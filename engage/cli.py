@@ -54,13 +54,13 @@ def infra_up() -> None:
     for started in Infra.from_settings(settings).up():
         state = "already running" if started.already_running else "started"
         console.print(f"{started.name:<11} {state} (pid {started.pid}), ready in {started.seconds_to_ready:.2f} s")
-    from kafka_io.admin import ensure_topics, replication
+    from kafka_io.admin import Replication, ensure_topics
     from schemas.topics import catalogue
 
     created = ensure_topics(
         settings.kafka_bootstrap,
         catalogue(settings.topic_prefix, settings.event_partitions).all(),
-        replication=replication(settings),
+        replication=Replication(*settings.kafka_replication),
     )
     if created:
         console.print(f"topics      created: {', '.join(created)}")
@@ -102,12 +102,14 @@ def schemas_export(
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every catalogue topic that does not exist yet."""
-    from kafka_io.admin import ensure_topics, replication
+    from kafka_io.admin import Replication, ensure_topics
     from schemas.topics import catalogue
 
     s = get_settings()
     created = ensure_topics(
-        s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all(), replication=replication(s)
+        s.kafka_bootstrap,
+        catalogue(s.topic_prefix, s.event_partitions).all(),
+        replication=Replication(*s.kafka_replication),
     )
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
@@ -389,10 +391,14 @@ def replay_oulad(
 
     _ensure_infra()
     s = get_settings()
-    from kafka_io.admin import ensure_topics, replication
+    from kafka_io.admin import Replication, ensure_topics
     from schemas.topics import catalogue
 
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all(), replication=replication(s))
+    ensure_topics(
+        s.kafka_bootstrap,
+        catalogue(s.topic_prefix, s.event_partitions).all(),
+        replication=Replication(*s.kafka_replication),
+    )
     dataset = OuladDataset.load(data, presentation)
     console.print(
         f"{len(dataset.presentations)} presentations, {len(dataset.enrolments):,} enrolments, "

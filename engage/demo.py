@@ -37,7 +37,7 @@ from engage.demo_notify import (
 )
 from engage.demo_risk import show_risk
 from engage.traffic import TrafficPlan, run_traffic
-from kafka_io.admin import ensure_topics, replication
+from kafka_io.admin import Replication, ensure_topics
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import create_all
@@ -95,7 +95,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         state = "already running" if started.already_running else f"ready in {started.seconds_to_ready:.2f} s"
         console.print(f"  {started.name:<11} {state} (pid {started.pid})")
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    ensure_topics(settings.kafka_bootstrap, topics.all(), replication=replication(settings))
+    ensure_topics(settings.kafka_bootstrap, topics.all(), replication=Replication(*settings.kafka_replication))
     create_all(connect(settings), settings.clickhouse_database)
     log_dir = settings.run_dir / "demo"
     collector = f"http://{settings.collector_host}:{settings.collector_port}"

@@ -82,7 +82,7 @@ def run_backfill(
 ) -> BackfillSummary:
     """Replay every stored student under ``rules``; send the unlocks the warehouse does not have (unless
     ``dry_run``). Raises ``BackfillError`` when Kafka did not take them all (running again sends the rest)."""
-    from kafka_io.admin import ensure_topics, replication
+    from kafka_io.admin import Replication, ensure_topics
     from kafka_io.producer import EventProducer
     from schemas.topics import catalogue
     from sinks.clickhouse.client import connect
@@ -95,7 +95,9 @@ def run_backfill(
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     producer = None
     if not dry_run:
-        ensure_topics(settings.kafka_bootstrap, [topics.achievements], replication=replication(settings))
+        ensure_topics(
+            settings.kafka_bootstrap, [topics.achievements], replication=Replication(*settings.kafka_replication)
+        )
         producer = EventProducer(settings.kafka_bootstrap, topics, source="gamification-backfill")
     summary = BackfillSummary()
     try:

@@ -12,7 +12,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # where it is defined and typed (``admin`` re-exports it implicitly)
 
-from config.settings import Settings
 from schemas.topics import TopicSpec
 
 
@@ -33,11 +32,6 @@ class Replication:
 
     def config(self) -> dict[str, str]:
         return {"min.insync.replicas": str(self.min_insync)}
-
-
-def replication(settings: Settings) -> Replication:
-    """The replication the settings ask for (``kafka_replication_factor``, ``kafka_min_insync_replicas``)."""
-    return Replication(settings.kafka_replication_factor, settings.kafka_min_insync_replicas)
 
 
 class TopicsRefused(RuntimeError):

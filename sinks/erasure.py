@@ -29,7 +29,7 @@ import orjson
 from pydantic import ValidationError
 
 from config.settings import Settings
-from kafka_io.admin import ensure_topics, replication
+from kafka_io.admin import Replication, ensure_topics
 from kafka_io.producer import EventProducer
 from schemas.privacy import ErasureReport, ErasureRequest
 from schemas.topics import catalogue
@@ -156,7 +156,7 @@ class ErasureSink(BatchingSink):
         ensure_topics(
             self.settings.kafka_bootstrap,
             [self.topics.erasure_requests, self.topics.erasure_reports],
-            replication=replication(self.settings),
+            replication=Replication(*self.settings.kafka_replication),
         )
 
     def decode(self, value: bytes, partition: int, offset: int) -> Sequence[ErasureRequest]:

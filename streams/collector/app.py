@@ -35,7 +35,7 @@ from starlette.routing import Route
 from access.auth import Principal, bearer_key
 from access.keys import KeyRing
 from config.settings import Settings
-from kafka_io.admin import ensure_topics, replication
+from kafka_io.admin import Replication, ensure_topics
 from kafka_io.producer import DeliveryFailed, EventProducer
 from schemas.messages import DeadLetter, kept_raw
 from schemas.topics import catalogue
@@ -131,7 +131,9 @@ class Collector:
         self.ready = False
 
     def start(self) -> None:
-        ensure_topics(self.settings.kafka_bootstrap, self.topics.all(), replication=replication(self.settings))
+        ensure_topics(
+            self.settings.kafka_bootstrap, self.topics.all(), replication=Replication(*self.settings.kafka_replication)
+        )
         if self.producer is None:
             self.producer = EventProducer(
                 self.settings.kafka_bootstrap,

@@ -312,12 +312,12 @@ class EngagementWorker:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run one worker process until SIGTERM/SIGINT (Faust handles the signals and the clean shutdown)."""
-    from kafka_io.admin import ensure_topics, replication
+    from kafka_io.admin import Replication, ensure_topics
 
     ensure_topics(
         settings.kafka_bootstrap,
         catalogue(settings.topic_prefix, settings.event_partitions).all(),
-        replication=replication(settings),
+        replication=Replication(*settings.kafka_replication),
     )
     datadir = worker_datadir(settings)
     discard_unless_stopped_cleanly(datadir)  # streams.worker.local_state: why

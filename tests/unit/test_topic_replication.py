@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.settings import Settings
-from kafka_io.admin import Replication, new_topics, replication
+from kafka_io.admin import Replication, new_topics
 from schemas.topics import catalogue
 
 
@@ -27,7 +27,9 @@ def test_the_default_is_one_copy_as_before() -> None:
 
 
 def test_settings_give_the_replication_and_refuse_an_insync_count_above_it() -> None:
-    assert replication(Settings(kafka_replication_factor=3, kafka_min_insync_replicas=2)) == Replication(3, 2)
+    assert Replication(
+        *Settings(kafka_replication_factor=3, kafka_min_insync_replicas=2).kafka_replication
+    ) == Replication(3, 2)
     with pytest.raises(ValidationError, match=r"kafka_min_insync_replicas \(3\) must be at most"):
         Settings(kafka_replication_factor=2, kafka_min_insync_replicas=3)
     with pytest.raises(ValueError, match="between 1 and the replication factor"):
