@@ -85,8 +85,7 @@ async def take_gathers(stream: Any, policy: GatherPolicy) -> AsyncIterator[list[
     worker's CPU per event varied by up to 1.4x between two drains of the same backlog. Without it the gathers of
     ``engage bench gamification`` vary again (its report prints them); ``tests/integration/test_worker.py`` runs
     every worker test through this loop."""
-    buffer: list[Any] = []
-    events: list[Any] = []
+    buffer: list[Any] = []  # Faust's events (its noack_take kept a second list of the same events)
     buffer_full = asyncio.Event()
     buffer_consumed = asyncio.Event()
     within = policy.within_seconds
@@ -106,7 +105,6 @@ async def take_gathers(stream: Any, policy: GatherPolicy) -> AsyncIterator[list[
             if event is None:
                 raise RuntimeError("Take buffer found current_event is None")
             buffer.append(event)
-            events.append(event)
             if len(buffer) >= policy.max_messages:
                 buffer_full.set()
                 buffer_consumed.clear()
@@ -125,7 +123,7 @@ async def take_gathers(stream: Any, policy: GatherPolicy) -> AsyncIterator[list[
         while not stream.should_stop:
             started, before = time.monotonic(), len(buffer)
             await stream.wait_for_stopped(buffer_full, timeout=within)
-            while policy.keep_going(before, len(buffer), events[-1].message.timestamp if events else None,
+            while policy.keep_going(before, len(buffer), buffer[-1].message.timestamp if buffer else None,
                                     time.time(), time.monotonic() - started):  # fmt: skip
                 before = len(buffer)
                 await stream.wait_for_stopped(buffer_full, timeout=within)
@@ -135,7 +133,6 @@ async def take_gathers(stream: Any, policy: GatherPolicy) -> AsyncIterator[list[
                     yield list(buffer)
                 finally:
                     buffer.clear()
-                    events.clear()
                     notify(buffer_consuming)
                     buffer_full.clear()
                     buffer_consumed.set()
