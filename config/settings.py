@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kafka_io.client import KafkaClient
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,6 +33,13 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "", description="comma-separated host:port of several brokers ('': the local kafka_host:kafka_port)"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every client talks to Kafka: TLS (SSL), SASL, or both (SASL_SSL)"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = Field("", description="the SASL user every component authenticates as")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="its password")
+    kafka_ssl_ca_file: str = Field("", description="CA certificate(s) to verify the brokers' TLS with ('': system's)")
     kafka_replication_factor: int = Field(
         1, ge=1, description="copies of each partition the components create topics and changelogs with (≤ brokers)"
     )
@@ -415,10 +424,17 @@ class Settings(BaseSettings):
         return self.kafka_replication_factor, self.kafka_min_insync_replicas
 
     @property
-    def kafka_bootstrap(self) -> str:
-        """Where every client finds Kafka: ``kafka_bootstrap_servers`` when set (several brokers), else the local
-        broker's ``kafka_host``:``kafka_port``."""
-        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+    def kafka(self) -> KafkaClient:
+        """Where and how every client reaches Kafka: ``kafka_bootstrap_servers`` when set (several brokers), else
+        the local broker's ``kafka_host``:``kafka_port``; with the TLS and SASL settings (``kafka_io.client``)."""
+        return KafkaClient(
+            self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}",
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            ca_file=self.kafka_ssl_ca_file,
+        )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

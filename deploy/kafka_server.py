@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from deploy.process import ServiceError, port_open
 from deploy.server import LocalServer
+from deploy.tls import TlsFiles, ensure_tls
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
 
@@ -36,6 +37,21 @@ class KafkaServer(LocalServer):
     controller_port: int = 19093
     heap: str = "1g"
     default_partitions: int = 4
+    # A SASL_SSL listener (SCRAM-SHA-256 and -512, TLS from ``deploy.tls``) beside the plaintext one, with these
+    # (user, password) pairs created when the storage is formatted: how a locked-down cluster is tested here.
+    scram_port: int | None = None
+    scram_users: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def secure_bootstrap(self) -> str:
+        if self.scram_port is None:
+            raise ValueError("this broker has no SCRAM listener (scram_port)")
+        return f"{self.host}:{self.scram_port}"
+
+    @property
+    def tls(self) -> TlsFiles:
+        """The listener's CA (``ca_file``, for clients) and keystore, made on first use."""
+        return ensure_tls(self.workdir / "tls", (self.host, "localhost"))
 
     @property
     def bootstrap(self) -> str:
@@ -51,7 +67,7 @@ class KafkaServer(LocalServer):
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.port, self.controller_port)
+        return (self.port, self.controller_port) + ((self.scram_port,) if self.scram_port is not None else ())
 
     def install(self) -> None:
         ensure_jars(self)
@@ -63,7 +79,15 @@ class KafkaServer(LocalServer):
             cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
                 # "--cluster-id=" form: an id starting with "-" (1 in 64 of them) would be read as an option.
-                _java(self, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}", "-c", str(self.properties)),
+                _java(
+                    self,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cid}",
+                    "-c",
+                    str(self.properties),
+                    *_scram_arguments(self),
+                ),
                 capture_output=True,
                 text=True,
             )
@@ -123,17 +147,50 @@ def ensure_jars(cfg: KafkaServer) -> Path:
     return cfg.libs
 
 
+def _scram_arguments(cfg: KafkaServer) -> list[str]:
+    """``StorageTool format`` options that create the SCRAM users (both mechanisms) in the new cluster's metadata."""
+    return [
+        arg
+        for user, password in cfg.scram_users
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+        for arg in ("--add-scram", f"{mechanism}=[name={user},password={password}]")
+    ]
+
+
+def _secure_listener(cfg: KafkaServer) -> list[str]:
+    """The SECURE listener's settings: SASL (SCRAM) over TLS with the keystore of ``deploy.tls``."""
+    if cfg.scram_port is None:
+        return []
+    tls = cfg.tls
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return [
+        "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+        f"listener.name.secure.scram-sha-256.sasl.jaas.config={scram}",
+        f"listener.name.secure.scram-sha-512.sasl.jaas.config={scram}",
+        "listener.name.secure.ssl.keystore.type=PKCS12",
+        f"listener.name.secure.ssl.keystore.location={tls.keystore}",
+        f"listener.name.secure.ssl.keystore.password={tls.keystore_password}",
+        f"listener.name.secure.ssl.key.password={tls.keystore_password}",
+    ]
+
+
 def _server_properties(cfg: KafkaServer) -> str:
+    listeners = f"PLAINTEXT://{cfg.host}:{cfg.port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if cfg.scram_port is not None:
+        listeners += f",SECURE://{cfg.host}:{cfg.scram_port}"
+        protocols += ",SECURE:SASL_SSL"
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{cfg.host}:{cfg.controller_port}",
-            f"listeners=PLAINTEXT://{cfg.host}:{cfg.port},CONTROLLER://{cfg.host}:{cfg.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{cfg.host}:{cfg.port}",
+            f"listeners={listeners},CONTROLLER://{cfg.host}:{cfg.controller_port}",
+            f"advertised.listeners={listeners}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={protocols}",
+            *_secure_listener(cfg),
             f"log.dirs={cfg.workdir / 'data'}",
             f"num.partitions={cfg.default_partitions}",
             "offsets.topic.replication.factor=1",

@@ -21,6 +21,7 @@ from config.settings import Settings
 from desk.api import create_app
 from desk.service import OutboxPublisher, RequestConsumer
 from desk.store import Store
+from kafka_io.admin import check_kafka
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def build(settings: Settings, clock: Callable[[], datetime] = _now) -> Desk:
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM (uvicorn's handlers) or a dying thread; the exit code."""
+    check_kafka(settings.kafka)  # wrong credentials: a clear error now, not a consumer that never gets messages
     desk = build(settings)
     desk.start_background()
     log.info("desk: API on %s, consuming %s", desk.url, desk.consumer.topics.interventions.name)

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from config.settings import Settings
 from desk import metrics
 from desk.store import CodeCollision, Store
+from kafka_io.client import kafka_conf
 from processors.offers import OfferTerms, offer_for
 from processors.outreach import item_for
 from schemas.interventions import InterventionRequest, InterventionType
@@ -57,14 +58,16 @@ def desk_group(settings: Settings) -> str:
 
 def _producer(settings: Settings, client_id: str) -> Producer:
     return Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "client.id": client_id,
-            "partitioner": "murmur2_random",  # as every engine producer: a student's messages on one partition
-        }
+        kafka_conf(
+            settings.kafka,
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "client.id": client_id,
+                "partitioner": "murmur2_random",  # as every engine producer: a student's messages on one partition
+            },
+        )
     )
 
 
@@ -83,14 +86,16 @@ class RequestConsumer:
         self._dead_letters = _producer(settings, "engage-desk-dead-letters")
         self._pending_dead_letters = 0
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": desk_group(settings),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": int(settings.broker_session_timeout_seconds * 1000),
-                "heartbeat.interval.ms": 1_000,
-            }
+            kafka_conf(
+                settings.kafka,
+                {
+                    "group.id": desk_group(settings),
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "session.timeout.ms": int(settings.broker_session_timeout_seconds * 1000),
+                    "heartbeat.interval.ms": 1_000,
+                },
+            )
         )
 
     def run(self, stop: threading.Event) -> None:

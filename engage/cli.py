@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -58,7 +59,7 @@ def infra_up() -> None:
     from schemas.topics import catalogue
 
     created = ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka,
         catalogue(settings.topic_prefix, settings.event_partitions).all(),
         replication=Replication(*settings.kafka_replication),
     )
@@ -107,7 +108,7 @@ def topics_create() -> None:
 
     s = get_settings()
     created = ensure_topics(
-        s.kafka_bootstrap,
+        s.kafka,
         catalogue(s.topic_prefix, s.event_partitions).all(),
         replication=Replication(*s.kafka_replication),
     )
@@ -395,7 +396,7 @@ def replay_oulad(
     from schemas.topics import catalogue
 
     ensure_topics(
-        s.kafka_bootstrap,
+        s.kafka,
         catalogue(s.topic_prefix, s.event_partitions).all(),
         replication=Replication(*s.kafka_replication),
     )
@@ -954,7 +955,14 @@ app.add_typer(dashboards_app, name="dashboards")
 
 
 def main() -> None:
-    app()
+    from kafka_io.admin import KafkaUnavailable
+    from sinks.clickhouse.client import ClickHouseUnavailable
+
+    try:
+        app()
+    except (KafkaUnavailable, ClickHouseUnavailable) as exc:  # a server refused or is away: say which, no traceback
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         state = "already running" if started.already_running else f"ready in {started.seconds_to_ready:.2f} s"
         console.print(f"  {started.name:<11} {state} (pid {started.pid})")
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    ensure_topics(settings.kafka_bootstrap, topics.all(), replication=Replication(*settings.kafka_replication))
+    ensure_topics(settings.kafka, topics.all(), replication=Replication(*settings.kafka_replication))
     create_all(connect(settings), settings.clickhouse_database)
     log_dir = settings.run_dir / "demo"
     collector = f"http://{settings.collector_host}:{settings.collector_port}"
@@ -275,7 +275,7 @@ def _summary(
                 [
                     f"ClickHouse:  clickhouse-client --port {settings.clickhouse_port} -d {db}",
                     "             SELECT event_type, count() FROM behavior_events FINAL GROUP BY event_type",
-                    f"Kafka:       {settings.kafka_bootstrap}  topics {topic.events.name}, {topic.dead_letters.name}",
+                    f"Kafka:       {settings.kafka}  topics {topic.events.name}, {topic.dead_letters.name}",
                     f"Who churns:  {truth} (the simulator's ground truth)",
                     "Analysts:     .venv/bin/engage query   (lists the named queries; --format csv|json)",
                     "More traffic: .venv/bin/engage simulate --students 2000 --days 60 --via collector",

@@ -55,7 +55,7 @@ def publish_demo_contacts(settings: Settings, students: int, seed: int) -> int:
     population = Population.generate(students, seed=seed)
     contacts = contacts_for(list(population.students), seed, datetime.now(UTC))
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    producer = EventProducer(settings.kafka_bootstrap, topics, source="demo-contacts")
+    producer = EventProducer(settings.kafka, topics, source="demo-contacts")
     try:
         missing = publish_contacts(producer, topics.contacts.name, contacts)
     finally:
@@ -71,7 +71,7 @@ def wait_for_notify(settings: Settings, timeout: float = 120.0) -> None:
     topic = catalogue(settings.topic_prefix, settings.event_partitions).interventions.name
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if group_lag(settings.kafka_bootstrap, notify_group(settings), topic) == 0:
+        if group_lag(settings.kafka, notify_group(settings), topic) == 0:
             time.sleep(3.0)
             return
         time.sleep(1.0)

@@ -18,15 +18,16 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings
+from kafka_io.client import Kafka, kafka_conf
 from models.metrics import roc_auc
 from schemas.topics import catalogue
 
 TIERS = ("critical", "high", "medium", "low", "minimal")
 
 
-def _read(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+def _read(bootstrap: Kafka, topic: str) -> list[dict[str, Any]]:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
+        kafka_conf(bootstrap, {"group.id": f"demo-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([topic])
     out: list[dict[str, Any]] = []
@@ -45,7 +46,7 @@ def show_risk(settings: Settings, console: Console, since: datetime, truth_path:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     truth = {r["user_id"]: r for r in (orjson.loads(line) for line in truth_path.read_text().splitlines() if line)}
     latest: dict[str, dict[str, Any]] = {}
-    for update in _read(settings.kafka_bootstrap, topics.risk_updates.name):
+    for update in _read(settings.kafka, topics.risk_updates.name):
         user = update["user_id"]
         if user in truth and (user not in latest or update["scored_at"] >= latest[user]["scored_at"]):
             latest[user] = update
@@ -81,7 +82,7 @@ def show_risk(settings: Settings, console: Console, since: datetime, truth_path:
                         truth[r["user_id"]]["archetype"])  # fmt: skip
     console.print(at_risk)
 
-    requests = [r for r in _read(settings.kafka_bootstrap, topics.interventions.name) if r["user_id"] in truth]
+    requests = [r for r in _read(settings.kafka, topics.interventions.name) if r["user_id"] in truth]
     by_kind = Counter((r["intervention_type"], r["status"]) for r in requests)
     if by_kind:
         inter = Table(title="Intervention requests (interventions topic)", title_justify="left")
@@ -92,9 +93,7 @@ def show_risk(settings: Settings, console: Console, since: datetime, truth_path:
         console.print(inter)
 
     milestones = Counter(
-        m["milestone_days"]
-        for m in _read(settings.kafka_bootstrap, topics.streak_milestones.name)
-        if m["user_id"] in truth
+        m["milestone_days"] for m in _read(settings.kafka, topics.streak_milestones.name) if m["user_id"] in truth
     )
     if milestones:
         console.print(

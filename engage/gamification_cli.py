@@ -95,10 +95,8 @@ def run_backfill(
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     producer = None
     if not dry_run:
-        ensure_topics(
-            settings.kafka_bootstrap, [topics.achievements], replication=Replication(*settings.kafka_replication)
-        )
-        producer = EventProducer(settings.kafka_bootstrap, topics, source="gamification-backfill")
+        ensure_topics(settings.kafka, [topics.achievements], replication=Replication(*settings.kafka_replication))
+        producer = EventProducer(settings.kafka, topics, source="gamification-backfill")
     summary = BackfillSummary()
     try:
         for first, last in student_pages(client, db, page_students):

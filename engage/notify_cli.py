@@ -61,7 +61,7 @@ def contacts_import(
         raise typer.Exit(1)
     s = get_settings()
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    producer = EventProducer(s.kafka_bootstrap, topics, source="contacts-import")
+    producer = EventProducer(s.kafka, topics, source="contacts-import")
     try:
         missing = publish_contacts(producer, topics.contacts.name, contacts)
     finally:

@@ -155,7 +155,7 @@ def _run_producer(
 ) -> None:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     pacer_start = time.monotonic()
-    with EventProducer(settings.kafka_bootstrap, topics, source="simulator") as producer:
+    with EventProducer(settings.kafka, topics, source="simulator") as producer:
         for _, events in days:
             day_started = time.monotonic()
             for chunk in _client_batches(events, plan.batch_size):  # one message per student flush, as apps do

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata  # where it is defined (``admin`` re-exports it implicitly)
 from confluent_kafka.cimpl import NewTopic  # where it is defined and typed (``admin`` re-exports it implicitly)
 
+from kafka_io.client import Kafka, kafka_conf
 from schemas.topics import TopicSpec
 
 
@@ -34,6 +36,47 @@ class Replication:
         return {"min.insync.replicas": str(self.min_insync)}
 
 
+class KafkaUnavailable(RuntimeError):
+    """Kafka could not be reached or refused this client (the message says which and what to check)."""
+
+
+# librdkafka errors that waiting will not cure: wrong credentials, a certificate that does not verify.
+_FATAL_AT_START = {KafkaError._AUTHENTICATION, KafkaError._SSL}
+
+
+def connect_admin(kafka: Kafka, timeout: float = 30.0) -> tuple[AdminClient, ClusterMetadata]:
+    """An admin client that has read the cluster's metadata; ``KafkaUnavailable`` at once on wrong credentials or
+    TLS (librdkafka would otherwise retry them until the timeout), or when no broker answers within ``timeout``.
+
+    Every component calls this at start (through ``ensure_topics`` or ``check_kafka``), so a wrong password
+    is a clear error there, not a process that hangs."""
+    errors: list[KafkaError] = []
+    # Quiet: the errors reach error_cb and the exception; librdkafka would log each retry (every 50-100 ms).
+    admin = AdminClient(kafka_conf(kafka, {"error_cb": errors.append, "log_level": 0}))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin, admin.list_topics(timeout=min(0.5, max(0.1, deadline - time.monotonic())))
+        except KafkaException as exc:
+            errors.append(exc.args[0])
+        admin.poll(0)  # serves error_cb: the authentication and TLS errors arrive there
+        fatal = [e for e in errors if e.code() in _FATAL_AT_START]
+        if fatal:
+            raise KafkaUnavailable(
+                f"Kafka at {kafka} refused this client: {fatal[-1].str()} (check ENGAGE_KAFKA_SECURITY_PROTOCOL, "
+                "ENGAGE_KAFKA_SASL_MECHANISM, ENGAGE_KAFKA_SASL_USERNAME, ENGAGE_KAFKA_SASL_PASSWORD and "
+                "ENGAGE_KAFKA_SSL_CA_FILE)"
+            )
+        if time.monotonic() >= deadline:
+            last = errors[-1].str() if errors else "no answer"
+            raise KafkaUnavailable(f"Kafka at {kafka} did not answer in {timeout:.0f} s: {last}")
+
+
+def check_kafka(kafka: Kafka, timeout: float = 30.0) -> None:
+    """Raise ``KafkaUnavailable`` unless ``kafka`` answers this client (see ``connect_admin``)."""
+    connect_admin(kafka, timeout)
+
+
 class TopicsRefused(RuntimeError):
     """Kafka refused to create a topic as configured (the message says why and which setting to change)."""
 
@@ -53,14 +96,13 @@ def new_topics(specs: Iterable[TopicSpec], existing: set[str], replication: Repl
 
 
 def ensure_topics(
-    bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0, replication: Replication | None = None
+    kafka: Kafka, specs: Iterable[TopicSpec], timeout: float = 30.0, replication: Replication | None = None
 ) -> list[str]:
     """Create missing topics (with ``replication``, default one copy); return the names that were created now,
     once every partition of theirs has a leader (a created topic's partitions get theirs a moment later: a
     request in between is refused). Existing topics are left as they are."""
     replication = replication or Replication()
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    cluster = admin.list_topics(timeout=timeout)
+    admin, cluster = connect_admin(kafka, timeout)
     new = new_topics(specs, set(cluster.topics), replication)
     if not new:
         return []
@@ -73,7 +115,7 @@ def ensure_topics(
             code = exc.args[0].code()
             if code == KafkaError.INVALID_REPLICATION_FACTOR:
                 raise TopicsRefused(
-                    f"Kafka at {bootstrap} refused topic {name!r} with replication factor {replication.factor}: it has "
+                    f"Kafka at {kafka} refused topic {name!r} with replication factor {replication.factor}: it has "
                     f"{len(cluster.brokers)} broker(s) (ENGAGE_KAFKA_REPLICATION_FACTOR, at most the number of "
                     f"brokers): {exc.args[0].str()}"
                 ) from exc
@@ -100,8 +142,8 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
         time.sleep(0.05)
 
 
-def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def delete_topics(kafka: Kafka, names: Iterable[str], timeout: float = 30.0) -> None:
+    admin = AdminClient(kafka_conf(kafka))
     for future in admin.delete_topics(list(names), operation_timeout=timeout).values():
         try:
             future.result()
@@ -143,9 +185,9 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -
             time.sleep(0.1)
 
 
-def group_positions(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
+def group_positions(kafka: Kafka, group: str, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of ``topic``: (offset ``group`` committed, or the log start if none; log end)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(kafka_conf(kafka, {"group.id": group}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = [TopicPartition(topic, p) for p in meta.partitions]
@@ -160,14 +202,14 @@ def group_positions(bootstrap: str, group: str, topic: str) -> dict[int, tuple[i
         consumer.close()
 
 
-def group_lag(bootstrap: str, group: str, topic: str) -> int:
+def group_lag(kafka: Kafka, group: str, topic: str) -> int:
     """Messages of ``topic`` that ``group`` has not committed yet (0 = it has processed everything)."""
-    return sum(high - done for done, high in group_positions(bootstrap, group, topic).values())
+    return sum(high - done for done, high in group_positions(kafka, group, topic).values())
 
 
-def group_assigned_partitions(bootstrap: str, group: str, topic: str, timeout: float = 10.0) -> int:
+def group_assigned_partitions(kafka: Kafka, group: str, topic: str, timeout: float = 10.0) -> int:
     """How many partitions of ``topic`` the members of ``group`` hold between them right now."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_conf(kafka))
     description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
     return sum(
         1
@@ -177,15 +219,17 @@ def group_assigned_partitions(bootstrap: str, group: str, topic: str, timeout: f
     )
 
 
-def whole_topic_reader(bootstrap: str, topic: str, name: str, timeout: float = 30.0) -> Consumer:
+def whole_topic_reader(kafka: Kafka, topic: str, name: str, timeout: float = 30.0) -> Consumer:
     """A consumer assigned every partition of ``topic`` from its beginning, in no consumer group (it never
     commits): for state every process needs whole (the course calendars, the bandit's outcomes), not a share."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{name}-{uuid.uuid4().hex[:8]}",  # required by the client; nothing is ever committed
-            "enable.auto.commit": False,
-        }
+        kafka_conf(
+            kafka,
+            {
+                "group.id": f"{name}-{uuid.uuid4().hex[:8]}",  # required by the client; nothing is ever committed
+                "enable.auto.commit": False,
+            },
+        )
     )
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)

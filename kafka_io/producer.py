@@ -31,6 +31,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaError, Message, Producer
 
+from kafka_io.client import Kafka, kafka_conf
 from schemas.events import EventEnvelope
 from schemas.interventions import InterventionOutcome
 from schemas.messages import DeadLetter
@@ -101,7 +102,7 @@ class EventProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Kafka,
         topics: TopicCatalogue,
         *,
         source: str = "producer",
@@ -117,23 +118,25 @@ class EventProducer:
         self.stats = DeliveryStats()
         self._user_callback = on_delivery
         self.report_successes = report_successes
-        conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": linger_ms,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "message.max.bytes": 4_194_304,
-            "client.id": f"engage-{source}",
-            # Kafka's Java default (murmur2): Faust, the Java clients and we then agree on a user's partition,
-            # which table routing and changelog co-partitioning rely on.
-            "partitioner": "murmur2_random",
-            "delivery.report.only.error": not report_successes,
-            "on_delivery": self._delivered,
-        }
+        conf: dict[str, Any] = kafka_conf(
+            kafka,
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 500_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                "message.max.bytes": 4_194_304,
+                "client.id": f"engage-{source}",
+                # Kafka's Java default (murmur2): Faust, the Java clients and we then agree on a user's partition,
+                # which table routing and changelog co-partitioning rely on.
+                "partitioner": "murmur2_random",
+                "delivery.report.only.error": not report_successes,
+                "on_delivery": self._delivered,
+            },
+        )
         conf.update(config or {})
         self._conf = conf
         self._producer = Producer(conf)

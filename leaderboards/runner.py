@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from config.settings import Settings
+from kafka_io.admin import check_kafka
 from kafka_io.producer import EventProducer
 from leaderboards.api import create_app
 from leaderboards.service import (
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 def build(settings: Settings, clock: Clock = utc_now) -> Service:
     held = Held(leagues=league_book(settings))
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    producer = EventProducer(settings.kafka_bootstrap, topics, source=SOURCE)
+    producer = EventProducer(settings.kafka, topics, source=SOURCE)
     closer = LeagueCloser(settings, held, producer, clock)
     app = create_app(settings, held, clock)
     config = uvicorn.Config(
@@ -52,6 +53,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Service:
 
 def serve(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM (uvicorn's handlers) or a dying thread; the exit code."""
+    check_kafka(settings.kafka)  # wrong credentials: a clear error now, not a consumer that never gets messages
     service = build(settings)
     service.start_background()
     log.info("leaderboards: API on %s, reading %s", service.url, service.consumer.topic)

@@ -37,6 +37,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from pydantic import ValidationError
 
 from config.settings import Settings
+from kafka_io.client import kafka_conf
 from kafka_io.producer import EventProducer
 from leaderboards import metrics
 from leaderboards.boards import Boards, InvalidStanding
@@ -118,14 +119,16 @@ class StandingsConsumer:
         self.closer = closer
         self.batch = settings.leaderboard_apply_batch
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": f"{settings.topic_prefix}-leaderboards-{uuid.uuid4().hex[:8]}",  # never joined or committed
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 16 * 1024 * 1024,
-            }
+            kafka_conf(
+                settings.kafka,
+                {  # the group is never joined or committed
+                    "group.id": f"{settings.topic_prefix}-leaderboards-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "fetch.max.bytes": 16 * 1024 * 1024,
+                },
+            )
         )
         self._partitions: list[TopicPartition] = []
         self._last_timestamp = 0.0

@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
+from kafka_io.client import Kafka
 from kafka_io.producer import EventProducer
 from notifications.ledger import Out, Outbox, reader, watermarks
 from processors.notify.dispatch import changed_contact
@@ -47,7 +48,7 @@ CONTACT_UPDATES = Counter(
 
 
 class ContactBook:
-    def __init__(self, bootstrap: str, topic: str, outbox: Outbox) -> None:
+    def __init__(self, bootstrap: Kafka, topic: str, outbox: Outbox) -> None:
         self.topic = topic
         self.outbox = outbox
         self._consumer: Consumer = reader(bootstrap, "contacts")

@@ -48,6 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
+from kafka_io.client import Kafka, kafka_conf
 from kafka_io.producer import EventProducer
 from schemas.notifications import FINAL_STATES, LedgerEntry
 
@@ -94,22 +95,24 @@ class Outbox:
 # -- reading a partition to its end -------------------------------------------------------------------------------
 
 
-def reader(bootstrap: str, name: str) -> Consumer:
+def reader(bootstrap: Kafka, name: str) -> Consumer:
     """A consumer for reading assigned partitions (no group membership, nothing committed)."""
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"engage-notify-{name}-reader",  # required by librdkafka; never joined nor committed
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 50,
-            # one partition read from its start: large fetches (the default 1 MiB per partition per fetch made a
-            # 64 MB ledger partition take ~3 s to read)
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "queued.max.messages.kbytes": 262_144,
-        }
+        kafka_conf(
+            bootstrap,
+            {
+                "group.id": f"engage-notify-{name}-reader",  # required by librdkafka; never joined nor committed
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 50,
+                # one partition read from its start: large fetches (the default 1 MiB per partition per fetch made a
+                # 64 MB ledger partition take ~3 s to read)
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "queued.max.messages.kbytes": 262_144,
+            },
+        )
     )
 
 
@@ -172,7 +175,7 @@ class Ledger:
     ``entries(id)`` is what ``processors.notify.dispatch.decide`` is given; ``scheduled()`` what the scheduler
     re-arms after an assignment; ``sent_at(user)`` the sends the per-student cap counts."""
 
-    def __init__(self, bootstrap: str, topic: str, outbox: Outbox) -> None:
+    def __init__(self, bootstrap: Kafka, topic: str, outbox: Outbox) -> None:
         self.topic = topic
         self.outbox = outbox
         self._bootstrap = bootstrap

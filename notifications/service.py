@@ -42,6 +42,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from config.settings import Settings
+from kafka_io.admin import check_kafka
+from kafka_io.client import kafka_conf
 from kafka_io.producer import EventProducer
 from notifications.celebrations import celebration_item
 from notifications.channels.base import Channel, ChannelError, Delivery, Message
@@ -153,26 +155,26 @@ class NotifyService:
             channels = configured_channels(s, self.inbox)
         self.channels = dict(channels)
         self.deliverer = deliverer or Deliverer.from_settings(s)
-        self.producer = EventProducer(
-            s.kafka_bootstrap, self.topics, source="notify", linger_ms=1, report_successes=True
-        )
+        self.producer = EventProducer(s.kafka, self.topics, source="notify", linger_ms=1, report_successes=True)
         outbox = Outbox(self.producer)
-        self.ledger = Ledger(s.kafka_bootstrap, self.topics.notification_ledger.name, outbox)
-        self.contacts = ContactBook(s.kafka_bootstrap, self.topics.contacts.name, outbox)
+        self.ledger = Ledger(s.kafka, self.topics.notification_ledger.name, outbox)
+        self.contacts = ContactBook(s.kafka, self.topics.contacts.name, outbox)
         self.schedule: dict[str, tuple[int, Scheduled]] = {}
         self.stopping = threading.Event()
-        conf: dict[str, object] = {
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": notify_group(s),
-            "client.id": f"engage-notify-{s.notify_instance_id or 'anon'}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            # range: the same partition numbers of interventions and contact_changes go to the same member
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-            "max.poll.interval.ms": 300_000,
-        }
+        conf: dict[str, object] = kafka_conf(
+            s.kafka,
+            {
+                "group.id": notify_group(s),
+                "client.id": f"engage-notify-{s.notify_instance_id or 'anon'}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                # range: the same partition numbers of interventions and contact_changes go to the same member
+                "partition.assignment.strategy": "range",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+                "max.poll.interval.ms": 300_000,
+            },
+        )
         if s.notify_instance_id:
             conf["group.instance.id"] = s.notify_instance_id  # a restart takes its partitions back at once
         self.consumer = Consumer(conf)
@@ -674,6 +676,7 @@ def run_notify(settings: Settings, *, links: LinkMaker | None = None, offers: Of
     """Run the service until SIGTERM/SIGINT (from the main thread) - ``engage notify``. Links are tracked (opens,
     clicks, unsubscribes and SMS statuses come back through the collector) and discount offers carry the code the
     success desk will redeem, unless the caller passes others."""
+    check_kafka(settings.kafka)  # wrong credentials: a clear error now, not a consumer that never gets messages
     terms = OfferTerms.from_settings(settings)
     service = NotifyService(
         settings,

@@ -154,7 +154,7 @@ class ErasureSink(BatchingSink):
 
     def setup(self) -> None:
         ensure_topics(
-            self.settings.kafka_bootstrap,
+            self.settings.kafka,
             [self.topics.erasure_requests, self.topics.erasure_reports],
             replication=Replication(*self.settings.kafka_replication),
         )

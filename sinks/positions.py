@@ -34,7 +34,7 @@ def sink_positions(settings: Settings, names: Sequence[str] = SINK_NAMES) -> dic
     out: dict[str, dict[int, tuple[int, int]]] = {}
     for name in names:
         sink_name, topic = source_of(topics, name)
-        out[name] = group_positions(settings.kafka_bootstrap, sink_group(sink_name), topic)
+        out[name] = group_positions(settings.kafka, sink_group(sink_name), topic)
     return out
 
 

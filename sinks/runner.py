@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
+from kafka_io.client import Kafka, kafka_conf
 from kafka_io.producer import EventProducer
 from schemas.messages import DeadLetter
 from sinks.base import BatchingSink, SinkBatch, UndecodableMessage
@@ -56,7 +57,7 @@ class SinkRunner:
         self,
         sink: BatchingSink,
         *,
-        bootstrap: str,
+        bootstrap: Kafka,
         topic: str,
         dead_letters: EventProducer | None,
         group_id: str | None = None,
@@ -76,17 +77,19 @@ class SinkRunner:
             counter.labels(sink.name)  # exported at 0 from the start: rate() and the alert rules see the series
         self._stop = threading.Event()
         self._assigned = threading.Event()
-        conf: dict[str, object] = {
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id or sink_group(sink.name),
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
-            "max.poll.interval.ms": 300_000,
-            "fetch.max.bytes": 52_428_800,
-            "queued.max.messages.kbytes": 131_072,
-        }
+        conf: dict[str, object] = kafka_conf(
+            bootstrap,
+            {
+                "group.id": group_id or sink_group(sink.name),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+                "max.poll.interval.ms": 300_000,
+                "fetch.max.bytes": 52_428_800,
+                "queued.max.messages.kbytes": 131_072,
+            },
+        )
         conf.update(consumer_config or {})
         self._consumer = Consumer(conf)
         self._batch = SinkBatch(topic)

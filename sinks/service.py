@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from config.settings import Settings
+from kafka_io.admin import check_kafka
 from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
 from sinks.base import BatchingSink
@@ -88,7 +89,7 @@ def build_runners(
         runners.append(
             runner_class(
                 sink,
-                bootstrap=settings.kafka_bootstrap,
+                bootstrap=settings.kafka,
                 topic=topic,
                 # A dead letter that cannot be stored is logged, not dead-lettered again (no loop).
                 dead_letters=None if name == "dead-letters" else dead_letters,
@@ -126,8 +127,9 @@ def run_sinks(
     runner_class: type[SinkRunner] = SinkRunner,
 ) -> dict[str, RunnerStats]:
     check_connection(settings)  # wrong credentials: a clear error now, not at the first insert
+    check_kafka(settings.kafka)  # the same for Kafka's (librdkafka would retry them without end)
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    dead = EventProducer(settings.kafka_bootstrap, topics, source="sink")
+    dead = EventProducer(settings.kafka, topics, source="sink")
     runners = build_runners(settings, names, dead, runner_class)
     results: dict[str, RunnerStats] = {}
 

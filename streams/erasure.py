@@ -24,6 +24,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from config.settings import Settings
+from kafka_io.client import kafka_conf
 from kafka_io.producer import EventProducer
 from schemas.privacy import ErasureDone, ErasureReport, ErasureRequest
 from schemas.topics import catalogue
@@ -42,7 +43,7 @@ def request_erasure(settings: Settings, user_id: str, requested_by: str) -> Eras
     )
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     message = {"schema_version": 1, "user_id": user_id, "erase": request.model_dump(mode="json")}
-    with EventProducer(settings.kafka_bootstrap, topics, source="privacy") as producer:
+    with EventProducer(settings.kafka, topics, source="privacy") as producer:
         producer.send_encoded(user_id.encode(), orjson.dumps(message), topic=topics.events.name)
         producer.send_encoded(
             request.erasure_id.encode(), request.model_dump_json().encode(), topic=topics.erasure_requests.name
@@ -53,9 +54,9 @@ def request_erasure(settings: Settings, user_id: str, requested_by: str) -> Eras
 
 
 def _consumer(settings: Settings) -> Consumer:
-    return Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"privacy-{uuid.uuid4().hex}",
+    return Consumer(kafka_conf(settings.kafka, {"group.id": f"privacy-{uuid.uuid4().hex}",
                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                     "enable.partition.eof": True})  # fmt: skip
+                     "enable.partition.eof": True}))  # fmt: skip
 
 
 def _wait_for_key(settings: Settings, topic: str, key: bytes, timeout: float) -> bytes | None:

@@ -45,7 +45,7 @@ def infra(settings: Settings) -> Iterator[Infra]:
     try:
         for started in infra.up():
             print(f"\n[infra] {started.name} ready in {started.seconds_to_ready:.2f} s (pid {started.pid})")
-        ensure_topics(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions).all())
+        ensure_topics(settings.kafka, catalogue(settings.topic_prefix, settings.event_partitions).all())
         yield infra
     finally:
         infra.down()

@@ -18,16 +18,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kafka_io.client import Kafka, kafka_conf
 
-def create_bare_app(topic: str, bootstrap: str) -> Starlette:
+
+def create_bare_app(topic: str, bootstrap: Kafka) -> Starlette:
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 2,
-            "enable.idempotence": True,
-            "acks": "all",
-            "compression.type": "lz4",
-        }
+        kafka_conf(
+            bootstrap,
+            {
+                "linger.ms": 2,
+                "enable.idempotence": True,
+                "acks": "all",
+                "compression.type": "lz4",
+            },
+        )
     )
     stop = threading.Event()
 

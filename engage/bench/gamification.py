@@ -22,6 +22,7 @@ from rich.console import Console
 
 from engage.bench.report import Figure, Run
 from engage.bench.streams_io import end_offsets
+from kafka_io.client import Kafka
 from schemas.topics import catalogue
 
 Drain = Callable[[str, bool], tuple[Run, dict[str, int]]]
@@ -48,7 +49,7 @@ class GameCost:
         return median(r[f"on{measure}"] / r[f"off{measure}"] for r in self.rounds)
 
 
-def gamification_outputs(bootstrap: str, prefix: str) -> dict[str, int]:
+def gamification_outputs(bootstrap: Kafka, prefix: str) -> dict[str, int]:
     """Messages on each gamification topic (a drain's 'on' side must have sent some, its 'off' side none)."""
     topics = catalogue(prefix)
     names = {"xp_awards": topics.xp_awards, "level_ups": topics.level_ups, "achievements": topics.achievements,

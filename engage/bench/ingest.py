@@ -28,6 +28,7 @@ from engage.bench.report import Figure, Report
 from engage.children import child, wait_http
 from engage.simulator import Population, iter_event_days
 from kafka_io.admin import delete_topics, ensure_topics
+from kafka_io.client import kafka_conf
 from kafka_io.producer import EventProducer
 from schemas.topics import TopicCatalogue, TopicSpec, catalogue
 from sinks.behavior_events import BehaviorEventsSink
@@ -81,15 +82,17 @@ def bench_producer(settings: Settings, topics: TopicCatalogue, events: list[dict
         )
         for e in events[: min(len(events), 50_000)]
     ]
-    conf = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "linger.ms": 5,
-        "batch.size": 1_000_000,
-        "compression.type": "lz4",
-        "enable.idempotence": True,
-        "acks": "all",
-        "queue.buffering.max.messages": 500_000,
-    }
+    conf = kafka_conf(
+        settings.kafka,
+        {
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+            "acks": "all",
+            "queue.buffering.max.messages": 500_000,
+        },
+    )
 
     plain = Producer(conf)
     start = time.perf_counter()
@@ -106,7 +109,7 @@ def bench_producer(settings: Settings, topics: TopicCatalogue, events: list[dict
     plain.flush(60)
     baseline = n / (time.perf_counter() - start)
 
-    lib = EventProducer(settings.kafka_bootstrap, topics, source="bench")
+    lib = EventProducer(settings.kafka, topics, source="bench")
     start = time.perf_counter()
     for i in range(n):
         key, value = one_event_messages[i % len(one_event_messages)]
@@ -211,7 +214,7 @@ def bench_collector(
         paced = _load(port, requests, cfg, rate=cfg.paced_events_per_second / cfg.batch_size)
     bare_port = free_port()
     args = [sys.executable, "-m", "engage.bench.bare_collector", str(bare_port), topics.events.name + ".bare",
-            settings.kafka_bootstrap]  # fmt: skip
+            str(settings.kafka)]  # fmt: skip
     with child(args, logs / "bare_collector.log") as bare:
         wait_http(f"http://127.0.0.1:{bare_port}/", bare, log=logs / "bare_collector.log")
         bare_requests = _collector_requests(events, bare_port, cfg.batch_size, key)
@@ -240,7 +243,7 @@ def bench_collector(
 
 
 def _fill_topic(settings: Settings, topics: TopicCatalogue, events: list[dict[str, Any]]) -> int:
-    with EventProducer(settings.kafka_bootstrap, topics, source="bench") as producer:
+    with EventProducer(settings.kafka, topics, source="bench") as producer:
         messages = 0
         for i in range(0, len(events), 5_000):
             messages += producer.send(events[i : i + 5_000])
@@ -277,12 +280,14 @@ def _naive_row(event: dict[str, Any], partition: int, offset: int) -> tuple[Any,
 def _naive_sink(settings: Settings, topic: str, expect: int, database: str) -> float:
     client = connect(settings)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"naive-{uuid.uuid4().hex[:6]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        kafka_conf(
+            settings.kafka,
+            {
+                "group.id": f"naive-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
     )
     consumer.subscribe([topic])
     names = ", ".join(BEHAVIOR_EVENTS.column_names)
@@ -310,7 +315,7 @@ def bench_sink(settings: Settings, topics: TopicCatalogue, events: list[dict[str
     messages = _fill_topic(settings, topics, events)
     runner = SinkRunner(
         BehaviorEventsSink(settings),
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=settings.kafka,
         topic=topics.events.name,
         dead_letters=None,
         group_id=f"bench-sink-{uuid.uuid4().hex[:6]}",
@@ -361,7 +366,7 @@ def run(settings: Settings, console: Console, out: Path, cfg: IngestBenchConfig 
     )
     topics = catalogue(bench_settings.topic_prefix, bench_settings.event_partitions)
     bare_topic = TopicSpec(topics.events.name + ".bare", bench_settings.event_partitions)
-    ensure_topics(bench_settings.kafka_bootstrap, [*topics.all(), bare_topic])
+    ensure_topics(bench_settings.kafka, [*topics.all(), bare_topic])
     report = Report(
         "engage bench ingest", context={"config": cfg.__dict__, "partitions": bench_settings.event_partitions}
     )
@@ -376,13 +381,13 @@ def run(settings: Settings, console: Console, out: Path, cfg: IngestBenchConfig 
             report.add(f)
         # The sink reads a fresh topic holding exactly the benchmark's events.
         sink_topics = catalogue(f"{bench_settings.topic_prefix}-sink", bench_settings.event_partitions)
-        ensure_topics(bench_settings.kafka_bootstrap, sink_topics.all())
+        ensure_topics(bench_settings.kafka, sink_topics.all())
         console.print(f"events sink ({cfg.sink_events:,} events) ...")
         for f in bench_sink(bench_settings, sink_topics, events[: cfg.sink_events]):
             report.add(f)
     finally:
         delete_topics(
-            bench_settings.kafka_bootstrap,
+            bench_settings.kafka,
             [t.name for t in topics.all()]
             + [bare_topic.name]
             + [f"{bench_settings.topic_prefix}-sink.{s}" for s in ("events.v1", "dead-letters.v1")],

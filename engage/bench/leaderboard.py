@@ -112,7 +112,7 @@ class Bench:
 
     def topics_for(self, prefix: str) -> Settings:
         s = self.settings.model_copy(update={"topic_prefix": prefix, "leaderboard_port": free_port()})
-        ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+        ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
         return s
 
     @contextmanager
@@ -132,7 +132,7 @@ class Bench:
         topics = catalogue(s.topic_prefix, s.event_partitions)
         totals: list[int] = []
         started = time.monotonic()
-        with EventProducer(s.kafka_bootstrap, topics, source="bench-leaderboard") as producer:
+        with EventProducer(s.kafka, topics, source="bench-leaderboard") as producer:
             for key, value, total in preload(self.cfg.students, self.day):
                 producer.send_encoded(key, value, topic=topics.standings.name)
                 totals.append(total)
@@ -205,7 +205,7 @@ class Bench:
         cfg, rep = self.cfg, self.report
         seconds = max(30.0, cfg.reads * 2 * 0.004 + 10)  # enough to cover the reads with margin
         out = self.work / "stream.json"
-        argv = [sys.executable, "-m", "engage.bench.leaderboard_data", "stream", s.kafka_bootstrap, s.topic_prefix,
+        argv = [sys.executable, "-m", "engage.bench.leaderboard_data", "stream", str(s.kafka), s.topic_prefix,
                 str(s.event_partitions), str(cfg.students), str(cfg.rate), str(seconds), str(out)]  # fmt: skip
         applied_before = _metric(url, 'engage_leaderboard_standings_total{outcome="applied"}')
         with child(argv, self.work / "stream.log") as streamer:
@@ -244,7 +244,7 @@ class Bench:
         rng = random.Random(11)
         before = _metric(url, 'engage_leaderboard_standings_total{outcome="applied"}')
         started = time.monotonic()
-        with EventProducer(s.kafka_bootstrap, topics, source="bench-leaderboard-burst") as producer:
+        with EventProducer(s.kafka, topics, source="bench-leaderboard-burst") as producer:
             for n in range(cfg.burst):
                 key, value, _ = standing(rng, rng.randrange(cfg.students), 100_000_000 + n, self.day)
                 producer.send_encoded(key, value, topic=topics.standings.name)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from kafka_io.client import Kafka
 from kafka_io.producer import EventProducer
 from processors.gamification.weeks import iso_week
 from schemas.topics import catalogue
@@ -61,7 +62,7 @@ def preload(students: int, day: date, seed: int = 22) -> Iterator[tuple[bytes, b
         yield standing(rng, i, 1, day)
 
 
-def stream(bootstrap: str, prefix: str, partitions: int, students: int, rate: int, seconds: float, out: Path) -> None:
+def stream(bootstrap: Kafka, prefix: str, partitions: int, students: int, rate: int, seconds: float, out: Path) -> None:
     """Random students' new standings at ``rate``/s for ``seconds``, paced in 10 ms ticks; the count sent to
     ``out`` (JSON). Seqs come from one counter starting above the preload's, so each is newer than the last."""
     topics = catalogue(prefix, partitions)

@@ -156,7 +156,7 @@ def run_load_bench(settings: Settings, console: Console, out: Path, cfg: LoadBen
     work = settings.run_dir / f"bench-load-{run_id}"
     s = settings.model_copy(update={"topic_prefix": f"bl-{run_id}", "run_dir": work, "sink_metrics_port": 0})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     report = Report(
         "engage bench load",
         context={
@@ -235,7 +235,7 @@ def run_load_bench(settings: Settings, console: Console, out: Path, cfg: LoadBen
             for f in _overload("engagement API", flood, api_connections, ok):
                 report.add(f)
     finally:
-        delete_topics(s.kafka_bootstrap, [t.name for t in topics.all()])
+        delete_topics(s.kafka, [t.name for t in topics.all()])
     report.print(console)
     console.print(f"saved {report.save(out)}")
     return report

@@ -62,6 +62,7 @@ from engage.bench.streams_io import wait_for_group
 from engage.children import child, wait_for_worker, wait_http
 from engage.traffic import _client_batches
 from kafka_io.admin import ensure_topics
+from kafka_io.client import Kafka, kafka_conf
 from kafka_io.producer import EventProducer
 from notifications.channels.base import recipients
 from notifications.channels.configured import configured_channels
@@ -130,10 +131,10 @@ class ResponseRun:
 # -- reading topics -----------------------------------------------------------------------------------------------
 
 
-def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+def read_topic(bootstrap: Kafka, topic: str) -> list[dict[str, Any]]:
     """Every message of ``topic`` (all partitions) up to its end offsets as they are now, decoded."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-notify-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(kafka_conf(bootstrap, {"group.id": f"bench-notify-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False}))  # fmt: skip
     out: list[dict[str, Any]] = []
     try:
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
@@ -146,7 +147,7 @@ def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 def _ledger(s: Settings) -> list[dict[str, Any]]:
-    return read_topic(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).notification_ledger.name)
+    return read_topic(s.kafka, catalogue(s.topic_prefix, s.event_partitions).notification_ledger.name)
 
 
 def _final(entries: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -167,7 +168,7 @@ def _deliveries(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _produce(s: Settings, contacts: Sequence[Contact], requests: Sequence[InterventionRequest]) -> None:
     """Contacts, then requests, keyed by user id through the repo's producer (as the worker writes them)."""
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    with EventProducer(s.kafka_bootstrap, topics, source="bench") as producer:
+    with EventProducer(s.kafka, topics, source="bench") as producer:
         for c in contacts:
             producer.send_encoded(c.user_id.encode(), c.model_dump_json().encode(), topic=topics.contacts.name)
         for r in requests:
@@ -238,7 +239,7 @@ class Bench:
     def fresh(self, name: str, **update: Any) -> Settings:
         s = self.settings.model_copy(update={"topic_prefix": f"{self.settings.topic_prefix}-{name}",
                                              "inbox_path": self.work / f"inbox-{name}.sqlite3", **update})  # fmt: skip
-        ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+        ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
         self.phases.append(s)
         return s
 
@@ -313,8 +314,8 @@ class Bench:
                                                self.work / f"rt{rate}-worker.log", settings_env(s)))  # fmt: skip
             wait_http(f"{url}/healthz", worker, log=self.work / f"rt{rate}-worker.log", timeout=90)
             notifier = stack.enter_context(self.notifier(s, f"rt{rate}-notify"))
-            wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker")
-            wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-notify")
+            wait_for_group(s.kafka, f"{s.topic_prefix}-worker")
+            wait_for_group(s.kafka, f"{s.topic_prefix}-notify")
             run.offered, run.offered_seconds = offer_live(s, topics.events.name, events, rate, cfg.seconds,
                                                           cfg.client_batch)  # fmt: skip
             ended = time.monotonic()
@@ -327,7 +328,7 @@ class Bench:
             def handled() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
                 if notifier.poll() is not None:
                     raise RuntimeError(f"engage notify exited with {notifier.returncode}; see {self.work}")
-                requests = {r["intervention_id"]: r for r in read_topic(s.kafka_bootstrap, topics.interventions.name)}
+                requests = {r["intervention_id"]: r for r in read_topic(s.kafka, topics.interventions.name)}
                 entries = _ledger(s)
                 return (requests, entries) if set(requests) <= set(_final(entries)) else None
 
@@ -335,7 +336,7 @@ class Bench:
                 requests, entries = _wait("every request handled by the notifier", handled, cfg.settle_seconds)
             except RuntimeError as exc:
                 run.worker_note += f"; {exc}"
-                requests = {r["intervention_id"]: r for r in read_topic(s.kafka_bootstrap, topics.interventions.name)}
+                requests = {r["intervention_id"]: r for r in read_topic(s.kafka, topics.interventions.name)}
                 entries = _ledger(s)
         sent_at = {e["intervention_id"]: datetime.fromisoformat(e["at"]) for e in _deliveries(entries)}
         found = responses(requests, sent_at)
@@ -358,7 +359,7 @@ class Bench:
         sms_ids: dict[str, str] = {}
         for s in self.phases:
             entries = _ledger(s)
-            requests = read_topic(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).interventions.name)
+            requests = read_topic(s.kafka, catalogue(s.topic_prefix, s.event_partitions).interventions.name)
             expected |= {r["intervention_id"] for r in requests if _to_send(r)}
             for e in entries:
                 if e["state"] == "dead_lettered":
@@ -438,7 +439,7 @@ def offer_live(
     topics = catalogue(s.topic_prefix, s.event_partitions)
     sent, i, budget = 0, 0, min(len(events), int(rate * seconds))
     start = time.monotonic()
-    with EventProducer(s.kafka_bootstrap, topics, source="bench", linger_ms=2) as producer:
+    with EventProducer(s.kafka, topics, source="bench", linger_ms=2) as producer:
         while sent < budget:
             target = min(budget, max(due(rate, time.monotonic() - start), sent + 1))
             chunk = live(events[i : i + target - sent], datetime.now(UTC))

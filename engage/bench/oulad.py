@@ -108,7 +108,7 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
         topics = catalogue(settings.topic_prefix, settings.event_partitions)
         started = time.monotonic()
         sent = days = 0
-        with EventProducer(settings.kafka_bootstrap, topics, source="oulad-bench") as producer:
+        with EventProducer(settings.kafka, topics, source="oulad-bench") as producer:
             publish_calendars(producer, train)
             publish_calendars(producer, test)
             for day, events in _merged(replay_days(train, report), replay_days(test, report)):
@@ -118,7 +118,7 @@ def _replay(settings: Settings, config: OuladBenchConfig, train: OuladDataset, t
                 days += 1
                 _supervise(supervisor, console)
                 if days % 50 == 0:
-                    lag = group_lag(settings.kafka_bootstrap, f"{settings.topic_prefix}-worker", topics.events.name)
+                    lag = group_lag(settings.kafka, f"{settings.topic_prefix}-worker", topics.events.name)
                     console.print(
                         f"  {day}: {sent:,} events sent, {time.monotonic() - started:.0f} s, worker lag {lag:,}"
                     )
@@ -151,7 +151,7 @@ def _wait_caught_up(settings: Settings, topic: str, supervisor: Supervisor, cons
     runs it: the progress survives a restart, unlike a worker's own counters."""
     group, deadline = f"{settings.topic_prefix}-worker", time.monotonic() + timeout
     shown = time.monotonic()
-    while (lag := group_lag(settings.kafka_bootstrap, group, topic)) > 0:
+    while (lag := group_lag(settings.kafka, group, topic)) > 0:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the worker still had {lag:,} messages to fold after {timeout:.0f} s")
         _supervise(supervisor, console)
@@ -259,7 +259,7 @@ def run_oulad_bench(
     test_data = OuladDataset.load(config.test_dir, config.test_presentations)
     report = MappingReport()
     if config.reuse_database is None:
-        ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+        ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
         migrate(connect(s), s.clickhouse_database)
         console.print(
             f"replaying {len(train_data.enrolments):,} training and {len(test_data.enrolments):,} test enrolments "

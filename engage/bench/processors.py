@@ -182,12 +182,12 @@ class Bench:
                                              "worker_web_port": free_port(), "worker_clock": "event",
                                              "sink_metrics_port": 0, **update})  # fmt: skip
         specs = catalogue(s.topic_prefix, s.event_partitions).all()
-        ensure_topics(s.kafka_bootstrap, specs)
+        ensure_topics(s.kafka, specs)
         self.created.extend(t.name for t in specs)
         return s
 
     def topic(self, s: Settings, name: str) -> str:
-        ensure_topics(s.kafka_bootstrap, [TopicSpec(name, s.event_partitions)])
+        ensure_topics(s.kafka, [TopicSpec(name, s.event_partitions)])
         self.created.append(name)
         return name
 
@@ -204,13 +204,13 @@ class Bench:
     @contextmanager
     def peer(self, s: Settings, in_topic: str, out_topic: str, name: str) -> Iterator[Any]:
         python = peer_python(self.settings.run_dir)
-        args = peer_command(python, in_topic, out_topic, s.kafka_bootstrap, f"peer-{self.run_id}-{name}",
+        args = peer_command(python, in_topic, out_topic, str(s.kafka), f"peer-{self.run_id}-{name}",
                             self.work / f"peer-state-{name}", idle_seconds=3600)  # fmt: skip
         with child(args, self.work / f"peer-{name}.log", peer_env()) as proc:
             yield proc
 
     def cleanup(self) -> None:
-        delete_topics(self.settings.kafka_bootstrap, self.created)
+        delete_topics(self.settings.kafka, self.created)
         if self.databases:
             client = connect(self.settings)
             for db in self.databases:
@@ -321,14 +321,14 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
         folded = _Folded(url)
         ours, _ = _timed_drain((proc.pid,), folded.progress, messages, 900, folded.lead)
         time.sleep(2 * s.score_debounce_seconds + 1)  # the last debounced re-scores
-    risk = read_all(s.kafka_bootstrap, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
-    changelog = latest_per_key(read_all(s.kafka_bootstrap, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
+    risk = read_all(s.kafka, catalogue(s.topic_prefix).risk_updates.name, 1, timeout=120)
+    changelog = latest_per_key(read_all(s.kafka, f"{s.topic_prefix}-worker-user-state-changelog", 1, 120))
 
     b.console.print(f"throughput round {round_no + 1}: the Quix Streams peer on the same topic ...")
     peer_out = b.topic(s, events_topic + ".peer")
     with b.peer(s, events_topic, peer_out, f"tp{round_no}") as proc:
-        peer, _ = _timed_drain((proc.pid,), lambda: end_offsets(s.kafka_bootstrap, peer_out), outputs, timeout=1800)
-    peer_updates = read_all(s.kafka_bootstrap, peer_out, outputs, timeout=120)
+        peer, _ = _timed_drain((proc.pid,), lambda: end_offsets(s.kafka, peer_out), outputs, timeout=1800)
+    peer_updates = read_all(s.kafka, peer_out, outputs, timeout=120)
 
     expected = expected_counts(events)
     ours_final = final_records(changelog, expected)
@@ -337,8 +337,8 @@ def _drain_round(b: Bench, events: list[dict[str, Any]], round_no: int) -> tuple
     wrong = [u for u, n in expected.items() if u not in ours_final or ours_final[u].state.events_total != n]
     record_bytes = [len(v) for v in changelog.values() if v]
     topics = catalogue(s.topic_prefix)
-    interventions = end_offsets(s.kafka_bootstrap, topics.interventions.name)
-    milestones = end_offsets(s.kafka_bootstrap, topics.streak_milestones.name)
+    interventions = end_offsets(s.kafka, topics.interventions.name)
+    milestones = end_offsets(s.kafka, topics.streak_milestones.name)
     details = {
         "messages": messages,
         # Re-scores: ours debounces (one per student per gather at most), the peer scores every student's batch.
@@ -367,7 +367,7 @@ def _latency(b: Bench, events: list[dict[str, Any]], rate: int, api: bool) -> tu
     s = b.fresh(f"lat{rate}")
     events_topic, risk_topic = catalogue(s.topic_prefix).events.name, catalogue(s.topic_prefix).risk_updates.name
     b.console.print(f"latency at {rate:,} events/s for {seconds:.0f} s: our worker ...")
-    with b.worker(s, f"lat{rate}"), LiveReader(s.kafka_bootstrap, risk_topic) as reader:
+    with b.worker(s, f"lat{rate}"), LiveReader(s.kafka, risk_topic) as reader:
         time.sleep(3)  # partitions assigned
         with ThreadPoolExecutor(1) as pool:
             load = pool.submit(_api_load, s, sorted({e["user_id"] for e in events[:20_000]}), b.cfg) if api else None
@@ -380,8 +380,8 @@ def _latency(b: Bench, events: list[dict[str, Any]], rate: int, api: bool) -> tu
     s2 = b.fresh(f"plat{rate}")
     peer_in = catalogue(s2.topic_prefix).events.name
     peer_out = b.topic(s2, peer_in + ".peer")
-    with b.peer(s2, peer_in, peer_out, f"lat{rate}"), LiveReader(s2.kafka_bootstrap, peer_out) as reader:
-        wait_for_group(s2.kafka_bootstrap, f"peer-{b.run_id}-lat{rate}")  # its start-up is not latency
+    with b.peer(s2, peer_in, peer_out, f"lat{rate}"), LiveReader(s2.kafka, peer_out) as reader:
+        wait_for_group(s2.kafka, f"peer-{b.run_id}-lat{rate}")  # its start-up is not latency
         _, offered = paced(s2, peer_in, events, rate, seconds, b.cfg.client_batch)
         deadline = time.monotonic() + 120
         while len(reader.arrivals) < offered * 0.9 and time.monotonic() < deadline:
@@ -412,7 +412,7 @@ def _drain_together(b: Bench, events: list[dict[str, Any]], workers: int) -> dic
     out: dict[str, Any] = {}
     with ExitStack() as stack:
         running = [stack.enter_context(b.worker(s, f"scale{workers}-{k}", port=free_port())) for k in range(workers)]
-        wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker", members=workers)  # all in before any event
+        wait_for_group(s.kafka, f"{s.topic_prefix}-worker", members=workers)  # all in before any event
         messages = send(s, catalogue(s.topic_prefix).events.name, encoded)
         folded = _Folded(*(url for _, url in running))
         run, out["machine_busy_share"] = _timed_drain(tuple(proc.pid for proc, _ in running), folded.progress,
@@ -444,7 +444,7 @@ def _scale_out(b: Bench, events: list[dict[str, Any]], drained: list[dict[str, A
     seconds = len(events) / b.cfg.join_rate
     with ExitStack() as stack, ThreadPoolExecutor(1) as pool:
         _, url_a = stack.enter_context(b.worker(s, "join-a"))
-        wait_for_group(s.kafka_bootstrap, f"{s.topic_prefix}-worker")
+        wait_for_group(s.kafka, f"{s.topic_prefix}-worker")
         sending = pool.submit(paced, s, catalogue(s.topic_prefix).events.name, events, b.cfg.join_rate, seconds,
                               b.cfg.client_batch)  # fmt: skip
         time.sleep(seconds * 0.3)
@@ -460,7 +460,7 @@ def _scale_out(b: Bench, events: list[dict[str, Any]], drained: list[dict[str, A
             if all(totals[u] == n for u, n in expected.items()):
                 break
         out["join_messages_per_worker"] = [_processed(url_a), _processed(url_b)]
-    out["join_messages"] = end_offsets(s.kafka_bootstrap, catalogue(s.topic_prefix).events.name)
+    out["join_messages"] = end_offsets(s.kafka, catalogue(s.topic_prefix).events.name)
     out["join_wrong_counts"] = [u for u, n in expected.items() if totals.get(u) != n]
     return out
 
@@ -505,7 +505,7 @@ def _game_drain(b: Bench, events: list[dict[str, Any]]) -> Callable[[str, bool],
         with b.worker(s, name) as (proc, url):
             folded = _Folded(url)
             run, _ = _timed_drain((proc.pid,), folded.progress, messages, 900, folded.lead)
-        return run, gamification_outputs(s.kafka_bootstrap, s.topic_prefix)
+        return run, gamification_outputs(s.kafka, s.topic_prefix)
 
     return drain
 

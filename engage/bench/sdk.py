@@ -88,7 +88,7 @@ def _servers(base: Settings, console: Console) -> Iterator[tuple[Settings, str]]
     try:
         for started in infra.up():
             console.print(f"{started.name} on its own ports, ready in {started.seconds_to_ready:.1f} s")
-        ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+        ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
         log = work / "collector.log"
         with child([sys.executable, "-m", "engage.cli", "collector"], log, settings_env(s)) as proc:
             url = f"http://127.0.0.1:{s.collector_port}"

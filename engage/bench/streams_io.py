@@ -20,14 +20,15 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from config.settings import Settings
 from engage.traffic import _client_batches
+from kafka_io.client import Kafka, kafka_conf
 from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
 
 
-def end_offsets(bootstrap: str, topic: str) -> int:
+def end_offsets(bootstrap: Kafka, topic: str) -> int:
     """Messages ever written to ``topic`` (sum of the partitions' end offsets); 0 while a new topic's partitions
     have no leader yet."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}"})
+    consumer = Consumer(kafka_conf(bootstrap, {"group.id": f"bench-{uuid.uuid4().hex[:6]}"}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or not meta.partitions:
@@ -39,10 +40,10 @@ def end_offsets(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def read_all(bootstrap: str, topic: str, expect_at_least: int, timeout: float) -> list[tuple[float, bytes, bytes]]:
+def read_all(bootstrap: Kafka, topic: str, expect_at_least: int, timeout: float) -> list[tuple[float, bytes, bytes]]:
     """(Kafka timestamp in seconds, key, value) of every message of a topic, in each partition's order."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}
+        kafka_conf(bootstrap, {"group.id": f"bench-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([topic])
     out: list[tuple[float, bytes, bytes]] = []
@@ -68,7 +69,7 @@ class LiveReader:
     """Reads a topic in a thread while it is being written, noting the wall time each message arrived: the
     same latency measure for any producer of the topic, whatever timestamps it sets."""
 
-    bootstrap: str
+    bootstrap: Kafka
     topic: str
     arrivals: list[tuple[float, bytes]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -82,8 +83,8 @@ class LiveReader:
         return self
 
     def _run(self, ready: threading.Event) -> None:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-live-{uuid.uuid4().hex[:6]}",
-                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})  # fmt: skip
+        consumer = Consumer(kafka_conf(self.bootstrap, {"group.id": f"bench-live-{uuid.uuid4().hex[:6]}",
+                             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5}))  # fmt: skip
         consumer.subscribe([self.topic], on_assign=lambda c, parts: ready.set())
         try:
             while not self._stop.is_set():
@@ -99,11 +100,11 @@ class LiveReader:
             self._thread.join(10)
 
 
-def wait_for_group(bootstrap: str, group: str, members: int = 1, timeout: float = 90.0) -> None:
+def wait_for_group(bootstrap: Kafka, group: str, members: int = 1, timeout: float = 90.0) -> None:
     """Until ``members`` members of a consumer group hold partitions (a settled group), plus a second."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_conf(bootstrap))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -127,7 +128,7 @@ Message = tuple[int, bytes, bytes]  # partition, key, value
 def encode(settings: Settings, events: list[dict[str, Any]], batch: int) -> list[Message]:
     """Messages as the producer library writes them: apps' batches (up to ``batch`` events per student) in
     producer flushes of ``FLUSH_EVENTS`` events, each flush packed per partition (``PartitionBatch``)."""
-    producer = EventProducer(settings.kafka_bootstrap, catalogue(settings.topic_prefix), source="bench",
+    producer = EventProducer(settings.kafka, catalogue(settings.topic_prefix), source="bench",
                              poll_thread=False)  # fmt: skip
     out: list[Message] = []
 
@@ -155,7 +156,7 @@ def student_batches(messages: list[Message]) -> int:
 def send(settings: Settings, topic: str, messages: list[Message]) -> int:
     """Write pre-encoded messages as fast as Kafka takes them; how many."""
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    with EventProducer(settings.kafka_bootstrap, topics, source="bench") as producer:
+    with EventProducer(settings.kafka, topics, source="bench") as producer:
         for partition, key, value in messages:
             producer.send_encoded(key, value, topic=topic, partition=partition)
         assert producer.flush(120) == 0
@@ -176,7 +177,7 @@ def paced(
     sent = batches = 0
     start = time.monotonic()
     budget = int(rate * seconds)
-    with EventProducer(settings.kafka_bootstrap, topics, source="bench", linger_ms=2) as producer:
+    with EventProducer(settings.kafka, topics, source="bench", linger_ms=2) as producer:
         i = 0
         while sent < budget and i < len(events):
             chunk = events[i : i + max(1, rate // 50)]

@@ -325,8 +325,8 @@ class _Chaos:
         if not self.notifiers:
             return 0
         topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
-        lag = group_lag(self.settings.kafka_bootstrap, notify_group(self.settings), topics.interventions.name)
-        ledger = notify_check.read_ledger(self.settings.kafka_bootstrap, topics.notification_ledger.name)
+        lag = group_lag(self.settings.kafka, notify_group(self.settings), topics.interventions.name)
+        ledger = notify_check.read_ledger(self.settings.kafka, topics.notification_ledger.name)
         return lag + notify_check.owed_now(ledger, datetime.now(UTC) - NOTIFY_MARGIN)
 
     def _settle(self) -> float:
@@ -345,7 +345,7 @@ class _Chaos:
                 continue
             try:
                 lags = {
-                    "workers": group_lag(self.settings.kafka_bootstrap, group, topics.events.name),
+                    "workers": group_lag(self.settings.kafka, group, topics.events.name),
                     "sinks": sum(sink_lag(self.settings).values()),
                     "notifiers": self._notify_owes(),
                 }
@@ -379,7 +379,7 @@ class _Chaos:
                 headers,
                 client,
                 self.settings.clickhouse_database,
-                bootstrap=self.settings.kafka_bootstrap,
+                bootstrap=self.settings.kafka,
                 output_topics=outputs,
                 game_topics=(topics.xp_awards.name, topics.achievements.name),
             )
@@ -396,9 +396,9 @@ class _Chaos:
         """The notify case (``notify_check``): what was owed at the cutoff against what the providers accepted."""
         s, topics = self.settings, catalogue(self.settings.topic_prefix, self.settings.event_partitions)
         cutoff = datetime.now(UTC) - NOTIFY_MARGIN
-        requests = notify_check.read_requests(s.kafka_bootstrap, topics.interventions.name)
-        ledger = notify_check.read_ledger(s.kafka_bootstrap, topics.notification_ledger.name)
-        outcomes = notify_check.read_outcomes(s.kafka_bootstrap, topics.intervention_outcomes.name)
+        requests = notify_check.read_requests(s.kafka, topics.interventions.name)
+        ledger = notify_check.read_ledger(s.kafka, topics.notification_ledger.name)
+        outcomes = notify_check.read_outcomes(s.kafka, topics.intervention_outcomes.name)
         sends = notify_check.read_sends(record_dir, s.inbox)
         crashes = sum(len(self.supervisor.procs[name].exits) for name in self.notifiers)
         return notify_check.judge(
@@ -417,9 +417,7 @@ class _Chaos:
         console.rule(f"[bold]chaos run{''.join(f' with a deliberately broken {what}' for what in broken)}")
         for started_server in self.infra.up():
             console.print(f"  {started_server.name:<11} pid {started_server.pid}")
-        ensure_topics(
-            self.settings.kafka_bootstrap, catalogue(self.settings.topic_prefix, self.settings.event_partitions).all()
-        )
+        ensure_topics(self.settings.kafka, catalogue(self.settings.topic_prefix, self.settings.event_partitions).all())
         migrate(connect(self.settings), self.settings.clickhouse_database)
         record_dir = self.settings.run_dir / "providers"
         population = _population(config)
@@ -438,7 +436,7 @@ class _Chaos:
 
     def _publish_contacts(self, population: Population) -> None:
         topics = catalogue(self.settings.topic_prefix, self.settings.event_partitions)
-        producer = EventProducer(self.settings.kafka_bootstrap, topics, source="chaos")
+        producer = EventProducer(self.settings.kafka, topics, source="chaos")
         try:
             contacts = _contacts(population, self.config.seed)
             if publish_contacts(producer, topics.contacts.name, contacts):

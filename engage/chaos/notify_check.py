@@ -29,6 +29,7 @@ from pathlib import Path
 
 from deploy.providers.record import read_accepted
 from engage.chaos.verify import topic_messages
+from kafka_io.client import Kafka
 from notifications.celebrations import CELEBRATION
 from notifications.verify import SendCheck, check_sends
 from schemas.interventions import InterventionRequest, InterventionType
@@ -167,15 +168,15 @@ def judge(
 # -- readers ----------------------------------------------------------------------------------------------------
 
 
-def read_requests(bootstrap: str, topic: str) -> list[InterventionRequest]:
+def read_requests(bootstrap: Kafka, topic: str) -> list[InterventionRequest]:
     return [InterventionRequest.model_validate(m) for m in topic_messages(bootstrap, topic)]
 
 
-def read_ledger(bootstrap: str, topic: str) -> dict[str, LedgerEntry]:
+def read_ledger(bootstrap: Kafka, topic: str) -> dict[str, LedgerEntry]:
     return newest_states(LedgerEntry.model_validate(m) for m in topic_messages(bootstrap, topic))
 
 
-def read_outcomes(bootstrap: str, topic: str) -> dict[str, set[str]]:
+def read_outcomes(bootstrap: Kafka, topic: str) -> dict[str, set[str]]:
     """Outcome kind -> intervention ids."""
     out: dict[str, set[str]] = {}
     for m in topic_messages(bootstrap, topic):

@@ -21,6 +21,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from engage.chaos.reference import XP, Expected
+from kafka_io.client import Kafka, kafka_conf
 from schemas.gamification import award_rows
 
 UNSURE = object()  # what the reference says when the arrival order decides (the check is skipped, and counted)
@@ -276,9 +277,9 @@ def clickhouse_differences(
     return out, totals
 
 
-def topic_messages(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+def topic_messages(bootstrap: Kafka, topic: str) -> list[dict[str, Any]]:
     """Every message on ``topic``, decoded, read from the start to the end offsets taken first."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-verifier", "enable.auto.commit": False})
+    consumer = Consumer(kafka_conf(bootstrap, {"group.id": "chaos-verifier", "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
@@ -328,7 +329,7 @@ def compare_output(output: OutputTable, produced: list[dict[str, Any]], stored: 
     return out
 
 
-def output_differences(client: Any, database: str, bootstrap: str, topics: Mapping[str, str]) -> list[Difference]:
+def output_differences(client: Any, database: str, bootstrap: Kafka, topics: Mapping[str, str]) -> list[Difference]:
     """Per output table (``topics``: table -> topic), Kafka against ClickHouse both ways (``compare_output``)."""
     out = []
     for output in OUTPUTS:
@@ -346,7 +347,7 @@ def verify(
     client: Any,
     database: str,
     dead_letters_expected: int = 0,
-    bootstrap: str | None = None,
+    bootstrap: Kafka | None = None,
     output_topics: Mapping[str, str] | None = None,
     game_topics: tuple[str, str] | None = None,
 ) -> Verdict:

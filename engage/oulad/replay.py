@@ -107,7 +107,7 @@ def replay(data: OuladDataset, settings: Settings, console: Console, day_seconds
         TimeRemainingColumn(),
     )
     with (
-        EventProducer(settings.kafka_bootstrap, topics, source="oulad-replay") as producer,
+        EventProducer(settings.kafka, topics, source="oulad-replay") as producer,
         Progress(*columns, console=console) as progress,
     ):
         publish_calendars(producer, data)

@@ -152,7 +152,7 @@ def sink_until(settings: Settings, users: Iterable[str], want: set[str], timeout
     while True:
         SinkRunner(
             BehaviorEventsSink(settings),
-            bootstrap=settings.kafka_bootstrap,
+            bootstrap=settings.kafka,
             topic=topics.events.name,
             dead_letters=None,
             group_id=group,

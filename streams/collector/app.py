@@ -131,12 +131,10 @@ class Collector:
         self.ready = False
 
     def start(self) -> None:
-        ensure_topics(
-            self.settings.kafka_bootstrap, self.topics.all(), replication=Replication(*self.settings.kafka_replication)
-        )
+        ensure_topics(self.settings.kafka, self.topics.all(), replication=Replication(*self.settings.kafka_replication))
         if self.producer is None:
             self.producer = EventProducer(
-                self.settings.kafka_bootstrap,
+                self.settings.kafka,
                 self.topics,
                 source="collector",
                 linger_ms=2,

@@ -36,6 +36,7 @@ from streams.worker import faust_internals as fi
 from streams.worker import metrics as m
 from streams.worker.api import admission_middleware, register_views
 from streams.worker.bandit_learner import BanditLearner
+from streams.worker.broker_auth import faust_credentials
 from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import EngineClock
 from streams.worker.core.engine import WorkerCore
@@ -125,17 +126,16 @@ class EngagementWorker:
         # Everything the worker emits (risk updates, interventions, milestones, dead letters) goes through one
         # confluent-kafka producer: a few µs per message against ~100 µs for Faust's ``topic.send``. Offsets are
         # committed only once its outputs are acknowledged (faust_internals.commit_only_when_acknowledged).
-        self.outputs = EventProducer(settings.kafka_bootstrap, self.topics, source="processor")
-        self.courses = CourseDirectory(
-            settings.kafka_bootstrap, self.topics.courses.name, self.outputs.send_dead_letter
-        )
+        self.outputs = EventProducer(settings.kafka, self.topics, source="processor")
+        self.courses = CourseDirectory(settings.kafka, self.topics.courses.name, self.outputs.send_dead_letter)
         self.courses.start()
         self.bandit = self._bandit_learner(settings, policy)
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
         self.keys = KeyRing.from_settings(settings)  # the API's keys: settings + registry, re-read on change
         self.app = faust.App(
             f"{settings.topic_prefix}-worker",
-            broker=f"kafka://{settings.kafka_bootstrap}",
+            broker=f"kafka://{settings.kafka}",
+            broker_credentials=faust_credentials(settings.kafka),
             store=settings.worker_store,
             datadir=str(worker_datadir(settings)),
             web_host=settings.worker_host,
@@ -203,7 +203,7 @@ class EngagementWorker:
         self.recovery = OffsetRecovery(
             self.app,
             self.core,
-            bootstrap=settings.kafka_bootstrap,
+            bootstrap=settings.kafka,
             topic=events,
             group=f"{settings.topic_prefix}-worker",
             lost_grace_seconds=settings.worker_lost_message_grace_seconds,
@@ -222,7 +222,7 @@ class EngagementWorker:
         path = settings.experiments_path or DEFAULT_EXPERIMENTS_PATH
         experiments = load_experiments(path)
         learner = BanditLearner(
-            settings.kafka_bootstrap,
+            settings.kafka,
             self.topics.bandit_outcomes.name,
             experiments,
             policy,
@@ -315,7 +315,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from kafka_io.admin import Replication, ensure_topics
 
     ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka,
         catalogue(settings.topic_prefix, settings.event_partitions).all(),
         replication=Replication(*settings.kafka_replication),
     )

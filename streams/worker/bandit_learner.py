@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Message as KafkaMessage
 
 from kafka_io.admin import whole_topic_reader
+from kafka_io.client import Kafka
 from processors.experiments.arms import Arms, Learner
 from processors.experiments.bandit import BanditConfig, BanditState
 from processors.experiments.config import ExperimentsConfig
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 class BanditLearner:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Kafka,
         topic: str,
         experiments: ExperimentsConfig,
         policy: PolicyConfig,

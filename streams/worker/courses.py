@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from kafka_io.admin import whole_topic_reader
+from kafka_io.client import Kafka
 from schemas.courses import CourseCalendar
 from schemas.errors import describe, summary
 from schemas.messages import DeadLetter, kept_raw
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class CourseDirectory:
-    def __init__(self, bootstrap: str, topic: str, dead_letter: Callable[[DeadLetter], None] | None = None) -> None:
+    def __init__(self, bootstrap: Kafka, topic: str, dead_letter: Callable[[DeadLetter], None] | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.dead_letter = dead_letter

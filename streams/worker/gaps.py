@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from kafka_io.client import Kafka, kafka_conf
 from streams.worker.core.ports import Message
 
 
@@ -75,7 +76,7 @@ class StalledTails:
 
 
 def read_offsets(
-    bootstrap: str, topic: str, partition: int, offsets: list[int], timeout: float = 30.0
+    bootstrap: Kafka, topic: str, partition: int, offsets: list[int], timeout: float = 30.0
 ) -> tuple[list[Message], list[int]]:
     """Read the messages at ``offsets`` of one partition: (the ones found, the offsets no longer on the topic).
 
@@ -84,13 +85,15 @@ def read_offsets(
     """
     wanted = set(offsets)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-refetch",  # assign() only: nothing is ever committed for this group
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        kafka_conf(
+            bootstrap,
+            {
+                "group.id": f"{topic}-refetch",  # assign() only: nothing is ever committed for this group
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     found: dict[int, Message] = {}
     try:

@@ -14,6 +14,7 @@ import faust
 from faust.types import TP
 
 from kafka_io.admin import group_assigned_partitions
+from kafka_io.client import Kafka
 from streams.worker import faust_internals as fi
 from streams.worker import metrics as m
 from streams.worker.core.durability import exit_to_be_restarted
@@ -40,7 +41,7 @@ def _highwater(consumer: Any, tp: TP) -> int | None:
 
 class OffsetRecovery:
     def __init__(
-        self, app: faust.App, core: WorkerCore, *, bootstrap: str, topic: str, group: str, lost_grace_seconds: float
+        self, app: faust.App, core: WorkerCore, *, bootstrap: Kafka, topic: str, group: str, lost_grace_seconds: float
     ) -> None:
         self.app = app
         self.core = core

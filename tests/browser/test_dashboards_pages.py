@@ -149,7 +149,7 @@ def stack(infra: Infra, settings: Settings, tmp_path_factory: pytest.TempPathFac
             "dashboards_poll_seconds": 1.0,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     client = connect(s)
     migrate(client, s.clickhouse_database)
     events = _simulated(STUDENTS, DAYS, seed=SEED)

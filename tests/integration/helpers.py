@@ -14,6 +14,7 @@ import uvicorn
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from config.settings import Settings
+from kafka_io.client import Kafka, kafka_conf
 from streams.collector.app import create_app
 
 
@@ -48,15 +49,17 @@ def running_collector(settings: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+def read_topic(bootstrap: Kafka, topic: str, *, expect: int, timeout: float = 20.0) -> list[dict[str, Any]]:
     """Read a topic from the beginning until ``expect`` messages were seen or ``timeout`` passed."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        kafka_conf(
+            bootstrap,
+            {
+                "group.id": f"test-reader-{time.monotonic_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
     )
     consumer.subscribe([topic])
     out: list[dict[str, Any]] = []
@@ -76,15 +79,15 @@ def read_topic(bootstrap: str, topic: str, *, expect: int, timeout: float = 20.0
     return out
 
 
-def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+def read_to_end(bootstrap: Kafka, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """Every message on ``topic``: its end offsets are taken first and each partition is read exactly up to them.
 
     Not "for a while": what a test judges ("at most once") must be all there is. So call it only once whatever
     writes the topic is done (the producer flushed, the worker stopped or its outputs acknowledged): an output
     still in flight is past the end offsets taken here. ``timeout`` only bounds a broker that does not answer;
     messages below the end offsets that cannot be read are an error, not a shorter list."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-reader-{time.monotonic_ns()}",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(kafka_conf(bootstrap, {"group.id": f"test-reader-{time.monotonic_ns()}",
+                         "enable.auto.commit": False}))  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}

@@ -26,6 +26,7 @@ from deploy.providers.fcm import FcmServer
 from deploy.providers.smtp import SmtpHandler, SmtpServer
 from deploy.providers.twilio import TwilioServer
 from kafka_io.admin import ensure_topics
+from kafka_io.client import Kafka, kafka_conf
 from kafka_io.producer import EventProducer
 from notifications.service import NotifyService, notify_group
 from processors.notify.context import SAMPLE_AS_OF, SAMPLE_FACTORS, SAMPLE_STUDENTS, preview_request
@@ -141,7 +142,7 @@ def notify_settings(base: Settings, run_dir: Path, providers: Providers, **overr
             **overrides,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     return s
 
 
@@ -190,7 +191,7 @@ def produce(s: Settings, *, contacts: Iterable[Contact] = (), requests: Iterable
             raw: Iterable[tuple[str, bytes, bytes]] = ()) -> None:  # fmt: skip
     """Contacts and requests keyed by user id (the repo's producer, murmur2), then anything raw (topic, key, value)."""
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    producer = EventProducer(s.kafka_bootstrap, topics, source="test")
+    producer = EventProducer(s.kafka, topics, source="test")
     try:
         for c in contacts:
             producer.send_encoded(c.user_id.encode(), c.model_dump_json().encode(), topic=topics.contacts.name)
@@ -221,15 +222,15 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, ev
 
 
 def outcomes(s: Settings) -> list[dict[str, Any]]:
-    return read_to_end(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).intervention_outcomes.name)
+    return read_to_end(s.kafka, catalogue(s.topic_prefix, s.event_partitions).intervention_outcomes.name)
 
 
 def dead_letters(s: Settings) -> list[dict[str, Any]]:
-    return read_to_end(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).dead_letters.name)
+    return read_to_end(s.kafka, catalogue(s.topic_prefix, s.event_partitions).dead_letters.name)
 
 
 def ledger(s: Settings) -> list[dict[str, Any]]:
-    return read_to_end(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).notification_ledger.name)
+    return read_to_end(s.kafka, catalogue(s.topic_prefix, s.event_partitions).notification_ledger.name)
 
 
 def by_intervention(rows: Iterable[dict[str, Any]], outcome: str | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -243,7 +244,7 @@ def by_intervention(rows: Iterable[dict[str, Any]], outcome: str | None = None) 
 def all_committed(s: Settings) -> bool:
     """Whether the notify group committed every partition of the interventions topic to its end."""
     topic = catalogue(s.topic_prefix, s.event_partitions).interventions.name
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": notify_group(s)})
+    consumer = Consumer(kafka_conf(s.kafka, {"group.id": notify_group(s)}))
     try:
         parts = [TopicPartition(topic, p) for p in range(s.event_partitions)]
         try:
@@ -299,9 +300,9 @@ def start_subprocess(s: Settings, instance: str, log: Path) -> subprocess.Popen[
         )
 
 
-def partitions_by_key(bootstrap: str, topic: str) -> dict[str, int]:
+def partitions_by_key(bootstrap: Kafka, topic: str) -> dict[str, int]:
     """Each message's key -> the partition it is on (every partition read to its end)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-keys-{uuid.uuid4().hex}"})
+    consumer = Consumer(kafka_conf(bootstrap, {"group.id": f"test-keys-{uuid.uuid4().hex}"}))
     out: dict[str, int] = {}
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -120,7 +120,7 @@ def stack(infra: Infra, settings: Settings, tmp_path_factory: pytest.TempPathFac
             "score_debounce_seconds": 0.2,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     log = tmp / "collector.log"
     collector = f"http://127.0.0.1:{s.collector_port}"
     worker = WorkerProcess(s, free_port(), tmp / "worker.log", loglevel="info")  # more log lines to search

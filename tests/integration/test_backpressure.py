@@ -37,7 +37,7 @@ def _three_days_on(s: Settings, topics: TopicCatalogue, events: list[dict[str, A
         ticks.setdefault(key_partition(e["user_id"].encode(), s.event_partitions), e)
     assert len(ticks) == s.event_partitions
     at = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).isoformat()
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         producer.send([{**e, "event_id": f"tick-{p}", "event_time": at} for p, e in ticks.items()])
         assert producer.flush(30) == 0
 
@@ -60,13 +60,13 @@ def test_a_burst_faster_than_the_worker_folds_is_taken_at_kafkas_pace_and_every_
         }
     )
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     start = date.today() - timedelta(days=10)  # the day boundary below stays in the past
     population = Population.generate(1_500, seed=29, start=start)
     events = [e for _, day in iter_event_days(population, 6) for e in day]
     worker = WorkerProcess(s, free_port(), tmp_path / "worker.log").start()
     try:
-        with EventProducer(s.kafka_bootstrap, topics) as producer:
+        with EventProducer(s.kafka, topics) as producer:
             for batch in _client_batches(events, 200):
                 producer.send(batch)
             assert producer.flush(60) == 0
@@ -74,7 +74,7 @@ def test_a_burst_faster_than_the_worker_folds_is_taken_at_kafkas_pace_and_every_
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert worker.proc is not None and worker.proc.poll() is None, "the worker exited under the burst"
-            lags.append(group_lag(s.kafka_bootstrap, group, topics.events.name))
+            lags.append(group_lag(s.kafka, group, topics.events.name))
             if lags[-1] == 0:
                 break
             time.sleep(0.5)

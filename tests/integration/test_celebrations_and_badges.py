@@ -128,7 +128,7 @@ def test_an_unlocked_achievement_is_a_badge_and_a_celebration_in_the_inbox(
     s, worker = running
     user = f"badge-{uuid.uuid4().hex[:8]}"
     at = datetime.now(UTC) - timedelta(minutes=5)
-    with EventProducer(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions)) as producer:
+    with EventProducer(s.kafka, catalogue(s.topic_prefix, s.event_partitions)) as producer:
         producer.send([lesson(user, 1, at)])
         assert producer.flush(30) == 0
 

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 def test_contract_topics_are_stored_once_each(infra: Infra, settings: Settings, tmp_path: Path) -> None:
     s = settings.model_copy(update={"topic_prefix": f"cs-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     now = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     update = RiskUpdate(
         update_id="u1:1",
@@ -89,7 +89,7 @@ def test_contract_topics_are_stored_once_each(infra: Infra, settings: Settings, 
         event_time=now,
     )
     letter = DeadLetter(dead_letter_id="d-1", received_at=now, source="collector", reason="bad", raw="{}")
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for _ in range(2):  # everything twice: a re-delivery must not show up as a second row
             for topic, value in (
                 (topics.risk_updates.name, update.model_dump_json()),
@@ -162,7 +162,7 @@ def test_intervention_outcomes_reported_over_http_land_in_clickhouse(infra: Infr
         assert body["rejected"][0]["index"] == 1 and body["rejected"][0]["reason"].startswith("outcome: ")
         empty = httpx.post(url, json={"outcomes": []}, headers={"Authorization": "Bearer sk_demo_backend"})
         assert empty.status_code == 400 and "at least one outcome" in empty.json()["detail"]
-    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=2, timeout=10)
+    letters = read_topic(s.kafka, topics.dead_letters.name, expect=2, timeout=10)
     assert any('"liked"' in letter["raw"] and letter["reason"].startswith("outcome: ") for letter in letters)
     run_sinks(s, ["outcomes"], idle_exit=2.0)
     client = connect(s)
@@ -181,7 +181,7 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
     assert set(GAME_SINKS) <= set(SERVICE_NAMES)  # started by ``engage sink all``
     s = settings.model_copy(update={"topic_prefix": f"gs-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     when = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     award = XpAward(
         award_id=award_id("g1", "ev-1", "quiz_passed"),
@@ -250,7 +250,7 @@ def test_gamification_topics_are_stored_once_each(infra: Infra, settings: Settin
         (topics.celebrations.name, "g1", cheer.model_dump_json()),
         *((topics.leaderboard_snapshots.name, "global", r.model_dump_json()) for r in board_rows),
     ]
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for _ in range(2):  # everything twice: a re-delivery must not show up as a second row
             for topic, key, value in sent:
                 producer.send_encoded(key.encode(), value.encode(), topic=topic)
@@ -305,7 +305,7 @@ def test_exposures_are_stored_once_and_one_failing_its_contract_is_dead_lettered
     assert "exposures" in SERVICE_NAMES
     s = settings.model_copy(update={"topic_prefix": f"ex-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     when = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     first = Exposure(
         exposure_id=exposure_id("copy", "e1", "control"),
@@ -319,7 +319,7 @@ def test_exposures_are_stored_once_and_one_failing_its_contract_is_dead_lettered
     )
     second = first.model_copy(update={"at": when + timedelta(days=1), "intervention_id": "i-2"})
     wrong_id = first.model_dump(mode="json") | {"exposure_id": "copy:e1:treatment"}  # names another variant
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for _ in range(2):  # a re-delivery must not show up as a second row
             for message in (first, second):
                 producer.send_encoded(b"e1", message.model_dump_json().encode(), topic=topics.exposures.name)
@@ -327,7 +327,7 @@ def test_exposures_are_stored_once_and_one_failing_its_contract_is_dead_lettered
     stats = run_sinks(s, ["exposures"], idle_exit=2.0)
     assert stats["experiment_exposures"].dead_letters == 1
     assert sink_lag(s, ["exposures"]) == {"exposures": 0}
-    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=10)
+    letters = read_topic(s.kafka, topics.dead_letters.name, expect=1, timeout=10)
     reason = letters[0]["reason"]
     assert reason.startswith("not a valid Exposure: ") and "exposure_id must be 'copy:e1:control'" in reason
     assert "copy:e1:treatment" in letters[0]["raw"]
@@ -352,7 +352,7 @@ def test_bandit_outcomes_are_stored_once_and_one_failing_its_contract_is_dead_le
     assert "bandit-outcomes" in SERVICE_NAMES
     s = settings.model_copy(update={"topic_prefix": f"bo-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     sent = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     back = ArmOutcome(
         intervention_id="b1:bandit:1",
@@ -374,7 +374,7 @@ def test_bandit_outcomes_are_stored_once_and_one_failing_its_contract_is_dead_le
         at=sent + timedelta(days=7),
     )
     no_such_arm = back.model_dump(mode="json") | {"intervention_id": "b3:bandit:1", "arm": "carrier_pigeon"}
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for _ in range(2):  # the worker re-sends after a crash: still one row each
             for message in (back, silent):
                 producer.send_encoded(
@@ -384,7 +384,7 @@ def test_bandit_outcomes_are_stored_once_and_one_failing_its_contract_is_dead_le
     stats = run_sinks(s, ["bandit-outcomes"], idle_exit=2.0)
     assert stats["bandit_outcomes"].dead_letters == 1
     assert sink_lag(s, ["bandit-outcomes"]) == {"bandit-outcomes": 0}
-    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=10)
+    letters = read_topic(s.kafka, topics.dead_letters.name, expect=1, timeout=10)
     assert letters[0]["reason"].startswith("not a valid ArmOutcome: arm: ")
     assert "carrier_pigeon" in letters[0]["raw"]
     rows = connect(s).execute(
@@ -406,7 +406,7 @@ def test_league_results_are_stored_once_a_tombstone_stores_nothing_and_a_wrong_t
     assert "league-results" in SERVICE_NAMES  # started by ``engage sink all``
     s = settings.model_copy(update={"topic_prefix": f"lr-{uuid.uuid4().hex[:8]}", "sink_batch_seconds": 0.2})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     up = LeagueResult(
         league_result_id=league_result_id("l1", "2026-W48"),
         user_id="l1",
@@ -427,7 +427,7 @@ def test_league_results_are_stored_once_a_tombstone_stores_nothing_and_a_wrong_t
     no_such_tier = up.model_dump(mode="json") | {"league_result_id": "l3:league:2026-W48", "user_id": "l3",
                                                  "tier": "wood"}  # fmt: skip
     topic = topics.league_results.name
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for _ in range(2):  # another service process (or a retry) publishes the same results: one row each
             for result in (up, down):
                 producer.send_encoded(result.user_id.encode(), result.model_dump_json().encode(), topic=topic)
@@ -436,7 +436,7 @@ def test_league_results_are_stored_once_a_tombstone_stores_nothing_and_a_wrong_t
     stats = run_sinks(s, ["league-results"], idle_exit=2.0)
     assert stats["league_results"].dead_letters == 1 and stats["league_results"].rows_written == 4
     assert sink_lag(s, ["league-results"]) == {"league-results": 0}
-    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=10)
+    letters = read_topic(s.kafka, topics.dead_letters.name, expect=1, timeout=10)
     assert letters[0]["reason"].startswith("not a valid LeagueResult: tier: ")
     rows = connect(s).execute(
         f"SELECT league_result_id, week_start, tier, group_id, rank, week_xp, outcome, next_tier "

@@ -84,7 +84,7 @@ def live(infra: Infra, settings: Settings, tmp_path_factory: pytest.TempPathFact
             "worker_web_port": free_port(),
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     client = connect(s)
     migrate(client, s.clickhouse_database)
     events = _events()

@@ -71,7 +71,7 @@ def test_an_event_becomes_an_email_whose_open_and_click_come_back_as_events_and_
         )
         user, events = _student_events()
         produce(s, contacts=[email_contact(user)])
-        with EventProducer(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions)) as producer:
+        with EventProducer(s.kafka, catalogue(s.topic_prefix, s.event_partitions)) as producer:
             for batch in _client_batches(events, 50):
                 producer.send(batch)
             assert producer.flush(60) == 0

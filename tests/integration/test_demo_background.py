@@ -44,14 +44,14 @@ def test_background_services_are_recorded_and_stopped_by_pid(settings: Settings,
 def test_the_trickle_sends_the_next_days_stamped_now(infra: Infra, settings: Settings, tmp_path: Path) -> None:
     s = settings.model_copy(update={"topic_prefix": f"t-{uuid.uuid4().hex[:8]}", "run_dir": tmp_path})
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     began = datetime.now(UTC)
     with running_collector(s):
         # 20 students, 3 days already sent; day 4 onwards at 20,000x: a simulated day in about 4 s.
         accepted = trickle(s, TrafficPlan(students=20, days=3, seed=7, via="collector"), 20_000, stop_after=6)
     ended = datetime.now(UTC)
     assert accepted > 0
-    events = [e for batch in read_to_end(s.kafka_bootstrap, topics.events.name) for e in batch["events"]]
+    events = [e for batch in read_to_end(s.kafka, topics.events.name) for e in batch["events"]]
     assert len(events) == accepted
     stamps = [datetime.fromisoformat(e["event_time"]) for e in events]
     assert all(began <= t <= ended for t in stamps), "trickled events carry the time they were sent"

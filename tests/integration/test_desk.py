@@ -24,6 +24,7 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from desk.runner import Desk, running
 from kafka_io.admin import ensure_topics
+from kafka_io.client import kafka_conf
 from processors.offers import code_for
 from schemas.interventions import InterventionRequest, InterventionType
 from schemas.topics import TopicCatalogue, catalogue
@@ -48,7 +49,7 @@ def desk(settings: Settings, infra: Infra, tmp_path_factory: pytest.TempPathFact
         }
     )
     s = Settings(**{**s.model_dump(), "offer_code_secret": "integration-secret"})  # a SecretStr, as from the env
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     with running(s) as d:
         yield d
 
@@ -83,7 +84,7 @@ def request(
 
 
 def produce(desk: Desk, *messages: InterventionRequest | bytes) -> None:
-    producer = Producer({"bootstrap.servers": desk.settings.kafka_bootstrap})
+    producer = Producer(kafka_conf(desk.settings.kafka))
     for m in messages:
         key, value = (b"junk", m) if isinstance(m, bytes) else (m.user_id.encode(), m.model_dump_json().encode())
         producer.produce(topics(desk).interventions.name, key=key, value=value)
@@ -121,7 +122,7 @@ def item_state(desk: Desk, item_id: str) -> dict[str, Any] | None:
 
 
 def outcomes(desk: Desk, ids: set[str]) -> list[tuple[str, str, str]]:
-    rows = read_to_end(desk.settings.kafka_bootstrap, topics(desk).intervention_outcomes.name)
+    rows = read_to_end(desk.settings.kafka, topics(desk).intervention_outcomes.name)
     return sorted((r["intervention_id"], r["outcome"], r["detail"]) for r in rows if r["intervention_id"] in ids)
 
 
@@ -168,11 +169,7 @@ def test_requests_become_queue_items_and_offers_with_their_outcomes(desk: Desk) 
     # the message that was no request is a dead letter naming the problem
     letters = until(
         "the dead letter",
-        lambda: [
-            d
-            for d in read_to_end(desk.settings.kafka_bootstrap, topics(desk).dead_letters.name)
-            if d["source"] == "desk"
-        ],
+        lambda: [d for d in read_to_end(desk.settings.kafka, topics(desk).dead_letters.name) if d["source"] == "desk"],
     )
     assert letters[0]["reason"].startswith("not an intervention request")
     assert letters[0]["original_topic"] == topics(desk).interventions.name

@@ -51,7 +51,7 @@ def test_the_engagement_answer_carries_the_students_ranks(infra: Infra, settings
             "league_close_grace_seconds": 7 * 86_400.0,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     lessons = {"rank-ann": 3, "rank-bob": 1, "rank-cid": 2}  # first activity 10 + 20 a lesson: 70, 30, 50 XP
     events = [_event(u, "login", 0) for u in lessons]
     events += [_event(u, "lesson_completed", m + 1) for u, n in lessons.items() for m in range(n)]

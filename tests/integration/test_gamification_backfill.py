@@ -30,7 +30,7 @@ def test_backfill_sends_each_unlock_once_and_skips_what_is_stored(infra: Infra, 
     s = settings.model_copy(
         update={"topic_prefix": f"bf-{tag}", "clickhouse_database": f"bf_{tag}", "sink_batch_seconds": 0.2}
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     db = s.clickhouse_database
     migrate(connect(s), db)
     warehouse = Warehouse(connect(s, db), db, "server-18.16")

@@ -42,7 +42,7 @@ def _settings(base: Settings, tmp_path: Path) -> Settings:
             "worker_store": "rocksdb://",  # the record survives in the local store and the changelog
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     return s
 
 
@@ -54,7 +54,7 @@ def _days(students: int, seed: int) -> list[list[dict[str, Any]]]:
 
 def _send(s: Settings, days: list[list[dict[str, Any]]]) -> None:
     """Each day's events as the students' apps send them: per student, batches of at most 50, in order."""
-    with EventProducer(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions)) as p:
+    with EventProducer(s.kafka, catalogue(s.topic_prefix, s.event_partitions)) as p:
         for events in days:
             for batch in _client_batches(events, 50):
                 p.send(batch)
@@ -108,9 +108,9 @@ def test_xp_levels_and_achievements_are_exact_through_a_sigkill(
 
     # What the worker emitted, read to the end: every award and unlock, including those sent again after the kill.
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    batches = topic_messages(s.kafka_bootstrap, topics.xp_awards.name)
+    batches = topic_messages(s.kafka, topics.xp_awards.name)
     awards = [award for batch in batches for award in award_rows(batch)]
-    unlocks = topic_messages(s.kafka_bootstrap, topics.achievements.name)
+    unlocks = topic_messages(s.kafka, topics.achievements.name)
     skipped: Counter[str] = Counter()
     worker_xp = {u: a["xp"] for u, a in answers.items()}
     assert game_differences(expected, awards, unlocks, worker_xp, skipped) == []

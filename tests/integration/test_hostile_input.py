@@ -28,6 +28,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
+from kafka_io.client import kafka_conf
 from schemas.topics import catalogue
 from sinks.behavior_events import BehaviorEventsSink
 from sinks.clickhouse.client import connect
@@ -50,7 +51,7 @@ def hostile(infra: Infra, settings: Settings) -> Iterator[tuple[str, Settings]]:
             "write_keys": [f"hostile-{uuid.uuid4().hex[:6]}:{KEY}"],
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     with running_collector(s) as base:
         yield base, s
 
@@ -62,9 +63,7 @@ def app_id(s: Settings) -> str:
 def topic_messages(s: Settings, which: str) -> list[dict[str, Any]]:
     """Every message on one of the module's topics, read up to the end it has now."""
     topic = getattr(catalogue(s.topic_prefix, s.event_partitions), which).name
-    consumer = Consumer(
-        {"bootstrap.servers": s.kafka_bootstrap, "group.id": f"hostile-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
+    consumer = Consumer(kafka_conf(s.kafka, {"group.id": f"hostile-{uuid.uuid4().hex}", "enable.auto.commit": False}))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {}
@@ -343,7 +342,7 @@ def test_a_duplicate_flood_is_answered_and_stored_once(hostile: tuple[str, Setti
     # The collector is idempotent per request; across requests, storage is: behavior_events holds it once.
     runner = SinkRunner(
         BehaviorEventsSink(s),
-        bootstrap=s.kafka_bootstrap,
+        bootstrap=s.kafka,
         topic=catalogue(s.topic_prefix, s.event_partitions).events.name,
         dead_letters=None,
         group_id=f"sink-{uuid.uuid4().hex[:6]}",
@@ -390,7 +389,7 @@ def test_a_burst_of_random_bodies_never_gets_a_5xx_and_every_refusal_is_kept(inf
             "write_keys": [f"burst-{uuid.uuid4().hex[:6]}:{KEY}"],
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     with running_collector(s) as base:
         _burst(base)
         assert_healthy(base)

@@ -52,7 +52,7 @@ def _run_sink(settings: Settings, group: str) -> int:
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
     runner = SinkRunner(
         BehaviorEventsSink(settings),
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=settings.kafka,
         topic=topics.events.name,
         dead_letters=None,
         group_id=group,
@@ -135,7 +135,7 @@ def test_bad_events_get_reasons_and_go_to_dead_letters(collector: str, settings:
     assert "event_time" in reasons[3] and "timezone" in reasons[3]
 
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    letters = read_topic(settings.kafka_bootstrap, topics.dead_letters.name, expect=100, timeout=5)
+    letters = read_topic(settings.kafka, topics.dead_letters.name, expect=100, timeout=5)
     mine = {dl["event_id"]: dl for dl in letters if dl.get("user_id") == user}
     assert set(mine) == {bad_score["event_id"], unknown["event_id"], naive["event_id"]}
     assert "cannot exceed max_score" in mine[bad_score["event_id"]]["reason"]
@@ -150,7 +150,7 @@ def test_same_event_twice_is_stored_once(collector: str, settings: Settings) -> 
         assert httpx.post(f"{collector}/v1/events", json=[event], headers=WRITE).status_code == 200
     # And once more through the producer library, as a server-side producer retrying would.
     topics = catalogue(settings.topic_prefix, settings.event_partitions)
-    with EventProducer(settings.kafka_bootstrap, topics) as producer:
+    with EventProducer(settings.kafka, topics) as producer:
         producer.send([event])
     _run_sink(settings, f"sink-{uuid.uuid4().hex[:6]}")
     assert _count(settings, "event_id = %(e)s", {"e": event["event_id"]}) == 1
@@ -220,7 +220,7 @@ def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Set
     group = f"sink-{uuid.uuid4().hex[:6]}"
     runner = SinkRunner(
         BehaviorEventsSink(settings),
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=settings.kafka,
         topic=topics.events.name,
         dead_letters=None,
         group_id=group,
@@ -228,7 +228,7 @@ def test_sink_waits_for_clickhouse_and_loses_nothing(infra: Infra, settings: Set
         max_backoff_seconds=0.5,
     )
     thread = threading.Thread(target=runner.run, kwargs={"idle_exit_seconds": 60.0}, daemon=True)
-    with EventProducer(settings.kafka_bootstrap, topics) as producer:
+    with EventProducer(settings.kafka, topics) as producer:
         producer.send(events[:1_000])
         producer.flush()
         thread.start()

@@ -19,6 +19,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
+from kafka_io.client import kafka_conf
 from leaderboards.runner import running
 from leaderboards.service import Service
 from processors.gamification.weeks import iso_week
@@ -54,7 +55,7 @@ def standing(user: str, seq: int, total: int, day_xp: int, **courses: int) -> St
 
 
 def produce(s: Settings, *messages: Standing | tuple[bytes, bytes | None]) -> None:
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "partitioner": "murmur2_random"})
+    producer = Producer(kafka_conf(s.kafka, {"partitioner": "murmur2_random"}))
     topic = catalogue(s.topic_prefix, s.event_partitions).standings.name
     for m in messages:
         key, value = m if isinstance(m, tuple) else (m.user_id.encode(), m.model_dump_json().encode())
@@ -94,7 +95,7 @@ def lb_settings(settings: Settings, infra: Infra) -> Settings:
             "leaderboard_snapshot_top": 3,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     return s
 
 
@@ -157,17 +158,13 @@ def test_serves_ranks_from_the_topic_keeps_up_and_rebuilds_the_same_boards(lb_se
         assert [r["user_id"] for r in algebra] == ["bob", "ann", "eve"]
 
         def dead_letters() -> list[dict[str, Any]]:
-            return [
-                d for d in read_to_end(s.kafka_bootstrap, topics.dead_letters.name) if d["source"] == "leaderboards"
-            ]
+            return [d for d in read_to_end(s.kafka, topics.dead_letters.name) if d["source"] == "leaderboards"]
 
         letters = until("the dead letter", dead_letters)
         assert len(letters) == 1 and letters[0]["reason"].startswith("not a standing")
         assert letters[0]["original_topic"] == topics.standings.name and letters[0]["raw"] == "{not a standing"
 
-        snapshot = until(
-            "the first snapshot", lambda: read_to_end(s.kafka_bootstrap, topics.leaderboard_snapshots.name)
-        )
+        snapshot = until("the first snapshot", lambda: read_to_end(s.kafka, topics.leaderboard_snapshots.name))
         boards = {(r["board"], r["period"]) for r in snapshot}
         assert boards == {(b, p) for b in ("global", "course:algebra") for p in ("all", TODAY, WEEK)}
         first = [r for r in snapshot if (r["board"], r["period"]) == ("global", "all")]

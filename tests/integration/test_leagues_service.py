@@ -23,6 +23,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from kafka_io.admin import ensure_topics
+from kafka_io.client import kafka_conf
 from leaderboards.runner import running
 from leaderboards.service import Service
 from processors.gamification.leagues import LeagueRules, close_week, last_result
@@ -62,14 +63,14 @@ def league(service: Service, user: str, neighbours: int = 3) -> dict[str, Any]:
 
 def results_on_topic(s: Settings) -> list[LeagueResult]:
     topic = catalogue(s.topic_prefix, s.event_partitions).league_results.name
-    return [LeagueResult.model_validate(m) for m in read_to_end(s.kafka_bootstrap, topic)]
+    return [LeagueResult.model_validate(m) for m in read_to_end(s.kafka, topic)]
 
 
 def raw_messages(s: Settings) -> list[tuple[str, bytes | None]]:
     """(key, value) of every message on the league-results topic, tombstones included."""
     topic = catalogue(s.topic_prefix, s.event_partitions).league_results.name
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"lr-raw-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(kafka_conf(s.kafka, {"group.id": f"lr-raw-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False}))  # fmt: skip
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
@@ -117,7 +118,7 @@ def test_a_week_closes_into_the_results_the_rules_give_once_and_the_next_week_pl
     )
     rules = LeagueRules(10, 3, 2)
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
 
     # W48: 40 students, XP with ties (every fourth shares a score), and one whose standing comes in the grace
     w48 = {f"p{i:02d}": 10 + (i // 4) * 7 for i in range(40)}
@@ -200,5 +201,5 @@ def test_a_week_closes_into_the_results_the_rules_give_once_and_the_next_week_pl
         until("the erasure", lambda: league(third, promoted[0])["last_result"] is None)
         tombstones = until("the result's tombstone", lambda: [k for k, v in raw_messages(s) if v is None])
         assert tombstones == [promoted[0]]
-    letters = [d for d in read_to_end(s.kafka_bootstrap, topics.dead_letters.name) if d["source"] == "leaderboards"]
+    letters = [d for d in read_to_end(s.kafka, topics.dead_letters.name) if d["source"] == "leaderboards"]
     assert letters == []

@@ -34,7 +34,7 @@ def test_promotion_under_traffic_switches_the_scoring_model(infra: Infra, settin
             "score_debounce_seconds": 0.2,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     registry = ModelRegistry(s.model_registry)
     data, _ = synthetic(users=60, days=100)
     train(data, TrainConfig(max_rounds=30, early_stopping_rounds=5), registry, version="hot")
@@ -67,7 +67,7 @@ def test_promotion_under_traffic_switches_the_scoring_model(infra: Infra, settin
             wanted = ("engage_model", "risk_updates_total", "engage_worker_")
             metrics = [line for line in httpx.get(f"{worker.url}/metrics").text.splitlines() if line.startswith(wanted)]
             topic = catalogue(s.topic_prefix, s.event_partitions).events.name
-            lag = group_lag(s.kafka_bootstrap, f"{s.topic_prefix}-worker", topic)
+            lag = group_lag(s.kafka, f"{s.topic_prefix}-worker", topic)
             raise AssertionError(
                 f"the promoted model never scored {user}: {worker.engagement(user).json()['risk']} "
                 f"events not committed by the worker: {lag}; {metrics}"
@@ -75,7 +75,7 @@ def test_promotion_under_traffic_switches_the_scoring_model(infra: Infra, settin
         assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid  # no restart
         factors = worker.engagement(user).json()["risk"]["factors"]
         assert factors and all(":" in f["description"] for f in factors)
-    updates = read_topic(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).risk_updates.name,
+    updates = read_topic(s.kafka, catalogue(s.topic_prefix, s.event_partitions).risk_updates.name,
                          expect=100_000, timeout=6)  # fmt: skip
     versions = {u["model_version"] for u in updates}
     assert versions == {"heuristic-1", "lightgbm-hot"}

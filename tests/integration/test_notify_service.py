@@ -75,7 +75,7 @@ def test_a_students_contact_and_requests_land_on_the_same_partition_number(setti
     users = [f"part-{i}" for i in range(40)]
     produce(s, contacts=[email_contact(u) for u in users], requests=[make_request(f"iv-{u}", u) for u in users])
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    landed = {t: partitions_by_key(s.kafka_bootstrap, t) for t in (topics.contacts.name, topics.interventions.name)}
+    landed = {t: partitions_by_key(s.kafka, t) for t in (topics.contacts.name, topics.interventions.name)}
     assert landed[topics.contacts.name] == landed[topics.interventions.name]
     assert landed[topics.contacts.name] == {u: key_partition(u.encode(), s.event_partitions) for u in users}
     assert len(set(landed[topics.contacts.name].values())) == s.event_partitions  # really spread over all of them
@@ -178,7 +178,7 @@ def test_a_contact_change_is_folded_in_published_and_honoured(settings, tmp_path
         with service_thread(s):
             wait_for(
                 "the new contact published",
-                lambda: [c for c in read_to_end(s.kafka_bootstrap, topics.contacts.name) if c["unsubscribed"]],
+                lambda: [c for c in read_to_end(s.kafka, topics.contacts.name) if c["unsubscribed"]],
             )
             produce(s, requests=[make_request("iv-after-unsub", "student-5", channels=[Channel.email, Channel.in_app])])
             sent = wait_for("the send", lambda: by_intervention(outcomes(s), "sent").get("iv-after-unsub"))
@@ -194,10 +194,10 @@ def test_ledger_figures_rebuild_of_100k_entries_and_write_latency(settings, tmp_
     from kafka_io.admin import ensure_topics
 
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     request = make_request("iv-template", "student-x", status="deferred", send_after=datetime.now(UTC))
     n = 100_000
-    producer = EventProducer(s.kafka_bootstrap, topics, source="test", report_successes=True)
+    producer = EventProducer(s.kafka, topics, source="test", report_successes=True)
     now = datetime.now(UTC)
     started = time.monotonic()
     for i in range(n):
@@ -221,7 +221,7 @@ def test_ledger_figures_rebuild_of_100k_entries_and_write_latency(settings, tmp_
         )
     assert producer.flush(120) == 0 and producer.stats.failed == 0
     produced = time.monotonic() - started
-    book = Ledger(s.kafka_bootstrap, topics.notification_ledger.name, Outbox(producer))
+    book = Ledger(s.kafka, topics.notification_ledger.name, Outbox(producer))
     count, seconds = book.load(0)
     assert count == n and len(book) == n and sum(1 for _ in book.scheduled(0)) == n // 5
 
@@ -342,7 +342,7 @@ def test_contacts_import_refuses_a_file_naming_the_bad_line_and_publishes_a_good
     topics = catalogue(s.topic_prefix, s.event_partitions)
     from kafka_io.admin import ensure_topics
 
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     env = {**os.environ, **settings_env(s), "PYTHONPATH": str(PROJECT_ROOT)}
     bad, good = tmp_path / "bad.jsonl", tmp_path / "good.jsonl"
     bad.write_text('{"user_id": "a", "email": "a@x.org"}\n{"user_id": "b", "unsubscribed": ["fax"]}\n')
@@ -356,10 +356,10 @@ def test_contacts_import_refuses_a_file_naming_the_bad_line_and_publishes_a_good
 
     refused = run(bad)
     assert refused.returncode == 1 and "line 2: unsubscribed" in refused.stderr and "nothing imported" in refused.stderr
-    assert read_to_end(s.kafka_bootstrap, topics.contacts.name) == []
+    assert read_to_end(s.kafka, topics.contacts.name) == []
     imported = run(good)
     assert imported.returncode == 0, imported.stderr
-    stored = read_to_end(s.kafka_bootstrap, topics.contacts.name)
+    stored = read_to_end(s.kafka, topics.contacts.name)
     assert sorted(c["user_id"] for c in stored) == [f"imp-{i}" for i in range(5)]
 
 
@@ -373,8 +373,8 @@ def test_watermarks_are_asked_again_until_the_broker_knows_the_partition(setting
     from schemas.topics import TopicSpec
 
     topic = f"{settings.topic_prefix}-late-{os.getpid()}-{time.monotonic_ns()}"
-    consumer = reader(settings.kafka_bootstrap, "watermarks-test")
-    creating = threading.Timer(2.0, lambda: ensure_topics(settings.kafka_bootstrap, [TopicSpec(topic, 2)]))
+    consumer = reader(settings.kafka, "watermarks-test")
+    creating = threading.Timer(2.0, lambda: ensure_topics(settings.kafka, [TopicSpec(topic, 2)]))
     creating.start()
     try:
         started = time.monotonic()

@@ -39,7 +39,7 @@ def test_oulad_sample_replayed_in_event_time_reaches_signals_and_clickhouse(
             "score_debounce_seconds": 0.2,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     data = OuladDataset.load(SAMPLE)
     result = replay(data, s, Console(quiet=True))
     assert result.failed == 0 and result.events_sent == result.report.events == 2_118

@@ -117,9 +117,9 @@ def test_the_engagement_api_answers_overload_with_429_and_503_and_recovers(
         }
     )
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     users = [f"ov-{n}" for n in range(10)]
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for n, user in enumerate(users):
             producer.send([{"event_id": f"ov-e{n}", "user_id": user, "event_type": "login",
                             "event_time": datetime.now(UTC).isoformat(), "platform": "web"}])  # fmt: skip

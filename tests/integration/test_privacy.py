@@ -20,6 +20,7 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from engage.children import child, wait_for_sinks
 from kafka_io.admin import group_lag
+from kafka_io.client import kafka_conf
 from schemas.messages import DeadLetter
 from schemas.privacy import ErasureReport
 from sinks.clickhouse.client import connect
@@ -45,8 +46,8 @@ def _changelog(s: Settings) -> dict[bytes, bytes | None]:
     """The worker table's changelog: the last value per key (None: a tombstone)."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"t-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(kafka_conf(s.kafka, {"group.id": f"t-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"}))  # fmt: skip
     consumer.subscribe([f"{s.topic_prefix}-worker-user-state-changelog"])
     last: dict[bytes, bytes | None] = {}
     idle = 0
@@ -75,7 +76,7 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
     from schemas.topics import catalogue
 
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         producer.send_dead_letter(letter)
     _send(s, events)
     env = settings_env(s)
@@ -141,17 +142,17 @@ def test_a_student_is_erased_from_state_changelog_and_warehouse(infra: Infra, se
         sinks_log = (tmp_path / "sinks.log").read_text()
         for erasure_id in (cli_erasure, again.erasure_id, accepted.json()["erasure_id"]):
             assert f"erasure {erasure_id}: complete" in sinks_log, sinks_log[-2000:]
-        assert group_lag(s.kafka_bootstrap, sink_group("erasures"), topics.erasure_requests.name) == 0
+        assert group_lag(s.kafka, sink_group("erasures"), topics.erasure_requests.name) == 0
 
         # New events after the erasure start a new, empty record.
         _send(s, [e for e in events if e["user_id"] == gone][:3])
         assert wait_for(lambda: worker.engagement(gone).status_code == 200, timeout=60)
         assert worker.engagement(gone).json()["signals"]["events_total"] == 3
 
-    confirmations = read_topic(s.kafka_bootstrap, topics.erasures.name, expect=3, timeout=10)
+    confirmations = read_topic(s.kafka, topics.erasures.name, expect=3, timeout=10)
     assert [c["found"] for c in confirmations] == [True, False, True]
     assert all(gone not in orjson.dumps(c).decode() for c in confirmations), "the audit trail names the student"
-    reports = read_topic(s.kafka_bootstrap, topics.erasure_reports.name, expect=3, timeout=10)
+    reports = read_topic(s.kafka, topics.erasure_reports.name, expect=3, timeout=10)
     assert [ErasureReport.model_validate(r).complete for r in reports] == [True, True, True]
     assert [r["worker_had_state"] for r in reports] == [True, False, True]
     assert all(u not in orjson.dumps(r).decode() for r in reports for u in (gone, third)), "a report names them"

@@ -44,7 +44,7 @@ def test_profiles_are_served_sent_daily_and_stored_once_per_student_and_day(
 
     # The worker stopped cleanly: the topic holds everything it sent.
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    sent = [Profile.model_validate(p) for p in read_to_end(s.kafka_bootstrap, topics.profiles.name)]
+    sent = [Profile.model_validate(p) for p in read_to_end(s.kafka, topics.profiles.name)]
     assert {p.user_id for p in sent} == set(expected)  # every scored student got a day's profile
     per_day = Counter((p.user_id, p.day) for p in sent)
     assert max(per_day.values()) == 1, per_day.most_common(3)  # one per student and local day

@@ -75,7 +75,7 @@ def _isolated(settings: Settings, **extra: Any) -> Settings:
     tag = uuid.uuid4().hex[:8]
     update = {"topic_prefix": f"fault-{tag}", "clickhouse_database": f"fault_{tag}", **extra}
     s = settings.model_copy(update=update)
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     return s
 
 
@@ -272,12 +272,12 @@ def test_every_sink_waits_out_a_clickhouse_outage_and_stores_everything_once(inf
 
     s = _isolated(settings, sink_batch_rows=150, sink_batch_seconds=0.2)
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    dead = EventProducer(s.kafka_bootstrap, topics, source="sink")
+    dead = EventProducer(s.kafka, topics, source="sink")
     runners = build_runners(s, SINK_NAMES, dead)
     for r in runners:
         r.max_backoff_seconds = 0.5
     threads = [threading.Thread(target=r.run, kwargs={"idle_exit_seconds": 120.0}, daemon=True) for r in runners]
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         _send_wave(producer, topics, 0)
         for t in threads:
             t.start()
@@ -326,9 +326,9 @@ def test_a_batch_replayed_after_a_crash_between_insert_and_commit_is_stored_once
 ) -> None:
     s = _isolated(settings, sink_batch_rows=100_000, sink_batch_seconds=0.5)
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         _send_wave(producer, topics, 0)
-    dead = EventProducer(s.kafka_bootstrap, topics, source="sink")
+    dead = EventProducer(s.kafka, topics, source="sink")
     crashing: list[SinkRunner] = build_runners(s, SINK_NAMES, dead)
     for r in crashing:
         r._consumer = _DiesBeforeCommit(r._consumer)  # type: ignore[assignment]

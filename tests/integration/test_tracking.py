@@ -21,6 +21,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from deploy.providers.twilio import TwilioServer
+from kafka_io.client import kafka_conf
 from kafka_io.producer import key_partition
 from notifications.channels.base import Message
 from notifications.channels.sms import TwilioSmsChannel
@@ -88,7 +89,7 @@ def messages(s: Settings, topic: str) -> list[tuple[int, dict[str, Any]]]:
     """Every message on ``topic`` up to its end offsets now, with its partition."""
     import orjson
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"t-{uuid.uuid4().hex}"})
+    consumer = Consumer(kafka_conf(s.kafka, {"group.id": f"t-{uuid.uuid4().hex}"}))
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}

@@ -21,6 +21,7 @@ from deploy.process import free_port, free_ports
 from engage.simulator import Population, iter_event_days
 from engage.traffic import _client_batches
 from kafka_io.admin import ensure_topics
+from kafka_io.client import kafka_conf
 from kafka_io.producer import EventProducer, key_partition
 from processors.pipeline import ScoreRequest, UserRecord, ingest, owe_score
 from schemas.topics import TopicSpec, catalogue
@@ -40,7 +41,7 @@ def _settings(base: Settings, tmp_path: Path, **overrides: Any) -> Settings:
             **overrides,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     return s
 
 
@@ -51,7 +52,7 @@ def _simulated(students: int, days: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _send(settings: Settings, events: list[dict[str, Any]]) -> None:
-    with EventProducer(settings.kafka_bootstrap, catalogue(settings.topic_prefix, settings.event_partitions)) as p:
+    with EventProducer(settings.kafka, catalogue(settings.topic_prefix, settings.event_partitions)) as p:
         for batch in _client_batches(events, 50):
             p.send(batch)
         assert p.flush(60) == 0
@@ -126,12 +127,12 @@ def test_events_in_signals_risk_interventions_and_milestones_out(infra: Infra, s
     # The worker has stopped (cleanly: its outputs were flushed): what is on the topics now is all it emitted,
     # read to their end offsets, so the "at most once" checks below see every message.
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    updates = read_to_end(s.kafka_bootstrap, topics.risk_updates.name)
+    updates = read_to_end(s.kafka, topics.risk_updates.name)
     assert {u["user_id"] for u in updates} == set(expected)
     for u in updates:
         assert u["factors"] is not None and u["model_version"] == "heuristic-1"
 
-    requests = read_to_end(s.kafka_bootstrap, topics.interventions.name)
+    requests = read_to_end(s.kafka, topics.interventions.name)
     assert requests, "no student in 40 simulated ones called for an intervention"
     by_user_tier = {u["user_id"]: u["tier"] for u in updates}
     for r in requests:
@@ -142,7 +143,7 @@ def test_events_in_signals_risk_interventions_and_milestones_out(infra: Infra, s
     per_type = Counter((r["user_id"], r["intervention_type"]) for r in requests)
     assert max(per_type.values()) == 1, per_type.most_common(3)
 
-    milestones = read_to_end(s.kafka_bootstrap, topics.streak_milestones.name)
+    milestones = read_to_end(s.kafka, topics.streak_milestones.name)
     with_seven = {m["user_id"] for m in milestones if m["milestone_days"] == 7}
     per_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in events:
@@ -226,7 +227,7 @@ def test_silent_student_risk_rises_without_new_events(infra: Infra, settings: Se
             return risk is not None and risk["risk_7d"] > before + 20
 
         assert wait_for(risen, timeout=60), "the silent student's risk did not rise"
-    updates = read_to_end(s.kafka_bootstrap, catalogue(s.topic_prefix, 4).risk_updates.name)  # the worker stopped
+    updates = read_to_end(s.kafka, catalogue(s.topic_prefix, 4).risk_updates.name)  # the worker stopped
     assert any(u["user_id"] == "quiet-1" and u["trigger"] == "silence" for u in updates)
 
 
@@ -248,8 +249,8 @@ def test_outputs_of_an_uncommitted_batch_are_sent_again_when_its_record_is_resto
     record.outbox.append([topics.streak_milestones.name, user, json.dumps(milestone)])
     # What the crashed worker's changelog write left behind (the worker would create this topic itself).
     changelog = TopicSpec(f"{s.topic_prefix}-worker-user-state-changelog", s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, [changelog])
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    ensure_topics(s.kafka, [changelog])
+    producer = Producer(kafka_conf(s.kafka))
     producer.produce(changelog.name, record.to_bytes(), user.encode(), key_partition(user.encode(), s.event_partitions))
     assert producer.flush(30) == 0
 
@@ -258,9 +259,9 @@ def test_outputs_of_an_uncommitted_batch_are_sent_again_when_its_record_is_resto
     # Read once the re-score happened and the worker stopped (its outputs flushed), to the topics' end offsets:
     # every message, not the first one. A second restore (a rebalance) may send the milestone again under its
     # own id, which is at-least-once and fine; anything else on the topic is not.
-    resent = read_to_end(s.kafka_bootstrap, topics.streak_milestones.name)
+    resent = read_to_end(s.kafka, topics.streak_milestones.name)
     assert resent and all(m == milestone for m in resent), resent
-    rescored = read_to_end(s.kafka_bootstrap, topics.risk_updates.name)
+    rescored = read_to_end(s.kafka, topics.risk_updates.name)
     assert rescored and {u["user_id"] for u in rescored} == {user}
 
 
@@ -283,18 +284,18 @@ def test_outputs_of_a_debounce_tick_are_sent_again_when_its_owed_record_is_resto
     update = {"update_id": "sent-by-the-tick", "user_id": user, "tier": "low"}  # what the tick sent (any JSON will do)
     record.outbox.append([topics.risk_updates.name, user, json.dumps(update)])
     changelog = TopicSpec(f"{s.topic_prefix}-worker-user-state-changelog", s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, [changelog])
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    ensure_topics(s.kafka, [changelog])
+    producer = Producer(kafka_conf(s.kafka))
     producer.produce(changelog.name, record.to_bytes(), user.encode(), partition)
     assert producer.flush(30) == 0
     # The record's batch is committed: the group's offset is past its source offset.
-    group = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{s.topic_prefix}-worker"})
+    group = Consumer(kafka_conf(s.kafka, {"group.id": f"{s.topic_prefix}-worker"}))
     group.commit(offsets=[TopicPartition(topics.events.name, partition, 1)], asynchronous=False)
     group.close()
 
     with workers(s, [free_port()], tmp_path) as (worker,):
         assert wait_for(lambda: _rescored(worker, user), timeout=60), "the owed record was never re-scored"
-    updates = read_to_end(s.kafka_bootstrap, topics.risk_updates.name)  # once re-scored and stopped: see above
+    updates = read_to_end(s.kafka, topics.risk_updates.name)  # once re-scored and stopped: see above
     assert update in updates  # the outbox, sent again
     assert any(u.get("trigger") == "events" and u["update_id"] != update["update_id"] for u in updates)
 
@@ -328,7 +329,7 @@ main()
 
 def _messages_per_partition(s: Settings) -> dict[int, int]:
     topic = catalogue(s.topic_prefix, s.event_partitions).events.name
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{topic}-count"})
+    consumer = Consumer(kafka_conf(s.kafka, {"group.id": f"{topic}-count"}))
     try:
         return {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -376,9 +377,7 @@ def test_a_huge_message_that_is_not_an_event_batch_is_dead_lettered_and_the_work
     topics = catalogue(s.topic_prefix, s.event_partitions)
     huge = json.dumps({"user_id": "huge-1", "batches": ["ab"] * 600_000}).encode()  # 3.6 MB, 1.2 M quotes
     assert len(huge) < 4_194_304 < len(json.dumps({"raw": huge.decode()}))  # Kafka takes it, not its letter
-    producer = Producer(
-        {"bootstrap.servers": s.kafka_bootstrap, "message.max.bytes": 4_194_304, "partitioner": "murmur2_random"}
-    )
+    producer = Producer(kafka_conf(s.kafka, {"message.max.bytes": 4_194_304, "partitioner": "murmur2_random"}))
     producer.produce(topics.events.name, huge, b"huge-1")
     assert producer.flush(30) == 0
     events = _simulated(students=5, days=3, seed=5)
@@ -387,7 +386,7 @@ def test_a_huge_message_that_is_not_an_event_batch_is_dead_lettered_and_the_work
         assert wait_for(lambda: _totals_match(worker, _unique_counts(events)), timeout=90), (
             "the events behind the unreadable message were not folded"
         )
-    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=20)
+    letters = read_topic(s.kafka, topics.dead_letters.name, expect=1, timeout=20)
     (letter,) = [dl for dl in letters if dl["original_topic"] == topics.events.name]
     assert letter["reason"].startswith("not an EventBatch") and letter["original_offset"] == 0
     assert letter["original_partition"] == key_partition(b"huge-1", s.event_partitions)
@@ -402,13 +401,13 @@ def test_a_partition_batch_is_folded_per_student_and_one_in_the_wrong_partition_
     s = _settings(settings, tmp_path)
     topics = catalogue(s.topic_prefix, s.event_partitions)
     events = _simulated(students=12, days=3, seed=8)
-    with EventProducer(s.kafka_bootstrap, topics) as p:
+    with EventProducer(s.kafka, topics) as p:
         assert p.send(events) <= s.event_partitions  # all twelve students in one message per partition
         assert p.flush(60) == 0
     home = next(u for u in (f"home-{n}" for n in range(100)) if key_partition(u.encode(), s.event_partitions) == 0)
     stray = next(u for u in (f"stray-{n}" for n in range(100)) if key_partition(u.encode(), s.event_partitions) != 0)
     batches = [{"user_id": u, "events": [dict(events[0], event_id=f"{u}-e1", user_id=u)]} for u in (stray, home)]
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    producer = Producer(kafka_conf(s.kafka))
     value = json.dumps({"schema_version": 1, "source": "test", "partition": 0, "batches": batches}).encode()
     producer.produce(topics.events.name, value, b"partition:0", partition=0)
     assert producer.flush(30) == 0
@@ -418,7 +417,7 @@ def test_a_partition_batch_is_folded_per_student_and_one_in_the_wrong_partition_
         assert worker.engagement(stray).status_code == 404
         metrics = __import__("httpx").get(f"{worker.url}/metrics").text
         assert re.search(r"^engage_worker_refused_batches_total 1\.0$", metrics, re.M), "counted for the dashboards"
-    letters = read_topic(s.kafka_bootstrap, topics.dead_letters.name, expect=1, timeout=20)
+    letters = read_topic(s.kafka, topics.dead_letters.name, expect=1, timeout=20)
     (letter,) = [dl for dl in letters if stray in dl["raw"]]
     assert f"belongs in partition {key_partition(stray.encode(), s.event_partitions)}" in letter["reason"]
     assert letter["original_partition"] == 0 and home not in letter["raw"]

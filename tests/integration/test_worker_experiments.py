@@ -18,6 +18,7 @@ from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
 from engage.simulator import Population, iter_event_days
+from kafka_io.client import kafka_conf
 from processors.experiments.assignment import assign
 from processors.experiments.config import load_experiments
 from processors.policy import PolicyConfig
@@ -87,7 +88,7 @@ def test_worker_applies_experiments_and_the_bandit_and_learns_from_closed_window
     )  # fmt: skip
     topics = catalogue(s.topic_prefix, s.event_partitions)
     preloaded = _preloaded_outcomes()
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    producer = Producer(kafka_conf(s.kafka))
     for value in preloaded:
         producer.produce(topics.bandit_outcomes.name, value, b"pre")
     producer.produce(topics.bandit_outcomes.name, preloaded[0], b"pre")  # re-sent: counted once
@@ -131,11 +132,11 @@ def test_worker_applies_experiments_and_the_bandit_and_learns_from_closed_window
         # The event clock moved on 15 days: the bandit sends' windows closed, and came back as outcomes.
         assert wait_for(lambda: learned() > len(preloaded), timeout=60), "no closed window was learned from"
 
-    requests = read_to_end(s.kafka_bootstrap, topics.interventions.name)
-    exposures = read_to_end(s.kafka_bootstrap, topics.exposures.name)
-    outcomes = read_to_end(s.kafka_bootstrap, topics.bandit_outcomes.name)
+    requests = read_to_end(s.kafka, topics.interventions.name)
+    exposures = read_to_end(s.kafka, topics.exposures.name)
+    outcomes = read_to_end(s.kafka, topics.bandit_outcomes.name)
     closed = [c for c in outcomes if not c.get("intervention_id", "pre").startswith("pre")]
-    letters = [d for d in read_to_end(s.kafka_bootstrap, topics.dead_letters.name) if d["source"] == "processor:bandit"]
+    letters = [d for d in read_to_end(s.kafka, topics.dead_letters.name) if d["source"] == "processor:bandit"]
     by_id = {r["intervention_id"]: r for r in requests}
     chosen = Counter(r["chosen_by"] for r in requests)
     assert chosen["bandit"] >= 3 and chosen["experiment"] >= 1 and chosen["policy"] >= 1, chosen

@@ -74,7 +74,7 @@ class Topics:
         self.s, self.t = s, catalogue(s.topic_prefix, s.event_partitions)
 
     def read(self, name: str, user: str, model: Callable[..., Any]) -> list[Any]:
-        rows = read_to_end(self.s.kafka_bootstrap, getattr(self.t, name).name)
+        rows = read_to_end(self.s.kafka, getattr(self.t, name).name)
         return [model.model_validate(r) for r in rows if r["user_id"] == user]  # type: ignore[attr-defined]
 
     def awards(self, user: str) -> list[XpAward]:
@@ -99,7 +99,7 @@ def test_worker_awards_xp_and_hot_reloads_rules(infra: Infra, settings: Settings
             "gamification_check_seconds": 0.3,
         }
     )
-    ensure_topics(s.kafka_bootstrap, catalogue(s.topic_prefix, s.event_partitions).all())
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
     topics = Topics(s)
     user, other = "gamer-1", "gamer-2"
     # Default rules, one local (UTC) day: first activity 10, four lessons 4 x 20, a 95 % quiz passed 15 + aced 10.

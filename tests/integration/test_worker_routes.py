@@ -83,10 +83,10 @@ def worker(infra: Infra, settings: Settings, tmp_path: Path) -> Iterator[tuple[W
         }
     )
     topics = catalogue(s.topic_prefix, s.event_partitions)
-    ensure_topics(s.kafka_bootstrap, topics.all())
+    ensure_topics(s.kafka, topics.all())
     population = Population.generate(3, seed=5, start=date.today() - timedelta(days=3))
     events = [e for _, day in iter_event_days(population, 3) for e in day]
-    with EventProducer(s.kafka_bootstrap, topics) as producer:
+    with EventProducer(s.kafka, topics) as producer:
         for batch in _client_batches(events, 50):
             producer.send(batch)
         assert producer.flush(60) == 0

@@ -19,7 +19,8 @@ from config.settings import PROJECT_ROOT
 # Project packages each package may import (besides itself and third-party code). engage/ may import any.
 MAY_IMPORT: dict[str, set[str]] = {
     "schemas": set(),
-    "config": {"schemas"},
+    # config: the settings build kafka_io's description of the connection (KafkaClient), used by every client.
+    "config": {"kafka_io", "schemas"},
     "access": {"schemas"},
     "kafka_io": {"schemas"},
     "models": {"config", "schemas"},

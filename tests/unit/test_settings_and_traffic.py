@@ -66,7 +66,7 @@ def test_customised_settings_round_trip_including_lists(monkeypatch, tmp_path):
     assert rebuilt.model_dump() == original.model_dump()
     assert rebuilt.topic_prefix == "007"
     assert rebuilt.server_keys == []
-    assert rebuilt.kafka_bootstrap == "127.0.0.1:29092"
+    assert rebuilt.kafka.bootstrap == "127.0.0.1:29092"
 
 
 def test_provider_secrets_reach_a_child_in_clear_and_are_masked_elsewhere(monkeypatch):

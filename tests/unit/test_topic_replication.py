@@ -40,7 +40,7 @@ def test_a_bootstrap_list_reaches_every_client_and_faust_reads_each_broker() -> 
     import faust
 
     s = Settings(kafka_bootstrap_servers="k1:9092,k2:9092,k3:9092")
-    assert s.kafka_bootstrap == "k1:9092,k2:9092,k3:9092"
-    assert Settings(kafka_host="h", kafka_port=1).kafka_bootstrap == "h:1"  # unset: the local broker
-    app = faust.App("bootstrap-list-test", broker=f"kafka://{s.kafka_bootstrap}", web_enabled=False)
+    assert s.kafka.bootstrap == "k1:9092,k2:9092,k3:9092"
+    assert Settings(kafka_host="h", kafka_port=1).kafka.bootstrap == "h:1"  # unset: the local broker
+    app = faust.App("bootstrap-list-test", broker=f"kafka://{s.kafka}", web_enabled=False)
     assert [(u.scheme, u.host, u.port) for u in app.conf.broker] == [("kafka", f"k{i}", 9092) for i in (1, 2, 3)]
