@@ -63,8 +63,9 @@ class UserRecord:
     owed: tuple[float, float | None, float | None] | None = None
     # Outputs of the batches not yet committed, [topic, key, value] (milestones, interventions, dead letters):
     # a record can reach Kafka before the outputs sent beside it, so whoever restores the record while its
-    # batch is still uncommitted sends them again (ids make that idempotent). Cleared once the batch is committed.
-    outbox: list[list[str]] = field(default_factory=list)
+    # batch is still uncommitted sends them again (ids make that idempotent). Each is [topic, key, value, offset of
+    # the batch it came from] (records from before: no offset) and is dropped once that batch is committed.
+    outbox: list[list[Any]] = field(default_factory=list)
     game: GameState = field(default_factory=GameState)  # XP, level, achievements (processors.gamification)
     # Interventions sent by trigger group and what came of them (processors.profile), and the student's local day
     # (ordinal) of the last profile emitted: the next is due on the first re-score of a later local day.
@@ -456,3 +457,9 @@ def _arm_outcome(user_id: str, closed: Closed) -> ArmOutcome:
         sent_at=datetime.fromtimestamp(p.sent_at, UTC),
         at=datetime.fromtimestamp(closed.at, UTC),
     )
+
+
+def outbox_offset(output: list[Any], record: UserRecord) -> int:
+    """The offset of the batch an outbox output came from; the record's last batch for outputs kept before
+    outputs carried it (what the whole outbox was settled by then)."""
+    return int(output[3]) if len(output) > 3 else record.source_offset

@@ -92,7 +92,7 @@ def test_outputs_stay_in_the_outbox_until_their_batch_is_committed() -> None:
     bad = {"event_id": "ann-bad", "user_id": "ann", "event_type": "login", "platform": "web"}  # no event_time
     core.fold([_message("ann", 3, _event(1, "ann"), bad)])
     record = core.record("ann")
-    assert record is not None and TOPICS.dead_letters.name in [topic for topic, _, _ in record.outbox]
+    assert record is not None and TOPICS.dead_letters.name in [topic for topic, *_ in record.outbox]
 
     assignment.commits[partition] = 3  # committed up to, not past, the batch: its outputs may still be needed
     core.fold([_message("ann", 4, _event(2, "ann"))])
@@ -100,6 +100,42 @@ def test_outputs_stay_in_the_outbox_until_their_batch_is_committed() -> None:
     assignment.commits[partition] = 5  # the batch at offset 3 (and 4) is committed: its outputs were acknowledged
     core.fold([_message("ann", 5, _event(3, "ann"))])
     assert record.outbox == []
+
+
+def test_a_student_busier_than_the_commits_keeps_only_the_uncommitted_batches_outputs() -> None:
+    """The student's next message always comes before the commit of their previous one (a replay at 0.1 s a day, a
+    busy client): the outbox keeps the outputs of the batches not committed yet, not every batch's since the
+    student began (1 MB after 126 replayed days, when Kafka refused the record)."""
+    assignment = Assignment()
+    core = make_core(assignment=assignment)
+    partition = key_partition(b"ann", PARTITIONS)
+    bad = {"event_id": "", "user_id": "ann", "event_type": "login", "platform": "web"}  # a dead letter per batch
+    sizes = []
+    for offset in range(200):
+        assignment.commits[partition] = max(0, offset - 1)  # the student's previous batch is not committed yet
+        core.fold([_message("ann", offset, _event(offset, "ann"), {**bad, "event_id": f"bad-{offset}"})])
+        record = core.record("ann")
+        assert record is not None
+        sizes.append(len(record.outbox))
+    assert {offset for *_, offset in record.outbox} == {198, 199}
+    assert max(sizes) == max(sizes[:2])  # what two batches make, not growing (before: 1 more every batch)
+
+
+def test_an_outbox_kept_before_outputs_carried_their_batch_is_settled_by_the_records_offset() -> None:
+    assignment = Assignment()
+    table = MemoryTable()
+    core = make_core(table, assignment=assignment)
+    core.fold([_message("ann", 3, _event(1, "ann"))])
+    core.flush_records()
+    old = UserRecord.from_bytes(table.rows[b"ann"])
+    old.outbox = [[TOPICS.dead_letters.name, "ann", "{}"]]  # a record written by the previous version
+    table.rows[b"ann"] = old.to_bytes()
+    partition = key_partition(b"ann", PARTITIONS)
+    assignment.commits[partition] = 4
+    fresh = make_core(table, assignment=assignment)
+    fresh.fold([_message("ann", 4, _event(2, "ann"))])
+    record = fresh.record("ann")
+    assert record is not None and all(len(o) == 4 and o[3] == 4 for o in record.outbox)
 
 
 def test_records_of_a_partition_that_moved_away_are_not_written_back() -> None:

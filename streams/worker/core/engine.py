@@ -40,6 +40,7 @@ from processors.pipeline import (
     ScoreRequest,
     UserRecord,
     ingest_and_play,
+    outbox_offset,
     owe_score,
     owed_request,
     request_context,
@@ -288,12 +289,17 @@ class WorkerCore:
             f.received = received
 
     def _settle_outbox(self, user_id: str, record: UserRecord, partition: int) -> None:
-        """Empty the outbox once the batch it belongs to is committed (its outputs were acknowledged first), and
-        no debounce tick's outputs in it are still waiting for Kafka."""
+        """Drop from the outbox the outputs of batches already committed (their outputs were acknowledged before
+        the commit), unless a debounce tick's outputs in it may still be waiting for Kafka.
+
+        Output by output (each carries the offset of the batch it came from), not all at once: a student whose
+        messages come faster than the commits always has a newest batch not committed yet, and an outbox emptied
+        only when the whole of it was committed grew with every batch (a replay at 0.1 s a day: 631 outputs,
+        1 MB, until Kafka refused to take the record and the worker exited, again after each restart)."""
         if record.outbox and user_id not in self._unconfirmed:
             committed = self.ownership.committed(partition)
-            if committed is not None and record.source_offset < committed:
-                record.outbox = []
+            if committed is not None:
+                record.outbox = [o for o in record.outbox if outbox_offset(o, record) >= committed]
 
     # --- positions and write-back --------------------------------------------------------------------------------
     def position(self, partition: int) -> int | None:
@@ -573,7 +579,7 @@ class WorkerCore:
                 record = UserRecord.from_bytes(raw)
                 request = owed_request(record, user_id)
                 if uncommitted or request is not None:  # owed: a debounce tick's outputs may be unacknowledged
-                    for topic, out_key, value in record.outbox:
+                    for topic, out_key, value, *_ in record.outbox:
                         self.outputs.send_encoded(out_key.encode(), value.encode(), topic=topic)
                         resent += 1
                     if request is None:  # replays: as of the record's own clock, not the wall clock

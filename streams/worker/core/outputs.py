@@ -44,7 +44,7 @@ class Emitter:
         """Send an output; on the events path (``record`` given) also keep it in the record's outbox."""
         self.outputs.send_encoded(key.encode(), value.encode(), topic=topic)
         if record is not None:
-            record.outbox.append([topic, key, value])
+            record.outbox.append([topic, key, value, record.source_offset])
 
     def risk(self, outcome: ScoreOutcome, user_id: str, sent_at: float, keep: UserRecord | None = None) -> None:
         """A re-score's risk update, its intervention if the policy decided one, and the day's profile if due."""
