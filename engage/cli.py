@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -954,10 +955,18 @@ app.add_typer(leaderboards_app, name="leaderboards")
 app.add_typer(dashboards_app, name="dashboards")
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     from kafka_io.admin import KafkaUnavailable
     from sinks.clickhouse.client import ClickHouseUnavailable
 
+    # SIGTERM unwinds like Ctrl-C, so the demo and the benches stop the children they started (their ``with``
+    # blocks); without it Python exits at once and leaves them running. Servers (Faust, uvicorn, the sinks) set
+    # their own handlers when they start.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app()
     except (KafkaUnavailable, ClickHouseUnavailable) as exc:  # a server refused or is away: say which, no traceback
