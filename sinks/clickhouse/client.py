@@ -38,9 +38,19 @@ def connect(settings: Settings, database: str | None = None) -> Client:
         password=settings.clickhouse_password.get_secret_value(),
         connect_timeout=3,
         send_receive_timeout=60,
-        settings={"allow_experimental_low_cardinality_type": 1},
+        settings=session_settings(settings),
         **tls,
     )
+
+
+def session_settings(settings: Settings) -> dict[str, int]:
+    """ClickHouse settings of every session. On a cluster an insert into a ``Distributed`` table returns only once
+    every shard stored its rows (``insert_distributed_sync``): otherwise it returns when they are queued on the
+    node that took them, and a sink would commit its Kafka offsets for rows that node could still lose."""
+    session = {"allow_experimental_low_cardinality_type": 1}
+    if settings.clickhouse_cluster:
+        session["insert_distributed_sync"] = 1
+    return session
 
 
 def check_connection(settings: Settings) -> None:
