@@ -41,6 +41,12 @@ class KafkaServer(LocalServer):
     # (user, password) pairs created when the storage is formatted: how a locked-down cluster is tested here.
     scram_port: int | None = None
     scram_users: tuple[tuple[str, str], ...] = ()
+    # One node of several (``deploy.kafka_cluster``): its id, the quorum's (node id, controller port) on ``host``,
+    # the cluster id every node is formatted with, and where the cluster's one certificate authority is.
+    node_id: int = 1
+    voters: tuple[tuple[int, int], ...] = ()  # () = this node alone
+    cluster_id: str = ""  # '' = a new one at the first start
+    tls_dir: Path | None = None  # None = <workdir>/tls
 
     @property
     def secure_bootstrap(self) -> str:
@@ -51,7 +57,7 @@ class KafkaServer(LocalServer):
     @property
     def tls(self) -> TlsFiles:
         """The listener's CA (``ca_file``, for clients) and keystore, made on first use."""
-        return ensure_tls(self.workdir / "tls", (self.host, "localhost"))
+        return ensure_tls(self.tls_dir or self.workdir / "tls", (self.host, "localhost"))
 
     @property
     def bootstrap(self) -> str:
@@ -76,7 +82,7 @@ class KafkaServer(LocalServer):
         """Write server.properties; format the storage on the first start (no meta.properties yet)."""
         self.properties.write_text(_server_properties(self))
         if not (self.workdir / "data" / "meta.properties").exists():
-            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cid = self.cluster_id or new_cluster_id()
             fmt = subprocess.run(
                 # "--cluster-id=" form: an id starting with "-" (1 in 64 of them) would be read as an option.
                 _java(
@@ -115,6 +121,11 @@ class KafkaServer(LocalServer):
 
     def describe(self, pid: int, ready: bool) -> str:
         return f"running (pid {pid}, {self.bootstrap})" if ready else f"starting or unhealthy (pid {pid})"
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def ensure_jars(cfg: KafkaServer) -> Path:
@@ -180,11 +191,14 @@ def _server_properties(cfg: KafkaServer) -> str:
     if cfg.scram_port is not None:
         listeners += f",SECURE://{cfg.host}:{cfg.scram_port}"
         protocols += ",SECURE:SASL_SSL"
+    voters = cfg.voters or ((cfg.node_id, cfg.controller_port),)
+    # the internal topics' copies: three, or one per node below three; and writes acknowledged by two when possible
+    internal_rf, internal_isr = min(3, len(voters)), min(2, len(voters))
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{cfg.host}:{cfg.controller_port}",
+            f"node.id={cfg.node_id}",
+            "controller.quorum.voters=" + ",".join(f"{n}@{cfg.host}:{port}" for n, port in voters),
             f"listeners={listeners},CONTROLLER://{cfg.host}:{cfg.controller_port}",
             f"advertised.listeners={listeners}",
             "controller.listener.names=CONTROLLER",
@@ -193,12 +207,12 @@ def _server_properties(cfg: KafkaServer) -> str:
             *_secure_listener(cfg),
             f"log.dirs={cfg.workdir / 'data'}",
             f"num.partitions={cfg.default_partitions}",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={internal_rf}",
             "offsets.topic.num.partitions=8",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={internal_rf}",
+            f"transaction.state.log.min.isr={internal_isr}",
+            f"share.coordinator.state.topic.replication.factor={internal_rf}",
+            f"share.coordinator.state.topic.min.isr={internal_isr}",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "num.network.threads=2",

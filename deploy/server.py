@@ -8,6 +8,7 @@ files; spawn; wait; stop by PID file; status line). Written once here, the two c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -69,18 +70,29 @@ class LocalServer(ABC):
 
 def start(server: LocalServer, timeout: float | None = None) -> Started:
     """Start ``server`` unless the one we recorded is already running; either way, return once it is ready."""
-    limit = server.start_timeout if timeout is None else timeout
-    existing = read_pid(server.pid_file)
-    if existing is not None:
-        seconds = wait_ready(server.name, existing, server.ready, limit, server.log)
-        return Started(server.name, existing, seconds, True)
-    server.install()
-    ensure_ports_free(server.name, server.host, server.ports)
-    server.workdir.mkdir(parents=True, exist_ok=True)
-    server.prepare()
-    pid = spawn(server.name, server.argv(), server.workdir, server.env())
-    seconds = wait_ready(server.name, pid, server.ready, limit, server.log)
-    return Started(server.name, pid, seconds, False)
+    return start_all([server], timeout)[0]
+
+
+def start_all(servers: Sequence[LocalServer], timeout: float | None = None) -> list[Started]:
+    """Start every server (those not already running), then wait for each to be ready: the nodes of a quorum
+    (KRaft controllers, ClickHouse replicas) become ready only once enough of the others run."""
+    launched: list[tuple[LocalServer, int, bool]] = []
+    for server in servers:
+        existing = read_pid(server.pid_file)
+        if existing is not None:
+            launched.append((server, existing, True))
+            continue
+        server.install()
+        ensure_ports_free(server.name, server.host, server.ports)
+        server.workdir.mkdir(parents=True, exist_ok=True)
+        server.prepare()
+        launched.append((server, spawn(server.name, server.argv(), server.workdir, server.env()), False))
+    started = []
+    for server, pid, existed in launched:
+        limit = server.start_timeout if timeout is None else timeout
+        seconds = wait_ready(server.name, pid, server.ready, limit, server.log)
+        started.append(Started(server.name, pid, seconds, existed))
+    return started
 
 
 def stop(server: LocalServer) -> bool:
