@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
+from xml.sax.saxutils import escape
 
 from deploy.process import ServiceError
 from deploy.server import LocalServer
@@ -33,10 +34,11 @@ class ClickHouseServer(LocalServer):
     http_port: int = 18123
     user: str = "default"  # the one user of this server (every component connects as it)
     password: str = field(default="", repr=False)  # '' : none (kept as its SHA-256 in users.xml)
+    role: ClusterRole | None = None  # one node of a cluster (``deploy.clickhouse_cluster``), or a server alone
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.tcp_port, self.http_port)
+        return (self.tcp_port, self.http_port) + ((self.role.interserver_port,) if self.role is not None else ())
 
     def install(self) -> None:
         server_binary()  # installed by `make system-deps`, not here: only say so
@@ -62,6 +64,20 @@ class ClickHouseServer(LocalServer):
     def describe(self, pid: int, ready: bool) -> str:
         state = "running" if ready else "starting or unhealthy"
         return f"{state} (pid {pid}, tcp {self.host}:{self.tcp_port}, http {self.http_port})"
+
+
+@dataclass(frozen=True)
+class ClusterRole:
+    """What a node of a cluster knows: the cluster's layout (every shard's replicas' native ports on ``host``),
+    which shard and replica it is (the ``{shard}`` and ``{replica}`` macros of the replicated tables' paths),
+    where ZooKeeper is, and the port its replicas fetch parts from each other on."""
+
+    cluster: str
+    shards: tuple[tuple[int, ...], ...]  # shard -> its replicas' tcp ports
+    shard: int  # 1-based
+    replica: str  # unique in the cluster
+    zookeeper: str  # host:port
+    interserver_port: int
 
 
 def server_binary() -> list[str]:
@@ -99,7 +115,30 @@ def _config_xml(cfg: ClickHouseServer) -> str:
   <max_concurrent_queries>100</max_concurrent_queries>
   <max_table_size_to_drop>0</max_table_size_to_drop>
   <max_partition_size_to_drop>0</max_partition_size_to_drop>
-</yandex>
+{_cluster_xml(cfg)}</yandex>
+"""
+
+
+def _cluster_xml(cfg: ClickHouseServer) -> str:
+    """A cluster node's part of config.xml: the cluster (each replica reached as our one user), ZooKeeper, the
+    macros, distributed DDL's queue, and the interserver port; '' for a server alone."""
+    role = cfg.role
+    if role is None:
+        return ""
+    login = f"<user>{escape(cfg.user)}</user><password>{escape(cfg.password)}</password>"
+    shards = "".join(
+        "<shard><internal_replication>true</internal_replication>"
+        + "".join(f"<replica><host>{cfg.host}</host><port>{port}</port>{login}</replica>" for port in ports)
+        + "</shard>"
+        for ports in role.shards
+    )
+    zk_host, zk_port = role.zookeeper.rsplit(":", 1)
+    return f"""  <interserver_http_host>{cfg.host}</interserver_http_host>
+  <interserver_http_port>{role.interserver_port}</interserver_http_port>
+  <remote_servers><{role.cluster}>{shards}</{role.cluster}></remote_servers>
+  <zookeeper><node><host>{zk_host}</host><port>{zk_port}</port></node><session_timeout_ms>10000</session_timeout_ms></zookeeper>
+  <macros><shard>{role.shard}</shard><replica>{role.replica}</replica></macros>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
 """
 
 

@@ -135,9 +135,10 @@ def db_status() -> None:
     """Which migrations are applied, and when."""
     from sinks.clickhouse.client import connect
     from sinks.clickhouse.migrations import status
+    from sinks.clickhouse.tables import cluster_for
 
     s = get_settings()
-    for version, description, at in status(connect(s), s.clickhouse_database):
+    for version, description, at in status(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster)):
         console.print(f"{version:>3}  {'applied ' + at.isoformat() if at else 'PENDING':<34} {description}")
 
 

@@ -233,24 +233,34 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _ensure_ledger(client: Any, database: str) -> None:
-    client.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+def _ensure_ledger(client: Any, database: str, cluster: Cluster | None = None) -> None:
+    """The database and the ledger, unless they exist. On a cluster both are created ``ON CLUSTER`` and the ledger
+    is replicated to every node (one ZooKeeper path for all shards), so any node knows what was applied. Looked up
+    first: ``ON CLUSTER`` waits for every node, and a sink restarting while a replica is down must not."""
+    if client.execute(f"EXISTS TABLE {database}.{LEDGER}") == [(1,)]:
+        return
+    on = f" ON CLUSTER {cluster.name}" if cluster else ""
+    engine = (
+        f"ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{LEDGER}', '{{replica}}')"
+        if cluster
+        else "ReplacingMergeTree()"
+    )
+    client.execute(f"CREATE DATABASE IF NOT EXISTS {database}{on}")
     client.execute(
-        f"CREATE TABLE IF NOT EXISTS {database}.{LEDGER} "
-        "(version UInt32, description String, applied_at DateTime('UTC')) "
-        "ENGINE = ReplacingMergeTree() ORDER BY version"
+        f"CREATE TABLE IF NOT EXISTS {database}.{LEDGER}{on} "
+        f"(version UInt32, description String, applied_at DateTime('UTC')) ENGINE = {engine} ORDER BY version"
     )
 
 
-def applied_versions(client: Any, database: str) -> dict[int, datetime]:
-    _ensure_ledger(client, database)
+def applied_versions(client: Any, database: str, cluster: Cluster | None = None) -> dict[int, datetime]:
+    _ensure_ledger(client, database, cluster)
     rows = client.execute(f"SELECT version, max(applied_at) FROM {database}.{LEDGER} GROUP BY version")
     return {int(v): at for v, at in rows}
 
 
 def migrate(client: Any, database: str, cluster: Cluster | None = None) -> list[Migration]:
     """Apply every migration not yet recorded; return those applied now."""
-    done = applied_versions(client, database)
+    done = applied_versions(client, database, cluster)
     applied = []
     for migration in MIGRATIONS:
         if migration.version in done:
@@ -267,8 +277,8 @@ def migrate(client: Any, database: str, cluster: Cluster | None = None) -> list[
     return applied
 
 
-def status(client: Any, database: str) -> list[tuple[int, str, datetime | None]]:
-    done = applied_versions(client, database)
+def status(client: Any, database: str, cluster: Cluster | None = None) -> list[tuple[int, str, datetime | None]]:
+    done = applied_versions(client, database, cluster)
     return [(m.version, m.description, done.get(m.version)) for m in MIGRATIONS]
 
 

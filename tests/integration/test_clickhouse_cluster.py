@@ -1,0 +1,122 @@
+"""A ClickHouse cluster of 2 shards x 2 replicas with ZooKeeper, run for real (#27): the cluster DDL executed,
+the sinks writing through the Distributed tables, one replica SIGKILLed while they write and restarted; every
+event once in the Distributed table's FINAL count, and the restarted replica catching up with its shard.
+
+Four 18.16 servers and a ZooKeeper started by the project's own code (``deploy.clickhouse_cluster``), on free
+ports with a password, stopped by PID at the end. Kafka is the session's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from config.settings import Settings
+from deploy.clickhouse_cluster import ClickHouseCluster
+from deploy.infra import Infra
+from kafka_io.admin import ensure_topics
+from kafka_io.producer import EventProducer
+from schemas.topics import catalogue
+from sinks.clickhouse.client import connect
+from sinks.clickhouse.migrations import LEDGER, MIGRATIONS, migrate
+from sinks.clickhouse.tables import cluster_for
+from sinks.service import run_sinks
+from tests.integration.workers import wait_for
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "four servers"
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseCluster]:
+    ch = ClickHouseCluster.local(tmp_path_factory.mktemp("ch-cluster"), settings.cache_dir, user="engage",
+                                 password=PASSWORD)  # fmt: skip
+    try:
+        for started in ch.up():
+            print(f"\n[cluster] {started.name} ready in {started.seconds_to_ready:.1f} s (pid {started.pid})")
+        yield ch
+    finally:
+        ch.down()
+
+
+@pytest.fixture(scope="module")
+def clustered(infra: Infra, settings: Settings, cluster: ClickHouseCluster) -> Settings:
+    s = settings.model_copy(
+        update={
+            "clickhouse_port": cluster.first.tcp_port,
+            "clickhouse_http_port": cluster.first.http_port,
+            "clickhouse_user": "engage",
+            "clickhouse_password": SecretStr(PASSWORD),
+            "clickhouse_cluster": cluster.name,
+            "clickhouse_database": f"engage_cluster_{uuid.uuid4().hex[:6]}",
+            "topic_prefix": f"chc-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    ensure_topics(s.kafka, catalogue(s.topic_prefix, s.event_partitions).all())
+    return s
+
+
+def _on(node_settings: Settings, cluster: ClickHouseCluster, index: int) -> Settings:
+    node = cluster.nodes[index]
+    return node_settings.model_copy(update={"clickhouse_port": node.tcp_port, "clickhouse_http_port": node.http_port})
+
+
+def _count(s: Settings, sql: str) -> int:
+    return int(connect(s).execute(sql)[0][0])
+
+
+def _send(s: Settings, tag: str, users: int, per_user: int) -> int:
+    topics = catalogue(s.topic_prefix, s.event_partitions)
+    at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    with EventProducer(s.kafka, topics) as producer:
+        for u in range(users):
+            user = f"chc-{tag}-{u}"
+            producer.send([{"event_id": f"{user}-{i}", "user_id": user, "event_type": "login", "event_time": at,
+                            "platform": "web", "timezone": "UTC"} for i in range(per_user)])  # fmt: skip
+        assert producer.flush(60) == 0
+    return users * per_user
+
+
+def test_the_cluster_ddl_runs_on_every_node_and_the_ledger_is_everywhere(
+    clustered: Settings, cluster: ClickHouseCluster
+) -> None:
+    db = clustered.clickhouse_database
+    migrate(connect(clustered), db, cluster_for(clustered.clickhouse_cluster))
+    for i in range(len(cluster.nodes)):
+        node = _on(clustered, cluster, i)
+        engines = dict(connect(node).execute(f"SELECT name, engine FROM system.tables WHERE database = '{db}'"))
+        assert engines["behavior_events"] == "Distributed"
+        assert engines["behavior_events_local"] == "ReplicatedReplacingMergeTree"
+        assert engines[LEDGER] == "ReplicatedReplacingMergeTree"
+        assert wait_for(
+            lambda n=node: _count(n, f"SELECT uniqExact(version) FROM {db}.{LEDGER}") == len(MIGRATIONS), 30
+        )
+
+
+def test_a_replica_killed_while_the_sinks_write_loses_nothing_and_catches_up(
+    clustered: Settings, cluster: ClickHouseCluster
+) -> None:
+    db = clustered.clickhouse_database
+    total = f"SELECT count() FROM {db}.behavior_events FINAL WHERE user_id LIKE 'chc-%'"
+    local = f"SELECT count() FROM {db}.behavior_events_local FINAL WHERE user_id LIKE 'chc-%'"
+    sent = _send(clustered, "a", users=60, per_user=5)
+    run_sinks(clustered, ["events"], idle_exit=3.0)
+    assert _count(clustered, total) == sent
+    shard_counts = [_count(_on(clustered, cluster, i), local) for i in range(len(cluster.nodes))]
+    assert shard_counts[0] == shard_counts[1] and shard_counts[2] == shard_counts[3]  # replicas agree
+    assert shard_counts[0] > 0 and shard_counts[2] > 0 and shard_counts[0] + shard_counts[2] == sent  # both shards
+
+    killed = cluster.kill(1)  # shard 1's second replica
+    print(f"\n[cluster] SIGKILLed s1r2 (pid {killed})")
+    sent += _send(clustered, "b", users=60, per_user=5)
+    run_sinks(clustered, ["events"], idle_exit=3.0)
+    assert _count(clustered, total) == sent  # every event once, through the shard's live replica
+
+    cluster.restart(1)
+    back = _on(clustered, cluster, 1)
+    assert wait_for(lambda: _count(back, local) == _count(_on(clustered, cluster, 0), local), 60)
