@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench chaos up down status install system-deps lint fmt clean
+.PHONY: demo test bench chaos cluster-chaos up down status install system-deps lint fmt clean
 
 demo: install system-deps
 	$(BIN)/engage demo
@@ -37,6 +37,11 @@ bench: install system-deps
 # `make test` runs a shorter form (tests/integration/test_chaos.py).
 chaos: install system-deps
 	$(BIN)/engage chaos
+
+# The same on 3 Kafka brokers (RF 3, min ISR 2, SCRAM over TLS) and a 2 x 2 ClickHouse cluster with ZooKeeper: a
+# broker and a replica SIGKILLed and restarted besides the worker and sink kills. `make test` runs a shorter form.
+cluster-chaos: install system-deps
+	$(BIN)/engage chaos --clusters
 
 up: install system-deps
 	$(BIN)/engage infra up

@@ -318,13 +318,18 @@ def chaos(
     double_emitting_worker: Annotated[
         bool, typer.Option(help="Run workers that emit each output twice under two ids: the verifier must then fail")
     ] = False,
+    clusters: Annotated[
+        bool,
+        typer.Option(help="3 Kafka brokers (RF 3, min ISR 2, SCRAM over TLS) and a 2 x 2 ClickHouse cluster"),
+    ] = False,
 ) -> None:
-    """Stream known events while workers and sinks are killed and Kafka and ClickHouse restart; verify every
-    student; print ALL-RECORDS-DELIVERED (exit 0) only when nothing is missing and nothing is counted twice."""
+    """Stream known events while workers and sinks are killed and Kafka and ClickHouse restart (with --clusters: a
+    broker and a replica SIGKILLed); verify every student; print ALL-RECORDS-DELIVERED (exit 0) only when nothing
+    is missing and nothing is counted twice."""
     from engage.chaos.harness import ChaosConfig, run_chaos
 
     config = ChaosConfig(students=students, days=days, seconds=seconds, kills=kills, seed=seed, broken_sink=broken_sink,
-                         double_emitting_worker=double_emitting_worker)  # fmt: skip
+                         double_emitting_worker=double_emitting_worker, clusters=clusters)  # fmt: skip
     report = run_chaos(config, console)
     raise typer.Exit(0 if report.delivered else 1)
 

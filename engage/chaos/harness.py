@@ -37,8 +37,6 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import PROJECT_ROOT, Settings, settings_env
-from deploy import server
-from deploy.infra import Infra
 from deploy.process import free_ports
 from deploy.providers.process import standin_settings, start_providers
 from engage.chaos import notify_check
@@ -46,11 +44,12 @@ from engage.chaos.feed import FeedStats, client_batches, feed
 from engage.chaos.notify_check import NotifyVerdict
 from engage.chaos.reference import expected_by_user
 from engage.chaos.schedule import Fault, fault_schedule
+from engage.chaos.servers import Clusters, OneNode, Servers
 from engage.chaos.supervisor import Supervisor
 from engage.chaos.verify import Verdict, verify
 from engage.children import wait_http
 from engage.simulator import Population, iter_event_days
-from kafka_io.admin import ensure_topics, group_lag
+from kafka_io.admin import Replication, ensure_topics, group_lag
 from kafka_io.producer import EventProducer
 from notifications.contacts import publish_contacts
 from notifications.service import notify_group
@@ -60,6 +59,7 @@ from schemas.contacts import Contact, PushToken
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.clickhouse.migrations import migrate
+from sinks.clickhouse.tables import cluster_for
 from sinks.positions import sink_lag
 
 VERDICT_OK = "ALL-RECORDS-DELIVERED"
@@ -85,6 +85,7 @@ class ChaosConfig:
     settle_timeout: float = 240.0
     run_dir: Path | None = None  # default .run/chaos-<tag>
     cache_dir: Path | None = None
+    clusters: bool = False  # three brokers and a 2 x 2 ClickHouse cluster (``servers.Clusters``) instead of one each
 
 
 @dataclass
@@ -203,10 +204,11 @@ class _Chaos:
         self.console = console
         ports = free_ports(5 + config.workers + 3)  # all at once: see free_ports
         # Every process gets the same settings: the notifiers' channels point at the stand-ins.
-        self.settings = standin_settings(_settings(config, ports[:5]), (ports[-3], ports[-2], ports[-1]))
+        settings = standin_settings(_settings(config, ports[:5]), (ports[-3], ports[-2], ports[-1]))
         if config.notifiers:
-            self.settings = self.settings.model_copy(update={"policy_path": _notify_policy(self.settings.run_dir)})
-        self.infra = Infra.from_settings(self.settings)
+            settings = settings.model_copy(update={"policy_path": _notify_policy(settings.run_dir)})
+        self.servers: Servers
+        self.servers, self.settings = (Clusters if config.clusters else OneNode).of(settings)
         self.supervisor = Supervisor()
         self.report = ChaosReport(config)
         self.log_dir = self.settings.run_dir / "logs"
@@ -244,11 +246,6 @@ class _Chaos:
         return f"http://{self.settings.collector_host}:{self.settings.collector_port}"
 
     # --- faults ------------------------------------------------------------------------------------------
-    def _server(self, name: str) -> tuple[Any, Any, Any]:
-        if name == "kafka":
-            return server.stop, server.start, self.infra.kafka
-        return server.stop, server.start, self.infra.clickhouse
-
     def _apply(self, fault: Fault, started: float, step: str) -> float | None:
         """Run one step of a fault; for a server's stop, the time its start is due (seconds after ``started``)."""
         at = time.monotonic() - started
@@ -258,13 +255,11 @@ class _Chaos:
             effect = f"pid {pid}" if pid else "already down (restarting)"
             self.report.faults.append(FaultRun(fault, at, effect))
         else:
-            stop, start, cfg = self._server(fault.target)
             t0 = time.monotonic()
             if step == "stop":
-                if fault.target == "kafka":
+                if fault.target == "kafka" and self.servers.holds_workers_during_kafka_outage:
                     self.supervisor.paused = True  # a worker started without Kafka only dies again
-                stop(cfg)
-                effect = f"stopped in {time.monotonic() - t0:.1f} s"
+                effect = f"{self.servers.fail(fault.target)} in {time.monotonic() - t0:.1f} s"
                 due = time.monotonic() - started + fault.down_seconds
                 self.report.faults.append(FaultRun(fault, at, effect))
                 if fault.target == "clickhouse":
@@ -272,16 +267,16 @@ class _Chaos:
             else:  # in the background: other faults keep their times while the server starts (Kafka: ~20 s)
                 run = next(r for r in reversed(self.report.faults) if r.fault is fault)
                 run.effect += f"; down {at - run.at:.1f} s"
-                thread = threading.Thread(target=self._start_server, args=(fault, start, cfg, run, started))
+                thread = threading.Thread(target=self._start_server, args=(fault, run, started))
                 thread.start()
                 self._starting.append(thread)
                 effect = "starting again"
         self.console.print(f"  {at:6.1f} s  {fault.describe():<40} {effect}")
         return due
 
-    def _start_server(self, fault: Fault, start: Any, cfg: Any, run: FaultRun, started: float) -> None:
+    def _start_server(self, fault: Fault, run: FaultRun, started: float) -> None:
         t0 = time.monotonic()
-        start(cfg)
+        self.servers.recover(fault.target)
         if fault.target == "kafka":
             self.supervisor.paused = False
         run.effect += f"; ready {time.monotonic() - t0:.1f} s after its start"
@@ -414,11 +409,14 @@ class _Chaos:
     def run(self) -> ChaosReport:
         config, console = self.config, self.console
         broken = [what for what, on in (("sink", config.broken_sink), ("worker", config.double_emitting_worker)) if on]
-        console.rule(f"[bold]chaos run{''.join(f' with a deliberately broken {what}' for what in broken)}")
-        for started_server in self.infra.up():
+        where = " on 3 Kafka brokers and a 2 x 2 ClickHouse cluster" if config.clusters else ""
+        console.rule(f"[bold]chaos run{where}{''.join(f' with a deliberately broken {what}' for what in broken)}")
+        s = self.settings
+        for started_server in self.servers.up():
             console.print(f"  {started_server.name:<11} pid {started_server.pid}")
-        ensure_topics(self.settings.kafka, catalogue(self.settings.topic_prefix, self.settings.event_partitions).all())
-        migrate(connect(self.settings), self.settings.clickhouse_database)
+        topics = catalogue(s.topic_prefix, s.event_partitions).all()
+        ensure_topics(s.kafka, topics, replication=Replication(*s.kafka_replication))
+        migrate(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster))
         record_dir = self.settings.run_dir / "providers"
         population = _population(config)
         with ExitStack() as stack:  # the stand-ins stop last: after everything that could send to them
@@ -431,7 +429,7 @@ class _Chaos:
             finally:
                 self.report.restarts = {name: m.starts - 1 for name, m in self.supervisor.procs.items()}
                 self.supervisor.stop_all()
-                self.infra.down()
+                self.servers.down()
         return self.report
 
     def _publish_contacts(self, population: Population) -> None:

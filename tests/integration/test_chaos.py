@@ -76,3 +76,22 @@ def test_a_worker_that_emits_each_output_twice_under_two_ids_is_caught(tmp_path:
     doubled = {d.check for d in report.verdict.differences if d.doubled}
     # Each output emitted twice under two ids, found on Kafka for every kind of output.
     assert {output.checks[3] for output in OUTPUTS} <= doubled, out[-4000:]
+
+
+def test_on_three_brokers_and_a_clickhouse_cluster_a_broker_and_a_replica_killed_lose_nothing(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """#27's multi-node run, short: RF 3 / min ISR 2 over SCRAM and TLS, 2 shards x 2 replicas with ZooKeeper; a
+    broker and a replica SIGKILLed mid-stream and restarted, workers and sinks killed; every event once in the
+    Distributed tables (FINAL), every student's state exact. (`make cluster-chaos` is the long form.)"""
+    console = Console(record=True, width=150)
+    report = run_chaos(_short(tmp_path, settings, clusters=True, notifiers=0), console)
+    out = console.export_text()
+    effects = {run.fault.target: run.effect for run in report.faults if run.fault.target in ("kafka", "clickhouse")}
+    assert "SIGKILLed broker 2 of 3" in effects["kafka"], effects
+    assert "SIGKILLed replica s2r2 of 4" in effects["clickhouse"], effects
+    assert all("ready" in effect for effect in effects.values()), effects  # both came back during the run
+    assert report.verdict is not None
+    assert report.delivered, out[-4000:]
+    assert VERDICT_OK in out
+    assert report.verdict.totals["event rows (FINAL)"] == len(report.feed.accepted_ids)
