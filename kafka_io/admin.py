@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._metadata import ClusterMetadata  # where it is defined (``admin`` re-exports it implicitly)
+from confluent_kafka.admin._scram import (  # the same
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
 from confluent_kafka.cimpl import NewTopic  # where it is defined and typed (``admin`` re-exports it implicitly)
 
 from kafka_io.client import Kafka, kafka_conf
@@ -239,3 +246,46 @@ def whole_topic_reader(kafka: Kafka, topic: str, name: str, timeout: float = 30.
         consumer.close()
         raise
     return consumer
+
+
+_SCRAM = (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+
+
+def set_scram_password(kafka: Kafka, user: str, password: str, iterations: int = 8192) -> None:
+    """Create ``user`` or change its password, for both SCRAM mechanisms (the brokers keep the salted credentials
+    in the cluster's metadata, so it holds on every broker at once). Connections open already stay open: SCRAM
+    is checked when a client connects."""
+    if not password:
+        raise ValueError(f"an empty SCRAM password for {user!r}")
+    admin, _ = connect_admin(kafka)
+    for m in _SCRAM:  # one request each: Kafka refuses a request that alters one user twice
+        upsert: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(user, ScramCredentialInfo(m, iterations), password.encode())
+        ]
+        for future in admin.alter_user_scram_credentials(upsert).values():
+            future.result()
+
+
+def delete_scram_user(kafka: Kafka, user: str) -> None:
+    """Remove ``user``'s SCRAM credentials (both mechanisms): it can no longer connect."""
+    admin, _ = connect_admin(kafka)
+    known = set(scram_users(kafka).get(user, []))
+    deletions: list[UserScramCredentialAlteration] = [
+        UserScramCredentialDeletion(user, m) for m in _SCRAM if m.name.replace("_", "-") in known
+    ]
+    if not deletions:
+        raise KeyError(f"Kafka has no SCRAM user {user!r}")
+    for deletion in deletions:  # one request each, as above
+        for future in admin.alter_user_scram_credentials([deletion]).values():
+            future.result()
+
+
+def scram_users(kafka: Kafka) -> dict[str, list[str]]:
+    """Every SCRAM user and its mechanisms (never a secret: Kafka returns salted credentials to nobody)."""
+    admin, _ = connect_admin(kafka)
+    described = admin.describe_user_scram_credentials()  # every user: one future for all of them
+    assert not isinstance(described, dict)
+    return {
+        user: sorted(i.mechanism.name.replace("_", "-") for i in d.scram_credential_infos)
+        for user, d in described.result().items()
+    }

@@ -27,12 +27,12 @@ from deploy import server
 from deploy.infra import Infra
 from deploy.kafka_server import KafkaServer
 from deploy.process import free_port, free_ports
-from kafka_io.admin import KafkaUnavailable, check_kafka, ensure_topics
+from kafka_io.admin import KafkaUnavailable, check_kafka, ensure_topics, scram_users, set_scram_password
 from schemas.topics import catalogue
 from sinks.clickhouse.client import connect
 from sinks.service import run_sinks
 from tests.integration.helpers import read_topic, running_collector
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +165,44 @@ def test_a_worker_with_a_wrong_password_exits_at_start_saying_why(locked: Settin
     assert "SASL authentication error" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     assert time.monotonic() - started < 60
+
+
+def _as(s: Settings, user: str, password: str) -> Settings:
+    return s.model_copy(update={"kafka_sasl_username": user, "kafka_sasl_password": SecretStr(password)})
+
+
+def _refusal(s: Settings) -> str:
+    """'' when Kafka accepts the settings' user, else why not. A credential change is applied by every broker
+    from the cluster's metadata a moment after the controller took it: callers wait for the answer they expect."""
+    try:
+        check_kafka(s.kafka, timeout=15)
+        return ""
+    except KafkaUnavailable as exc:
+        return str(exc)
+
+
+def test_a_password_is_rotated_through_a_second_user_without_an_outage(locked: Settings) -> None:
+    """The runbook's rotation (deploy/SCALING.md) with the commands it names: `engage kafka set-password` creates
+    the next user, the components move to it, `engage kafka delete-user` removes the old one."""
+    old, new = f"app-{uuid.uuid4().hex[:6]}", f"app-{uuid.uuid4().hex[:6]}"
+    as_old, as_new = _as(locked, old, "first secret"), _as(locked, new, "second secret")
+    set_scram_password(locked.kafka, old, "first secret")
+    assert wait_for(lambda: _refusal(as_old) == "", 10), _refusal(as_old)
+
+    def cli(s: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engage.cli", "kafka", *args], input=stdin, text=True,
+                              capture_output=True, env={**os.environ, **settings_env(s)}, cwd=PROJECT_ROOT,
+                              timeout=60)  # fmt: skip
+
+    made = cli(as_old, "set-password", new, "--password-stdin", stdin="second secret\n")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert wait_for(lambda: _refusal(as_new) == "", 10), _refusal(as_new)
+    assert _refusal(as_old) == ""  # both work while the components move to the new user
+    listed = cli(as_new, "users")
+    assert old in listed.stdout and new in listed.stdout and "second secret" not in listed.stdout
+
+    gone = cli(as_new, "delete-user", old)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert wait_for(lambda: "SASL authentication error" in _refusal(as_old), 10), _refusal(as_old)
+    assert _refusal(as_new) == ""
+    assert old not in scram_users(locked.kafka)
