@@ -48,7 +48,12 @@ class ClickHouseServer(LocalServer):
         for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         (self.workdir / "config.xml").write_text(_config_xml(self))
-        (self.workdir / "users.xml").write_text(users_xml(self.user, self.password))
+        self.write_users()
+
+    def write_users(self, *more: tuple[str, str]) -> None:
+        """users.xml with the server's user and ``more`` (user, password) pairs; a running server re-reads it
+        within seconds, without a restart (how a password is rotated: ``deploy/SCALING.md``)."""
+        (self.workdir / "users.xml").write_text(users_xml(self.user, self.password, *more))
 
     def argv(self) -> list[str]:
         return [*server_binary(), f"--config-file={self.workdir / 'config.xml'}"]
@@ -142,17 +147,29 @@ def _cluster_xml(cfg: ClickHouseServer) -> str:
 """
 
 
-def users_xml(user: str, password: str) -> str:
-    """The server's users.xml: ``user`` alone, from loopback only, with ``password`` as its SHA-256 (none when '')."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", user):
-        raise ServiceError(f"ClickHouse user name {user!r}: letters, digits and '_' only (an XML tag in users.xml)")
-    secret = (
-        f"<password_sha256_hex>{hashlib.sha256(password.encode()).hexdigest()}</password_sha256_hex>"
-        if password
-        else "<password></password>"
-    )
-    return _USERS_XML.format(user=user, secret=secret)
+def users_xml(user: str, password: str, *more: tuple[str, str]) -> str:
+    """The server's users.xml: ``user`` (and ``more`` (user, password) pairs: two users while a password is
+    rotated), from loopback only, each password as its SHA-256 (none when '')."""
+    blocks = []
+    for name, secret in ((user, password), *more):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ServiceError(f"ClickHouse user name {name!r}: letters, digits and '_' only (an XML tag in users.xml)")
+        stored = (
+            f"<password_sha256_hex>{hashlib.sha256(secret.encode()).hexdigest()}</password_sha256_hex>"
+            if secret
+            else "<password></password>"
+        )
+        blocks.append(_USER_XML.format(user=name, secret=stored))
+    return _USERS_XML.format(users="".join(blocks))
 
+
+_USER_XML = """    <{user}>
+      {secret}
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </{user}>
+"""
 
 _USERS_XML = """<?xml version="1.0"?>
 <yandex>
@@ -163,13 +180,7 @@ _USERS_XML = """<?xml version="1.0"?>
     </default>
   </profiles>
   <users>
-    <{user}>
-      {secret}
-      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-      <profile>default</profile>
-      <quota>default</quota>
-    </{user}>
-  </users>
+{users}  </users>
   <quotas>
     <default>
       <interval>
