@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploy import server
@@ -62,6 +62,38 @@ class ClickHouseCluster:
                     )
                 )
         return cls(name, zookeeper, tuple(nodes), password)
+
+    def grown(self, workdir: Path, shards: int = 1) -> ClickHouseCluster:
+        """This cluster with ``shards`` more shards of as many replicas, the new nodes on free ports under
+        ``workdir``, and every node's ``remote_servers`` naming them. Then ``rewrite`` the running nodes (they
+        reload that section without a restart) and ``up`` starts the new ones."""
+        first_role = self.nodes[0].role
+        assert first_role is not None, "a cluster's nodes all have roles"
+        layout = first_role.shards
+        replicas, first_new = len(layout[0]), len(layout) + 1
+        count = shards * replicas
+        ports = free_ports(3 * count)
+        tcp, http, interserver = ports[:count], ports[count : 2 * count], ports[2 * count :]
+        new_layout = layout + tuple(tuple(tcp[s * replicas + r] for r in range(replicas)) for s in range(shards))
+        nodes = [replace(n, role=replace(n.role, shards=new_layout)) for n in self.nodes if n.role is not None]
+        template = self.nodes[0]
+        for s in range(shards):
+            for r in range(replicas):
+                i, shard = s * replicas + r, first_new + s
+                role = replace(first_role, shards=new_layout, shard=shard, replica=f"s{shard}r{r + 1}",
+                               interserver_port=interserver[i])  # fmt: skip
+                nodes.append(
+                    replace(
+                        template, workdir=workdir / f"s{shard}r{r + 1}", tcp_port=tcp[i], http_port=http[i], role=role
+                    )
+                )
+        return ClickHouseCluster(self.name, self.zookeeper, tuple(nodes), self.password)
+
+    def rewrite(self) -> None:
+        """Write every node's configuration again (a running node re-reads ``remote_servers`` within seconds)."""
+        for node in self.nodes:
+            if read_pid(node.pid_file) is not None:
+                node.prepare()
 
     @property
     def first(self) -> ClickHouseServer:

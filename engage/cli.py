@@ -131,6 +131,41 @@ def db_migrate() -> None:
     console.print(f"{s.clickhouse_database}: up to date" if not applied else f"{len(applied)} migration(s) applied")
 
 
+@db_app.command("new-nodes")
+def db_new_nodes() -> None:
+    """Create the database's tables on nodes that joined the cluster after it was migrated (a new shard):
+    every statement again ON CLUSTER, IF NOT EXISTS (deploy/SCALING.md, "Adding a shard")."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.migrations import create_on_new_nodes
+    from sinks.clickhouse.tables import cluster_for
+
+    s = get_settings()
+    cluster = cluster_for(s.clickhouse_cluster)
+    if cluster is None:
+        console.print("[red]error:[/red] ENGAGE_CLICKHOUSE_CLUSTER is not set: there are no other nodes")
+        raise typer.Exit(2)
+    ran = create_on_new_nodes(connect(s), s.clickhouse_database, cluster)
+    console.print(f"{s.clickhouse_database}: {ran} statements run ON CLUSTER {cluster.name}")
+
+
+@db_app.command("copy")
+def db_copy(
+    to: Annotated[str, typer.Option("--to", help="The database to copy into (created and migrated here)")],
+) -> None:
+    """Copy the warehouse (ENGAGE_CLICKHOUSE_DATABASE) into another database: for a cluster that gained a shard
+    (deploy/SCALING.md). The tables views fill are rebuilt from the copied rows."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.copy import copy_database
+    from sinks.clickhouse.migrations import migrate
+    from sinks.clickhouse.tables import cluster_for
+
+    s = get_settings()
+    client = connect(s)
+    migrate(client, to, cluster_for(s.clickhouse_cluster))
+    for table, rows in copy_database(client, s.clickhouse_database, to).items():
+        console.print(f"{s.clickhouse_database}.{table} -> {to}.{table}: {rows:,} rows")
+
+
 @db_app.command("status")
 def db_status() -> None:
     """Which migrations are applied, and when."""

@@ -233,11 +233,23 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _ensure_ledger(client: Any, database: str, cluster: Cluster | None = None) -> None:
+def create_on_new_nodes(client: Any, database: str, cluster: Cluster) -> int:
+    """Create the database, the ledger and every table on nodes that joined ``cluster`` after the migrations ran
+    (a new shard): each statement again ``ON CLUSTER``, all ``IF NOT EXISTS``, so the nodes that have them are left
+    as they are and the new ones get today's tables (empty) and a replica of the ledger. Until then a read of a
+    ``Distributed`` table fails on the new shard. The statements run."""
+    _ensure_ledger(client, database, cluster, force=True)
+    statements = [s for m in MIGRATIONS for s in m.statements(client, database, cluster)]
+    for statement in statements:
+        client.execute(statement)
+    return len(statements)
+
+
+def _ensure_ledger(client: Any, database: str, cluster: Cluster | None = None, force: bool = False) -> None:
     """The database and the ledger, unless they exist. On a cluster both are created ``ON CLUSTER`` and the ledger
     is replicated to every node (one ZooKeeper path for all shards), so any node knows what was applied. Looked up
     first: ``ON CLUSTER`` waits for every node, and a sink restarting while a replica is down must not."""
-    if client.execute(f"EXISTS TABLE {database}.{LEDGER}") == [(1,)]:
+    if not force and client.execute(f"EXISTS TABLE {database}.{LEDGER}") == [(1,)]:
         return
     on = f" ON CLUSTER {cluster.name}" if cluster else ""
     engine = (

@@ -8,6 +8,9 @@ ports with a password, stopped by PID at the end. Kafka is the session's.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from config.settings import Settings
+from config.settings import PROJECT_ROOT, Settings, settings_env
+from deploy import server
 from deploy.clickhouse_cluster import ClickHouseCluster
 from deploy.infra import Infra
 from kafka_io.admin import ensure_topics
@@ -120,3 +124,49 @@ def test_a_replica_killed_while_the_sinks_write_loses_nothing_and_catches_up(
     cluster.restart(1)
     back = _on(clustered, cluster, 1)
     assert wait_for(lambda: _count(back, local) == _count(_on(clustered, cluster, 0), local), 60)
+
+
+def test_a_third_shard_gets_its_share_once_the_warehouse_is_copied_into_the_grown_layout(
+    clustered: Settings, cluster: ClickHouseCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The runbook's "Adding a shard" (deploy/SCALING.md): new replicas started, every node's remote_servers
+    rewritten (reloaded without a restart), `engage db copy --to` a new database on the grown cluster; the same
+    rows and daily aggregates there, and the new shard holding its students' share."""
+    db = clustered.clickhouse_database
+    sent = _send(clustered, "c", users=90, per_user=3)
+    run_sinks(clustered, ["events"], idle_exit=3.0)
+    rows = "SELECT count() FROM {db}.behavior_events FINAL WHERE user_id LIKE 'chc-%'"
+    daily = "SELECT sum(n) FROM (SELECT user_id, day, uniqExactMerge(events) AS n FROM {db}.user_daily_activity " \
+            "WHERE user_id LIKE 'chc-%' GROUP BY user_id, day)"  # fmt: skip
+    before = _count(clustered, rows.format(db=db))
+    assert before >= sent and _count(clustered, daily.format(db=db)) == before
+
+    grown = cluster.grown(tmp_path_factory.mktemp("ch-grown"))
+    new = grown.nodes[len(cluster.nodes) :]
+    try:
+        grown.rewrite()
+        grown.up()
+        shards = "SELECT uniqExact(shard_num) FROM system.clusters WHERE cluster = %(c)s"
+        assert wait_for(lambda: connect(clustered).execute(shards, {"c": cluster.name}) == [(3,)], 30)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            env = {**os.environ, **settings_env(clustered)}
+            argv = [sys.executable, "-m", "engage.cli", "db", *args]
+            return subprocess.run(argv, text=True, capture_output=True, env=env, cwd=PROJECT_ROOT, timeout=300)
+
+        made = cli("new-nodes")  # the current database's tables, empty, on the new shard: reads span it now
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert _count(clustered, rows.format(db=db)) == before
+        target = f"{db}_v2"
+        copied = cli("copy", "--to", target)
+        assert copied.returncode == 0, copied.stdout + copied.stderr
+        assert f"{db}.behavior_events -> {target}.behavior_events" in copied.stdout
+        moved = clustered.model_copy(update={"clickhouse_database": target})
+        assert _count(moved, rows.format(db=target)) == before
+        assert _count(moved, daily.format(db=target)) == before  # rebuilt by the views from the copied rows
+        local = f"SELECT count() FROM {target}.behavior_events_local FINAL WHERE user_id LIKE 'chc-%'"
+        third = [_count(moved.model_copy(update={"clickhouse_port": n.tcp_port}), local) for n in new]
+        assert third[0] == third[1] > 0  # the new shard's replicas hold its share, and agree
+    finally:
+        for node in new:
+            server.stop(node)
