@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from config.settings import get_settings
-from engage import experiments_cli, gamification_cli, kafka_cli, notify_cli
+from engage import db_cli, experiments_cli, gamification_cli, kafka_cli, notify_cli
 from engage.bench.bandit import bench_bandit
 from engage.bench.dashboards import bench_dashboards
 from engage.bench.experiments import bench_experiments
@@ -26,14 +26,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student enga
 infra_app = typer.Typer(no_args_is_help=True, help="Local Kafka and ClickHouse (start, stop, status).")
 schemas_app = typer.Typer(no_args_is_help=True, help="Event contracts.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics from the catalogue.")
-db_app = typer.Typer(no_args_is_help=True, help="ClickHouse schema.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks with same-run baselines.")
 replay_app = typer.Typer(no_args_is_help=True, help="Replay public datasets through the live pipeline.")
 model_app = typer.Typer(no_args_is_help=True, help="Train, list, promote and roll back risk models.")
 app.add_typer(infra_app, name="infra")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
-app.add_typer(db_app, name="db")
+app.add_typer(db_cli.app, name="db")  # engage db migrate | status | ddl | retention | copy | new-nodes
 app.add_typer(bench_app, name="bench")
 app.add_typer(replay_app, name="replay")
 app.add_typer(model_app, name="model")
@@ -115,112 +114,6 @@ def topics_create() -> None:
         replication=Replication(*s.kafka_replication),
     )
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
-
-
-@db_app.command("migrate")
-def db_migrate() -> None:
-    """Apply pending schema migrations (idempotent)."""
-    from sinks.clickhouse.client import connect
-    from sinks.clickhouse.migrations import migrate
-    from sinks.clickhouse.tables import cluster_for
-
-    s = get_settings()
-    applied = migrate(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster))
-    for m in applied:
-        console.print(f"applied {m.version}: {m.description}")
-    console.print(f"{s.clickhouse_database}: up to date" if not applied else f"{len(applied)} migration(s) applied")
-
-
-@db_app.command("new-nodes")
-def db_new_nodes() -> None:
-    """Create the database's tables on nodes that joined the cluster after it was migrated (a new shard):
-    every statement again ON CLUSTER, IF NOT EXISTS (deploy/SCALING.md, "Adding a shard")."""
-    from sinks.clickhouse.client import connect
-    from sinks.clickhouse.migrations import create_on_new_nodes
-    from sinks.clickhouse.tables import cluster_for
-
-    s = get_settings()
-    cluster = cluster_for(s.clickhouse_cluster)
-    if cluster is None:
-        console.print("[red]error:[/red] ENGAGE_CLICKHOUSE_CLUSTER is not set: there are no other nodes")
-        raise typer.Exit(2)
-    ran = create_on_new_nodes(connect(s), s.clickhouse_database, cluster)
-    console.print(f"{s.clickhouse_database}: {ran} statements run ON CLUSTER {cluster.name}")
-
-
-@db_app.command("copy")
-def db_copy(
-    to: Annotated[str, typer.Option("--to", help="The database to copy into (created and migrated here)")],
-) -> None:
-    """Copy the warehouse (ENGAGE_CLICKHOUSE_DATABASE) into another database: for a cluster that gained a shard
-    (deploy/SCALING.md). The tables views fill are rebuilt from the copied rows."""
-    from sinks.clickhouse.client import connect
-    from sinks.clickhouse.copy import copy_database
-    from sinks.clickhouse.migrations import migrate
-    from sinks.clickhouse.tables import cluster_for
-
-    s = get_settings()
-    client = connect(s)
-    migrate(client, to, cluster_for(s.clickhouse_cluster))
-    for table, rows in copy_database(client, s.clickhouse_database, to).items():
-        console.print(f"{s.clickhouse_database}.{table} -> {to}.{table}: {rows:,} rows")
-
-
-@db_app.command("status")
-def db_status() -> None:
-    """Which migrations are applied, and when."""
-    from sinks.clickhouse.client import connect
-    from sinks.clickhouse.migrations import status
-    from sinks.clickhouse.tables import cluster_for
-
-    s = get_settings()
-    for version, description, at in status(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster)):
-        console.print(f"{version:>3}  {'applied ' + at.isoformat() if at else 'PENDING':<34} {description}")
-
-
-@db_app.command("ddl")
-def db_ddl(
-    cluster: Annotated[str | None, typer.Option(help="Render the cluster variant ON CLUSTER this name")] = None,
-) -> None:
-    """Print the DDL of a fresh database (single node, or the Replicated + Distributed cluster variant)."""
-    from sinks.clickhouse.tables import OBJECTS, cluster_for
-
-    s = get_settings()
-    for obj in OBJECTS:
-        for statement in obj.ddl(s.clickhouse_database, cluster_for(cluster or s.clickhouse_cluster)).split(";\n"):
-            typer.echo(statement + ";\n")
-
-
-@db_app.command("retention")
-def db_retention(
-    apply: Annotated[bool, typer.Option("--apply", help="Drop the partitions (default: only list them)")] = False,
-    keep: Annotated[
-        list[str] | None, typer.Option(help="TABLE=MONTHS, overriding a table's default (repeatable)")
-    ] = None,
-) -> None:
-    """Drop monthly partitions older than each table keeps (raw events 13 months, aggregates 37, ...)."""
-    from datetime import UTC, datetime
-
-    from sinks.clickhouse.client import connect
-    from sinks.clickhouse.retention import drop_partitions, expired_partitions, retention_policy
-    from sinks.clickhouse.tables import cluster_for
-
-    overrides: dict[str, int] = {}
-    for item in keep or []:
-        name, sep, months = item.partition("=")
-        if not sep or not months.isdigit():
-            raise typer.BadParameter(f"--keep wants TABLE=MONTHS, got {item!r}")
-        overrides[name] = int(months)
-    s = get_settings()
-    client, cluster = connect(s), cluster_for(s.clickhouse_cluster)
-    for table, kept in sorted(retention_policy(overrides).items()):
-        console.print(f"{table:<24} keeps {kept} months")
-    expired = expired_partitions(client, s.clickhouse_database, datetime.now(UTC).date(), overrides, cluster)
-    for p in expired:
-        console.print(f"{'dropping' if apply else 'would drop'} {p.table} partition {p.partition} ({p.rows} rows)")
-    if apply:
-        drop_partitions(client, s.clickhouse_database, expired, cluster)
-    console.print(f"{len(expired)} partition(s) {'dropped' if apply else 'expired; run with --apply to drop'}")
 
 
 @app.command("query")
