@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -77,9 +78,60 @@ def free_port() -> int:
 def free_ports(count: int) -> list[int]:
     """``count`` different free TCP ports on loopback, for servers that will bind them later.
 
-    Chosen together, each held until all are chosen: one at a time, a port released by one call can come back
-    from the next (a chaos run gave ClickHouse and a worker the same port; whichever started second could not
-    bind it, and after ClickHouse's restart the worker answered on ClickHouse's port)."""
+    - Below the kernel's range of ephemeral ports: an outgoing connection takes its local port from that range, and
+      one took the port a Kafka broker was about to bind (a clean-clone run: "Address already in use" for its
+      SCRAM listener, chosen while a ClickHouse cluster was connecting to its ZooKeeper).
+    - Not one of the last few thousand this process handed out: ports released by one call could come back from
+      the next (a chaos run gave ClickHouse and a worker the same port).
+    - Each bound once to see it is free now, all held until all are chosen.
+    Above 20,000, clear of the engine's default ports (16066-19093)."""
+    span = _server_ports()
+    if len(span) < 1_000:  # a kernel whose ephemeral range starts low: the kernel's choice, as before
+        return _ephemeral_ports(count)
+    socks: list[socket.socket] = []
+    chosen: list[int] = []
+    try:
+        for _ in range(count * 50):
+            if len(chosen) == count:
+                break
+            port = _RANDOM.choice(span)
+            if port in _HANDED_OUT or port in chosen:
+                continue
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
+            chosen.append(port)
+        if len(chosen) < count:
+            raise ServiceError(f"no {count} free ports found between {span.start} and {span.stop}")
+        for port in chosen:
+            _HANDED_OUT[port] = None
+        while len(_HANDED_OUT) > _REMEMBERED:
+            del _HANDED_OUT[next(iter(_HANDED_OUT))]  # the oldest: long bound by its server, or never used
+        return chosen
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+_HANDED_OUT: dict[int, None] = {}  # the ports handed out last, oldest first
+_REMEMBERED = 4_000
+_RANDOM = random.Random()
+
+
+def _server_ports() -> range:
+    """20,000 up to the first ephemeral port (Linux: ``ip_local_port_range``, 32768 by default)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return range(20_000, min(low, 32_768))
+
+
+def _ephemeral_ports(count: int) -> list[int]:
     socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
         for sock in socks:

@@ -64,6 +64,15 @@ def test_ports_chosen_together_are_all_different():
         assert len(set(ports)) == 8
 
 
+def test_ports_are_chosen_below_the_ephemeral_range_and_not_handed_out_twice():
+    """Outgoing connections take local ports from the kernel's ephemeral range: a server's port chosen there can
+    be taken before the server binds it (a Kafka broker's, in a clean-clone run)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first, second = free_ports(50), free_ports(50)
+    assert all(20_000 <= p < min(low, 32_768) for p in first + second)
+    assert not set(first) & set(second)
+
+
 def test_port_open_sees_a_listener(listener):
     assert port_open("127.0.0.1", listener)
 
