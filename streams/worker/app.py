@@ -163,6 +163,7 @@ class EngagementWorker:
             # its changelog is replicated as the settings ask (topic_replication_factor above), and so acknowledged
             extra_topic_configs={"min.insync.replicas": str(settings.kafka_min_insync_replicas)},
         )
+        fi.partition_count_unknown_is_not_a_mismatch(self.users)
         ownership = FaustOwnership(self.app, events)
         self.changelog_writes = fi.commit_only_when_acknowledged(
             self.app, self._outputs_acknowledged_before_commit, write_back=self._write_back

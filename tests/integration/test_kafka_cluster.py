@@ -82,7 +82,9 @@ def replicated(
 def _copies(s: Settings, topic: str) -> tuple[set[int], str]:
     """The replica counts of ``topic``'s partitions, and its min.insync.replicas."""
     admin = AdminClient(kafka_conf(s.kafka))
-    meta = admin.list_topics(topic, timeout=10).topics[topic]
+    meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        return set(), ""  # not created yet, or not every broker knows it yet
     config = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
     (described,) = config.values()
     return {len(p.replicas) for p in meta.partitions.values()}, described.result()["min.insync.replicas"].value
@@ -117,8 +119,8 @@ def _send_until_accepted(url: str, batch: list[dict[str, object]], deadline: flo
 
 def test_the_topics_and_the_worker_changelog_have_three_copies_and_need_two(replicated: Settings) -> None:
     topics = catalogue(replicated.topic_prefix, replicated.event_partitions)
-    assert _copies(replicated, topics.events.name) == ({3}, "2")
-    assert _copies(replicated, topics.risk_updates.name) == ({3}, "2")
+    for topic in (topics.events.name, topics.risk_updates.name):  # each broker learns a new topic a moment apart
+        assert wait_for(lambda t=topic: _copies(replicated, t) == ({3}, "2"), 30), _copies(replicated, topic)
 
 
 def test_a_broker_killed_and_restarted_while_events_stream_loses_nothing_and_counts_nothing_twice(
@@ -127,10 +129,8 @@ def test_a_broker_killed_and_restarted_while_events_stream_loses_nothing_and_cou
     worker = WorkerProcess(replicated, free_port(), tmp_path / "worker.log").start()
     try:
         changelog = f"{replicated.topic_prefix}-worker-user-state-changelog"
-        assert wait_for(
-            lambda: changelog in AdminClient(kafka_conf(replicated.kafka)).list_topics(timeout=5).topics, 30
-        )
-        assert _copies(replicated, changelog) == ({3}, "2")
+        # created by the worker's Faust as it starts: listed first, its partitions a moment later
+        assert wait_for(lambda: _copies(replicated, changelog) == ({3}, "2"), 30), _copies(replicated, changelog)
         attempts: list[int] = []
         with running_collector(replicated) as url:
             deadline = time.monotonic() + 240
