@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 from pydantic import SecretStr
 
@@ -85,9 +86,12 @@ def _copies(s: Settings, topic: str) -> tuple[set[int], str]:
     meta = admin.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         return set(), ""  # not created yet, or not every broker knows it yet
-    config = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
-    (described,) = config.values()
-    return {len(p.replicas) for p in meta.partitions.values()}, described.result()["min.insync.replicas"].value
+    (described,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    try:
+        min_insync = described.result()["min.insync.replicas"].value
+    except KafkaException:  # asked a broker that has not learnt of the topic yet
+        return set(), ""
+    return {len(p.replicas) for p in meta.partitions.values()}, min_insync
 
 
 def _brokers(s: Settings) -> int:
