@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from deploy.maven import ensure_jars
 from deploy.process import ServiceError, port_open
 from deploy.server import LocalServer
 from deploy.tls import TlsFiles, ensure_tls
@@ -76,7 +76,7 @@ class KafkaServer(LocalServer):
         return (self.port, self.controller_port) + ((self.scram_port,) if self.scram_port is not None else ())
 
     def install(self) -> None:
-        ensure_jars(self)
+        ensure_jars("Kafka", POM, "kafka.version", self.version, self.libs)
 
     def prepare(self) -> None:
         """Write server.properties; format the storage on the first start (no meta.properties yet)."""
@@ -126,36 +126,6 @@ class KafkaServer(LocalServer):
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def ensure_jars(cfg: KafkaServer) -> Path:
-    """Resolve the broker's jars through Maven into the cache (once); return the libs directory."""
-    done = cfg.libs / ".complete"
-    if done.exists():
-        return cfg.libs
-    if shutil.which("mvn") is None:
-        raise ServiceError("Maven ('mvn') is needed to fetch the Kafka jars; install it (apt-get install maven)")
-    if shutil.which("java") is None:
-        raise ServiceError("Java 17 ('java') is needed to run Kafka; install it (apt-get install openjdk-17-jre)")
-    cfg.libs.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        "mvn",
-        "-q",
-        "-B",
-        "-f",
-        str(POM),
-        f"-Dkafka.version={cfg.version}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={cfg.libs}",
-        "-DincludeScope=runtime",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ServiceError(
-            f"Maven could not resolve Kafka {cfg.version}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
-    done.write_text(cfg.version)
-    return cfg.libs
 
 
 def _scram_arguments(cfg: KafkaServer) -> list[str]:

@@ -8,14 +8,12 @@ No download site and no Docker. Started, stopped and reported by ``deploy.server
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from deploy.process import ServiceError
+from deploy.maven import ensure_jars
 from deploy.server import LocalServer
 
 POM = Path(__file__).with_name("zookeeper") / "pom.xml"
@@ -52,7 +50,7 @@ class ZooKeeperServer(LocalServer):
         return (self.port,)
 
     def install(self) -> None:
-        ensure_jars(self)
+        ensure_jars("ZooKeeper", POM, "zookeeper.version", self.version, self.libs)
 
     def prepare(self) -> None:
         """Write zoo.cfg; ZooKeeper makes its data directory itself on the first start."""
@@ -102,36 +100,6 @@ def four_letter_word(host: str, port: int, word: str, timeout: float = 0.5) -> s
     except OSError:
         return ""
     return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def ensure_jars(cfg: ZooKeeperServer) -> Path:
-    """Resolve the server's jars through Maven into the cache (once); return the libs directory."""
-    done = cfg.libs / ".complete"
-    if done.exists():
-        return cfg.libs
-    if shutil.which("mvn") is None:
-        raise ServiceError("Maven ('mvn') is needed to fetch the ZooKeeper jars; install it (apt-get install maven)")
-    if shutil.which("java") is None:
-        raise ServiceError("Java 17 ('java') is needed to run ZooKeeper; install it (apt-get install openjdk-17-jre)")
-    cfg.libs.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        "mvn",
-        "-q",
-        "-B",
-        "-f",
-        str(POM),
-        f"-Dzookeeper.version={cfg.version}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={cfg.libs}",
-        "-DincludeScope=runtime",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ServiceError(
-            f"Maven could not resolve ZooKeeper {cfg.version}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
-    done.write_text(cfg.version)
-    return cfg.libs
 
 
 def _zoo_cfg(cfg: ZooKeeperServer) -> str:
