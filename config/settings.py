@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     worker_lost_message_grace_seconds: float = Field(
         10.0, description="how long a message handed to the worker's stream may stay unfolded before it is read again"
     )
+    # The group leader assigns partitions only once every topic of the group is in its Kafka metadata
+    # (faust_internals.assign_only_with_every_topic_known); well within Faust's 60 s rebalance timeout.
+    worker_assign_wait_seconds: float = Field(
+        30.0, description="how long the group leader waits for a topic missing from its metadata, then restarts"
+    )
     # Backpressure (streams.worker.core.backpressure): the events path and the timers wait before writing more while
     # this many changelog writes and outputs are unacknowledged; a commit waits for at most about this many.
     worker_max_unacknowledged_writes: int = Field(

@@ -164,6 +164,7 @@ class EngagementWorker:
             extra_topic_configs={"min.insync.replicas": str(settings.kafka_min_insync_replicas)},
         )
         fi.partition_count_unknown_is_not_a_mismatch(self.users)
+        fi.assign_only_with_every_topic_known(settings.worker_assign_wait_seconds)
         ownership = FaustOwnership(self.app, events)
         self.changelog_writes = fi.commit_only_when_acknowledged(
             self.app, self._outputs_acknowledged_before_commit, write_back=self._write_back
