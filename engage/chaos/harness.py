@@ -412,24 +412,26 @@ class _Chaos:
         where = " on 3 Kafka brokers and a 2 x 2 ClickHouse cluster" if config.clusters else ""
         console.rule(f"[bold]chaos run{where}{''.join(f' with a deliberately broken {what}' for what in broken)}")
         s = self.settings
-        for started_server in self.servers.up():
-            console.print(f"  {started_server.name:<11} pid {started_server.pid}")
-        topics = catalogue(s.topic_prefix, s.event_partitions).all()
-        ensure_topics(s.kafka, topics, replication=Replication(*s.kafka_replication))
-        migrate(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster))
-        record_dir = self.settings.run_dir / "providers"
-        population = _population(config)
-        with ExitStack() as stack:  # the stand-ins stop last: after everything that could send to them
-            try:
-                if self.notifiers:
-                    providers = stack.enter_context(start_providers(self.settings, record_dir))
-                    console.print(f"  providers   pid {providers.proc.pid} (SMTP, FCM, Twilio stand-ins)")
-                    self._publish_contacts(population)
-                self._run_stream(population, record_dir)
-            finally:
-                self.report.restarts = {name: m.starts - 1 for name, m in self.supervisor.procs.items()}
-                self.supervisor.stop_all()
-                self.servers.down()
+        try:  # the servers stop whatever fails, their own start included (down() stops every recorded pid)
+            for started_server in self.servers.up():
+                console.print(f"  {started_server.name:<11} pid {started_server.pid}")
+            topics = catalogue(s.topic_prefix, s.event_partitions).all()
+            ensure_topics(s.kafka, topics, replication=Replication(*s.kafka_replication))
+            migrate(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster))
+            record_dir = self.settings.run_dir / "providers"
+            population = _population(config)
+            with ExitStack() as stack:  # the stand-ins stop after everything that could send to them
+                try:
+                    if self.notifiers:
+                        providers = stack.enter_context(start_providers(self.settings, record_dir))
+                        console.print(f"  providers   pid {providers.proc.pid} (SMTP, FCM, Twilio stand-ins)")
+                        self._publish_contacts(population)
+                    self._run_stream(population, record_dir)
+                finally:
+                    self.report.restarts = {name: m.starts - 1 for name, m in self.supervisor.procs.items()}
+                    self.supervisor.stop_all()
+        finally:
+            self.servers.down()
         return self.report
 
     def _publish_contacts(self, population: Population) -> None:
