@@ -346,10 +346,20 @@ class EventProducer:
         return int(remaining)
 
     def close(self, timeout: float = 30.0) -> int:
+        """Wait up to ``timeout`` for outstanding deliveries, then release the librdkafka handles: what is still
+        undelivered fails (its senders are told), and no thread keeps reconnecting to a broker that is gone.
+        Returns how many were undelivered; closing again returns 0."""
+        if self._closed.is_set():
+            return 0
         remaining = self.flush(timeout)
         self._closed.set()
         if self._poller is not None:
             self._poller.join(timeout=1.0)
+        for handle in [self._producer, *self._retired]:
+            handle.purge()
+            handle.poll(0)  # serve the purged messages' reports
+            handle.close()
+        self._retired.clear()
         return remaining
 
     def __enter__(self) -> EventProducer:
