@@ -116,6 +116,42 @@ def topics_create() -> None:
     console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 
+@topics_app.command("move")
+def topics_move(
+    from_prefix: Annotated[str, typer.Option(help="The catalogue the state comes from (its ENGAGE_TOPIC_PREFIX)")],
+) -> None:
+    """Carry the state of an old catalogue (another prefix, fewer partitions) into the settings' catalogue: the
+    compacted topics, the bandit's outcomes and the workers' table, each message to the partition its student
+    hashes to now. Refused while a consumer group of the old catalogue runs or has not caught up
+    (deploy/SCALING.md, "Growing past the partition count")."""
+    from kafka_io.admin import Replication, connect_admin
+    from kafka_io.catalogue_move import NotDrained, move_catalogue
+    from schemas.topics import catalogue
+    from streams.worker.state_move import carried_table
+
+    s = get_settings()
+    if from_prefix == s.topic_prefix:
+        raise typer.BadParameter("the old catalogue must differ from the settings' (ENGAGE_TOPIC_PREFIX)")
+    _, cluster = connect_admin(s.kafka)
+    old_events = catalogue(from_prefix).events.name
+    if old_events not in cluster.topics:
+        console.print(f"[red]error:[/] no topic {old_events} on Kafka at {s.kafka}: is {from_prefix!r} the old prefix?")
+        raise typer.Exit(2)
+    old_partitions = len(cluster.topics[old_events].partitions)
+    old, new = catalogue(from_prefix, old_partitions), catalogue(s.topic_prefix, s.event_partitions)
+    try:
+        report = move_catalogue(s.kafka, old, new, Replication(*s.kafka_replication),
+                                (carried_table(from_prefix, old_partitions, s),))  # fmt: skip
+    except NotDrained as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{from_prefix} ({old_partitions} partitions) -> {s.topic_prefix} ({s.event_partitions} partitions)")
+    for topic, copied in report.copied.items():
+        console.print(f"  {topic:<55} {copied:>9,} messages")
+    left = sum(report.left_behind.values())
+    console.print(f"  not carried: {left:,} (deleted keys, and the workers' positions in the old events topic)")
+
+
 @app.command("query")
 def query(
     name: Annotated[str | None, typer.Argument(help="A named query; leave out to list them")] = None,

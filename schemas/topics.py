@@ -22,6 +22,14 @@ class TopicSpec:
     key: str = "user_id"
     contract: str = ""  # the schemas model a message value conforms to
     extra_config: dict[str, str] = field(default_factory=dict)
+    read_whole: bool = False  # a service reads it from the beginning as its state (as it does compacted topics)
+    student_field: str = ""  # the value's field naming the student whose partition it is in, when the key does not
+
+    @property
+    def carried_over(self) -> bool:
+        """State a service rebuilds by reading the whole topic: a new catalogue (more partitions) must start with
+        it (``kafka_io.catalogue_move``); the other topics are a stream their consumers have finished with."""
+        return self.cleanup_policy == "compact" or self.read_whole
 
     def config(self) -> dict[str, str]:
         cfg = {
@@ -58,6 +66,7 @@ class TopicCatalogue:
     league_results: TopicSpec
     exposures: TopicSpec
     bandit_outcomes: TopicSpec
+    prefix: str = ""  # what every name starts with (``{prefix}.``); the consumer groups named after it too
 
     def all(self) -> list[TopicSpec]:
         return [
@@ -89,6 +98,7 @@ class TopicCatalogue:
 
 def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
     return TopicCatalogue(
+        prefix=prefix,
         events=TopicSpec(
             f"{prefix}.events.v1",
             partitions,
@@ -182,6 +192,7 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             retention_ms=-1,
             key="ledger_key",
             contract="schemas.notifications.LedgerEntry",
+            student_field="user_id",
         ),
         # Personalisation (PRODUCT.md §8): each student's profile, one message per student and local day.
         profiles=TopicSpec(
@@ -241,5 +252,6 @@ def catalogue(prefix: str = "engage", partitions: int = 4) -> TopicCatalogue:
             partitions,
             retention_ms=90 * DAY_MS,
             contract="schemas.experiments.ArmOutcome",
+            read_whole=True,
         ),
     )

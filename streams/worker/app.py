@@ -47,6 +47,7 @@ from streams.worker.courses import CourseDirectory
 from streams.worker.game_rules import RulesProvider, experiment_rules
 from streams.worker.local_state import discard_unless_stopped_cleanly, mark_stopped_cleanly
 from streams.worker.recovery import OffsetRecovery
+from streams.worker.state_move import TABLE, app_id
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class EngagementWorker:
         url = f"http://{settings.worker_host}:{settings.worker_web_port}"
         self.keys = KeyRing.from_settings(settings)  # the API's keys: settings + registry, re-read on change
         self.app = faust.App(
-            f"{settings.topic_prefix}-worker",
+            app_id(settings.topic_prefix),
             broker=f"kafka://{settings.kafka}",
             broker_credentials=faust_credentials(settings.kafka),
             store=settings.worker_store,
@@ -155,7 +156,7 @@ class EngagementWorker:
             producer_linger=settings.worker_changelog_linger_ms / 1000,
         )
         self.users = self.app.Table(
-            "user-state",
+            TABLE,
             default=None,
             partitions=settings.event_partitions,
             key_type=bytes,
@@ -207,7 +208,7 @@ class EngagementWorker:
             self.core,
             bootstrap=settings.kafka,
             topic=events,
-            group=f"{settings.topic_prefix}-worker",
+            group=app_id(settings.topic_prefix),
             lost_grace_seconds=settings.worker_lost_message_grace_seconds,
         )
         fi.commit_past_duplicate_acknowledgements(self.app)
