@@ -105,8 +105,11 @@ def _group_offsets(admin: AdminClient, group: str, timeout: float) -> list[Topic
     return list(result.topic_partitions or [])
 
 
-def read_whole(kafka: Kafka, topic: str, timeout: float = 30.0) -> Iterator[tuple[bytes, bytes | None]]:
-    """Every message of ``topic`` up to its end as it is now, (key, value) in each partition's order."""
+Message = tuple[bytes, bytes | None, int]  # key, value, Kafka timestamp (ms)
+
+
+def read_whole(kafka: Kafka, topic: str, timeout: float = 30.0) -> Iterator[Message]:
+    """Every message of ``topic`` up to its end as it is now, in each partition's order."""
     consumer = whole_topic_reader(kafka, topic, "engage-catalogue-move", timeout)
     try:
         ends: dict[int, int] = {}
@@ -123,7 +126,7 @@ def read_whole(kafka: Kafka, topic: str, timeout: float = 30.0) -> Iterator[tupl
                 partition, offset = msg.partition(), msg.offset()
                 if partition not in ends or offset is None or offset >= ends[partition]:
                     continue
-                yield msg.key() or b"", msg.value()
+                yield msg.key() or b"", msg.value(), max(0, msg.timestamp()[1])
                 if offset + 1 >= ends[partition]:
                     del ends[partition]
             if messages:
@@ -140,15 +143,15 @@ def read_whole(kafka: Kafka, topic: str, timeout: float = 30.0) -> Iterator[tupl
 
 def copy_carried(kafka: Kafka, item: Carried, producer: EventProducer, report: MoveReport) -> None:
     """Write ``item``'s source messages to its target, each to the partition its student hashes to there."""
-    messages: Iterator[tuple[bytes, bytes | None]] = read_whole(kafka, item.source.name)
+    messages: Iterator[Message] = read_whole(kafka, item.source.name)
     if item.newest_only:
-        newest: dict[bytes, bytes | None] = {}
-        for key, value in messages:
-            newest.pop(key, None)  # a key keeps the place of its newest write, as in the partition's order
-            newest[key] = value
-        messages = iter(list(newest.items()))
+        newest: dict[bytes, Message] = {}
+        for message in messages:
+            newest.pop(message[0], None)  # a key keeps the place of its newest write, as in the partition's order
+            newest[message[0]] = message
+        messages = iter(list(newest.values()))
     copied = left = 0
-    for key, value in messages:
+    for key, value, timestamp in messages:
         if value is None and item.newest_only:  # a deleted key: nothing to carry
             left += 1
             continue
@@ -157,7 +160,8 @@ def copy_carried(kafka: Kafka, item: Carried, producer: EventProducer, report: M
             if value is None:
                 left += 1
                 continue
-        producer.send_encoded(key, value, topic=item.target.name, partition=item.partition(key, value or b""))
+        partition = item.partition(key, value or b"")
+        producer.send_encoded(key, value, topic=item.target.name, partition=partition, timestamp=timestamp)
         copied += 1
     report.copied[item.target.name] = copied
     report.left_behind[item.source.name] = left

@@ -182,14 +182,22 @@ class EventProducer:
             self._user_callback(err, msg)
 
     def _produce(
-        self, topic: str, key: bytes, value: bytes | None, callback: DeliveryCallback | None, partition: int = -1
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        callback: DeliveryCallback | None,
+        partition: int = -1,
+        timestamp: int = 0,
     ) -> None:
         while True:
             try:
                 if callback is None:  # only failures are reported, through the producer-wide callback
-                    self._producer.produce(topic, value, key, partition=partition)
+                    self._producer.produce(topic, value, key, partition=partition, timestamp=timestamp)
                 else:
-                    self._producer.produce(topic, value, key, partition=partition, on_delivery=callback)
+                    self._producer.produce(
+                        topic, value, key, partition=partition, timestamp=timestamp, on_delivery=callback
+                    )
                 self.stats.queued += 1
                 return
             except BufferError:
@@ -258,10 +266,12 @@ class EventProducer:
         callback: DeliveryCallback | None = None,
         topic: str | None = None,
         partition: int = -1,
+        timestamp: int = 0,
     ) -> None:
         """Queue one pre-encoded message, by default on the events topic (benchmarks and tests encode ahead of
-        time, or write other topics); ``partition`` -1: the one the key hashes to; ``value`` None: a tombstone."""
-        self._produce(topic or self.topics.events.name, key, value, callback, partition)
+        time, or write other topics); ``partition`` -1: the one the key hashes to; ``value`` None: a tombstone;
+        ``timestamp`` (ms) 0: now (a copied message keeps its own, and so its retention)."""
+        self._produce(topic or self.topics.events.name, key, value, callback, partition, timestamp)
 
     @property
     def in_flight(self) -> int:

@@ -26,8 +26,9 @@ class EmitsTwice(EventProducer):
         callback: DeliveryCallback | None = None,
         topic: str | None = None,
         partition: int = -1,
+        timestamp: int = 0,
     ) -> None:
-        super().send_encoded(key, value, callback, topic, partition)
+        super().send_encoded(key, value, callback, topic, partition, timestamp)
         ids = {
             self.topics.risk_updates.name: "update_id",
             self.topics.interventions.name: "intervention_id",

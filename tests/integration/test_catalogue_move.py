@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,8 +107,8 @@ def _publish_contacts(s: Settings) -> None:
         assert producer.flush(30) == 0
 
 
-def _placement(s: Settings, topic: str, partitions: int) -> dict[bytes, int]:
-    """Each key of ``topic`` and the partition it sits in."""
+def _placement(s: Settings, topic: str, partitions: int) -> dict[bytes, tuple[int, int]]:
+    """Each key of ``topic``: the partition it sits in, and its Kafka timestamp (ms)."""
     consumer = Consumer(
         kafka_conf(s.kafka, {"group.id": f"mv-check-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
     )
@@ -115,13 +116,13 @@ def _placement(s: Settings, topic: str, partitions: int) -> dict[bytes, int]:
         tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
         consumer.assign(tps)
-        placed: dict[bytes, int] = {}
+        placed: dict[bytes, tuple[int, int]] = {}
         for _ in range(30):  # at most ~60 s
             if len(placed) >= sum(ends.values()):
                 break
             for msg in consumer.consume(500, timeout=2.0):
                 if msg.error() is None:
-                    placed[msg.key() or b""] = msg.partition()
+                    placed[msg.key() or b""] = (msg.partition(), msg.timestamp()[1])
         return placed
     finally:
         consumer.close()
@@ -155,6 +156,7 @@ def test_state_moved_to_a_catalogue_with_more_partitions_equals_one_folded_there
     finally:
         old_worker.stop()
 
+    moved_at_ms = time.time() * 1000
     moved = _move(new, old.topic_prefix)
     assert moved.returncode == 0, moved.stdout + moved.stderr
     print(moved.stdout)
@@ -179,4 +181,5 @@ def test_state_moved_to_a_catalogue_with_more_partitions_equals_one_folded_there
     contacts = catalogue(new.topic_prefix, new.event_partitions).contacts.name
     placed = _placement(new, contacts, new.event_partitions)
     assert len(placed) == STUDENTS - 1  # the deleted contact is not carried
-    assert all(partition == key_partition(key, 4) for key, partition in placed.items())
+    assert all(partition == key_partition(key, 4) for key, (partition, _) in placed.items())
+    assert all(0 < stamp < moved_at_ms for _, stamp in placed.values())  # each kept its own time (and retention)
