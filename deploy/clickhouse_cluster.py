@@ -89,6 +89,14 @@ class ClickHouseCluster:
                 )
         return ClickHouseCluster(self.name, self.zookeeper, tuple(nodes), self.password)
 
+    def rotated(self, user: str, password: str) -> ClickHouseCluster:
+        """This cluster with every node's user (the components' login, and how ``remote_servers`` reaches the
+        replicas) now ``user``. The runbook's order (``deploy/SCALING.md``): the current nodes' ``write_users``
+        with the new pair beside the old, then the rotated nodes' ``write_config``, the components moved, and
+        last the rotated nodes' ``write_users`` (the old user gone)."""
+        nodes = tuple(replace(n, user=user, password=password) for n in self.nodes)
+        return ClickHouseCluster(self.name, self.zookeeper, nodes, password)
+
     def rewrite(self) -> None:
         """Write every node's configuration again (a running node re-reads ``remote_servers`` within seconds)."""
         for node in self.nodes:

@@ -47,8 +47,13 @@ class ClickHouseServer(LocalServer):
         """Our own config.xml and users.xml, and the directories they name."""
         for sub in ("data", "tmp", "log", "user_files", "format_schemas"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
-        (self.workdir / "config.xml").write_text(_config_xml(self))
+        self.write_config()
         self.write_users()
+
+    def write_config(self) -> None:
+        """config.xml alone; a running server re-reads its ``remote_servers`` within seconds (a new shard, or the
+        user the replicas are reached as while a password is rotated)."""
+        (self.workdir / "config.xml").write_text(_config_xml(self))
 
     def write_users(self, *more: tuple[str, str]) -> None:
         """users.xml with the server's user and ``more`` (user, password) pairs; a running server re-reads it

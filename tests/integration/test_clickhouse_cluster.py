@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,11 @@ from config.settings import PROJECT_ROOT, Settings, settings_env
 from deploy import server
 from deploy.clickhouse_cluster import ClickHouseCluster
 from deploy.infra import Infra
+from deploy.process import read_pid
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
-from sinks.clickhouse.client import connect
+from sinks.clickhouse.client import ClickHouseUnavailable, check_connection, connect
 from sinks.clickhouse.migrations import LEDGER, MIGRATIONS, migrate
 from sinks.clickhouse.tables import cluster_for
 from sinks.service import run_sinks
@@ -170,3 +172,68 @@ def test_a_third_shard_gets_its_share_once_the_warehouse_is_copied_into_the_grow
     finally:
         for node in new:
             server.stop(node)
+
+
+def test_a_password_is_rotated_on_every_node_and_in_remote_servers_without_a_restart(
+    clustered: Settings, cluster: ClickHouseCluster
+) -> None:
+    """The runbook's rotation on a cluster (deploy/SCALING.md): every node's users.xml gains the next user, every
+    node's remote_servers reaches the replicas as it, the sinks move to it, the old user is removed. Distributed
+    inserts and reads across both shards then work as the new user alone; no node was restarted. (Last in the
+    module: it also writes back the two-shard layout the previous test grew.)"""
+    db = clustered.clickhouse_database
+    migrate(connect(clustered), db, cluster_for(clustered.clickhouse_cluster))  # done already, unless run alone
+    total = f"SELECT count() FROM {db}.behavior_events FINAL WHERE user_id LIKE 'chc-%'"
+    pids = [read_pid(node.pid_file) for node in cluster.nodes]
+    rotated = cluster.rotated("engage_b", "next secret")
+    nxt = clustered.model_copy(update={"clickhouse_user": "engage_b", "clickhouse_password": SecretStr("next secret")})
+
+    def refused(s: Settings) -> bool:
+        try:
+            check_connection(s)
+            return False
+        except ClickHouseUnavailable:
+            return True
+
+    def on_every_node(s: Settings, want_refused: bool) -> bool:
+        return all(refused(_on(s, cluster, i)) == want_refused for i in range(len(cluster.nodes)))
+
+    assert on_every_node(nxt, want_refused=True)
+    time.sleep(1.1)  # a server notices a file's change by its mtime in whole seconds
+    for node in cluster.nodes:
+        node.write_users(("engage_b", "next secret"))  # 1. both users on every node
+    assert wait_for(lambda: on_every_node(nxt, want_refused=False), 30)
+    for node in rotated.nodes:
+        node.write_config()  # 2. remote_servers reaches the replicas as the new user
+    layout = "SELECT uniqExact(shard_num), groupUniqArray(user) FROM system.clusters WHERE cluster = %(c)s"
+    reloaded = [(2, ["engage_b"])]  # two shards again (the previous test grew three), replicas reached as engage_b
+    assert wait_for(lambda: all(connect(_on(nxt, cluster, i)).execute(layout, {"c": cluster.name}) == reloaded
+                                for i in range(len(cluster.nodes))), 30)  # fmt: skip
+    before = _count(clustered, total)
+    sent = _send(clustered, "d", users=40, per_user=2)
+    run_sinks(nxt, ["events"], idle_exit=3.0)  # 3. the components moved
+    assert _count(nxt, total) == before + sent
+    time.sleep(1.1)
+    for node in rotated.nodes:
+        node.write_users()  # 4. the old user removed
+    assert wait_for(lambda: on_every_node(clustered, want_refused=True), 30)
+
+    # Distributed inserts (synchronous: on both shards before they return) and reads, as the new user alone:
+    # the nodes reach each other with the rotated remote_servers.
+    sent += _send(clustered, "e", users=40, per_user=2)
+    assert wait_for(lambda: _run_sinks_ok(nxt), 60)
+    assert _count(nxt, total) == before + sent
+    shards = [_count(_on(nxt, cluster, i), total.replace("behavior_events FINAL", "behavior_events_local FINAL"))
+              for i in (0, 2)]  # fmt: skip
+    assert all(n > 0 for n in shards) and sum(shards) == before + sent
+    assert [read_pid(node.pid_file) for node in cluster.nodes] == pids  # reloaded, never restarted
+
+
+def _run_sinks_ok(s: Settings) -> bool:
+    """The sinks stored everything (a remote_servers reload still in flight refuses an insert: tried again)."""
+    try:
+        run_sinks(s, ["events"], idle_exit=3.0)
+        return True
+    except Exception as exc:
+        print(f"[cluster] sinks refused, trying again: {exc}")
+        return False
