@@ -41,7 +41,7 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(notify_cli.app)  # engage notify, engage contacts import
 app.add_typer(gamification_cli.app, name="gamification")  # engage gamification backfill
 app.add_typer(experiments_cli.app, name="experiments")  # engage experiments report NAME, engage experiments check FILE
-app.add_typer(kafka_cli.app, name="kafka")  # engage kafka users, set-password USER, delete-user USER
+app.add_typer(kafka_cli.app, name="kafka")  # engage kafka users, set-password USER, delete-user USER, keystore PATH
 
 # Tables (benchmarks, the demo's summary) need more than the 80 columns assumed when output is not a terminal.
 console = Console(width=max(Console().width, 120))

@@ -1,4 +1,5 @@
-"""`engage kafka users | set-password USER | delete-user USER`: the SCRAM users of a locked-down Kafka.
+"""`engage kafka users | set-password USER | delete-user USER | keystore PATH`: the SCRAM users and the listener
+certificates of a locked-down Kafka.
 
 Connects as the configured user (``ENGAGE_KAFKA_*``), so it works wherever the components do. Rotating a
 password without an outage takes a second user (a SCRAM user has one password): create it, move every component
@@ -14,9 +15,13 @@ import typer
 from rich.console import Console
 
 from config.settings import get_settings
-from kafka_io.admin import delete_scram_user, scram_users, set_scram_password
+from kafka_io.admin import delete_scram_user, scram_users, set_listener_keystore, set_scram_password
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Kafka's SCRAM users (TLS + SASL clusters).")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Kafka's SCRAM users and listener certificates (TLS + SASL clusters).",
+)
 console = Console()
 
 
@@ -45,3 +50,17 @@ def delete_user(user: Annotated[str, typer.Argument(help="The SCRAM user to remo
     """Remove USER: its clients can no longer connect (those connected stay until they reconnect)."""
     delete_scram_user(get_settings().kafka, user)
     console.print(f"{user}: deleted")
+
+
+@app.command("keystore")
+def keystore(
+    location: Annotated[str, typer.Argument(help="The new keystore file, as the broker's machine sees it")],
+    broker: Annotated[int, typer.Option(help="The broker's node id")] = 1,
+    listener: Annotated[
+        str, typer.Option(help="The listener's name (its TLS settings' listener.name.NAME)")
+    ] = "secure",
+) -> None:
+    """Make a broker's listener serve the certificate in LOCATION, without a restart (a renewed certificate:
+    same subject and alternative names, from a CA the clients trust). Run it for each broker."""
+    set_listener_keystore(get_settings().kafka, broker, listener, location)
+    console.print(f"broker {broker}: listener {listener} serves {location}; open connections keep the old one")

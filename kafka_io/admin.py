@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource  # as above
 from confluent_kafka.admin._metadata import ClusterMetadata  # where it is defined (``admin`` re-exports it implicitly)
+from confluent_kafka.admin._resource import ResourceType  # the same
 from confluent_kafka.admin._scram import (  # the same
     ScramCredentialInfo,
     ScramMechanism,
@@ -289,3 +291,17 @@ def scram_users(kafka: Kafka) -> dict[str, list[str]]:
         user: sorted(i.mechanism.name.replace("_", "-") for i in d.scram_credential_infos)
         for user, d in described.result().items()
     }
+
+
+def set_listener_keystore(kafka: Kafka, broker: int, listener: str, location: str) -> None:
+    """Make ``broker``'s ``listener`` serve the key and certificate in the keystore file at ``location`` (on the
+    broker's machine), without a restart: Kafka reloads it at once and new connections get the new certificate
+    (those open keep theirs). Kafka refuses a keystore whose certificate has another subject or other alternative
+    names, or that its keystore password does not open."""
+    admin, _ = connect_admin(kafka)
+    entry = ConfigEntry(
+        f"listener.name.{listener.lower()}.ssl.keystore.location", location, incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ResourceType.BROKER, str(broker), incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result()

@@ -10,6 +10,8 @@ aiokafka: consumer, changelog, outputs), the sinks (confluent-kafka consumer) in
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 from pydantic import SecretStr
 
 from config.settings import PROJECT_ROOT, Settings, settings_env
@@ -27,8 +30,10 @@ from deploy import server
 from deploy.infra import Infra
 from deploy.kafka_server import KafkaServer
 from deploy.process import free_port, free_ports
+from deploy.tls import renew_server_certificate
 from kafka_io.admin import KafkaUnavailable, check_kafka, ensure_topics, scram_users, set_scram_password
-from schemas.topics import catalogue
+from kafka_io.producer import EventProducer
+from schemas.topics import TopicSpec, catalogue
 from sinks.clickhouse.client import connect
 from sinks.service import run_sinks
 from tests.integration.helpers import read_topic, running_collector
@@ -206,3 +211,39 @@ def test_a_password_is_rotated_through_a_second_user_without_an_outage(locked: S
     assert wait_for(lambda: "SASL authentication error" in _refusal(as_old), 10), _refusal(as_old)
     assert _refusal(as_new) == ""
     assert old not in scram_users(locked.kafka)
+
+
+def _served_serial(broker: KafkaServer) -> int:
+    """The serial of the certificate the SCRAM listener presents to a new connection (verified against the CA)."""
+    context = ssl.create_default_context(cafile=str(broker.tls.ca_file))
+    raw = socket.create_connection((broker.host, broker.scram_port or 0), timeout=10)
+    with context.wrap_socket(raw, server_hostname=broker.host) as tls:  # closes the socket too
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_a_renewed_certificate_is_served_without_a_restart_and_clients_keep_working(
+    locked: Settings, broker: KafkaServer
+) -> None:
+    """The runbook's certificate rotation (deploy/SCALING.md): a new key and certificate from the same CA,
+    `engage kafka keystore` points the listener at it, the broker reloads it; new connections get it and verify,
+    components keep producing and consuming, and the broker process is the same."""
+    pid = server.status(broker)
+    before = _served_serial(broker)
+    renewed = broker.tls.keystore.with_name("server-renewed.p12")
+    serial = renew_server_certificate(broker.tls.ca_file.parent, renewed, (broker.host, "localhost"))
+    assert serial != before
+    done = subprocess.run([sys.executable, "-m", "engage.cli", "kafka", "keystore", str(renewed), "--broker", "1"],
+                          text=True, capture_output=True, env={**os.environ, **settings_env(locked)}, cwd=PROJECT_ROOT,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert wait_for(lambda: _served_serial(broker) == serial, 30)
+    check_kafka(locked.kafka)  # a new client connection verifies the renewed certificate
+    topic = f"{locked.topic_prefix}.renewed-check"
+    ensure_topics(locked.kafka, [TopicSpec(topic, 1)])
+    with EventProducer(locked.kafka, catalogue(locked.topic_prefix, locked.event_partitions), source="test") as p:
+        p.send_encoded(b"k", b'{"check": "after the rotation"}', topic=topic)
+        assert p.flush(30) == 0
+    assert read_topic(locked.kafka, topic, expect=1) == [{"check": "after the rotation"}]
+    assert server.status(broker) == pid  # reloaded, not restarted
