@@ -133,7 +133,8 @@ def test_a_third_shard_gets_its_share_once_the_warehouse_is_copied_into_the_grow
 ) -> None:
     """The runbook's "Adding a shard" (deploy/SCALING.md): new replicas started, every node's remote_servers
     rewritten (reloaded without a restart), `engage db copy --to` a new database on the grown cluster; the same
-    rows and daily aggregates there, and the new shard holding its students' share."""
+    rows and daily aggregates there, and the new shard holding its students' share; then the sinks pointed at the
+    new database store what came since, there only."""
     db = clustered.clickhouse_database
     sent = _send(clustered, "c", users=90, per_user=3)
     run_sinks(clustered, ["events"], idle_exit=3.0)
@@ -169,6 +170,12 @@ def test_a_third_shard_gets_its_share_once_the_warehouse_is_copied_into_the_grow
         local = f"SELECT count() FROM {target}.behavior_events_local FINAL WHERE user_id LIKE 'chc-%'"
         third = [_count(moved.model_copy(update={"clickhouse_port": n.tcp_port}), local) for n in new]
         assert third[0] == third[1] > 0  # the new shard's replicas hold its share, and agree
+
+        # Step 4: the sinks (stopped during the copy) now write to the new database, from where they stopped.
+        later = _send(clustered, "f", users=30, per_user=2)
+        run_sinks(moved, ["events"], idle_exit=3.0)
+        assert _count(moved, rows.format(db=target)) == before + later
+        assert _count(clustered, rows.format(db=db)) == before  # the old database got none of them
     finally:
         for node in new:
             server.stop(node)
