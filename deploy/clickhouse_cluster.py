@@ -9,8 +9,6 @@ for real; the tests and the cluster chaos run kill and restart single replicas o
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -120,12 +118,7 @@ class ClickHouseCluster:
     def kill(self, index: int) -> int:
         """SIGKILL node ``index`` (shard-major, 0-based), as a machine failure would; its PID."""
         node = self.nodes[index]
-        pid = read_pid(node.pid_file)
-        if pid is None:
-            raise RuntimeError(f"ClickHouse node {node.role.replica if node.role else index} is not running")
-        os.killpg(pid, signal.SIGKILL)
-        node.pid_file.unlink(missing_ok=True)
-        return pid
+        return server.kill(node, f"ClickHouse node {node.role.replica if node.role else index}")
 
     def restart(self, index: int, timeout: float | None = None) -> Started:
         return server.start(self.nodes[index], timeout)

@@ -8,14 +8,12 @@ clients trust one ``ca.pem`` and list every node's listener as bootstrap servers
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import server
 from deploy.kafka_server import KafkaServer, new_cluster_id
-from deploy.process import Started, free_ports, read_pid
+from deploy.process import Started, free_ports
 
 
 @dataclass(frozen=True)
@@ -84,13 +82,7 @@ class KafkaCluster:
 
     def kill(self, index: int) -> int:
         """SIGKILL node ``index`` (0-based), as a machine failure would; its PID."""
-        node = self.nodes[index]
-        pid = read_pid(node.pid_file)
-        if pid is None:
-            raise RuntimeError(f"kafka node {node.node_id} is not running")
-        os.killpg(pid, signal.SIGKILL)  # spawned in its own session: the JVM and anything it started
-        node.pid_file.unlink(missing_ok=True)
-        return pid
+        return server.kill(self.nodes[index], f"kafka node {self.nodes[index].node_id}")
 
     def restart(self, index: int, timeout: float | None = None) -> Started:
         return server.start(self.nodes[index], timeout)

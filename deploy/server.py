@@ -7,6 +7,8 @@ files; spawn; wait; stop by PID file; status line). Written once here, the two c
 
 from __future__ import annotations
 
+import os
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,6 +100,17 @@ def start_all(servers: Sequence[LocalServer], timeout: float | None = None) -> l
 def stop(server: LocalServer) -> bool:
     """Stop the recorded process (SIGKILL after the server's grace). True if one was running."""
     return stop_pid_file(server.pid_file, grace=server.stop_grace)
+
+
+def kill(server: LocalServer, label: str) -> int:
+    """SIGKILL the recorded process and everything it started (it runs in its own session), as a machine failure
+    would, and forget its PID; the PID. ``label`` names it in the error if it is not running."""
+    pid = read_pid(server.pid_file)
+    if pid is None:
+        raise RuntimeError(f"{label} is not running")
+    os.killpg(pid, signal.SIGKILL)
+    server.pid_file.unlink(missing_ok=True)
+    return pid
 
 
 def status(server: LocalServer) -> str:

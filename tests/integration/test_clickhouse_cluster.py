@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -126,6 +127,37 @@ def test_a_replica_killed_while_the_sinks_write_loses_nothing_and_catches_up(
     cluster.restart(1)
     back = _on(clustered, cluster, 1)
     assert wait_for(lambda: _count(back, local) == _count(_on(clustered, cluster, 0), local), 60)
+
+
+def test_while_zookeeper_is_lost_inserts_wait_and_once_it_is_back_nothing_is_missing(
+    clustered: Settings, cluster: ClickHouseCluster, tmp_path: Path
+) -> None:
+    """The runbook's ZooKeeper loss (deploy/SCALING.md): ZooKeeper SIGKILLed while a sink process runs; the
+    replicated tables refuse inserts (reads go on), the sink retries without committing; ZooKeeper started again,
+    every event is stored once."""
+    db = clustered.clickhouse_database
+    migrate(connect(clustered), db, cluster_for(clustered.clickhouse_cluster))  # done already, unless run alone
+    total = f"SELECT count() FROM {db}.behavior_events FINAL WHERE user_id LIKE 'chc-%'"
+    before = _count(clustered, total)
+    log = tmp_path / "sink.log"
+    with log.open("wb") as out:
+        sink = subprocess.Popen([sys.executable, "-m", "engage.cli", "sink", "events"], stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, **settings_env(clustered)},
+                                cwd=PROJECT_ROOT)  # fmt: skip
+    try:
+        killed = server.kill(cluster.zookeeper, "zookeeper")
+        print(f"\n[cluster] SIGKILLed ZooKeeper (pid {killed})")
+        sent = _send(clustered, "z", users=40, per_user=3)
+        time.sleep(8)  # the sink's inserts are refused meanwhile
+        during = _count(clustered, total)  # reads go on without ZooKeeper
+        server.start(cluster.zookeeper)
+        assert wait_for(lambda: _count(clustered, total) == before + sent, 120), (during, log.read_text()[-3000:])
+        assert sink.poll() is None, log.read_text()[-3000:]  # the sink kept running throughout
+        assert during == before  # nothing stored while ZooKeeper was away
+        assert "failed (Code: 242." in log.read_text()  # TABLE_IS_READ_ONLY, retried
+    finally:
+        sink.terminate()
+        sink.wait(30)
 
 
 def test_a_third_shard_gets_its_share_once_the_warehouse_is_copied_into_the_grown_layout(
