@@ -113,6 +113,7 @@ class RequestConsumer:
                     self._commit(stop)
         finally:
             self._dead_letters.flush(10.0)
+            self._dead_letters.close()  # or it keeps reconnecting to a broker that may be gone
             self._consumer.close()
 
     def _handle_with_retry(self, msg: Message, stop: threading.Event) -> bool:
@@ -227,6 +228,7 @@ class OutboxPublisher:
                     self._wake.clear()
         finally:
             self._producer.flush(10.0)
+            self._producer.close()
 
     def publish_once(self, timeout: float = 30.0) -> int:
         """Publish one batch from the outbox; the number acknowledged (and deleted)."""
