@@ -110,18 +110,23 @@ class Sinks:
                 self.proc.wait()
 
 
-def _caught_up(stack: Stack, unique_events: int) -> bool:
-    """Every event stored, and every student's newest stored risk is the one the worker answers."""
+def _caught_up(stack: Stack, unique_events: int, waiting: list[str]) -> bool:
+    """Every event stored, and every student's newest stored risk is the one the worker answers; what is still
+    awaited goes into ``waiting`` (for the failure message)."""
+    waiting.clear()
     db = stack.settings.clickhouse_database
     stored = stack.client.execute(f"SELECT uniqExact(event_id) FROM {db}.behavior_events")[0][0]
     if stored < unique_events:
+        waiting.append(f"events stored: {stored} of {unique_events}")
         return False
     risks = stack.latest_risks()
     for user in stack.users:
         answer = stack.worker.engagement(user)
         if answer.status_code != 200 or (answer.json().get("risk") or {}).get("risk_7d") is None:
+            waiting.append(f"{user}: the worker answered {answer.status_code} {answer.text[:200]}")
             return False
         if risks.get(user) != round(answer.json()["risk"]["risk_7d"], 1):
+            waiting.append(f"{user}: stored risk {risks.get(user)}, the worker's {answer.json()['risk']['risk_7d']}")
             return False
     return True
 
@@ -166,8 +171,11 @@ def stack(infra: Infra, settings: Settings, tmp_path_factory: pytest.TempPathFac
             _send(s, events)
             stack = Stack(s, url, worker, board.url, users, connect(s, s.clickhouse_database))
             unique = len({e["event_id"] for e in events})
-            assert wait_for(lambda: _caught_up(stack, unique), timeout=120, interval=1.0), (
-                "the pipeline did not catch up:\n" + (run / "sinks.log").read_text()[-3000:]
+            waiting: list[str] = []
+            assert wait_for(lambda: _caught_up(stack, unique, waiting), timeout=120, interval=1.0), (
+                f"the pipeline did not catch up: {waiting}\nworker alive: {worker.proc and worker.proc.poll() is None}"
+                f"\n--- worker log\n{worker.log.read_text()[-3000:]}\n--- sinks log\n"
+                + (run / "sinks.log").read_text()[-2000:]
             )
             assert sinks.alive()
             print(f"\n[stack] {len(events)} events of {len(users)} students stored in {time.monotonic() - began:.1f} s")
