@@ -9,6 +9,7 @@ for real; the tests and the cluster chaos run kill and restart single replicas o
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -119,6 +120,23 @@ class ClickHouseCluster:
         """SIGKILL node ``index`` (shard-major, 0-based), as a machine failure would; its PID."""
         node = self.nodes[index]
         return server.kill(node, f"ClickHouse node {node.role.replica if node.role else index}")
+
+    def rebuild_lost_replica(self, index: int) -> None:
+        """Prepare node ``index``, whose data directory was lost, to be started again as the same replica: its
+        shard peer's table definitions copied in (the ``{shard}``/``{replica}`` macros in them are this node's
+        own), and the flag that makes the server, at its next start, fetch every replicated table's parts from the
+        other replicas (ClickHouse's documented recovery after a complete data loss: it skips the start-up sanity
+        check of ZooKeeper's parts against the disk's). Then ``restart`` it."""
+        node = self.nodes[index]
+        peer = next(n for n in self.nodes if n is not node and n.role and node.role and n.role.shard == node.role.shard)
+        if read_pid(node.pid_file) is not None:
+            raise RuntimeError(f"ClickHouse node {index} is running: only a lost replica is rebuilt")
+        data = node.workdir / "data"
+        shutil.rmtree(data, ignore_errors=True)  # whatever is left of it
+        node.prepare()
+        shutil.copytree(peer.workdir / "data" / "metadata", data / "metadata")
+        (data / "flags").mkdir(parents=True, exist_ok=True)
+        (data / "flags" / "force_restore_data").touch()
 
     def restart(self, index: int, timeout: float | None = None) -> Started:
         return server.start(self.nodes[index], timeout)

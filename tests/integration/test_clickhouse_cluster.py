@@ -9,6 +9,7 @@ ports with a password, stopped by PID at the end. Kafka is the session's.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -127,6 +128,28 @@ def test_a_replica_killed_while_the_sinks_write_loses_nothing_and_catches_up(
     cluster.restart(1)
     back = _on(clustered, cluster, 1)
     assert wait_for(lambda: _count(back, local) == _count(_on(clustered, cluster, 0), local), 60)
+
+
+def test_a_replica_that_lost_its_disk_is_rebuilt_from_its_peer(clustered: Settings, cluster: ClickHouseCluster) -> None:
+    """The runbook's replica disk loss (deploy/SCALING.md): s2r2 SIGKILLed and its data directory deleted; started
+    again empty with its peer's table definitions and the force_restore_data flag, it fetches every part from s2r1
+    and then follows new writes."""
+    db = clustered.clickhouse_database
+    migrate(connect(clustered), db, cluster_for(clustered.clickhouse_cluster))  # done already, unless run alone
+    local = f"SELECT count() FROM {db}.behavior_events_local FINAL WHERE user_id LIKE 'chc-%'"
+    _send(clustered, "g", users=40, per_user=3)
+    run_sinks(clustered, ["events"], idle_exit=3.0)
+    peer, lost = _on(clustered, cluster, 2), _on(clustered, cluster, 3)
+    assert _count(peer, local) > 0
+    killed = cluster.kill(3)
+    shutil.rmtree(cluster.nodes[3].workdir / "data")
+    print(f"\n[cluster] SIGKILLed s2r2 (pid {killed}) and deleted its data directory")
+    cluster.rebuild_lost_replica(3)
+    cluster.restart(3)
+    assert wait_for(lambda: _count(lost, local) == _count(peer, local), 60), (_count(lost, local), _count(peer, local))
+    _send(clustered, "h", users=40, per_user=3)
+    run_sinks(clustered, ["events"], idle_exit=3.0)
+    assert wait_for(lambda: _count(lost, local) == _count(peer, local), 60)  # and it follows new writes
 
 
 def test_while_zookeeper_is_lost_inserts_wait_and_once_it_is_back_nothing_is_missing(
