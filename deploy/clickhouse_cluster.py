@@ -15,8 +15,11 @@ from pathlib import Path
 
 from deploy import server
 from deploy.clickhouse_server import ClickHouseServer, ClusterRole
-from deploy.process import Started, free_ports, read_pid
+from deploy.process import ServiceError, Started, free_ports, read_pid
 from deploy.zookeeper_server import ZooKeeperServer
+
+# What 18.16 says when a replica's parts on disk differ too much from ZooKeeper's list (TOO_MANY_UNEXPECTED_DATA_PARTS).
+UNKNOWN_PARTS = "doesn't look like the set of parts"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class ClickHouseCluster:
     zookeeper: ZooKeeperServer
     nodes: tuple[ClickHouseServer, ...]  # shard by shard: shard 1's replicas, then shard 2's, ...
     password: str = field(default="", repr=False)
+    forced_restores: dict[int, int] = field(default_factory=dict, compare=False)  # node -> restarts (``restart``)
 
     @classmethod
     def local(
@@ -139,4 +143,25 @@ class ClickHouseCluster:
         (data / "flags" / "force_restore_data").touch()
 
     def restart(self, index: int, timeout: float | None = None) -> Started:
-        return server.start(self.nodes[index], timeout)
+        """Start node ``index`` again on its data directory. A replica SIGKILLed while it wrote a part can hold
+        parts ZooKeeper never heard of; when they are many of its rows (early in a table's life, one part can be),
+        18.16 refuses to start ("doesn't look like the set of parts in ZooKeeper"). Then it is started once more
+        with ``flags/force_restore_data``, ClickHouse's documented answer: the unknown parts are detached and what
+        ZooKeeper lists is fetched from the other replica. ``forced_restores`` counts those second starts."""
+        node = self.nodes[index]
+        logged = node.error_log.stat().st_size if node.error_log.exists() else 0
+        try:
+            return server.start(node, timeout)
+        except ServiceError as exc:
+            said = b""
+            if node.error_log.exists():
+                with node.error_log.open("rb") as log:  # what it said in this start
+                    log.seek(logged)
+                    said = log.read()
+            if UNKNOWN_PARTS.encode() not in said:
+                errors = [line for line in said.decode(errors="replace").splitlines() if "<Error>" in line]
+                raise ServiceError(f"{exc}\n{node.error_log} says: {errors[0] if errors else '(nothing)'}") from exc
+        (node.workdir / "data" / "flags").mkdir(parents=True, exist_ok=True)
+        (node.workdir / "data" / "flags" / "force_restore_data").touch()
+        self.forced_restores[index] = self.forced_restores.get(index, 0) + 1
+        return server.start(node, timeout)

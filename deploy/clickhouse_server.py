@@ -37,6 +37,11 @@ class ClickHouseServer(LocalServer):
     role: ClusterRole | None = None  # one node of a cluster (``deploy.clickhouse_cluster``), or a server alone
 
     @property
+    def error_log(self) -> Path:
+        """Why it refused to start, once its logger runs (its standard output, ``log``, only says where it logs)."""
+        return self.workdir / "log" / "error.log"
+
+    @property
     def ports(self) -> tuple[int, ...]:
         return (self.tcp_port, self.http_port) + ((self.role.interserver_port,) if self.role is not None else ())
 

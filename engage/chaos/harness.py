@@ -276,10 +276,10 @@ class _Chaos:
 
     def _start_server(self, fault: Fault, run: FaultRun, started: float) -> None:
         t0 = time.monotonic()
-        self.servers.recover(fault.target)
+        took = self.servers.recover(fault.target)
         if fault.target == "kafka":
             self.supervisor.paused = False
-        run.effect += f"; ready {time.monotonic() - t0:.1f} s after its start"
+        run.effect += f"{took}; ready {time.monotonic() - t0:.1f} s after its start"
         self.console.print(f"  {time.monotonic() - started:6.1f} s  {fault.target} ready again")
 
     def _wait(self, seconds: float, started: float) -> None:

@@ -42,8 +42,10 @@ class OneNode:
         server.stop(self.infra.kafka if target == "kafka" else self.infra.clickhouse)
         return "stopped"
 
-    def recover(self, target: str) -> None:
+    def recover(self, target: str) -> str:
+        """Start ``target`` again; anything it took beyond a plain start, for the report."""
         server.start(self.infra.kafka if target == "kafka" else self.infra.clickhouse)
+        return ""
 
 
 @dataclass
@@ -98,11 +100,16 @@ class Clusters:
         replica = node.role.replica if node.role is not None else str(self.replica)
         return f"SIGKILLed replica {replica} of 4 (pid {self.clickhouse.kill(self.replica)})"
 
-    def recover(self, target: str) -> None:
+    def recover(self, target: str) -> str:
+        """Start ``target`` again; anything it took beyond a plain start, for the report."""
         if target == "kafka":
             self.kafka.restart(self.broker)
-        else:
-            self.clickhouse.restart(self.replica)
+            return ""
+        forced = self.clickhouse.forced_restores.get(self.replica, 0)
+        self.clickhouse.restart(self.replica)
+        if self.clickhouse.forced_restores.get(self.replica, 0) > forced:
+            return "; refused its unknown parts, started with force_restore_data"
+        return ""
 
 
 Servers = OneNode | Clusters

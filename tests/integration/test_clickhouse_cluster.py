@@ -152,6 +152,34 @@ def test_a_replica_that_lost_its_disk_is_rebuilt_from_its_peer(clustered: Settin
     assert wait_for(lambda: _count(lost, local) == _count(peer, local), 60)  # and it follows new writes
 
 
+def test_a_replica_killed_mid_insert_with_parts_zookeeper_never_heard_of_starts_again(
+    clustered: Settings, cluster: ClickHouseCluster
+) -> None:
+    """Seen once in a clean clone's cluster chaos run: s2r2, SIGKILLed while a Distributed insert wrote to it early in
+    the run, refused to start again (18.16: "the local set of parts doesn't look like the set of parts in
+    ZooKeeper", more unknown rows than half of its own). Here a part written but never committed to ZooKeeper is
+    made by copying one of its parts under a block number ZooKeeper never gave out; ``restart`` starts it again
+    with force_restore_data, the unknown part is detached and the replica holds what its peer holds."""
+    db = clustered.clickhouse_database
+    migrate(connect(clustered), db, cluster_for(clustered.clickhouse_cluster))
+    local = f"SELECT count() FROM {db}.behavior_events_local FINAL WHERE user_id LIKE 'chc-%'"
+    _send(clustered, "u", users=40, per_user=3)
+    run_sinks(clustered, ["events"], idle_exit=3.0)
+    peer, node = _on(clustered, cluster, 2), _on(clustered, cluster, 3)
+    assert wait_for(lambda: _count(node, local) == _count(peer, local) > 0, 60)
+    cluster.kill(3)
+    parts = cluster.nodes[3].workdir / "data" / "data" / db / "behavior_events_local"
+    known = sorted(p for p in parts.iterdir() if p.is_dir() and p.name[0].isdigit() and p.name.count("_") == 3)
+    assert known, list(parts.iterdir())
+    for i, part in enumerate(known * 2):  # twice the known rows unknown: over 18.16's ratio of wrong parts (0.5)
+        partition = part.name.split("_")[0]
+        shutil.copytree(part, parts / f"{partition}_{900_000 + i}_{900_000 + i}_0")
+    before = cluster.forced_restores.get(3, 0)
+    cluster.restart(3)
+    assert cluster.forced_restores.get(3, 0) == before + 1  # it refused once, as in the chaos run
+    assert wait_for(lambda: _count(node, local) == _count(peer, local), 60), (_count(node, local), _count(peer, local))
+
+
 def test_while_zookeeper_is_lost_inserts_wait_and_once_it_is_back_nothing_is_missing(
     clustered: Settings, cluster: ClickHouseCluster, tmp_path: Path
 ) -> None:
