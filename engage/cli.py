@@ -20,6 +20,7 @@ from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 from engage.bench.oulad_profile import bench_oulad_profile
 from engage.bench.profile import bench_profile
+from engage.bench.replay_core import bench_replay_core
 from engage.bench.sdk import bench_sdk
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Student engagement and retention engine.")
@@ -654,6 +655,7 @@ bench_app.command("experiments")(bench_experiments)
 bench_app.command("bandit")(bench_bandit)
 bench_app.command("profile")(bench_profile)
 bench_app.command("oulad-profile")(bench_oulad_profile)
+bench_app.command("replay-core")(bench_replay_core)
 bench_app.command("dashboards")(bench_dashboards)
 bench_app.command("sdk")(bench_sdk)
 

@@ -1,0 +1,255 @@
+"""`engage bench replay-core`: where an event-clock replay's time goes, in the worker core alone (no Kafka, no Faust).
+
+Issue #26 asks for a replay at 25,000 events/s with the same daily snapshots. Before choosing how (bulk snapshots of
+silent students, vectorised scoring, a backfill mode), this measures the part of the worker that any design keeps:
+the core (``streams.worker.core``) folding OULAD presentations day by day, one packed message per partition and
+day as ``engage replay oulad`` sends them, and the event-clock silence pass after each day, over an in-memory table
+and producer. It prints the split between folding events and re-scoring silent students, the re-scores of each,
+and (``--profile``) the functions that cost most, so the next step starts from figures rather than a guess.
+The Faust shell and Kafka come on top of these figures in a real replay (``engage bench oulad``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import pstats
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import Settings
+from engage.oulad.dataset import OuladDataset
+from engage.oulad.mapping import course_calendar
+from engage.oulad.replay import replay_days
+from kafka_io.producer import key_partition
+from models.base import RiskModel
+from models.heuristic import HeuristicModel
+from processors.policy import PolicyConfig
+from schemas.courses import CourseCalendar
+from schemas.topics import catalogue
+from streams.worker.core.backpressure import Backlog
+from streams.worker.core.clock import EngineClock
+from streams.worker.core.durability import ChangelogWrites
+from streams.worker.core.engine import WorkerCore
+from streams.worker.core.ports import Message
+from streams.worker.core.silence import SilencePass
+
+PARTITIONS = 4
+
+
+class _Table:
+    """Records by key, as the worker's local table holds them (the changelog writes are not kept)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, bytes] = {}
+        self.writes = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.rows.get(key)
+
+    def put(self, key: bytes, raw: bytes, partition: int) -> None:
+        self.rows[key] = raw
+        self.writes += 1
+
+    def delete(self, key: bytes, partition: int) -> None:
+        self.rows.pop(key, None)
+        self.writes += 1
+
+    def keys(self) -> Iterable[bytes]:
+        return iter(self.rows)
+
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        return self.rows.items()
+
+
+class _Outputs:
+    """Counts what the core sends per topic; everything is acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.by_topic: dict[str, int] = {}
+
+    def send_encoded(self, key: bytes, value: bytes | None, *, topic: str) -> None:
+        self.by_topic[topic] = self.by_topic.get(topic, 0) + 1
+
+    @property
+    def in_flight(self) -> int:
+        return 0
+
+    @property
+    def delivered(self) -> int:
+        return 0
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return 0
+
+
+class _All:
+    def owned(self) -> set[int]:
+        return set(range(PARTITIONS))
+
+    def committed(self, partition: int) -> int | None:
+        return None
+
+
+@dataclass
+class _Fixed:
+    calendars_: Mapping[str, CourseCalendar]
+    model: RiskModel
+
+    def calendars(self) -> Mapping[str, CourseCalendar]:
+        return self.calendars_
+
+    def current(self) -> RiskModel:
+        return self.model
+
+
+@dataclass
+class ReplayCoreResult:
+    presentations: list[str]
+    days: int = 0
+    events: int = 0
+    messages: int = 0
+    fold_seconds: float = 0.0
+    silence_seconds: float = 0.0
+    rescores_on_events: int = 0
+    rescores_silent: int = 0
+    profiles: int = 0
+    table_writes: int = 0
+    top: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / max(1e-9, self.fold_seconds + self.silence_seconds)
+
+
+def _messages(events: list[dict[str, Any]], offsets: list[int], wall: float) -> list[Message]:
+    """The day's events as ``engage replay oulad`` sends them: one packed message per partition."""
+    by_partition: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for e in events:
+        user = e["user_id"]
+        by_partition.setdefault(key_partition(user.encode(), PARTITIONS), {}).setdefault(user, []).append(e)
+    messages = []
+    for partition, users in sorted(by_partition.items()):
+        batches = [{"schema_version": 1, "user_id": u, "events": evs} for u, evs in users.items()]
+        value = orjson.dumps({"schema_version": 1, "partition": partition, "batches": batches})
+        messages.append(Message(partition, offsets[partition], wall, value))
+        offsets[partition] += 1
+    return messages
+
+
+def measure(data: OuladDataset, settings: Settings, profile: bool = False, top: int = 15) -> ReplayCoreResult:
+    calendars = {
+        c.course_id: c for c in (course_calendar(p, data.assessments.values()) for p in data.presentations.values())
+    }
+    fixed = _Fixed(calendars, HeuristicModel())
+    table, outputs, ownership = _Table(), _Outputs(), _All()
+    core = WorkerCore(
+        table=table, outputs=outputs, ownership=ownership, topics=catalogue("bench", PARTITIONS),
+        partitions=PARTITIONS, models=fixed, policy=PolicyConfig(), courses=fixed,
+        backlog=Backlog(ChangelogWrites(), lambda: 0, lambda: 0, limit=10**9),
+        clock=EngineClock("event", settings.event_clock_idle_seconds, ownership.owned),
+        debounce_seconds=0.0, record_cache_size=settings.worker_record_cache_size,
+    )  # fmt: skip
+    silence = SilencePass(
+        core,
+        tick_seconds=settings.silence_tick_seconds,
+        rescore_after_seconds=settings.rescore_after_seconds,
+        dormant_rescore_after_seconds=settings.dormant_rescore_after_seconds,
+    )
+    result = ReplayCoreResult(sorted(data.presentations))
+    risk_topic = core.topics.risk_updates.name
+    profiles_topic = core.topics.profiles.name
+    profiler = cProfile.Profile() if profile else None
+    offsets = [0] * PARTITIONS
+
+    async def run() -> None:
+        for _day, events in replay_days(data):
+            messages = _messages(events, offsets, time.time())
+            sent = outputs.by_topic.get(risk_topic, 0)
+            started = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            core.fold(messages)
+            core.flush_records()
+            if profiler:
+                profiler.disable()
+            folded = time.perf_counter()
+            result.rescores_on_events += outputs.by_topic.get(risk_topic, 0) - sent
+            sent = outputs.by_topic.get(risk_topic, 0)
+            if profiler:
+                profiler.enable()
+            await silence.tick()
+            core.flush_records()
+            if profiler:
+                profiler.disable()
+            result.silence_seconds += time.perf_counter() - folded
+            result.fold_seconds += folded - started
+            result.rescores_silent += outputs.by_topic.get(risk_topic, 0) - sent
+            result.days += 1
+            result.events += len(events)
+            result.messages += len(messages)
+
+    asyncio.run(run())
+    result.profiles = outputs.by_topic.get(profiles_topic, 0)
+    result.table_writes = table.writes
+    if profiler is not None:
+        result.top = _top(profiler, top)
+    return result
+
+
+def _top(profiler: cProfile.Profile, n: int) -> list[dict[str, Any]]:
+    """The project's functions by cumulative time (the profiler's own overhead inflates every figure alike)."""
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    root = str(Path(__file__).resolve().parents[2])
+    rows = []
+    for (path, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if path.startswith(root) and "/bench/" not in path:
+            rows.append({"function": f"{Path(path).relative_to(root)}:{line} {name}", "calls": calls,
+                         "own_s": round(own, 2), "cumulative_s": round(cumulative, 2)})  # fmt: skip
+    return sorted(rows, key=lambda r: -r["cumulative_s"])[:n]
+
+
+def bench_replay_core(
+    data: Annotated[Path, typer.Option(help="OULAD directory (official CSV layout)")],
+    presentation: Annotated[list[str] | None, typer.Option(help="e.g. BBB-2013B; default: all")] = None,
+    profile: Annotated[bool, typer.Option(help="also list the costliest functions (cProfile)")] = False,
+    out: Annotated[Path, typer.Option(help="JSON results file")] = Path("bench-results/replay-core.json"),
+) -> None:
+    """Fold OULAD through the worker core alone on the event clock: events/s, fold against silence pass."""
+    console = Console()
+    dataset = OuladDataset.load(data, presentation)
+    result = measure(dataset, Settings(), profile)
+    table = Table(title=f"worker core, event clock, {', '.join(result.presentations)} (no Kafka, no Faust)")
+    for column in ("", "seconds", "re-scores", "µs per re-score"):
+        table.add_column(column, justify="right")
+    for name, seconds, rescores in (
+        ("folding events", result.fold_seconds, result.rescores_on_events),
+        ("silence pass", result.silence_seconds, result.rescores_silent),
+    ):
+        table.add_row(name, f"{seconds:.1f}", f"{rescores:,}", f"{seconds / max(1, rescores) * 1e6:,.0f}")
+    console.print(table)
+    console.print(
+        f"{result.events:,} events, {result.messages:,} messages over {result.days} days: "
+        f"[bold]{result.events_per_second:,.0f} events/s[/] in the core; {result.profiles:,} daily profiles, "
+        f"{result.table_writes:,} record writes"
+    )
+    if result.top:
+        top = Table(title="costliest functions (cumulative, with the profiler's overhead)")
+        for column in ("function", "calls", "own s", "cumulative s"):
+            top.add_column(column, justify="left" if column == "function" else "right")
+        for row in result.top:
+            top.add_row(row["function"], f"{row['calls']:,}", f"{row['own_s']:.1f}", f"{row['cumulative_s']:.1f}")
+        console.print(top)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps({**asdict(result), "events_per_second": result.events_per_second},
+                                 option=orjson.OPT_INDENT_2))  # fmt: skip
+    console.print(f"results in {out}")
