@@ -86,6 +86,14 @@ def check_kafka(kafka: Kafka, timeout: float = 30.0) -> None:
     connect_admin(kafka, timeout)
 
 
+# A request whose answer was lost with the connection it went out on. Seen on a fresh 3-broker cluster: librdkafka
+# 2.16 dropped the bootstrap broker's handle once it learnt the brokers' ids, and the CreateTopics request in flight
+# on it failed with _DESTROY_BROKER (a clean clone's cluster chaos run). Asked again, a topic that was created after
+# all answers TOPIC_ALREADY_EXISTS.
+LOST_ANSWERS = frozenset({KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError._TIMED_OUT})
+CREATE_ATTEMPTS = 3
+
+
 class TopicsRefused(RuntimeError):
     """Kafka refused to create a topic as configured (the message says why and which setting to change)."""
 
@@ -115,21 +123,34 @@ def ensure_topics(
     new = new_topics(specs, set(cluster.topics), replication)
     if not new:
         return []
-    created = []
-    for name, future in admin.create_topics(new, operation_timeout=timeout).items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            code = exc.args[0].code()
-            if code == KafkaError.INVALID_REPLICATION_FACTOR:
-                raise TopicsRefused(
-                    f"Kafka at {kafka} refused topic {name!r} with replication factor {replication.factor}: it has "
-                    f"{len(cluster.brokers)} broker(s) (ENGAGE_KAFKA_REPLICATION_FACTOR, at most the number of "
-                    f"brokers): {exc.args[0].str()}"
-                ) from exc
-            if code != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    created: list[str] = []
+    retried: set[str] = set()
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        again = []
+        for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                code = exc.args[0].code()
+                if code == KafkaError.INVALID_REPLICATION_FACTOR:
+                    raise TopicsRefused(
+                        f"Kafka at {kafka} refused topic {name!r} with replication factor {replication.factor}: it "
+                        f"has {len(cluster.brokers)} broker(s) (ENGAGE_KAFKA_REPLICATION_FACTOR, at most the number "
+                        f"of brokers): {exc.args[0].str()}"
+                    ) from exc
+                if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                    if name in retried:  # the lost answer's request had created it
+                        created.append(name)
+                elif code in LOST_ANSWERS and attempt < CREATE_ATTEMPTS:
+                    again.append(name)
+                else:
+                    raise
+        if not again:
+            break
+        retried.update(again)
+        new = [t for t in new if t.topic in again]
+        time.sleep(0.5)
     _wait_for_leaders(admin, created, timeout)
     return created
 
