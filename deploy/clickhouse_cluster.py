@@ -139,8 +139,7 @@ class ClickHouseCluster:
         shutil.rmtree(data, ignore_errors=True)  # whatever is left of it
         node.prepare()
         shutil.copytree(peer.workdir / "data" / "metadata", data / "metadata")
-        (data / "flags").mkdir(parents=True, exist_ok=True)
-        (data / "flags" / "force_restore_data").touch()
+        _force_restore_at_next_start(node)
 
     def restart(self, index: int, timeout: float | None = None) -> Started:
         """Start node ``index`` again on its data directory. A replica SIGKILLed while it wrote a part can hold
@@ -161,7 +160,14 @@ class ClickHouseCluster:
             if UNKNOWN_PARTS.encode() not in said:
                 errors = [line for line in said.decode(errors="replace").splitlines() if "<Error>" in line]
                 raise ServiceError(f"{exc}\n{node.error_log} says: {errors[0] if errors else '(nothing)'}") from exc
-        (node.workdir / "data" / "flags").mkdir(parents=True, exist_ok=True)
-        (node.workdir / "data" / "flags" / "force_restore_data").touch()
+        _force_restore_at_next_start(node)
         self.forced_restores[index] = self.forced_restores.get(index, 0) + 1
         return server.start(node, timeout)
+
+
+def _force_restore_at_next_start(node: ClickHouseServer) -> None:
+    """The flag that makes the server skip its parts sanity check and restore replicated tables from ZooKeeper's
+    list at its next start (it removes the flag once read)."""
+    flags = node.workdir / "data" / "flags"
+    flags.mkdir(parents=True, exist_ok=True)
+    (flags / "force_restore_data").touch()
