@@ -88,6 +88,17 @@ def _folded(worker: WorkerProcess, expected: dict[str, int]) -> bool:
     return all(answers.get(user, {}).get("events") == count for user, count in expected.items())
 
 
+def _short(worker: WorkerProcess, expected: dict[str, int], which: str) -> str:
+    """Why ``worker`` is not done: each student whose folded event count differs from the expected one."""
+    answers = _answers(worker)
+    short = {
+        u: (answers.get(u, {}).get("events"), n) for u, n in expected.items() if answers.get(u, {}).get("events") != n
+    }
+    log = worker.log.read_text()[-4000:]
+    return (f"{which} worker did not fold every event; (folded, sent) per student short of it: {short}\n"
+            f"its log, and its threads' and tasks' stacks now:\n{log}{worker.stacks()}")  # fmt: skip
+
+
 def _move(s: Settings, from_prefix: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engage.cli", "topics", "move", "--from-prefix", from_prefix],
                           env={**os.environ, **settings_env(s)}, cwd=PROJECT_ROOT, capture_output=True, text=True,
@@ -167,8 +178,8 @@ def test_state_moved_to_a_catalogue_with_more_partitions_equals_one_folded_there
     try:
         for day in days:
             _send(control, day)
-        assert wait_for(lambda: _folded(new_worker, expected), 90), "the new catalogue's worker should fold the rest"
-        assert wait_for(lambda: _folded(control_worker, expected), 90), "the control worker should fold every day"
+        assert wait_for(lambda: _folded(new_worker, expected), 90), _short(new_worker, expected, "the new catalogue's")
+        assert wait_for(lambda: _folded(control_worker, expected), 90), _short(control_worker, expected, "the control")
         moved_answers, control_answers = _answers(new_worker), _answers(control_worker)
     finally:
         new_worker.stop()

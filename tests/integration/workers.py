@@ -68,6 +68,18 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def stacks(self, wait: float = 2.0) -> str:
+        """What the worker is doing: every thread's and asyncio task's stack, which mode's worker writes to its log
+        on SIGUSR1 (``mode.utils.logging.cry``); for a failing test's message when a worker seems stuck."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(the worker is not running)"
+        before = self.log.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait)
+        with self.log.open("rb") as log:
+            log.seek(before)
+            return log.read(200_000).decode(errors="replace")
+
     def engagement(self, user_id: str, headers: dict[str, str] | None = None) -> httpx.Response:
         return httpx.get(f"{self.url}/v1/users/{user_id}/engagement", headers=headers or SERVER_KEY, timeout=10)
 
