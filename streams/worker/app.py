@@ -213,6 +213,7 @@ class EngagementWorker:
         )
         fi.commit_past_duplicate_acknowledgements(self.app)
         fi.fetch_within(self.app, settings.worker_fetch_max_wait_ms)
+        fi.fetch_only_partitions_active_when_asked()
         fi.after_seek(self.app, self._after_seek, before=self._before_seek)
         fi.serve_only_our_views(self.app)  # no /table/ dump of every record, no /router/ or /stats/
         self.events_topic = self.app.topic(events, key_type=bytes, value_type=bytes)  # our JSON: Faust passes bytes

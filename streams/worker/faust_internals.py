@@ -285,6 +285,43 @@ def fetch_within(app: faust.App, max_wait_ms: int) -> None:
     thread._create_worker_consumer = create_worker_consumer
 
 
+def fetch_only_partitions_active_when_asked() -> None:
+    """Make each of Faust's fetches hand over records of the partitions that were active when it was asked, and
+    none when no partition was.
+
+    Corrects: Faust's aiokafka driver passes its live set of active partitions to aiokafka's
+    ``Fetcher.fetched_records`` in the consumer's own thread, while the event loop pauses and resumes partitions
+    in that very set. aiokafka reads an empty set as "every partition", and it moves a partition's position past
+    the records it drains. At the end of a table recovery Faust pauses the changelog partitions before it resumes
+    the events partitions: a fetch waking up in between got the set empty, drained the events aiokafka had
+    prefetched, and Faust, finding their partitions not active, dropped them. With a committed offset the seek
+    that follows brings them back; without one (a new consumer group whose changelog already holds state: a
+    catalogue move) nothing ever did, and the worker folded none of them (a clean clone's
+    ``tests/integration/test_catalogue_move.py``: the new catalogue's worker never committed, its state restored
+    and its events untouched). A snapshot of the set, taken when the fetch starts, and no fetch for an empty one.
+    Patched on Faust's ``AIOKafkaConsumerThread``; idempotent. Without it:
+    ``tests/unit/test_worker_fetching.py::test_a_fetch_asked_with_no_active_partition_drains_nothing`` fails.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original: Any = AIOKafkaConsumerThread._fetch_records
+    if getattr(original, "snapshots_partitions", False):
+        return
+
+    async def _fetch_records(
+        self: Any, consumer: Any, active_partitions: Any, timeout: float | None = None, max_records: int | None = None
+    ) -> Any:
+        if active_partitions is not None:  # None: a client-only app, which fetches every partition
+            active_partitions = frozenset(active_partitions)
+            if not active_partitions:
+                return {}
+        return await original(self, consumer, active_partitions, timeout=timeout, max_records=max_records)
+
+    _fetch_records.snapshots_partitions = True  # type: ignore[attr-defined]
+    _fetch_records.__wrapped__ = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._fetch_records = _fetch_records  # type: ignore[method-assign]
+
+
 def after_seek(app: faust.App, then: Callable[[], Awaitable[None]], before: Callable[[], None]) -> None:
     """Run ``before`` ahead of, and ``then`` after, the seek to the committed offsets that follows every
     assignment (start-up and each rebalance), once the table is restored.
