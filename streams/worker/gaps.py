@@ -8,11 +8,14 @@ them to the committed offsets, and a message fetched in between can be lost in t
 committed past the skipped message, because it treats an acknowledged offset one above the committed one as
 contiguous. The skipped messages are read with a plain consumer of their own and folded before the batch.
 
-Two skips no later batch reveals (a clean clone's ``make test`` lost a student's events to the first):
+Skips no later batch reveals (clean clones' ``make test`` runs lost events to the first and the last):
 - the last message of a partition: nothing comes after it to show the hole, so ``StalledTails`` watches for
   offsets the consumer handed to the stream that stay unfolded for a grace period, and has them read directly;
 - the first message of a partition: with nothing folded or committed yet, the partition starts at its earliest
-  offset on the topic (the consumer resets to earliest), not at the first offset a batch happens to hold.
+  offset on the topic (the consumer resets to earliest), not at the first offset a batch happens to hold;
+- messages the consumer took from Kafka and Faust never handed to the stream (a fetch that dropped them, with
+  no committed offset for a seek to bring them back): ``StalledTails`` also watches a partition whose end stays
+  past its last folded offset while nothing is handed and the partition is not paused.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class _Observed:
 
 
 class StalledTails:
-    """Offsets the consumer handed to the stream that the worker has not folded for ``grace`` seconds.
+    """Offsets the consumer handed to the stream (or took from Kafka) that the worker has not folded for ``grace``
+    seconds.
 
     Faust hands a message to the stream and notes its offset as read; if the message then vanishes (the race
     above), the read offset stays ahead of the partition's last folded offset and nothing moves either. A

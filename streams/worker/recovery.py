@@ -72,8 +72,11 @@ class OffsetRecovery:
         return found
 
     async def read_lost_tails(self) -> None:
-        """Timer: messages the consumer handed to the stream that never reached a batch, with nothing after them
-        in their partition to reveal the hole (``gaps.StalledTails``), read directly and folded."""
+        """Timer: messages that reached the consumer but never a batch, with nothing after them in their partition
+        to reveal the hole (``gaps.StalledTails``), read directly and folded. Either Faust handed them to the stream
+        and they vanished (its read offset is past the last folded one), or the consumer took them from Kafka and
+        Faust never handed them over (its read offset is not past it, the partition's end is, and the partition is
+        not paused): a fetch dropped them, and with no committed offset no seek brings them back."""
         owned = self.core.owned()
         self._stalled.keep_partitions(owned)
         async with self.core.lock:
@@ -82,16 +85,17 @@ class OffsetRecovery:
                 # Faust's read offset is the last offset handed to the stream, except right after a seek, where
                 # it is the next one to read: never past the end of the partition (the high watermark, minus 1).
                 read, end = fi.read_offset(self.app, tp), _highwater(self.app.consumer, tp)
-                if read is None or end is None:
+                if end is None or fi.is_paused(self.app, tp):  # not fetched yet, or paused (a rebalance, recovery)
                     continue
-                handed = min(read, end - 1)
                 last = await self._folded_up_to(partition)
-                missing = self._stalled.missing(partition, last, handed, time.monotonic())
+                handed = read is not None and read > last
+                reached = min(read, end - 1) if handed and read is not None else end - 1
+                missing = self._stalled.missing(partition, last, reached, time.monotonic())
                 if not missing:
                     continue
-                log.warning("partition %d: offsets %s were handed to the stream %.0f s ago and never folded; "
-                            "reading them directly", partition, _span(missing),
-                            self._stalled.grace_seconds)  # fmt: skip
+                how = "were handed to the stream" if handed else "were taken from Kafka and never handed to the stream"
+                log.warning("partition %d: offsets %s %s %.0f s ago and never folded; reading them directly",
+                            partition, _span(missing), how, self._stalled.grace_seconds)  # fmt: skip
                 messages = await self._read_directly(partition, missing)
                 if messages:
                     self.core.fold(messages)

@@ -367,6 +367,54 @@ def test_messages_the_consumer_skipped_are_read_directly_and_folded(
         worker.stop()
 
 
+# Runs `engage worker` with a consumer that takes every message of events partition DROP from Kafka and never
+# hands it to the stream, the way a Faust fetch waking while no partition was active dropped prefetched events
+# (streams.worker.faust_internals.fetch_only_partitions_active_when_asked): nothing is handed, so Faust's read
+# offset stays unset, and the group has no committed offset for a seek to bring them back.
+_DROPPING_WORKER = """
+import sys
+from faust.transport.consumer import Consumer
+from engage.cli import main
+
+getmany = Consumer.getmany
+DROP = {drop}
+
+async def dropping(self, timeout):
+    async for tp, message in getmany(self, timeout):
+        if tp.topic.endswith(".events.v1") and tp.partition == DROP:
+            continue
+        yield tp, message
+
+Consumer.getmany = dropping
+sys.argv = ["engage", *sys.argv[1:]]
+main()
+"""
+
+
+def test_messages_the_consumer_took_and_never_handed_over_are_read_directly_and_folded(
+    infra: Infra, settings: Settings, tmp_path: Path
+) -> None:
+    """A clean clone's catalogue move: the new catalogue's worker restored its state, and Faust dropped the events
+    of a fetch that woke between the changelog's pause and the events' resume. No later batch shows the hole,
+    no commit lets a seek bring them back: the timer sees the partition's end past the last folded offset with
+    nothing handed, and reads them directly."""
+    s = _settings(settings, tmp_path, worker_lost_message_grace_seconds=2.0)
+    events = _simulated(students=12, days=3, seed=13)
+    _send(s, events)
+    counts = _messages_per_partition(s)
+    drop = max(counts, key=lambda p: counts[p])
+    expected = _unique_counts(events)
+    script = _DROPPING_WORKER.format(drop=drop)
+    worker = WorkerProcess(s, free_port(), tmp_path / "worker.log", python=["-c", script]).start()
+    try:
+        folded = wait_for(lambda: _totals_match(worker, expected), timeout=60)
+        assert folded, f"totals differ (answered, expected): {_total_differences(worker, expected)}, dropped {drop}"
+        log = (tmp_path / "worker.log").read_text()
+        assert f"partition {drop}: offsets " in log and "taken from Kafka and never handed to the stream" in log
+    finally:
+        worker.stop()
+
+
 def test_a_huge_message_that_is_not_an_event_batch_is_dead_lettered_and_the_worker_goes_on(
     infra: Infra, settings: Settings, tmp_path: Path
 ) -> None:
