@@ -37,11 +37,39 @@ def _group(feature: str) -> str:
     return "context"
 
 
+# A standing in the course (``processors.cohort``: a percentile rank, 0..1) is said as a place in the course, which
+# a success team reads at a glance, instead of a fraction.
+COURSE_RANKS = {
+    "course_activity_rank_7d": "time on the platform in the last 7 days",
+    "course_activity_rank_30d": "time on the platform in the last 30 days",
+    "course_submitted_rank": "share of due work submitted",
+    "course_score_rank": "assessment scores",
+}
+
+
+def course_place(rank: float) -> str:
+    """Where a percentile rank (0 = least, 1 = most) puts a student in their course, in words."""
+    if rank < 0.10:
+        return "in the bottom 10 % of their course"
+    if rank < 0.25:
+        return "in the bottom quarter of their course"
+    if rank < 0.50:
+        return "below their course's median"
+    if rank >= 0.90:
+        return "in the top 10 % of their course"
+    if rank >= 0.75:
+        return "in the top quarter of their course"
+    return "at or above their course's median"
+
+
 def describe(feature: str, value: float) -> str:
-    """'days since last login: 9' — the feature in words with the student's value."""
+    """'days since last login: 9' — the feature in words with the student's value; a standing in the course as
+    'time on the platform in the last 7 days: in the bottom 10 % of their course (percentile 6)'."""
     words = feature.replace("_", " ").replace(" 7d", " (7 days)").replace(" 30d", " (30 days)")
     if math.isnan(value):
-        return f"{words}: unknown"
+        return f"{COURSE_RANKS.get(feature, words)}: unknown"
+    if feature in COURSE_RANKS:
+        return f"{COURSE_RANKS[feature]}: {course_place(value)} (percentile {round(value * 100):.0f})"
     shown = f"{value:.0f}" if float(value).is_integer() or abs(value) >= 10 else f"{value:.2f}"
     return f"{words}: {shown}"
 
