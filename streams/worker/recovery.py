@@ -88,12 +88,16 @@ class OffsetRecovery:
                 if end is None or fi.is_paused(self.app, tp):  # not fetched yet, or paused (a rebalance, recovery)
                     continue
                 last = await self._folded_up_to(partition)
-                handed = read is not None and read > last
-                reached = min(read, end - 1) if handed and read is not None else end - 1
+                handed = read if read is not None and read > last else None  # handed to the stream, not folded
+                reached = end - 1 if handed is None else min(handed, end - 1)
                 missing = self._stalled.missing(partition, last, reached, time.monotonic())
                 if not missing:
                     continue
-                how = "were handed to the stream" if handed else "were taken from Kafka and never handed to the stream"
+                how = (
+                    "were taken from Kafka and never handed to the stream"
+                    if handed is None
+                    else "were handed to the stream"
+                )
                 log.warning("partition %d: offsets %s %s %.0f s ago and never folded; reading them directly",
                             partition, _span(missing), how, self._stalled.grace_seconds)  # fmt: skip
                 messages = await self._read_directly(partition, missing)

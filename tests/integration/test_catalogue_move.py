@@ -83,17 +83,20 @@ def _answers(worker: WorkerProcess) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _folded(worker: WorkerProcess, expected: dict[str, int]) -> bool:
+def _shortfall(worker: WorkerProcess, expected: dict[str, int]) -> dict[str, tuple[int | None, int]]:
+    """Each student whose folded event count differs from the expected one: (folded, expected)."""
     answers = _answers(worker)
-    return all(answers.get(user, {}).get("events") == count for user, count in expected.items())
+    folded = {user: answers.get(user, {}).get("events") for user in expected}
+    return {user: (folded[user], count) for user, count in expected.items() if folded[user] != count}
+
+
+def _folded(worker: WorkerProcess, expected: dict[str, int]) -> bool:
+    return not _shortfall(worker, expected)
 
 
 def _short(worker: WorkerProcess, expected: dict[str, int], which: str) -> str:
-    """Why ``worker`` is not done: each student whose folded event count differs from the expected one."""
-    answers = _answers(worker)
-    short = {
-        u: (answers.get(u, {}).get("events"), n) for u, n in expected.items() if answers.get(u, {}).get("events") != n
-    }
+    """Why ``worker`` is not done: its shortfall, log and stacks."""
+    short = _shortfall(worker, expected)
     log = worker.log.read_text()[-4000:]
     return (f"{which} worker did not fold every event; (folded, sent) per student short of it: {short}\n"
             f"its log, and its threads' and tasks' stacks now:\n{log}{worker.stacks()}")  # fmt: skip
