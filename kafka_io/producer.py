@@ -96,6 +96,37 @@ def _stamped_groups(
     return group_by_user(_event_dict(e, stamp, received_at is not None) for e in events)
 
 
+def pack_partition_batches(
+    events: Iterable[EventEnvelope | Mapping[str, Any]],
+    partitions: int,
+    source: str,
+    received_at: datetime | None = None,
+    max_events: int = MAX_PACKED_EVENTS,
+) -> list[tuple[int, bytes, bytes, int]]:
+    """(partition, key, value, event count) per ``PartitionBatch``: the users' batches packed per partition
+    of a topic with ``partitions`` partitions, a new message whenever one would pass ``max_events`` (a user's
+    batch is never split). The key names the partition; consumers go by the user ids inside."""
+    packs: dict[int, list[tuple[list[dict[str, Any]], list[int]]]] = {}  # partition -> (batches, [events])
+    for user, evs in _stamped_groups(events, received_at).items():
+        messages = packs.setdefault(key_partition(user.encode(), partitions), [([], [0])])
+        batches, count = messages[-1]
+        if batches and count[0] + len(evs) > max_events:
+            batches, count = [], [0]
+            messages.append((batches, count))
+        batches.append({"user_id": user, "events": evs})
+        count[0] += len(evs)
+    return [
+        (
+            partition,
+            f"partition:{partition}".encode(),
+            orjson.dumps({"schema_version": 1, "source": source, "partition": partition, "batches": batches}),
+            count[0],
+        )
+        for partition, messages in packs.items()
+        for batches, count in messages
+    ]
+
+
 class EventProducer:
     """Publishes behaviour events (``PartitionBatch`` or per-user ``EventBatch`` messages) and dead letters, with
     delivery reports."""
@@ -226,28 +257,8 @@ class EventProducer:
         received_at: datetime | None = None,
         max_events: int = MAX_PACKED_EVENTS,
     ) -> list[tuple[int, bytes, bytes, int]]:
-        """(partition, key, value, event count) per ``PartitionBatch``: the users' batches packed per partition
-        of a topic with ``partitions`` partitions, a new message whenever one would pass ``max_events`` (a user's
-        batch is never split). The key names the partition; consumers go by the user ids inside."""
-        packs: dict[int, list[tuple[list[dict[str, Any]], list[int]]]] = {}  # partition -> (batches, [events])
-        for user, evs in _stamped_groups(events, received_at).items():
-            messages = packs.setdefault(key_partition(user.encode(), partitions), [([], [0])])
-            batches, count = messages[-1]
-            if batches and count[0] + len(evs) > max_events:
-                batches, count = [], [0]
-                messages.append((batches, count))
-            batches.append({"user_id": user, "events": evs})
-            count[0] += len(evs)
-        return [
-            (
-                partition,
-                f"partition:{partition}".encode(),
-                orjson.dumps({"schema_version": 1, "source": self.source, "partition": partition, "batches": batches}),
-                count[0],
-            )
-            for partition, messages in packs.items()
-            for batches, count in messages
-        ]
+        """``pack_partition_batches`` with this producer's source."""
+        return pack_partition_batches(events, partitions, self.source, received_at, max_events)
 
     def send(self, events: Iterable[EventEnvelope | Mapping[str, Any]]) -> int:
         """Queue events (validated models, or dicts already in the contract's JSON form), packed per partition of

@@ -16,7 +16,6 @@ import cProfile
 import io
 import pstats
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,14 +26,13 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings
+from engage.bench.core_stand_ins import AllPartitions, CountingOutputs, FixedSources, MemoryTable
 from engage.oulad.dataset import OuladDataset
 from engage.oulad.mapping import course_calendar
 from engage.oulad.replay import replay_days
 from kafka_io.producer import key_partition
-from models.base import RiskModel
 from models.heuristic import HeuristicModel
 from processors.policy import PolicyConfig
-from schemas.courses import CourseCalendar
 from schemas.topics import catalogue
 from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import EngineClock
@@ -44,72 +42,6 @@ from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 
 PARTITIONS = 4
-
-
-class _Table:
-    """Records by key, as the worker's local table holds them (the changelog writes are not kept)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[bytes, bytes] = {}
-        self.writes = 0
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.rows.get(key)
-
-    def put(self, key: bytes, raw: bytes, partition: int) -> None:
-        self.rows[key] = raw
-        self.writes += 1
-
-    def delete(self, key: bytes, partition: int) -> None:
-        self.rows.pop(key, None)
-        self.writes += 1
-
-    def keys(self) -> Iterable[bytes]:
-        return iter(self.rows)
-
-    def items(self) -> Iterable[tuple[bytes, bytes]]:
-        return self.rows.items()
-
-
-class _Outputs:
-    """Counts what the core sends per topic; everything is acknowledged at once."""
-
-    def __init__(self) -> None:
-        self.by_topic: dict[str, int] = {}
-
-    def send_encoded(self, key: bytes, value: bytes | None, *, topic: str) -> None:
-        self.by_topic[topic] = self.by_topic.get(topic, 0) + 1
-
-    @property
-    def in_flight(self) -> int:
-        return 0
-
-    @property
-    def delivered(self) -> int:
-        return 0
-
-    def flush(self, timeout: float = 30.0) -> int:
-        return 0
-
-
-class _All:
-    def owned(self) -> set[int]:
-        return set(range(PARTITIONS))
-
-    def committed(self, partition: int) -> int | None:
-        return None
-
-
-@dataclass
-class _Fixed:
-    calendars_: Mapping[str, CourseCalendar]
-    model: RiskModel
-
-    def calendars(self) -> Mapping[str, CourseCalendar]:
-        return self.calendars_
-
-    def current(self) -> RiskModel:
-        return self.model
 
 
 @dataclass
@@ -150,8 +82,8 @@ def measure(data: OuladDataset, settings: Settings, profile: bool = False, top: 
     calendars = {
         c.course_id: c for c in (course_calendar(p, data.assessments.values()) for p in data.presentations.values())
     }
-    fixed = _Fixed(calendars, HeuristicModel())
-    table, outputs, ownership = _Table(), _Outputs(), _All()
+    fixed = FixedSources(calendars, HeuristicModel())
+    table, outputs, ownership = MemoryTable(), CountingOutputs(), AllPartitions(PARTITIONS)
     core = WorkerCore(
         table=table, outputs=outputs, ownership=ownership, topics=catalogue("bench", PARTITIONS),
         partitions=PARTITIONS, models=fixed, policy=PolicyConfig(), courses=fixed,

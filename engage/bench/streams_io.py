@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from config.settings import Settings
 from engage.traffic import _client_batches
 from kafka_io.client import Kafka, kafka_conf
-from kafka_io.producer import EventProducer
+from kafka_io.producer import EventProducer, pack_partition_batches
 from schemas.topics import catalogue
 
 
@@ -128,12 +128,10 @@ Message = tuple[int, bytes, bytes]  # partition, key, value
 def encode(settings: Settings, events: list[dict[str, Any]], batch: int) -> list[Message]:
     """Messages as the producer library writes them: apps' batches (up to ``batch`` events per student) in
     producer flushes of ``FLUSH_EVENTS`` events, each flush packed per partition (``PartitionBatch``)."""
-    producer = EventProducer(settings.kafka, catalogue(settings.topic_prefix), source="bench",
-                             poll_thread=False)  # fmt: skip
     out: list[Message] = []
 
     def pack(flush: list[dict[str, Any]]) -> None:
-        packed = producer.encode_partition_batches(flush, settings.event_partitions)
+        packed = pack_partition_batches(flush, settings.event_partitions, "bench")
         out.extend((partition, key, value) for partition, key, value, _ in packed)
 
     for i in range(0, len(events), 20_000):  # the apps' batches are the same as in one message per student
