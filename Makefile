@@ -22,6 +22,7 @@ bench: install system-deps
 	$(BIN)/engage bench ingest
 	$(BIN)/engage bench load
 	$(BIN)/engage bench processors
+	$(BIN)/engage bench game-core
 	$(BIN)/engage bench queries
 	$(BIN)/engage bench scoring
 	$(BIN)/engage bench sendtime

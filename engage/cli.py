@@ -16,6 +16,7 @@ from engage import db_cli, experiments_cli, gamification_cli, kafka_cli, notify_
 from engage.bench.bandit import bench_bandit
 from engage.bench.dashboards import bench_dashboards
 from engage.bench.experiments import bench_experiments
+from engage.bench.game_core import bench_game_core
 from engage.bench.leaderboard_command import bench_leaderboard
 from engage.bench.notify_command import bench_notify
 from engage.bench.oulad_profile import bench_oulad_profile
@@ -656,6 +657,7 @@ bench_app.command("bandit")(bench_bandit)
 bench_app.command("profile")(bench_profile)
 bench_app.command("oulad-profile")(bench_oulad_profile)
 bench_app.command("replay-core")(bench_replay_core)
+bench_app.command("game-core")(bench_game_core)
 bench_app.command("dashboards")(bench_dashboards)
 bench_app.command("sdk")(bench_sdk)
 
