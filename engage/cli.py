@@ -400,6 +400,9 @@ def model_train(
         bool, typer.Option("--in-course-only", help="Only days on which a scheduled course runs (work still due)")
     ] = False,
     note: Annotated[str, typer.Option(help="Free text kept with the model")] = "",
+    tune: Annotated[
+        bool, typer.Option(help="Choose the settings by cross-validation grouped by training prefix (else by student)")
+    ] = True,
 ) -> None:
     """LightGBM per horizon (7, 30 days) on the point-in-time snapshots in ClickHouse, beside the heuristic.
 
@@ -425,7 +428,10 @@ def model_train(
             raise typer.Exit(1)
         console.print(f"point-in-time audit at {len(cutoffs)} cut-offs: no feature reads past its day")
     config = TrainConfig(
-        train_prefixes=tuple(train_prefix or ()), test_prefixes=tuple(test_prefix or ()), in_course_only=in_course_only
+        train_prefixes=tuple(train_prefix or ()),
+        test_prefixes=tuple(test_prefix or ()),
+        in_course_only=in_course_only,
+        tune=tune,
     )
     registry = ModelRegistry(s.model_registry)
     try:
@@ -676,6 +682,10 @@ def bench_oulad(
     all_days: Annotated[
         bool, typer.Option("--all-days", help="Train on every day, not only the days a course runs")
     ] = False,
+    tune: Annotated[
+        bool, typer.Option(help="Choose the model's settings by cross-validation grouped by presentation")
+    ] = True,
+    monotone: Annotated[bool, typer.Option(help="Monotone constraints where the direction is known")] = True,
 ) -> None:
     """Real students through the live pipeline: train on some presentations, judge per cut-off day on others."""
     from engage.bench.oulad import TEST, TRAIN, OuladBenchConfig, run_oulad_bench
@@ -689,6 +699,8 @@ def bench_oulad(
         day_seconds,
         reuse_database=reuse_database,
         in_course_only=not all_days,
+        tune=tune,
+        monotone=monotone,
     )
     run_oulad_bench(get_settings(), config, console, out)
 

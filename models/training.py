@@ -4,6 +4,13 @@ Splits are by time or by group of students (e.g. OULAD presentations), never by 
 days are correlated, and a random split would let the model see the answers' neighbours. Inside the
 training part, a fifth of the students (by hash) is held out for early stopping and for fitting the
 isotonic calibration; the test part is only ever scored.
+
+- **Monotone constraints** (``MONOTONE``) where the direction is known before looking at any data: a student
+  away longer, or with more work missed, is never scored safer for it.
+- **Settings by grouped cross-validation** (``TrainConfig.tune``): each of a few candidate settings
+  (``CANDIDATES``) is trained on all training groups but one and judged on that one, in turn (the groups are
+  the training prefixes, e.g. OULAD presentations, when there are two or more; else three buckets of students by
+  hash), on the training part only: the test part never decides anything.
 """
 
 from __future__ import annotations
@@ -46,6 +53,37 @@ PARAMS: dict[str, Any] = {
 }
 
 
+# +1: a higher value never lowers the risk; -1: never raises it. Directions known before looking at the data (away
+# longer, more work missed, fewer active days, less of the due work submitted than the course's peers): an odd pocket
+# of training data cannot then teach the model that a student away longer is safer.
+MONOTONE: dict[str, int] = {
+    "days_since_last_login": 1,
+    "days_since_last_activity": 1,
+    "assessments_missed": 1,
+    "assessment_weight_missed_pct": 1,
+    "courses_unenrolled": 1,
+    "active_days_7d": -1,
+    "active_days_30d": -1,
+    "course_submitted_rank": -1,
+}
+
+# The settings grouped cross-validation chooses among (``tune``), over ``PARAMS``: from shallow and heavily
+# regularised to the default; early stopping sets the number of trees in each.
+CANDIDATES: tuple[dict[str, Any], ...] = (
+    {"num_leaves": 7, "min_data_in_leaf": 200},
+    {"num_leaves": 15, "min_data_in_leaf": 100},
+    {"num_leaves": 31, "min_data_in_leaf": 40},
+    {"num_leaves": 31, "min_data_in_leaf": 200, "feature_fraction": 0.6},
+    {"num_leaves": 63, "min_data_in_leaf": 100, "feature_fraction": 0.6},
+)
+CV_EVERY_NTH_DAY = 3  # cross-validation fits on every third day of each student: neighbouring days are near copies
+CV_HASH_FOLDS = 3  # folds by student hash when there are not two training groups
+
+
+def monotone_constraints(features: Sequence[str] = FEATURES) -> list[int]:
+    return [MONOTONE.get(name, 0) for name in features]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     horizons: tuple[int, ...] = HORIZONS
@@ -59,6 +97,8 @@ class TrainConfig:
     # Only days on which a scheduled course is running (started, work still due): after a course's last due
     # date every student goes quiet, finishers included, and "no active day" stops meaning dropping out.
     in_course_only: bool = False
+    tune: bool = False  # choose the settings among ``CANDIDATES`` by grouped cross-validation (slower)
+    monotone: bool = True  # ``MONOTONE``
 
 
 def in_course(row: Mapping[str, Any]) -> bool:
@@ -139,6 +179,56 @@ class TrainResult:
     path: Path
 
 
+def _fold_of(user: str, prefixes: tuple[str, ...]) -> int:
+    """The cross-validation group of a student: which training prefix their id starts with when there are two or
+    more, else a bucket of ``CV_HASH_FOLDS`` by hash."""
+    if len(prefixes) >= 2:
+        for k, prefix in enumerate(prefixes):
+            if user.startswith(prefix):
+                return k
+    return int(hashlib.sha256(user.encode()).hexdigest()[8:16], 16) % CV_HASH_FOLDS
+
+
+def cross_validate(
+    training: TrainingSet, X: np.ndarray, y: np.ndarray, pool: Sequence[int], config: TrainConfig, base: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The candidate settings with the best mean ROC AUC over the folds of ``pool`` (the training rows), and every
+    candidate's figures: each fold is judged by a model trained on the other folds (early stopping on it)."""
+    rows = [i for i in pool if training.days[i] % CV_EVERY_NTH_DAY == 0]
+    folds = np.asarray([_fold_of(training.user_ids[i], config.train_prefixes) for i in rows])
+    rows_a = np.asarray(rows, dtype=int)
+    usable = [k for k in sorted(set(folds.tolist())) if len(set(y[rows_a[folds == k]].tolist())) == 2]
+    if len(usable) < 2:
+        return {}, []  # too few groups with both outcomes to compare settings: the defaults stand
+    table: list[dict[str, Any]] = []
+    for candidate in CANDIDATES:
+        params = {**base, **candidate, "metric": ["auc"]}
+        scores, trees = [], []
+        for k in usable:
+            fit, judge = rows_a[folds != k], rows_a[folds == k]
+            booster = lgb.train(
+                params,
+                lgb.Dataset(X[fit], y[fit], feature_name=list(FEATURES)),
+                num_boost_round=config.max_rounds,
+                valid_sets=[lgb.Dataset(X[judge], y[judge], feature_name=list(FEATURES))],
+                callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+            )
+            scores.append(float(booster.best_score["valid_0"]["auc"]))
+            trees.append(int(booster.best_iteration))
+        table.append({"settings": candidate, "roc_auc": scores, "mean_roc_auc": float(np.mean(scores)),
+                      "trees": trees})  # fmt: skip
+    best = max(range(len(table)), key=lambda k: float(table[k]["mean_roc_auc"]))
+    return dict(CANDIDATES[best]), table
+
+
+def gain_shares(booster: lgb.Booster) -> dict[str, float]:
+    """Each feature's share of the model's total split gain, largest first (features never split on left out)."""
+    gains = booster.feature_importance("gain", iteration=booster.best_iteration or None)
+    total = float(gains.sum()) or 1.0
+    shares = {name: round(float(g) / total, 4) for name, g in zip(FEATURES, gains, strict=True) if g > 0}
+    return dict(sorted(shares.items(), key=lambda item: -item[1]))
+
+
 def heuristic_probabilities(training: TrainingSet, indices: Sequence[int], horizon: int) -> np.ndarray:
     snapshots = [snapshot_from_row(training.rows[i]) for i in indices]
     scores = HeuristicModel().score_many(snapshots)
@@ -176,6 +266,10 @@ def _train_into(
     best: dict[str, int] = {}
     splits: dict[str, str] = {}
     drift: dict[str, Any] = {}
+    chosen: dict[str, dict[str, Any]] = {}
+    importance: dict[str, dict[str, float]] = {}
+    cv: dict[str, list[dict[str, Any]]] = {}
+    base = {**PARAMS, "monotone_constraints": monotone_constraints()} if config.monotone else dict(PARAMS)
     for h in config.horizons:
         parts = split(training, config, h)
         splits[str(h)] = parts.how
@@ -188,11 +282,15 @@ def _train_into(
         y = np.asarray(
             [training.labels[h][i] if training.labels[h][i] is not None else 0 for i in range(len(training))]
         )
+        settings: dict[str, Any] = {}
+        if config.tune:
+            settings, cv[str(h)] = cross_validate(training, X, y, tr + va, config, base)
+        params = chosen[str(h)] = {**base, **settings}
         stopping: list[Callable[..., Any]] = []
         if not config.fixed_rounds:
             stopping.append(lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False))
         booster = lgb.train(
-            PARAMS,
+            params,
             lgb.Dataset(X[tr], y[tr], feature_name=list(FEATURES)),
             num_boost_round=config.fixed_rounds or config.max_rounds,
             valid_sets=[lgb.Dataset(X[va], y[va], feature_name=list(FEATURES))],
@@ -210,6 +308,7 @@ def _train_into(
         rows[f"{h}d"] = len(tr) + len(va) + len(te)
         rows[f"{h}d_test"] = len(te)
         best[str(h)] = int(booster.best_iteration)
+        importance[str(h)] = gain_shares(booster)
     registry.save_metadata(
         version,
         {
@@ -226,7 +325,9 @@ def _train_into(
             "base_risk": base_risk,
             "drift_reference": drift,
             "best_iteration": best,
-            "params": PARAMS,
+            "params": chosen,
+            "cross_validation": cv,
+            "importance": importance,
             "lightgbm": lgb.__version__,
             "code_version": code_version(),
         },

@@ -63,6 +63,8 @@ class OuladBenchConfig:
     cutoffs: tuple[int, ...] = CUTOFFS
     reuse_database: str | None = None  # evaluate a finished replay again (another model), without replaying
     in_course_only: bool = True  # train on the days the cut-offs ask about: courses running (TrainConfig)
+    tune: bool = True  # the model's settings by cross-validation grouped by training presentation (TrainConfig)
+    monotone: bool = True  # monotone constraints where the direction is known (TrainConfig)
 
 
 @dataclass
@@ -238,6 +240,10 @@ def evaluate(test: OuladDataset, rows: dict[tuple[str, date], dict[str, Any]], m
     return out
 
 
+def _settings(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {params[k]}" for k in ("num_leaves", "min_data_in_leaf", "feature_fraction") if k in params)
+
+
 def run_oulad_bench(
     settings: Settings, config: OuladBenchConfig, console: Console, out: Path | None
 ) -> list[CutoffResult]:
@@ -283,6 +289,8 @@ def run_oulad_bench(
         train_prefixes=_user_prefixes(config.train_presentations),
         test_prefixes=_user_prefixes(config.test_presentations),
         in_course_only=config.in_course_only,
+        tune=config.tune,
+        monotone=config.monotone,
     )
     result = train(training, train_config, registry, note="engage bench oulad")
     model = LightGBMRiskModel(registry.get(result.version))
@@ -298,9 +306,20 @@ def run_oulad_bench(
                       f"{r.pr_auc['heuristic']:.3f}", f"{r.pr_auc['model']:.3f}")  # fmt: skip
     console.print(table)
     console.print(f"events: {report.events:,} ({dict(report.by_type)}); model {result.version}, rows {result.rows}")
+    meta = registry.get(result.version).metadata
+    for h, shares in meta["importance"].items():
+        top = ", ".join(f"{name} {share:.0%}" for name, share in list(shares.items())[:10])
+        console.print(f"{h}-day model: settings {_settings(meta['params'][h])}; largest shares of the gain: {top}")
+        for row in meta["cross_validation"].get(h, []):
+            folds = ", ".join(f"{a:.3f}" for a in row["roc_auc"])
+            console.print(
+                f"  grouped CV {_settings(row['settings'])}: mean ROC AUC {row['mean_roc_auc']:.3f} ({folds})"
+            )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"cutoffs": [r.__dict__ for r in results], "model": result.version, "training_metrics": result.metrics}
+        doc = {"cutoffs": [r.__dict__ for r in results], "model": result.version, "training_metrics": result.metrics,
+               "params": meta["params"], "cross_validation": meta["cross_validation"],
+               "importance": meta["importance"]}  # fmt: skip
         out.write_text(json.dumps(_finite(doc), indent=2, default=float))
         console.print(f"wrote {out}")
     return results

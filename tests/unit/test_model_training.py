@@ -137,3 +137,49 @@ def test_psi_is_small_for_the_same_distribution_and_large_for_a_shifted_one() ->
     drift = feature_psi(ref, shifted, ["a", "b"])
     assert drift["a"] > 0.25  # a moved by one standard deviation: drifted
     assert drift["b"] > 0.25  # missing values disappeared: usually an upstream change, worth an alert too
+
+
+def test_monotone_features_never_lower_the_risk_when_they_worsen(tmp_path: Path) -> None:
+    from models.training import MONOTONE
+
+    registry = ModelRegistry(tmp_path)
+    data, _ = synthetic(users=150, days=80, seed=5)
+    away = FEATURES.index("days_since_last_login")
+    for i, row in enumerate(data.features):  # an odd pocket: every student away 5-12 days came back within 7
+        if 5 <= row[away] <= 12 and data.labels[7][i] is not None:
+            data.labels[7][i] = 0  # (unconstrained, the model learns that dip: 124 of these steps fall)
+    version = train(data, TrainConfig(max_rounds=80, early_stopping_rounds=80), registry, version="m").version
+    model = LightGBMRiskModel(registry.get(version))
+    constraints = registry.get(version).metadata["params"]["7"]["monotone_constraints"]
+    assert constraints == [MONOTONE.get(f, 0) for f in FEATURES]
+    rows = np.asarray(data.features[::97], dtype=float)
+    for name in ("days_since_last_login", "days_since_last_activity", "active_days_7d"):
+        k = FEATURES.index(name)
+        risks = []
+        for value in (0.0, 1.0, 3.0, 4.0, 7.0, 10.0, 14.0, 30.0):
+            varied = rows.copy()
+            varied[:, k] = value
+            risks.append(model.boosters[7].predict(varied))
+        steps = np.diff(np.asarray(risks), axis=0) * MONOTONE[name]  # worse values: the raw score never falls
+        assert (steps >= -1e-12).all(), name
+
+
+def test_grouped_cross_validation_chooses_the_settings_on_training_rows_only(tmp_path: Path) -> None:
+    from models.training import CANDIDATES, CV_HASH_FOLDS, _fold_of
+
+    registry = ModelRegistry(tmp_path)
+    data, _ = synthetic(users=150, days=80, seed=6)
+    config = TrainConfig(max_rounds=40, early_stopping_rounds=10, tune=True)
+    meta = registry.get(train(data, config, registry, version="cv").version).metadata
+    for h in ("7", "30"):
+        table = meta["cross_validation"][h]
+        assert [row["settings"] for row in table] == list(CANDIDATES)
+        assert all(len(row["roc_auc"]) == CV_HASH_FOLDS and 0.5 < row["mean_roc_auc"] <= 1 for row in table)
+        best = max(table, key=lambda row: row["mean_roc_auc"])["settings"]
+        assert {k: meta["params"][h][k] for k in best} == best  # the final model is trained with the winner
+        shares = meta["importance"][h]
+        assert abs(sum(shares.values()) - 1) < 0.01 and set(shares) <= set(FEATURES)
+    # groups: the training prefixes when there are two or more, else buckets of students by hash
+    prefixes = ("oulad-BBB-2013B-", "oulad-DDD-2013B-")
+    assert _fold_of("oulad-DDD-2013B-17", prefixes) == 1 and _fold_of("oulad-BBB-2013B-17", prefixes) == 0
+    assert _fold_of("u-17", ()) == _fold_of("u-17", ("only-",)) in range(CV_HASH_FOLDS)
