@@ -195,8 +195,9 @@ def _fold_of(user: str, prefixes: tuple[str, ...]) -> int:
 def cross_validate(
     training: TrainingSet, X: np.ndarray, y: np.ndarray, pool: Sequence[int], config: TrainConfig, base: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The candidate settings with the best mean ROC AUC over the folds of ``pool`` (the training rows), and every
-    candidate's figures: each fold is judged by a model trained on the other folds (early stopping on it)."""
+    """The settings to train with (``clear_winner``: the defaults unless a candidate is clearly better) and every
+    candidate's figures over the folds of ``pool`` (the training rows): each fold is judged by a model trained on
+    the other folds (early stopping on it)."""
     rows = [i for i in pool if training.days[i] % CV_EVERY_NTH_DAY == 0]
     folds = np.asarray([_fold_of(training.user_ids[i], config.train_prefixes) for i in rows])
     rows_a = np.asarray(rows, dtype=int)
