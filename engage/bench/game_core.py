@@ -13,11 +13,9 @@ functions of the 'on' side.
 from __future__ import annotations
 
 import cProfile
-import io
-import pstats
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
@@ -32,6 +30,7 @@ import processors.pipeline as pipeline
 from config.settings import Settings
 from engage.bench.core_stand_ins import AllPartitions, CountingOutputs, FixedSources, MemoryTable
 from engage.bench.ingest import simulated_events
+from engage.bench.profiled import costliest_functions, costliest_table
 from engage.bench.streams_io import encode
 from models.heuristic import HeuristicModel
 from processors.gamification.rules import GameRules, rules_from_file
@@ -130,7 +129,7 @@ def _fold(messages: list[tuple[int, bytes, bytes]], settings: Settings, rules: G
         stamped.append(Message(partition, offsets[partition], time.time(), value))
         offsets[partition] += 1
     stages: dict[str, float] = {}
-    with _timed(stages) if timed else _nothing():
+    with _timed(stages) if timed else nullcontext():
         started = time.process_time()
         if profiler is not None:
             profiler.enable()
@@ -151,11 +150,6 @@ def _fold(messages: list[tuple[int, bytes, bytes]], settings: Settings, rules: G
         bytes={names.get(t, t): n for t, n in outputs.bytes_by_topic.items()},
         record_bytes=sum(len(v) for v in table.rows.values()),
     )
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def measure(events: int, rounds: int, settings: Settings, profile: bool = False, top: int = 20) -> GameCoreResult:
@@ -179,20 +173,8 @@ def measure(events: int, rounds: int, settings: Settings, profile: bool = False,
     if profile:
         profiler = cProfile.Profile()
         _fold(messages, settings, rules, profiler)
-        result.top = _top(profiler, top)
+        result.top = costliest_functions(profiler, top, "own_s", 3)
     return result
-
-
-def _top(profiler: cProfile.Profile, n: int) -> list[dict[str, Any]]:
-    """The project's functions by own time (the profiler's overhead inflates every figure alike)."""
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    root = str(Path(__file__).resolve().parents[2])
-    rows = []
-    for (path, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if path.startswith(root) and "/bench/" not in path:
-            rows.append({"function": f"{Path(path).relative_to(root)}:{line} {name}", "calls": calls,
-                         "own_s": round(own, 3), "cumulative_s": round(cumulative, 3)})  # fmt: skip
-    return sorted(rows, key=lambda r: -r["own_s"])[:n]
 
 
 def bench_game_core(
@@ -231,12 +213,8 @@ def bench_game_core(
         + f"); records at the end: {off.record_bytes / 1e6:.1f} MB off, {on.record_bytes / 1e6:.1f} MB on"
     )
     if result.top:
-        top = Table(title="costliest functions with gamification on (own time, with the profiler's overhead)")
-        for column in ("function", "calls", "own s", "cumulative s"):
-            top.add_column(column, justify="left" if column == "function" else "right")
-        for row in result.top:
-            top.add_row(row["function"], f"{row['calls']:,}", f"{row['own_s']:.2f}", f"{row['cumulative_s']:.2f}")
-        console.print(top)
+        title = "costliest functions with gamification on (own time, with the profiler's overhead)"
+        console.print(costliest_table(result.top, title, 2))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps({**asdict(result), "cpu_ratio": result.cpu_ratio()}, option=orjson.OPT_INDENT_2))
     console.print(f"results in {out}")

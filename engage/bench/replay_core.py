@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import io
-import pstats
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from rich.table import Table
 
 from config.settings import Settings
 from engage.bench.core_stand_ins import AllPartitions, CountingOutputs, FixedSources, MemoryTable
+from engage.bench.profiled import costliest_functions, costliest_table
 from engage.oulad.dataset import OuladDataset
 from engage.oulad.mapping import course_calendar
 from engage.oulad.replay import replay_days
@@ -134,20 +133,8 @@ def measure(data: OuladDataset, settings: Settings, profile: bool = False, top: 
     result.profiles = outputs.by_topic.get(profiles_topic, 0)
     result.table_writes = table.writes
     if profiler is not None:
-        result.top = _top(profiler, top)
+        result.top = costliest_functions(profiler, top, "cumulative_s", 2)
     return result
-
-
-def _top(profiler: cProfile.Profile, n: int) -> list[dict[str, Any]]:
-    """The project's functions by cumulative time (the profiler's own overhead inflates every figure alike)."""
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    root = str(Path(__file__).resolve().parents[2])
-    rows = []
-    for (path, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if path.startswith(root) and "/bench/" not in path:
-            rows.append({"function": f"{Path(path).relative_to(root)}:{line} {name}", "calls": calls,
-                         "own_s": round(own, 2), "cumulative_s": round(cumulative, 2)})  # fmt: skip
-    return sorted(rows, key=lambda r: -r["cumulative_s"])[:n]
 
 
 def bench_replay_core(
@@ -175,12 +162,7 @@ def bench_replay_core(
         f"{result.table_writes:,} record writes"
     )
     if result.top:
-        top = Table(title="costliest functions (cumulative, with the profiler's overhead)")
-        for column in ("function", "calls", "own s", "cumulative s"):
-            top.add_column(column, justify="left" if column == "function" else "right")
-        for row in result.top:
-            top.add_row(row["function"], f"{row['calls']:,}", f"{row['own_s']:.1f}", f"{row['cumulative_s']:.1f}")
-        console.print(top)
+        console.print(costliest_table(result.top, "costliest functions (cumulative, with the profiler's overhead)", 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps({**asdict(result), "events_per_second": result.events_per_second},
                                  option=orjson.OPT_INDENT_2))  # fmt: skip
