@@ -1,17 +1,39 @@
 """`engage db`: the warehouse's schema and its moves: migrate, status, ddl, retention, and for a cluster that
-grew, new-nodes and copy (``deploy/SCALING.md``)."""
+grew, new-nodes and copy, and check-ddl, whether every node executes ON CLUSTER statements
+(``deploy/SCALING.md``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from config.settings import get_settings
 
+if TYPE_CHECKING:
+    from sinks.clickhouse.tables import Cluster
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ClickHouse schema.")
 console = Console(width=max(Console().width, 120))
+
+
+@contextmanager
+def _naming_silent_nodes(client: Any, cluster: Cluster | None) -> Iterator[None]:
+    """An ON CLUSTER statement some nodes did not finish ends in an error naming them (not only the task)."""
+    from sinks.clickhouse.client import DDL_TASK_TIMEOUT_S
+    from sinks.clickhouse.ddl_check import explain
+
+    try:
+        yield
+    except Exception as exc:  # explain tells an ON CLUSTER timeout from the rest
+        named = explain(client, exc, cluster.name, DDL_TASK_TIMEOUT_S) if cluster else None
+        if named is None:
+            raise
+        console.print(f"[red]error:[/red] {named}")
+        raise typer.Exit(1) from exc
 
 
 @app.command("migrate")
@@ -22,7 +44,9 @@ def db_migrate() -> None:
     from sinks.clickhouse.tables import cluster_for
 
     s = get_settings()
-    applied = migrate(connect(s), s.clickhouse_database, cluster_for(s.clickhouse_cluster))
+    client, cluster = connect(s), cluster_for(s.clickhouse_cluster)
+    with _naming_silent_nodes(client, cluster):
+        applied = migrate(client, s.clickhouse_database, cluster)
     for m in applied:
         console.print(f"applied {m.version}: {m.description}")
     console.print(f"{s.clickhouse_database}: up to date" if not applied else f"{len(applied)} migration(s) applied")
@@ -41,7 +65,9 @@ def db_new_nodes() -> None:
     if cluster is None:
         console.print("[red]error:[/red] ENGAGE_CLICKHOUSE_CLUSTER is not set: there are no other nodes")
         raise typer.Exit(2)
-    ran = create_on_new_nodes(connect(s), s.clickhouse_database, cluster)
+    client = connect(s)
+    with _naming_silent_nodes(client, cluster):
+        ran = create_on_new_nodes(client, s.clickhouse_database, cluster)
     console.print(f"{s.clickhouse_database}: {ran} statements run ON CLUSTER {cluster.name}")
 
 
@@ -57,10 +83,33 @@ def db_copy(
     from sinks.clickhouse.tables import cluster_for
 
     s = get_settings()
-    client = connect(s)
-    migrate(client, to, cluster_for(s.clickhouse_cluster))
-    for table, rows in copy_database(client, s.clickhouse_database, to).items():
+    client, cluster = connect(s), cluster_for(s.clickhouse_cluster)
+    with _naming_silent_nodes(client, cluster):
+        migrate(client, to, cluster)
+        copied = copy_database(client, s.clickhouse_database, to)
+    for table, rows in copied.items():
         console.print(f"{s.clickhouse_database}.{table} -> {to}.{table}: {rows:,} rows")
+
+
+@app.command("check-ddl")
+def db_check_ddl(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every node")] = 20.0,
+) -> None:
+    """Is every node of the cluster executing ON CLUSTER statements? One that changes nothing is queued and every
+    node must execute it; the ones that did not are named (deploy/SCALING.md, ZooKeeper: restart them)."""
+    from sinks.clickhouse.client import connect
+    from sinks.clickhouse.ddl_check import DDLNotAnswered, check_ddl_workers
+
+    s = get_settings()
+    if not s.clickhouse_cluster:
+        console.print("[red]error:[/red] ENGAGE_CLICKHOUSE_CLUSTER is not set: a single server has no DDL queue")
+        raise typer.Exit(2)
+    try:
+        took = check_ddl_workers(connect(s), s.clickhouse_cluster, timeout)
+    except DDLNotAnswered as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{s.clickhouse_cluster}: every node executed the check's ON CLUSTER statement in {took:.1f} s")
 
 
 @app.command("status")
@@ -116,5 +165,6 @@ def db_retention(
     for p in expired:
         console.print(f"{'dropping' if apply else 'would drop'} {p.table} partition {p.partition} ({p.rows} rows)")
     if apply:
-        drop_partitions(client, s.clickhouse_database, expired, cluster)
+        with _naming_silent_nodes(client, cluster):
+            drop_partitions(client, s.clickhouse_database, expired, cluster)
     console.print(f"{len(expired)} partition(s) {'dropped' if apply else 'expired; run with --apply to drop'}")
