@@ -20,6 +20,9 @@ from deploy.zookeeper_server import ZooKeeperServer
 
 # What 18.16 says when a replica's parts on disk differ too much from ZooKeeper's list (TOO_MANY_UNEXPECTED_DATA_PARTS).
 UNKNOWN_PARTS = "doesn't look like the set of parts"
+# What 18.16 logs when a node's DDL worker stops for good (the server goes on serving queries, but executes no ON
+# CLUSTER statement until it is restarted): after a ZooKeeper session loss in the worker's scan of the queue.
+DDL_WORKER_STOPPED = ("DDLWorker: Unexpected error, will terminate", "DDLWorker: Unexpected ZooKeeper error")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,24 @@ class ClickHouseCluster:
         """SIGKILL node ``index`` (shard-major, 0-based), as a machine failure would; its PID."""
         node = self.nodes[index]
         return server.kill(node, f"ClickHouse node {node.role.replica if node.role else index}")
+
+    def error_log_sizes(self) -> dict[int, int]:
+        """How far each node's error log goes now: where ``stopped_ddl_workers`` starts reading later."""
+        return {i: n.error_log.stat().st_size if n.error_log.exists() else 0 for i, n in enumerate(self.nodes)}
+
+    def stopped_ddl_workers(self, since: dict[int, int]) -> list[int]:
+        """The nodes whose DDL worker stopped after ``since`` (``error_log_sizes`` taken before, say, a ZooKeeper
+        loss), as their error logs say: the runbook's check after a ZooKeeper loss (deploy/SCALING.md)."""
+        stopped = []
+        for i, node in enumerate(self.nodes):
+            if not node.error_log.exists():
+                continue
+            with node.error_log.open("rb") as log:
+                log.seek(since.get(i, 0))
+                said = log.read()
+            if any(marker.encode() in said for marker in DDL_WORKER_STOPPED):
+                stopped.append(i)
+        return stopped
 
     def rebuild_lost_replica(self, index: int) -> None:
         """Prepare node ``index``, whose data directory was lost, to be started again as the same replica: its

@@ -29,7 +29,8 @@ from deploy.process import read_pid
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
-from sinks.clickhouse.client import ClickHouseUnavailable, check_connection, connect
+from sinks.clickhouse.client import DDL_TASK_TIMEOUT_S, ClickHouseUnavailable, check_connection, connect
+from sinks.clickhouse.ddl_check import DDLNotAnswered, check_ddl_workers
 from sinks.clickhouse.migrations import LEDGER, MIGRATIONS, migrate
 from sinks.clickhouse.tables import cluster_for
 from sinks.service import run_sinks
@@ -195,6 +196,10 @@ def test_while_zookeeper_is_lost_inserts_wait_and_once_it_is_back_nothing_is_mis
         sink = subprocess.Popen([sys.executable, "-m", "engage.cli", "sink", "events"], stdout=out,
                                 stderr=subprocess.STDOUT, env={**os.environ, **settings_env(clustered)},
                                 cwd=PROJECT_ROOT)  # fmt: skip
+    # Every DDL worker done with its scan of the queue first: a node restarted by the test before was still in its
+    # start-up scan when ZooKeeper went, in two clean clones, and 18.16 stopped its DDL worker for good (next test).
+    check_ddl_workers(connect(clustered), cluster.name)
+    since = cluster.error_log_sizes()
     try:
         killed = server.kill(cluster.zookeeper, "zookeeper")
         print(f"\n[cluster] SIGKILLed ZooKeeper (pid {killed})")
@@ -209,6 +214,68 @@ def test_while_zookeeper_is_lost_inserts_wait_and_once_it_is_back_nothing_is_mis
     finally:
         sink.terminate()
         sink.wait(30)
+    _answered_by_every_node(clustered, cluster, since)  # the runbook's check after a ZooKeeper loss
+
+
+def test_a_node_that_executes_no_on_cluster_statement_is_named_and_a_restart_brings_it_back(
+    clustered: Settings, cluster: ClickHouseCluster
+) -> None:
+    """An ON CLUSTER statement waits for every node's DDL worker. 18.16 stops a node's worker for good (the server
+    goes on serving) when a ZooKeeper session loss interrupts the worker's start-up scan of the queue: seen in two
+    clean clones, s2r2 restarted 0.2 s before the test above SIGKILLed ZooKeeper, and every later ON CLUSTER
+    statement waited for it until the client's socket timed out. First a node simply down: the check names it
+    within its timeout (and the session's ``distributed_ddl_task_timeout`` arrived as sent: the driver encoded
+    signed settings wrongly for 18.16, and -23 meant "wait for ever"). Then three tries of the failure itself, s2r2
+    restarted and ZooKeeper SIGKILLed at once: after each, the check names exactly the nodes whose error log says
+    their worker stopped, and once they are restarted every node answers."""
+    setting = "SELECT value FROM system.settings WHERE name = 'distributed_ddl_task_timeout'"
+    assert connect(clustered).execute(setting) == [(str(DDL_TASK_TIMEOUT_S),)]
+    down = cluster.nodes[3]
+    server.stop(down)
+    with pytest.raises(DDLNotAnswered) as named:
+        check_ddl_workers(connect(clustered), cluster.name, timeout=3)
+    assert named.value.hosts == [f"{down.host}:{down.tcp_port}"]
+    argv = [sys.executable, "-m", "engage.cli", "db", "check-ddl", "--timeout", "3"]
+    env = {**os.environ, **settings_env(clustered)}
+    said = subprocess.run(argv, text=True, capture_output=True, env=env, cwd=PROJECT_ROOT, timeout=120)
+    assert said.returncode == 1 and f"{down.host}:{down.tcp_port}" in said.stdout, said.stdout + said.stderr
+    cluster.restart(3)
+    check_ddl_workers(connect(clustered), cluster.name)  # it executed the task it missed, and this one
+
+    stopped = 0
+    for _ in range(3):
+        since = cluster.error_log_sizes()
+        server.stop(cluster.nodes[3])
+        cluster.restart(3)
+        server.kill(cluster.zookeeper, "zookeeper")
+        time.sleep(3)
+        server.start(cluster.zookeeper)
+        stopped += len(_answered_by_every_node(clustered, cluster, since))
+    print(f"\n[cluster] DDL workers stopped by the three ZooKeeper losses: {stopped}")
+    said = subprocess.run(argv, text=True, capture_output=True, env=env, cwd=PROJECT_ROOT, timeout=120)
+    assert said.returncode == 0 and "every node executed" in said.stdout, said.stdout + said.stderr
+
+
+def _answered_by_every_node(s: Settings, cluster: ClickHouseCluster, since: dict[int, int]) -> list[int]:
+    """The runbook's check after a ZooKeeper loss (deploy/SCALING.md): an ON CLUSTER statement every node must
+    execute; the nodes it names must be exactly those whose error log (since ``since``) says their DDL worker
+    stopped, and once they are restarted every node answers. Returns the nodes restarted. Then waits until no
+    replicated table is read-only any more, so what follows can insert."""
+    assert wait_for(lambda: all(node.ready() for node in cluster.nodes), 60)  # every node reads ZooKeeper again
+    restarted = []
+    try:
+        check_ddl_workers(connect(s), cluster.name, timeout=20)
+    except DDLNotAnswered as exc:
+        restarted = cluster.stopped_ddl_workers(since)
+        nodes = [cluster.nodes[i] for i in restarted]
+        assert exc.hosts == sorted(f"{n.host}:{n.tcp_port}" for n in nodes), (str(exc), restarted)
+        for i in restarted:
+            server.stop(cluster.nodes[i])
+            cluster.restart(i)
+        check_ddl_workers(connect(s), cluster.name, timeout=20)
+    readonly = "SELECT count() FROM system.replicas WHERE is_readonly"
+    assert wait_for(lambda: all(_count(_on(s, cluster, i), readonly) == 0 for i in range(len(cluster.nodes))), 60)
+    return restarted
 
 
 def test_a_third_shard_gets_its_share_once_the_warehouse_is_copied_into_the_grown_layout(
