@@ -16,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def costliest_functions(
     profiler: cProfile.Profile, n: int, by: Literal["own_s", "cumulative_s"], digits: int
 ) -> list[dict[str, Any]]:
-    """The project's functions (benches left out), ``n`` first by ``by``; the profiler's overhead inflates every
-    figure alike."""
+    """The project's functions (benches and the libraries installed under ``.venv`` left out), ``n`` first by
+    ``by``; the profiler's overhead inflates every figure alike."""
     stats = pstats.Stats(profiler, stream=io.StringIO())
     root = str(ROOT)
     rows = []
     for (path, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if path.startswith(root) and "/bench/" not in path:
+        if path.startswith(root) and "/bench/" not in path and "/.venv/" not in path:
             rows.append({"function": f"{Path(path).relative_to(root)}:{line} {name}", "calls": calls,
                          "own_s": round(own, digits), "cumulative_s": round(cumulative, digits)})  # fmt: skip
     return sorted(rows, key=lambda r: -r[by])[:n]
