@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
+from config.settings import Settings
 from models.base import RiskModel
+from models.heuristic import HeuristicModel
+from processors.gamification.rules import GameRules
+from processors.policy import PolicyConfig
 from schemas.courses import CourseCalendar
+from schemas.topics import catalogue
+from streams.worker.core.backpressure import Backlog
+from streams.worker.core.clock import EngineClock
+from streams.worker.core.durability import ChangelogWrites
+from streams.worker.core.engine import WorkerCore
 
 
 class MemoryTable:
@@ -93,3 +103,47 @@ class FixedSources:
 
     def current(self) -> RiskModel:
         return self.model
+
+
+@dataclass(frozen=True)
+class FixedRules:
+    """One gamification rules version for the whole run (no reloads)."""
+
+    rules: GameRules
+
+    def current(self) -> GameRules:
+        return self.rules
+
+
+@dataclass(frozen=True)
+class StandInCore:
+    """The worker core over the in-memory stand-ins, and the stand-ins a bench reads its figures from."""
+
+    core: WorkerCore
+    table: MemoryTable
+    outputs: CountingOutputs
+    ownership: AllPartitions
+
+
+def stand_in_core(
+    settings: Settings,
+    partitions: int,
+    *,
+    clock: Literal["event", "wall"],
+    calendars: Mapping[str, CourseCalendar] | None = None,
+    debounce_seconds: float = 0.0,
+    rules: GameRules | None = None,
+) -> StandInCore:
+    """A worker core as the worker builds it, with the heuristic model, the default policy, ``rules`` (None:
+    gamification off), a backlog that never holds the core back, and these stand-ins for Kafka and the table."""
+    table, outputs, ownership = MemoryTable(), CountingOutputs(), AllPartitions(partitions)
+    fixed = FixedSources(calendars or {}, HeuristicModel())
+    core = WorkerCore(
+        table=table, outputs=outputs, ownership=ownership, topics=catalogue("bench", partitions),
+        partitions=partitions, models=fixed, policy=PolicyConfig(), courses=fixed,
+        backlog=Backlog(ChangelogWrites(), lambda: 0, lambda: 0, limit=10**9),
+        clock=EngineClock(clock, settings.event_clock_idle_seconds, ownership.owned),
+        debounce_seconds=debounce_seconds, record_cache_size=settings.worker_record_cache_size,
+        rules=FixedRules(rules) if rules is not None else None,
+    )  # fmt: skip
+    return StandInCore(core, table, outputs, ownership)

@@ -28,31 +28,17 @@ from rich.table import Table
 
 import processors.pipeline as pipeline
 from config.settings import Settings
-from engage.bench.core_stand_ins import AllPartitions, CountingOutputs, FixedSources, MemoryTable
+from engage.bench.core_stand_ins import stand_in_core
 from engage.bench.ingest import simulated_events
 from engage.bench.profiled import costliest_functions, costliest_table
 from engage.bench.streams_io import encode
-from models.heuristic import HeuristicModel
 from processors.gamification.rules import GameRules, rules_from_file
-from processors.policy import PolicyConfig
-from schemas.topics import catalogue
-from streams.worker.core.backpressure import Backlog
-from streams.worker.core.clock import EngineClock
-from streams.worker.core.durability import ChangelogWrites
 from streams.worker.core.engine import WorkerCore
 from streams.worker.core.outputs import Emitter
 from streams.worker.core.ports import Message
 
 GATHER = 500  # messages per fold: what the worker's gathers hold while it drains a backlog
 GAME_TOPICS = ("xp_awards", "level_ups", "achievements", "celebrations", "standings")
-
-
-@dataclass(frozen=True)
-class _Rules:
-    rules: GameRules
-
-    def current(self) -> GameRules:
-        return self.rules
 
 
 @dataclass
@@ -113,16 +99,9 @@ def _timed(stages: dict[str, float]) -> Iterator[None]:
 def _fold(messages: list[tuple[int, bytes, bytes]], settings: Settings, rules: GameRules | None,
           profiler: cProfile.Profile | None = None, timed: bool = False) -> Side:  # fmt: skip
     partitions = settings.event_partitions
-    table, outputs, ownership = MemoryTable(), CountingOutputs(), AllPartitions(partitions)
-    fixed = FixedSources({}, HeuristicModel())
-    core = WorkerCore(
-        table=table, outputs=outputs, ownership=ownership, topics=catalogue("bench", partitions),
-        partitions=partitions, models=fixed, policy=PolicyConfig(), courses=fixed,
-        backlog=Backlog(ChangelogWrites(), lambda: 0, lambda: 0, limit=10**9),
-        clock=EngineClock("wall", settings.event_clock_idle_seconds, ownership.owned),
-        debounce_seconds=settings.score_debounce_seconds, record_cache_size=settings.worker_record_cache_size,
-        rules=_Rules(rules) if rules is not None else None,
-    )  # fmt: skip
+    stand_ins = stand_in_core(settings, partitions, clock="wall", debounce_seconds=settings.score_debounce_seconds,
+                              rules=rules)  # fmt: skip
+    core, table, outputs, ownership = stand_ins.core, stand_ins.table, stand_ins.outputs, stand_ins.ownership
     offsets = [0] * partitions
     stamped = []
     for partition, _key, value in messages:

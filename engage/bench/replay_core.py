@@ -24,19 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings
-from engage.bench.core_stand_ins import AllPartitions, CountingOutputs, FixedSources, MemoryTable
+from engage.bench.core_stand_ins import stand_in_core
 from engage.bench.profiled import costliest_functions, costliest_table
 from engage.oulad.dataset import OuladDataset
 from engage.oulad.mapping import course_calendar
 from engage.oulad.replay import replay_days
 from kafka_io.producer import key_partition
-from models.heuristic import HeuristicModel
-from processors.policy import PolicyConfig
-from schemas.topics import catalogue
-from streams.worker.core.backpressure import Backlog
-from streams.worker.core.clock import EngineClock
-from streams.worker.core.durability import ChangelogWrites
-from streams.worker.core.engine import WorkerCore
 from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 
@@ -81,15 +74,8 @@ def measure(data: OuladDataset, settings: Settings, profile: bool = False, top: 
     calendars = {
         c.course_id: c for c in (course_calendar(p, data.assessments.values()) for p in data.presentations.values())
     }
-    fixed = FixedSources(calendars, HeuristicModel())
-    table, outputs, ownership = MemoryTable(), CountingOutputs(), AllPartitions(PARTITIONS)
-    core = WorkerCore(
-        table=table, outputs=outputs, ownership=ownership, topics=catalogue("bench", PARTITIONS),
-        partitions=PARTITIONS, models=fixed, policy=PolicyConfig(), courses=fixed,
-        backlog=Backlog(ChangelogWrites(), lambda: 0, lambda: 0, limit=10**9),
-        clock=EngineClock("event", settings.event_clock_idle_seconds, ownership.owned),
-        debounce_seconds=0.0, record_cache_size=settings.worker_record_cache_size,
-    )  # fmt: skip
+    stand_ins = stand_in_core(settings, PARTITIONS, clock="event", calendars=calendars)
+    core, table, outputs = stand_ins.core, stand_ins.table, stand_ins.outputs
     silence = SilencePass(
         core,
         tick_seconds=settings.silence_tick_seconds,
