@@ -130,21 +130,13 @@ class ClickHouseCluster:
 
     def error_log_sizes(self) -> dict[int, int]:
         """How far each node's error log goes now: where ``stopped_ddl_workers`` starts reading later."""
-        return {i: n.error_log.stat().st_size if n.error_log.exists() else 0 for i, n in enumerate(self.nodes)}
+        return {i: node.error_log_size() for i, node in enumerate(self.nodes)}
 
     def stopped_ddl_workers(self, since: dict[int, int]) -> list[int]:
         """The nodes whose DDL worker stopped after ``since`` (``error_log_sizes`` taken before, say, a ZooKeeper
         loss), as their error logs say: the runbook's check after a ZooKeeper loss (deploy/SCALING.md)."""
-        stopped = []
-        for i, node in enumerate(self.nodes):
-            if not node.error_log.exists():
-                continue
-            with node.error_log.open("rb") as log:
-                log.seek(since.get(i, 0))
-                said = log.read()
-            if any(marker.encode() in said for marker in DDL_WORKER_STOPPED):
-                stopped.append(i)
-        return stopped
+        said = {i: node.logged_since(since.get(i, 0)) for i, node in enumerate(self.nodes)}
+        return [i for i, text in said.items() if any(marker.encode() in text for marker in DDL_WORKER_STOPPED)]
 
     def rebuild_lost_replica(self, index: int) -> None:
         """Prepare node ``index``, whose data directory was lost, to be started again as the same replica: its
@@ -169,15 +161,11 @@ class ClickHouseCluster:
         with ``flags/force_restore_data``, ClickHouse's documented answer: the unknown parts are detached and what
         ZooKeeper lists is fetched from the other replica. ``forced_restores`` counts those second starts."""
         node = self.nodes[index]
-        logged = node.error_log.stat().st_size if node.error_log.exists() else 0
+        logged = node.error_log_size()
         try:
             return server.start(node, timeout)
         except ServiceError as exc:
-            said = b""
-            if node.error_log.exists():
-                with node.error_log.open("rb") as log:  # what it said in this start
-                    log.seek(logged)
-                    said = log.read()
+            said = node.logged_since(logged)  # what it said in this start
             if UNKNOWN_PARTS.encode() not in said:
                 errors = [line for line in said.decode(errors="replace").splitlines() if "<Error>" in line]
                 raise ServiceError(f"{exc}\n{node.error_log} says: {errors[0] if errors else '(nothing)'}") from exc

@@ -42,6 +42,18 @@ class ClickHouseServer(LocalServer):
         """Why it refused to start, once its logger runs (its standard output, ``log``, only says where it logs)."""
         return self.workdir / "log" / "error.log"
 
+    def error_log_size(self) -> int:
+        """Where its error log ends now: what it logs later is ``logged_since`` this."""
+        return self.error_log.stat().st_size if self.error_log.exists() else 0
+
+    def logged_since(self, offset: int) -> bytes:
+        """What its error log gained after ``offset`` (``error_log_size`` taken before)."""
+        if not self.error_log.exists():
+            return b""
+        with self.error_log.open("rb") as log:
+            log.seek(offset)
+            return log.read()
+
     @property
     def ports(self) -> tuple[int, ...]:
         return (self.tcp_port, self.http_port) + ((self.role.interserver_port,) if self.role is not None else ())
@@ -74,14 +86,14 @@ class ClickHouseServer(LocalServer):
         CLUSTER`` statement just after it answered /ping, before its first ZooKeeper session, crashed now and
         then with a segmentation fault in ``zkutil::ZooKeeper::createImpl``: 2 of 11 tries here, none of 40 once it
         had read ZooKeeper first.)"""
-        urls = [f"http://{self.host}:{self.http_port}/ping"]
+        urls = [(f"http://{self.host}:{self.http_port}/ping", 0.5)]
         if self.role is not None:
             query = {"query": "SELECT count() FROM system.zookeeper WHERE path = '/'", "user": self.user,
                      "password": self.password}  # fmt: skip
-            urls.append(f"http://{self.host}:{self.http_port}/?{urllib.parse.urlencode(query)}")
+            urls.append((f"http://{self.host}:{self.http_port}/?{urllib.parse.urlencode(query)}", 2.0))
         try:
-            for url in urls:
-                with urllib.request.urlopen(url, timeout=2) as resp:
+            for url, timeout in urls:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
                     if resp.status != 200:
                         return False
         except OSError:
