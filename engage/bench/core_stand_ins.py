@@ -142,7 +142,12 @@ def stand_in_core(
         table=table, outputs=outputs, ownership=ownership, topics=catalogue("bench", partitions),
         partitions=partitions, models=fixed, policy=PolicyConfig(), courses=fixed,
         backlog=Backlog(ChangelogWrites(), lambda: 0, lambda: 0, limit=10**9),
-        clock=EngineClock(clock, settings.event_clock_idle_seconds, ownership.owned),
+        clock=EngineClock(
+            clock,
+            settings.event_clock_idle_seconds,
+            ownership.owned,
+            max_lead_seconds=settings.collector_max_future_skew_seconds,
+        ),
         debounce_seconds=debounce_seconds, record_cache_size=settings.worker_record_cache_size,
         rules=FixedRules(rules) if rules is not None else None,
     )  # fmt: skip

@@ -187,7 +187,12 @@ class EngagementWorker:
             policy=policy,
             courses=self.courses,
             backlog=backlog,
-            clock=EngineClock(settings.worker_clock, settings.event_clock_idle_seconds, ownership.owned),
+            clock=EngineClock(
+                settings.worker_clock,
+                settings.event_clock_idle_seconds,
+                ownership.owned,
+                max_lead_seconds=settings.collector_max_future_skew_seconds,
+            ),
             debounce_seconds=settings.score_debounce_seconds,
             record_cache_size=settings.worker_record_cache_size,
             rules=RulesProvider(

@@ -8,6 +8,7 @@ sending again what an uncommitted record holds), held here as plain behaviour of
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -274,3 +275,15 @@ def test_the_event_clock_is_the_slowest_busy_partition() -> None:
     clock.advance(0, NOW, wall=9e18)  # seen "now" (far future wall time: never idle in this test)
     clock.advance(1, NOW - timedelta(days=2), wall=9e18)
     assert clock.now() == NOW - timedelta(days=2)
+
+
+def test_the_wall_clock_runs_ahead_of_the_wall_only_as_far_as_the_accepted_skew() -> None:
+    from streams.worker.core.clock import EngineClock
+
+    clock = EngineClock("wall", 30.0, lambda: {0}, max_lead_seconds=300)
+    ahead = datetime.now(UTC) + timedelta(seconds=100)
+    clock.advance(0, ahead, wall=time.time())
+    assert clock.now() == ahead  # a little ahead: the event's own minute is 'now'
+    clock.advance(0, datetime.now(UTC) + timedelta(hours=8), wall=time.time())  # a device clock hours ahead
+    lead = clock.now() - datetime.now(UTC)
+    assert timedelta(seconds=299) < lead <= timedelta(seconds=300)  # 'today' does not jump to tomorrow with it

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 class EngineClock:
-    def __init__(self, mode: str, idle_seconds: float, owned: Callable[[], set[int]]) -> None:
+    def __init__(
+        self, mode: str, idle_seconds: float, owned: Callable[[], set[int]], max_lead_seconds: float = 300.0
+    ) -> None:
         self.mode = mode  # "wall" or "event" (Settings.worker_clock)
         self.idle_seconds = idle_seconds
+        # Wall clock: how far an event from the future may carry 'now' ahead (the collector's accepted skew). One
+        # device whose clock runs a day ahead must not move every student's 'today' (streaks, windows) with it.
+        self.max_lead = timedelta(seconds=max_lead_seconds)
         self._owned = owned
         self.watermark: datetime | None = None  # the newest event time seen anywhere
         self._partition_clock: dict[int, datetime] = {}  # newest event time per events partition
@@ -40,7 +45,7 @@ class EngineClock:
         wall = datetime.now(UTC)
         if self.on_events:
             return self.low_watermark() or wall
-        return max(wall, self.watermark) if self.watermark else wall
+        return max(wall, min(self.watermark, wall + self.max_lead)) if self.watermark else wall
 
     def low_watermark(self) -> datetime | None:
         clocks = self._partition_clock
