@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from config.settings import Settings
-from engage.simulator import Population, ground_truth, iter_event_days, write_ground_truth
+from engage.simulator import Population, ground_truth, iter_event_days, last_finished_day, write_ground_truth
 from kafka_io.producer import EventProducer
 from schemas.topics import catalogue
 
@@ -54,7 +54,7 @@ class TrafficPlan:
 
     @property
     def start(self) -> date:
-        end = self.end or (date.today() - timedelta(days=1))
+        end = self.end or last_finished_day()
         return end - timedelta(days=self.days - 1)
 
 

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -42,7 +43,7 @@ from deploy.providers.process import standin_settings, start_providers
 from engage.chaos import notify_check
 from engage.chaos.feed import FeedStats, client_batches, feed
 from engage.chaos.notify_check import NotifyVerdict
-from engage.chaos.reference import expected_by_user
+from engage.chaos.reference import Expected, expected_by_user
 from engage.chaos.schedule import Fault, fault_schedule
 from engage.chaos.servers import Clusters, OneNode, Servers
 from engage.chaos.supervisor import Supervisor
@@ -355,8 +356,11 @@ class _Chaos:
         self.report.stuck = True
         return time.monotonic() - started
 
-    def _verify(self, expected: dict[str, Any]) -> Verdict:
-        """Verify; while something differs, look again a few times (debounced re-scores, sink batch windows)."""
+    def _verify(self, expected_at: Callable[[datetime], dict[str, Expected]]) -> Verdict:
+        """Verify; while something differs, look again a few times (debounced re-scores, sink batch windows).
+
+        Each look takes the reference at its own instant: streaks and windows count to the student's 'today', which
+        a local midnight between the reference and the workers' answers would move on one side only."""
         headers = {"Authorization": f"Bearer {self.settings.server_keys[0].partition(':')[2]}"}
         url = f"http://127.0.0.1:{self.worker_ports[0]}"
         client = connect(self.settings)
@@ -369,7 +373,7 @@ class _Chaos:
 
         def check() -> Verdict:
             return verify(
-                expected,
+                expected_at(datetime.now(UTC)),
                 url,
                 headers,
                 client,
@@ -494,10 +498,14 @@ class _Chaos:
             )
         accepted = stats.accepted_ids
         rules = rules_from_file(self.settings.gamification_rules_path or DEFAULT_RULES_PATH)  # the workers' rules
-        expected = expected_by_user(
-            (e for day in days for e in day if e["event_id"] in accepted), datetime.now(UTC), rules, _unordered(days)
-        )
-        self.report.verdict = self._verify(expected)
+        unordered = _unordered(days)
+
+        def expected_at(now: datetime) -> dict[str, Expected]:
+            return expected_by_user(
+                (e for day in days for e in day if e["event_id"] in accepted), now, rules, unordered
+            )
+
+        self.report.verdict = self._verify(expected_at)
         if self.notifiers:
             self.report.notify = self._verify_notify(record_dir)
 

@@ -21,6 +21,7 @@ from engage.simulator.population import (
     DeviceProfile,
     Population,
     Student,
+    last_finished_day,
 )
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "events_for_day",
     "ground_truth",
     "iter_event_days",
+    "last_finished_day",
     "write_ground_truth",
 ]

@@ -13,8 +13,9 @@ import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 DEFAULT_START = date(2024, 9, 2)  # a Monday at the start of a term
 
@@ -106,6 +107,15 @@ ZONES: tuple[Zone, ...] = (
     Zone("Australia/Sydney", 6, ("en-AU",)),
     Zone("Pacific/Auckland", 2, ("en-NZ",)),
 )
+
+
+def last_finished_day(now: datetime | None = None) -> date:
+    """The latest date that is over in every catalogue zone: simulated days up to it hold no event after ``now``.
+
+    UTC's yesterday is not that: from 00:00 to 08:00 UTC it is still yesterday evening in Los Angeles, so its
+    events would lie in the future - the collector refuses them, and a test's 'today' disagrees with the engine's."""
+    at = now or datetime.now(UTC)
+    return min(at.astimezone(ZoneInfo(z.name)).date() for z in ZONES) - timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

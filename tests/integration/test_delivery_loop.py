@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from config.settings import PROJECT_ROOT, Settings
 from deploy.infra import Infra
 from deploy.process import free_port
-from engage.simulator import Population, iter_event_days
+from engage.simulator import Population, iter_event_days, last_finished_day
 from engage.traffic import _client_batches
 from kafka_io.producer import EventProducer
 from notifications.tracking.keys import tracking_links
@@ -42,7 +42,7 @@ CLICK = re.compile(r'href="([^"]*/t/c/[^"]+)"')
 
 
 def _student_events(days: int = 10) -> tuple[str, list[dict[str, Any]]]:
-    population = Population.generate(5, seed=11, start=date.today() - timedelta(days=days))
+    population = Population.generate(5, seed=11, start=last_finished_day() - timedelta(days=days - 1))
     events = [e for _, day in iter_event_days(population, days) for e in day]
     user = max({e["user_id"] for e in events}, key=lambda u: sum(e["user_id"] == u for e in events))
     return user, [e for e in events if e["user_id"] == user]

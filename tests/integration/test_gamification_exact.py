@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ from deploy.infra import Infra
 from deploy.process import free_port
 from engage.chaos.reference import Expected, expected_by_user
 from engage.chaos.verify import Difference, game_differences, topic_messages, worker_differences
-from engage.simulator import Population, iter_event_days
+from engage.simulator import Population, iter_event_days, last_finished_day
 from engage.traffic import _client_batches
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
-from processors.gamification.rules import DEFAULT_RULES_PATH, rules_from_file
+from processors.gamification.rules import DEFAULT_RULES_PATH, GameRules, rules_from_file
 from schemas.gamification import award_rows
 from schemas.topics import catalogue
 from tests.integration.workers import SERVER_KEY, WorkerProcess, wait_for
@@ -47,8 +47,8 @@ def _settings(base: Settings, tmp_path: Path) -> Settings:
 
 
 def _days(students: int, seed: int) -> list[list[dict[str, Any]]]:
-    """Simulated students' events, one list per day in time order, the last day ending yesterday."""
-    population = Population.generate(students, seed=seed, start=date.today() - timedelta(days=DAYS))
+    """Simulated students' events, one list per day in time order, the last day over in every zone."""
+    population = Population.generate(students, seed=seed, start=last_finished_day() - timedelta(days=DAYS - 1))
     return [events for _, events in iter_event_days(population, DAYS)]
 
 
@@ -68,6 +68,12 @@ def _api_differences(worker: WorkerProcess, expected: dict[str, Expected]) -> li
     return found
 
 
+def _differences_now(worker: WorkerProcess, sent: list[dict[str, Any]], rules: GameRules) -> list[Difference]:
+    """The API against the reference taken at this instant: streaks and windows count to 'today', so a reference
+    taken before a student's local midnight and an answer after it would differ (the next poll agrees again)."""
+    return _api_differences(worker, expected_by_user(sent, datetime.now(UTC), rules))
+
+
 def test_xp_levels_and_achievements_are_exact_through_a_sigkill(
     infra: Infra, settings: Settings, tmp_path: Path
 ) -> None:
@@ -75,13 +81,14 @@ def test_xp_levels_and_achievements_are_exact_through_a_sigkill(
     rules = rules_from_file(s.gamification_rules_path or DEFAULT_RULES_PATH)
     days = _days(students=40, seed=22)
     sent = [e for events in days for e in events]
-    first_part = expected_by_user([e for events in days[:6] for e in events], datetime.now(UTC), rules)
+    first_sent = [e for events in days[:6] for e in events]
+    first_part = expected_by_user(first_sent, datetime.now(UTC), rules)
     port = free_port()
     worker = WorkerProcess(s, port, tmp_path / "worker.log").start()
     try:
         _send(s, days[:6])
-        assert wait_for(lambda: not _api_differences(worker, first_part), timeout=90), _api_differences(
-            worker, first_part
+        assert wait_for(lambda: not _differences_now(worker, first_sent, rules), timeout=90), _differences_now(
+            worker, first_sent, rules
         )[:5]
         _send(s, days[6:11])
         # Mid-stream: once the worker has folded some of the new days, but (with 40 students) hardly all of them.
@@ -98,10 +105,10 @@ def test_xp_levels_and_achievements_are_exact_through_a_sigkill(
         _send(s, days[11:])
         _send(s, days[9:10])  # apps retrying a day they had sent: repeated event ids count once
         worker = WorkerProcess(s, port, tmp_path / "worker.log").start()
-        expected = expected_by_user(sent, datetime.now(UTC), rules)
-        assert wait_for(lambda: not _api_differences(worker, expected), timeout=120), _api_differences(
-            worker, expected
+        assert wait_for(lambda: not _differences_now(worker, sent, rules), timeout=120), _differences_now(
+            worker, sent, rules
         )[:5]
+        expected = expected_by_user(sent, datetime.now(UTC), rules)  # XP, levels, achievements: not time-dependent
         answers = {u: worker.engagement(u).json()["gamification"] for u in expected}
     finally:
         worker.stop()  # SIGTERM: the outputs still queued are flushed before it exits

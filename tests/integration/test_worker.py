@@ -7,7 +7,7 @@ import re
 import signal
 import uuid
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port, free_ports
-from engage.simulator import Population, iter_event_days
+from engage.simulator import Population, iter_event_days, last_finished_day
 from engage.traffic import _client_batches
 from kafka_io.admin import ensure_topics
 from kafka_io.client import kafka_conf
@@ -46,7 +46,7 @@ def _settings(base: Settings, tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def _simulated(students: int, days: int, seed: int) -> list[dict[str, Any]]:
-    start = date.today() - timedelta(days=days)
+    start = last_finished_day() - timedelta(days=days - 1)
     population = Population.generate(students, seed=seed, start=start)
     return [e for _, events in iter_event_days(population, days) for e in events]
 

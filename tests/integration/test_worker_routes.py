@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,7 @@ from mode.utils.imports import symbol_by_name
 from config.settings import Settings
 from deploy.infra import Infra
 from deploy.process import free_port
-from engage.simulator import Population, iter_event_days
+from engage.simulator import Population, iter_event_days, last_finished_day
 from engage.traffic import _client_batches
 from kafka_io.admin import ensure_topics
 from kafka_io.producer import EventProducer
@@ -84,7 +84,7 @@ def worker(infra: Infra, settings: Settings, tmp_path: Path) -> Iterator[tuple[W
     )
     topics = catalogue(s.topic_prefix, s.event_partitions)
     ensure_topics(s.kafka, topics.all())
-    population = Population.generate(3, seed=5, start=date.today() - timedelta(days=3))
+    population = Population.generate(3, seed=5, start=last_finished_day() - timedelta(days=2))
     events = [e for _, day in iter_event_days(population, 3) for e in day]
     with EventProducer(s.kafka, topics) as producer:
         for batch in _client_batches(events, 50):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from config.settings import Settings, settings_env
+from engage.simulator import last_finished_day
 from engage.traffic import TrafficPlan, _client_batches
 
 
@@ -129,11 +130,12 @@ def test_client_batches_of_nothing():
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_default_plan_ends_yesterday():
-    yesterday = date.today() - timedelta(days=1)
+def test_default_plan_ends_on_the_last_day_over_in_every_zone():
+    last = last_finished_day()
     plan = TrafficPlan(days=28)
-    assert plan.start == yesterday - timedelta(days=27)
-    assert plan.start + timedelta(days=plan.days - 1) == yesterday
+    assert plan.start == last - timedelta(days=27)
+    assert plan.start + timedelta(days=plan.days - 1) == last
+    assert date.today() - timedelta(days=2) <= last < date.today()
 
 
 def test_explicit_end_is_the_last_day():
