@@ -173,6 +173,12 @@ class ClickHouseCluster:
         self.forced_restores[index] = self.forced_restores.get(index, 0) + 1
         return server.start(node, timeout)
 
+    def stop_and_restart(self, index: int) -> Started:
+        """Stop node ``index`` (SIGTERM, SIGKILL after its grace) and start it again: the runbook's remedy for a node
+        whose DDL worker stopped."""
+        server.stop(self.nodes[index])
+        return self.restart(index)
+
 
 def _force_restore_at_next_start(node: ClickHouseServer) -> None:
     """The flag that makes the server skip its parts sanity check and restore replicated tables from ZooKeeper's

@@ -245,8 +245,7 @@ def test_a_node_that_executes_no_on_cluster_statement_is_named_and_a_restart_bri
     stopped = 0
     for _ in range(3):
         since = cluster.error_log_sizes()
-        server.stop(cluster.nodes[3])
-        cluster.restart(3)
+        cluster.stop_and_restart(3)
         server.kill(cluster.zookeeper, "zookeeper")
         time.sleep(3)
         server.start(cluster.zookeeper)
@@ -270,8 +269,7 @@ def _answered_by_every_node(s: Settings, cluster: ClickHouseCluster, since: dict
         nodes = [cluster.nodes[i] for i in restarted]
         assert exc.hosts == sorted(f"{n.host}:{n.tcp_port}" for n in nodes), (str(exc), restarted)
         for i in restarted:
-            server.stop(cluster.nodes[i])
-            cluster.restart(i)
+            cluster.stop_and_restart(i)
         check_ddl_workers(connect(s), cluster.name, timeout=20)
     readonly = "SELECT count() FROM system.replicas WHERE is_readonly"
     assert wait_for(lambda: all(_count(_on(s, cluster, i), readonly) == 0 for i in range(len(cluster.nodes))), 60)
