@@ -6,6 +6,7 @@ agents only load the record from their table, call these, store it back and send
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,12 +154,17 @@ class UserRecord:
 
 
 def ingest(
-    record: UserRecord, user_id: str, events: list[dict[str, Any]], activity: CohortActivity | None = None
+    record: UserRecord,
+    user_id: str,
+    events: list[dict[str, Any]],
+    activity: CohortActivity | None = None,
+    not_after: float = math.inf,
 ) -> ApplyResult:
     """Fold a batch of one user's events into the record (signals, streaks, activity histogram, dedupe by event
-    id); the active hours newly counted also go to the student's cohort in ``activity``."""
+    id); the active hours newly counted also go to the student's cohort in ``activity``. Events later than
+    ``not_after`` (epoch seconds) are refused as from the future (``apply_events``)."""
     half_life = activity.config.half_life_days if activity is not None else HALF_LIFE_DAYS
-    result = apply_events(record.state, user_id, events, half_life)
+    result = apply_events(record.state, user_id, events, half_life, not_after)
     record.state = result.state
     triggers = record.triggers
     for intervention_id, clicked in result.responses:
@@ -177,13 +183,14 @@ def ingest_and_play(
     activity: CohortActivity | None,
     rules: GameRules | None,
     arms: Arms | None = None,
+    not_after: float = math.inf,
 ) -> tuple[ApplyResult, GameOutcome | None]:
     """``ingest``, then the gamification rules on exactly the events it accepted (None: gamification off).
 
     ``arms``: a running XP-rules experiment that holds the student prices with its variant's rules instead; the
     first time it awards XP the outcome carries the exposure (once per student and experiment)."""
     before = record.state.streak.current.last_active
-    result = ingest(record, user_id, events, activity)
+    result = ingest(record, user_id, events, activity, not_after)
     if rules is None or not (result.accepted or result.milestones):
         return result, None
     chosen = xp_rules_assignment(arms, user_id, record.tier) if arms is not None and arms.xp_rules else None

@@ -173,7 +173,11 @@ def _num(payload: dict[str, Any], key: str) -> float:
 
 
 def apply_events(
-    state: UserState | None, user_id: str, events: list[dict[str, Any]], half_life_days: float = HALF_LIFE_DAYS
+    state: UserState | None,
+    user_id: str,
+    events: list[dict[str, Any]],
+    half_life_days: float = HALF_LIFE_DAYS,
+    not_after: float = math.inf,
 ) -> ApplyResult:
     """Fold one user's batch (dicts in the contract's JSON form) into ``state``.
 
@@ -183,8 +187,9 @@ def apply_events(
 
     ``state`` is updated in place and returned (``UserState.copy()`` first if the old one is needed): the
     Faust agent stores the result anyway, and copying a state per batch would cost more than the batch.
-    Events that cannot be placed in time (no id, no parseable aware ``event_time``, another user's) are returned
-    in ``rejected`` and change nothing.
+    Events that cannot be placed in time (no id, no parseable aware ``event_time``, another user's, or one later
+    than ``not_after``, epoch seconds: the arrival plus the clock skew the collector accepts, for events written to
+    the topic without its checks) are returned in ``rejected`` and change nothing.
     """
     if state is None:
         state = UserState(user_id=user_id)
@@ -225,8 +230,13 @@ def apply_events(
         if not 1971 <= dt.year <= 9998:  # (unvalidated writers) local days and timestamps would overflow
             rejected.append((event_id, "event_time out of range (years 1971-9998)"))
             continue
-        state.remember(digest)
         ts = dt.timestamp()
+        if ts > not_after:  # a device clock ahead: folded, it would move the student's days (streaks, windows)
+            limit = datetime.fromtimestamp(not_after, UTC).isoformat()
+            rejected.append((event_id, f"event_time {dt.isoformat()} is in the future (after {limit}: received then, "
+                                       "plus the accepted clock skew)"))  # fmt: skip
+            continue
+        state.remember(digest)
         accepted.append((ev, dt, ts))
         if latest is None or ts > latest[0]:
             latest = (ts, dt)

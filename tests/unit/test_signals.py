@@ -267,6 +267,16 @@ def test_events_that_cannot_be_placed_in_time_are_rejected_and_change_nothing() 
     assert fixed.new_events == 1
 
 
+def test_an_event_after_not_after_is_rejected_as_from_the_future_and_not_remembered() -> None:
+    limit = datetime.fromisoformat(at("03-19", "10:00")).timestamp()
+    on_time, ahead = ev("login", at("03-19", "10:00")), ev("login", at("03-20", "02:00"))
+    result = apply_events(None, "u1", [on_time, ahead], not_after=limit)
+    assert [r[0] for r in result.rejected] == [ahead["event_id"]] and "in the future" in result.rejected[0][1]
+    assert result.new_events == 1 and result.newest == datetime.fromisoformat(at("03-19", "10:00"))
+    later = apply_events(result.state, "u1", [ahead])  # arrived again once its time had come: counted
+    assert later.new_events == 1
+
+
 def test_course_status_and_progress_follow_event_time() -> None:
     state = build(
         [

@@ -287,3 +287,25 @@ def test_the_wall_clock_runs_ahead_of_the_wall_only_as_far_as_the_accepted_skew(
     clock.advance(0, datetime.now(UTC) + timedelta(hours=8), wall=time.time())  # a device clock hours ahead
     lead = clock.now() - datetime.now(UTC)
     assert timedelta(seconds=299) < lead <= timedelta(seconds=300)  # 'today' does not jump to tomorrow with it
+
+
+def test_an_event_from_further_in_the_future_than_the_accepted_skew_is_dead_lettered_and_changes_nothing() -> None:
+    outputs = MemoryOutputs()
+    core = make_core(outputs=outputs)  # the accepted skew: 300 s (the worker's clock lead)
+    arrived = NOW - timedelta(hours=1)
+    near = _event(1, "ann", at=arrived + timedelta(seconds=290), received_at=arrived.isoformat())
+    ahead = _event(2, "ann", at=arrived + timedelta(hours=9), received_at=arrived.isoformat())  # a device clock ahead
+    core.fold([_message("ann", 0, near, ahead)])
+    letters = [orjson.loads(v) for v in outputs.on(TOPICS.dead_letters.name)]
+    assert len(letters) == 1 and "ann-e2" in letters[0]["raw"], letters
+    assert (
+        "is in the future" in letters[0]["reason"]
+        and (arrived + timedelta(seconds=300)).isoformat() in (letters[0]["reason"])
+    )
+    record = core.record("ann")
+    assert record is not None and record.state.events_total == 1
+    assert record.state.last_event == (arrived + timedelta(seconds=290)).timestamp()
+    # without received_at (a writer that stamps none) the arrival is now: an event of now is folded
+    core.fold([_message("ann", 1, _event(3, "ann", at=datetime.now(UTC)))])
+    record = core.record("ann")
+    assert record is not None and record.state.events_total == 2

@@ -262,9 +262,13 @@ class WorkerCore:
             m.REDELIVERED_MESSAGES.inc()
             return
         record.source_offset = offset
+        # Events later than their arrival plus the skew the collector accepts are refused (from writers without its
+        # checks); without a received_at, the arrival is now.
+        received = _newest(events, "received_at")
+        not_after = (received.timestamp() if received is not None else time.time()) + self.clock.max_lead_seconds
         result, game = ingest_and_play(
             record, user_id, events, self.activity, self.rules.current() if self.rules is not None else None,
-            self.arms,
+            self.arms, not_after,
         )  # fmt: skip
         if game is not None:
             self.emit.game(record, game)
@@ -282,7 +286,7 @@ class WorkerCore:
         for event_id, reason in result.rejected:
             m.REJECTED_EVENTS.inc()
             self.emit.dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason, record)
-        newest, received = result.newest, _newest(events, "received_at")
+        newest = result.newest
         if newest is not None and (f.newest is None or newest > f.newest):
             f.newest = newest
         if received is not None and (f.received is None or received > f.received):
