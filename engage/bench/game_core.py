@@ -34,6 +34,7 @@ from engage.bench.profiled import costliest_functions, costliest_table
 from engage.bench.streams_io import encode
 from processors.gamification.rules import GameRules, rules_from_file
 from streams.worker.core.engine import WorkerCore
+from streams.worker.core.heap import heap_as_in_the_worker
 from streams.worker.core.outputs import Emitter
 from streams.worker.core.ports import Message
 
@@ -133,6 +134,13 @@ def _fold(messages: list[tuple[int, bytes, bytes]], settings: Settings, rules: G
 
 def measure(events: int, rounds: int, settings: Settings, profile: bool = False, top: int = 20) -> GameCoreResult:
     messages = encode(settings, simulated_events(events), 50)
+    with heap_as_in_the_worker():  # the garbage collector as the worker runs it
+        return _measure(messages, events, rounds, settings, profile, top)
+
+
+def _measure(
+    messages: list[tuple[int, bytes, bytes]], events: int, rounds: int, settings: Settings, profile: bool, top: int
+) -> GameCoreResult:
     rules = rules_from_file(settings.gamification_rules_path) if settings.gamification_rules_path else rules_from_file()
     result = GameCoreResult(events, len(messages))
     best: dict[bool, Side] = {}

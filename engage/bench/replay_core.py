@@ -30,6 +30,7 @@ from engage.oulad.dataset import OuladDataset
 from engage.oulad.mapping import course_calendar
 from engage.oulad.replay import replay_days
 from kafka_io.producer import key_partition
+from streams.worker.core.heap import heap_as_in_the_worker
 from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 
@@ -115,7 +116,8 @@ def measure(data: OuladDataset, settings: Settings, profile: bool = False, top: 
             result.events += len(events)
             result.messages += len(messages)
 
-    asyncio.run(run())
+    with heap_as_in_the_worker():  # the garbage collector as the worker runs it
+        asyncio.run(run())
     result.profiles = outputs.by_topic.get(profiles_topic, 0)
     result.table_writes = table.writes
     if profiler is not None:

@@ -12,7 +12,6 @@ internals are touched in ``streams.worker.faust_internals`` only; the offset rec
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import AsyncIterable, Iterable, Sequence
@@ -41,6 +40,7 @@ from streams.worker.core.backpressure import Backlog
 from streams.worker.core.clock import EngineClock
 from streams.worker.core.engine import WorkerCore
 from streams.worker.core.gathering import GatherPolicy
+from streams.worker.core.heap import settle_heap
 from streams.worker.core.ports import Message
 from streams.worker.core.silence import SilencePass
 from streams.worker.courses import CourseDirectory
@@ -51,11 +51,6 @@ from streams.worker.state_move import TABLE, app_id
 
 log = logging.getLogger(__name__)
 
-# The garbage collector: a collection of the youngest generation every this many new objects (Python's default
-# is 700). Decoding one record makes ~1,000 small objects that all die with the re-score; at 700, collections
-# ran inside every decode and promoted live records to older generations, and full collections took ~40% of
-# a silence pass (profiled on OULAD). Memory held is the same: nothing lives longer, it is only looked at less.
-GC_YOUNG_THRESHOLD = 10_000
 ASSIGNMENT_CHECK_SECONDS = 10.0
 
 
@@ -332,10 +327,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     discard_unless_stopped_cleanly(datadir)  # streams.worker.local_state: why
     datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     worker = EngagementWorker(settings)
-    # What exists now (modules, schemas, the app) lives as long as the process: out of every collection's way.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    settle_heap()  # the collector as the benches of the core run it too (streams.worker.core.heap)
     runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that every record spins it: every debug() call
     # in aiokafka and Faust then builds a LogRecord, ~10% of the worker's CPU (profiled). No spinner, no cost.
