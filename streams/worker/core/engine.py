@@ -283,14 +283,33 @@ class WorkerCore:
             m.DUPLICATE_EVENTS.inc(result.duplicates)
         for milestone in result.milestones:
             self.emit.milestone(record, user_id, milestone)
-        for event_id, reason in result.rejected:
-            m.REJECTED_EVENTS.inc()
-            self.emit.dead_letter(orjson.dumps({"user_id": user_id, "event_id": event_id}), reason, record)
+        if result.rejected:
+            self._refuse_events(record, user_id, events, result.rejected, (partition, offset))
         newest = result.newest
         if newest is not None and (f.newest is None or newest > f.newest):
             f.newest = newest
         if received is not None and (f.received is None or received > f.received):
             f.received = received
+
+    def _refuse_events(
+        self,
+        record: UserRecord,
+        user_id: str,
+        events: list[dict[str, Any]],
+        rejected: list[tuple[str | None, str]],
+        event_in: tuple[int, int],
+    ) -> None:
+        """A dead letter per event the fold refused: the event as it came (only its ids when it has no id or cannot
+        be encoded again) and the message holding it, so nothing refused is lost."""
+        by_id = {e.get("event_id"): e for e in events if isinstance(e, dict)}
+        for event_id, reason in rejected:
+            m.REJECTED_EVENTS.inc()
+            event = by_id.get(event_id) if event_id is not None else None
+            try:
+                raw = orjson.dumps(event if event is not None else {"user_id": user_id, "event_id": event_id})
+            except TypeError:  # e.g. an integer beyond 64 bits from a lenient decoder
+                raw = orjson.dumps({"user_id": user_id, "event_id": event_id})
+            self.emit.dead_letter(raw, reason, record, event_in=event_in)
 
     def _settle_outbox(self, user_id: str, record: UserRecord, partition: int) -> None:
         """Drop from the outbox the outputs of batches already committed (their outputs were acknowledged before

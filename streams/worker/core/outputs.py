@@ -131,20 +131,27 @@ class Emitter:
             self._count_tier(tier, -1)
 
     def dead_letter(
-        self, raw: bytes, reason: str, keep: UserRecord | None = None, source: Message | None = None
+        self,
+        raw: bytes,
+        reason: str,
+        keep: UserRecord | None = None,
+        source: Message | None = None,
+        event_in: tuple[int, int] | None = None,
     ) -> None:
-        """Refused input to the dead-letter topic, with where it came from (``source``: the events message). A
-        large input keeps only its start: a letter bigger than Kafka takes would fail to send, and the worker
-        would stop on the same message after every restart; the whole message stays on its topic."""
+        """Refused input to the dead-letter topic, with where it came from: ``source``, the events message refused
+        (or a student's batch in it), or ``event_in``, the (partition, offset) of the message holding one refused
+        event. A large input keeps only its start: a letter bigger than Kafka takes would fail to send, and the
+        worker would stop on the same message after every restart; the whole message stays on its topic."""
+        where = (source.partition, source.offset) if source is not None else event_in
         letter = DeadLetter(
             dead_letter_id=f"processor:{time.time_ns()}",
             received_at=datetime.now(UTC),
             source="processor:signals",
             reason=reason,
             raw=kept_raw(raw.decode("utf-8", errors="replace")),
-            original_topic=self.topics.events.name if source is not None else None,
-            original_partition=source.partition if source is not None else None,
-            original_offset=source.offset if source is not None else None,
+            original_topic=self.topics.events.name if where is not None else None,
+            original_partition=where[0] if where is not None else None,
+            original_offset=where[1] if where is not None else None,
         )
         if source is not None:  # a message or a student's batch in it, not one event (those: REJECTED_EVENTS)
             m.REFUSED_BATCHES.inc()
