@@ -271,7 +271,7 @@ def test_a_student_in_the_wrong_partition_of_a_partition_batch_is_refused_and_th
 def test_the_event_clock_is_the_slowest_busy_partition() -> None:
     from streams.worker.core.clock import EngineClock
 
-    clock = EngineClock("event", 30.0, lambda: {0, 1})
+    clock = EngineClock("event", 30.0, lambda: {0, 1}, max_lead_seconds=300.0)
     clock.advance(0, NOW, wall=9e18)  # seen "now" (far future wall time: never idle in this test)
     clock.advance(1, NOW - timedelta(days=2), wall=9e18)
     assert clock.now() == NOW - timedelta(days=2)

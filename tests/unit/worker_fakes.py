@@ -119,7 +119,7 @@ def make_core(
         policy=policy or PolicyConfig(),
         courses=NoCourses(),
         backlog=backlog,
-        clock=EngineClock("wall", 30.0, assignment.owned),
+        clock=EngineClock("wall", 30.0, assignment.owned, max_lead_seconds=300.0),
         debounce_seconds=debounce_seconds,
         record_cache_size=1_000,
     )

@@ -14,14 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 
 class EngineClock:
-    def __init__(
-        self, mode: str, idle_seconds: float, owned: Callable[[], set[int]], max_lead_seconds: float = 300.0
-    ) -> None:
+    def __init__(self, mode: str, idle_seconds: float, owned: Callable[[], set[int]], max_lead_seconds: float) -> None:
         self.mode = mode  # "wall" or "event" (Settings.worker_clock)
         self.idle_seconds = idle_seconds
         # Wall clock: how far an event from the future may carry 'now' ahead (the collector's accepted skew). One
         # device whose clock runs a day ahead must not move every student's 'today' (streaks, windows) with it.
-        self.max_lead_seconds = max_lead_seconds
         self.max_lead = timedelta(seconds=max_lead_seconds)
         self._owned = owned
         self.watermark: datetime | None = None  # the newest event time seen anywhere

@@ -265,7 +265,9 @@ class WorkerCore:
         # Events later than their arrival plus the skew the collector accepts are refused (from writers without its
         # checks); without a received_at, the arrival is now.
         received = _newest(events, "received_at")
-        not_after = (received.timestamp() if received is not None else time.time()) + self.clock.max_lead_seconds
+        not_after = (
+            received.timestamp() if received is not None else time.time()
+        ) + self.clock.max_lead.total_seconds()
         result, game = ingest_and_play(
             record, user_id, events, self.activity, self.rules.current() if self.rules is not None else None,
             self.arms, not_after,
