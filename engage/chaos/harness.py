@@ -498,12 +498,10 @@ class _Chaos:
             )
         accepted = stats.accepted_ids
         rules = rules_from_file(self.settings.gamification_rules_path or DEFAULT_RULES_PATH)  # the workers' rules
-        unordered = _unordered(days)
+        unordered, sent = _unordered(days), [e for day in days for e in day if e["event_id"] in accepted]
 
         def expected_at(now: datetime) -> dict[str, Expected]:
-            return expected_by_user(
-                (e for day in days for e in day if e["event_id"] in accepted), now, rules, unordered
-            )
+            return expected_by_user(sent, now, rules, unordered)
 
         self.report.verdict = self._verify(expected_at)
         if self.notifiers:
